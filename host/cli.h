@@ -1,0 +1,66 @@
+/* cli.h - the modelhost command line: options every command shares and
+ * the commands themselves (main.c dispatches). */
+#ifndef MH_CLI_H
+#define MH_CLI_H
+
+#include "registry.h"
+#include "session.h"
+#include "tokenizer.h"
+
+#include <getopt.h>
+
+/* Long-only option codes shared by every command. */
+enum {
+	OPT_PLUGIN_DIR = 1000,
+	OPT_PLUGIN,
+	OPT_TOKENIZER,
+	OPT_IDS,
+	OPT_JSON,
+	OPT_FIRST_COMMAND_OPT /* commands number their own options from here */
+};
+
+#define COMMON_LONG_OPTIONS                                                   \
+	{ "plugin-dir", required_argument, NULL, OPT_PLUGIN_DIR },            \
+	{ "plugin", required_argument, NULL, OPT_PLUGIN },                    \
+	{ "threads", required_argument, NULL, 't' },                          \
+	{ "ctx-size", required_argument, NULL, 'c' },                         \
+	{ "verbose", no_argument, NULL, 'v' },                                \
+	{ "help", no_argument, NULL, 'h' }
+#define COMMON_SHORT_OPTIONS "t:c:vh"
+
+typedef struct cli_common {
+	char *plugin_dirs[32];
+	int n_plugin_dirs;
+	const char *plugin;   /* --plugin NAME */
+	int threads;          /* 0: all cores */
+	int n_ctx;            /* 0: the model's */
+	const char *cmd;
+} cli_common;
+
+/* Handle a shared option; 1 if it was one, 0 if not, -1 on a bad value
+ * (message printed). */
+int cli_common_opt(cli_common *o, int c, const char *arg);
+/* Build the registry in the standard search order and scan it. */
+mh_registry *cli_registry(cli_common *o);
+/* Load a model; prints the error and returns NULL on failure. */
+mh_session *cli_open_model(cli_common *o, mh_registry *r, const char *dir);
+/* DIR/tokenizer.json or FILE; prints the error. quiet_missing: NULL without
+ * a message when the directory has none. */
+mh_tokenizer *cli_tokenizer(const char *dir, const char *file, int quiet_missing);
+
+int cli_int(const char *cmd, const char *opt, const char *arg, long lo, long hi, int *out);
+int cli_float(const char *cmd, const char *opt, const char *arg, double lo, double hi, float *out);
+/* "modelhost: CMD: message" on stderr; returns 1. */
+int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int cli_usage(const char *cmd, const char *usage);
+
+int cmd_plugins(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_detokenize(int argc, char **argv);
+int cmd_logits(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+
+#endif

@@ -1,0 +1,521 @@
+/* cmd_bench.c - `modelhost bench`: prompt processing and generation speed in
+ * the style of llama-bench, next to this machine's limits measured in the
+ * same run (memory read bandwidth for decoding, the BLAS's SGEMM rate for
+ * prefill). */
+#include "cli.h"
+#include "kernels.h"
+#include "modeldir.h"
+#include "ops.h"
+#include "services.h"
+#include "threadpool.h"
+#include "util.h"
+
+#include <cJSON.h>
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+enum { OPT_BW_MB = OPT_FIRST_COMMAND_OPT + 1, OPT_NO_LIMITS };
+
+typedef struct bench_opts {
+	const char *model;
+	int n_prompt, n_gen, reps, json, bw_mb, no_limits;
+} bench_opts;
+
+static int parse(cli_common *o, int argc, char **argv, const struct option *lo, bench_opts *b,
+		 const char *help)
+{
+	optind = 1;
+	opterr = 0;
+	int c;
+	char shorts[64];
+	snprintf(shorts, sizeof shorts, "+%sm:p:n:r:o:", COMMON_SHORT_OPTIONS);
+	while ((c = getopt_long(argc, argv, shorts, lo, NULL)) != -1) {
+		if (c == 'h') {
+			fputs(help, stdout);
+			return -2;
+		}
+		if (c == '?' || c == ':') {
+			if (optopt && optopt < 256)
+				cli_fail("bench: invalid option or missing value: -%c", optopt);
+			else
+				cli_fail("bench: invalid option or missing value: %s", argv[optind - 1]);
+			cli_usage("bench", help);
+			return -1;
+		}
+		int r = cli_common_opt(o, c, optarg);
+		if (r < 0)
+			return -1;
+		if (r > 0)
+			continue;
+		switch (c) {
+		case 'm': b->model = optarg; break;
+		case 'p':
+			if (cli_int("bench", "-p", optarg, 1, 1 << 20, &b->n_prompt))
+				return -1;
+			break;
+		case 'n':
+			if (cli_int("bench", "-n", optarg, 1, 1 << 20, &b->n_gen))
+				return -1;
+			break;
+		case 'r':
+			if (cli_int("bench", "-r", optarg, 1, 1000, &b->reps))
+				return -1;
+			break;
+		case 'o':
+			if (strcmp(optarg, "md") == 0)
+				b->json = 0;
+			else if (strcmp(optarg, "json") == 0)
+				b->json = 1;
+			else {
+				cli_fail("bench: -o takes md or json, not '%s'", optarg);
+				return -1;
+			}
+			break;
+		case OPT_BW_MB:
+			if (cli_int("bench", "--bw-size", optarg, 16, 1 << 20, &b->bw_mb))
+				return -1;
+			break;
+		case OPT_NO_LIMITS: b->no_limits = 1; break;
+		default: return -1;
+		}
+	}
+	return optind;
+}
+
+/* ---- machine limits ------------------------------------------------------------- */
+
+typedef struct {
+	const float *buf;
+	int64_t per;
+	double part[256];
+} bw_job;
+
+static void bw_task(void *ctx, int64_t b, int64_t e, int thread)
+{
+	bw_job *j = ctx;
+	double s = 0;
+	for (int64_t i = b; i < e; i++)
+		s += kern_sum(j->buf + i * j->per, j->per);
+	j->part[thread & 255] += s;
+}
+
+/* Best of several multi-threaded sums over a buffer far larger than any
+ * cache, in GB/s. */
+static double probe_bandwidth(size_t mb)
+{
+	size_t bytes = mb << 20;
+	float *buf = NULL;
+	if (posix_memalign((void **)&buf, 64, bytes) != 0)
+		return 0;
+	for (size_t i = 0; i < bytes / sizeof(float); i++)
+		buf[i] = (float)(i & 7);
+	bw_job j = { buf, 1 << 16, { 0 } };
+	int64_t chunks = (int64_t)(bytes / sizeof(float)) / j.per;
+	double best = 0;
+	for (int rep = 0; rep < 5; rep++) {
+		double t0 = mh_now();
+		pool_run(ops_pool(), chunks, bw_task, &j);
+		double dt = mh_now() - t0;
+		double gbs = (double)chunks * j.per * sizeof(float) / dt / 1e9;
+		if (gbs > best)
+			best = gbs;
+	}
+	free(buf);
+	return best;
+}
+
+typedef struct {
+	int64_t rows, cols;
+	int count;
+} mat_shape;
+
+/* GFLOP/s of the BLAS itself (with as many threads of its own as the pool
+ * has) on M x rows x cols products, each weighted by count. */
+static double probe_sgemm(const mat_shape *sh, int n_sh, int m)
+{
+	int64_t maxa = 0, maxw = 0, maxc = 0;
+	for (int i = 0; i < n_sh; i++) {
+		if (sh[i].cols > maxa)
+			maxa = sh[i].cols;
+		if (sh[i].rows * sh[i].cols > maxw)
+			maxw = sh[i].rows * sh[i].cols;
+		if (sh[i].rows > maxc)
+			maxc = sh[i].rows;
+	}
+	float *a = malloc((size_t)m * maxa * sizeof(float));
+	float *w = malloc((size_t)maxw * sizeof(float));
+	float *c = malloc((size_t)m * maxc * sizeof(float));
+	double rate = 0;
+	if (a && w && c) {
+		for (int64_t i = 0; i < (int64_t)m * maxa; i++)
+			a[i] = (float)((i * 7) % 13) * 0.01f;
+		for (int64_t i = 0; i < maxw; i++)
+			w[i] = (float)((i * 5) % 11) * 0.01f;
+		int old = ops_blas_threads(pool_size(ops_pool()));
+		double flops = 0, secs = 0;
+		for (int i = 0; i < n_sh; i++) {
+			double best = 1e30;
+			for (int rep = 0; rep < 4; rep++) { /* first one warms up */
+				double t0 = mh_now();
+				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, (int)sh[i].rows,
+					    (int)sh[i].cols, 1.0f, a, (int)sh[i].cols, w, (int)sh[i].cols,
+					    0.0f, c, (int)sh[i].rows);
+				double dt = mh_now() - t0;
+				if (rep && dt < best)
+					best = dt;
+			}
+			flops += 2.0 * m * sh[i].rows * sh[i].cols * sh[i].count;
+			secs += best * sh[i].count;
+		}
+		ops_blas_threads(old);
+		rate = flops / secs / 1e9;
+	}
+	free(a);
+	free(w);
+	free(c);
+	return rate;
+}
+
+/* ---- the model ---------------------------------------------------------------------- */
+
+typedef struct {
+	double bytes, params;
+	double decode_bytes;     /* weight bytes read per generated token */
+	double matrix_flops;     /* 2 x non-vocabulary matrix parameters */
+	double head_flops;       /* 2 x the output layer (once per forward) */
+	const char *dtype;
+	mat_shape shapes[32];
+	int n_shapes;
+} model_stats;
+
+static void model_survey(const mh_dir *d, int64_t vocab, model_stats *ms)
+{
+	memset(ms, 0, sizeof *ms);
+	double by_dtype[MH_DTYPE_COUNT] = { 0 };
+	int n_vocab = 0;
+	double vocab_bytes = 0, vocab_row_bytes = 0, vocab_params = 0;
+	for (int i = 0; i < d->n_tensors; i++) {
+		const mh_tensor *t = d->index[i];
+		ms->bytes += (double)t->nbytes;
+		ms->params += (double)t->nelem;
+		by_dtype[t->dtype] += (double)t->nbytes;
+		if (t->ndim != 2)
+			continue;
+		if (t->shape[0] == vocab) {
+			n_vocab++;
+			vocab_bytes = (double)t->nbytes;
+			vocab_params = (double)t->nelem;
+			vocab_row_bytes = (double)t->nbytes / (double)vocab;
+			continue;
+		}
+		ms->matrix_flops += 2.0 * (double)t->nelem;
+		int k;
+		for (k = 0; k < ms->n_shapes; k++)
+			if (ms->shapes[k].rows == t->shape[0] && ms->shapes[k].cols == t->shape[1])
+				break;
+		if (k == ms->n_shapes && k < 32)
+			ms->shapes[ms->n_shapes++] = (mat_shape){ t->shape[0], t->shape[1], 0 };
+		if (k < 32)
+			ms->shapes[k].count++;
+	}
+	/* Untied: the embedding table is read one row per token, the output
+	 * layer in full.  Tied: one table, read in full by the output layer. */
+	ms->decode_bytes = ms->bytes - (n_vocab >= 2 ? vocab_bytes - vocab_row_bytes : 0);
+	ms->head_flops = 2.0 * vocab_params;
+	int best = MH_F32;
+	for (int t = 0; t < MH_DTYPE_COUNT; t++)
+		if (by_dtype[t] > by_dtype[best])
+			best = t;
+	ms->dtype = mh_dtype_name((mh_dtype)best);
+}
+
+typedef struct {
+	const char *test;
+	double avg, sd;
+	double limit; /* t/s the machine's limit allows */
+} bench_row;
+
+static void stats(const double *v, int n, double *avg, double *sd)
+{
+	double s = 0, q = 0;
+	for (int i = 0; i < n; i++)
+		s += v[i];
+	*avg = s / n;
+	for (int i = 0; i < n; i++)
+		q += (v[i] - *avg) * (v[i] - *avg);
+	*sd = n > 1 ? sqrt(q / (n - 1)) : 0;
+}
+
+static int argmax(const float *x, int n)
+{
+	int b = 0;
+	for (int i = 1; i < n; i++)
+		if (x[i] > x[b])
+			b = i;
+	return b;
+}
+
+/* One prompt-processing run: n tokens in one batched forward; t/s. */
+static double run_pp(mh_session *s, const int32_t *ids, int n, float *logits, char *err)
+{
+	session_reset(s);
+	double t0 = mh_now();
+	if (session_forward(s, ids, n, logits, MH_LOGITS_LAST, err) != 0)
+		return -1;
+	return n / (mh_now() - t0);
+}
+
+/* One generation run: a short prompt, then n tokens one at a time; t/s of
+ * the generated tokens. */
+static double run_tg(mh_session *s, const int32_t *ids, int n_short, int n, float *logits,
+		     char *err)
+{
+	session_reset(s);
+	if (session_forward(s, ids, n_short, logits, MH_LOGITS_LAST, err) != 0)
+		return -1;
+	int vocab = s->info->vocab_size;
+	double t0 = mh_now();
+	for (int i = 0; i < n; i++) {
+		int32_t id = argmax(logits, vocab);
+		if (session_forward(s, &id, 1, logits, MH_LOGITS_LAST, err) != 0)
+			return -1;
+	}
+	return n / (mh_now() - t0);
+}
+
+static void fmt_params(char *b, size_t n, double p)
+{
+	if (p >= 1e9)
+		snprintf(b, n, "%.2f B", p / 1e9);
+	else if (p >= 1e6)
+		snprintf(b, n, "%.2f M", p / 1e6);
+	else
+		snprintf(b, n, "%.0f", p);
+}
+
+static const char *base_name(const char *p)
+{
+	size_t n = strlen(p);
+	while (n > 1 && p[n - 1] == '/')
+		n--;
+	static char b[256];
+	size_t s = n;
+	while (s > 0 && p[s - 1] != '/')
+		s--;
+	snprintf(b, sizeof b, "%.*s", (int)(n - s), p + s);
+	return b;
+}
+
+int cmd_bench(int argc, char **argv)
+{
+	static const struct option lo[] = { COMMON_LONG_OPTIONS,
+					    { "model", required_argument, NULL, 'm' },
+					    { "n-prompt", required_argument, NULL, 'p' },
+					    { "n-gen", required_argument, NULL, 'n' },
+					    { "repetitions", required_argument, NULL, 'r' },
+					    { "output", required_argument, NULL, 'o' },
+					    { "bw-size", required_argument, NULL, OPT_BW_MB },
+					    { "no-limits", no_argument, NULL, OPT_NO_LIMITS },
+					    { 0 } };
+	static const char help[] =
+		"Usage: modelhost bench -m DIR [-p N] [-n N] [-r N] [-t THREADS] [-c CTX] [-o md|json]\n"
+		"Measure prompt processing (ppN: one batched forward of N tokens, default 128)\n"
+		"and generation (tgN: N tokens one at a time after a short prompt, default 32),\n"
+		"each averaged over -r repetitions (default 3) after a warm-up, and compare\n"
+		"them with this machine's limits measured in the same run: memory read\n"
+		"bandwidth (decoding reads every weight once per token) and the BLAS's SGEMM\n"
+		"rate on the model's matrix shapes (prefill).\n"
+		"\n"
+		"  -m, --model DIR         Hugging Face model directory\n"
+		"  -p, --n-prompt N        prompt tokens for the pp test (default 128)\n"
+		"  -n, --n-gen N           tokens for the tg test (default 32)\n"
+		"  -r, --repetitions N     runs of each test (default 3)\n"
+		"  -o, --output FMT        md (a table, default) or json\n"
+		"  -t, --threads N         threads (default: all cores); BLAS uses the same\n"
+		"  -c, --ctx-size N        KV cache positions (default: what the tests need)\n"
+		"      --bw-size MB        buffer for the bandwidth probe (default 512)\n"
+		"      --no-limits         skip the bandwidth and SGEMM probes\n"
+		"      --plugin NAME       force a plugin; --plugin-dir DIR adds a plugin directory\n";
+	cli_common o = { .cmd = "bench" };
+	bench_opts b = { .n_prompt = 128, .n_gen = 32, .reps = 3, .bw_mb = 512 };
+	int first = parse(&o, argc, argv, lo, &b, help);
+	if (first < 0)
+		return first == -2 ? 0 : 1;
+	if (!b.model && first < argc)
+		b.model = argv[first++];
+	if (first < argc)
+		return cli_fail("bench: unexpected argument '%s'", argv[first]);
+	if (!b.model)
+		return cli_fail("bench: -m DIR is required"), cli_usage("bench", help);
+	int n_short = b.n_prompt < 4 ? b.n_prompt : 4;
+	if (o.n_ctx == 0) {
+		int need = b.n_prompt > n_short + b.n_gen ? b.n_prompt : n_short + b.n_gen;
+		o.n_ctx = (need + 255) / 256 * 256;
+	}
+
+	mh_registry *r = cli_registry(&o);
+	if (!r)
+		return 1;
+	int threads = pool_size(ops_pool());
+	/* limits first, before the model is mapped: the probes' buffers do not
+	 * add to the run's peak memory */
+	double bw = 0, gemm_big = 0;
+	char err[MH_ERRLEN] = "";
+	if (!b.no_limits) {
+		bw = probe_bandwidth((size_t)b.bw_mb);
+		mat_shape big = { 2048, 2048, 1 };
+		gemm_big = probe_sgemm(&big, 1, 2048);
+	}
+	double t_load = mh_now();
+	mh_session *s = cli_open_model(&o, r, b.model);
+	if (!s) {
+		registry_free(r);
+		return 1;
+	}
+	t_load = mh_now() - t_load;
+	model_stats ms;
+	model_survey(s->dir, s->info->vocab_size, &ms);
+	double gemm_model = 0;
+	if (!b.no_limits && ms.n_shapes > 0)
+		gemm_model = probe_sgemm(ms.shapes, ms.n_shapes, b.n_prompt);
+
+	int rc = 1;
+	int32_t *ids = malloc((size_t)b.n_prompt * sizeof *ids);
+	float *logits = malloc((size_t)s->info->vocab_size * sizeof *logits);
+	double *pp = calloc(b.reps, sizeof *pp), *tg = calloc(b.reps, sizeof *tg);
+	if (!ids || !logits || !pp || !tg) {
+		cli_fail("out of memory");
+		goto out;
+	}
+	/* a deterministic spread of ids, starting with BOS if the model has one */
+	uint32_t st = 12345;
+	for (int i = 0; i < b.n_prompt; i++) {
+		st = st * 1103515245u + 12345u;
+		ids[i] = (int32_t)((st >> 8) % (uint32_t)s->info->vocab_size);
+	}
+	if (s->info->bos_id >= 0)
+		ids[0] = s->info->bos_id;
+
+	/* warm-up: pages of the mapping and the KV cache, scratch buffers */
+	double t_first = mh_now();
+	session_reset(s);
+	if (session_forward(s, ids, 1, logits, MH_LOGITS_LAST, err) != 0)
+		goto fail;
+	t_first = mh_now() - t_first;
+	if (run_pp(s, ids, b.n_prompt, logits, err) < 0 ||
+	    run_tg(s, ids, n_short, b.n_gen < 4 ? b.n_gen : 4, logits, err) < 0)
+		goto fail;
+	for (int i = 0; i < b.reps; i++)
+		if ((pp[i] = run_pp(s, ids, b.n_prompt, logits, err)) < 0)
+			goto fail;
+	for (int i = 0; i < b.reps; i++)
+		if ((tg[i] = run_tg(s, ids, n_short, b.n_gen, logits, err)) < 0)
+			goto fail;
+
+	bench_row rows[2];
+	char tn[2][32];
+	snprintf(tn[0], sizeof tn[0], "pp%d", b.n_prompt);
+	snprintf(tn[1], sizeof tn[1], "tg%d", b.n_gen);
+	rows[0].test = tn[0];
+	rows[1].test = tn[1];
+	stats(pp, b.reps, &rows[0].avg, &rows[0].sd);
+	stats(tg, b.reps, &rows[1].avg, &rows[1].sd);
+	double pp_flops_tok = ms.matrix_flops + ms.head_flops / b.n_prompt;
+	rows[0].limit = gemm_model > 0 ? gemm_model * 1e9 / pp_flops_tok : 0;
+	rows[1].limit = bw > 0 ? bw * 1e9 / ms.decode_bytes : 0;
+
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	double rss_mb = ru.ru_maxrss / 1024.0;
+	double kv_mb = (double)s->info->kv_cache_bytes / (1 << 20);
+	char params[32];
+	fmt_params(params, sizeof params, ms.params);
+	const char *name = base_name(b.model);
+	const char *arch = modeldir_architecture(s->dir);
+
+	if (b.json) {
+		cJSON *root = cJSON_CreateObject();
+		cJSON_AddStringToObject(root, "model", name);
+		cJSON_AddStringToObject(root, "path", b.model);
+		cJSON_AddStringToObject(root, "architecture", arch ? arch : "");
+		cJSON_AddStringToObject(root, "plugin", s->lib->desc->name);
+		cJSON_AddNumberToObject(root, "size_bytes", ms.bytes);
+		cJSON_AddNumberToObject(root, "params", ms.params);
+		cJSON_AddStringToObject(root, "dtype", ms.dtype);
+		cJSON_AddNumberToObject(root, "threads", threads);
+		cJSON_AddStringToObject(root, "kernels", kern_name());
+		cJSON_AddStringToObject(root, "gemm", ops_describe());
+		cJSON_AddNumberToObject(root, "n_ctx", s->info->n_ctx);
+		cJSON_AddNumberToObject(root, "kv_cache_bytes", (double)s->info->kv_cache_bytes);
+		cJSON_AddNumberToObject(root, "load_seconds", t_load);
+		cJSON_AddNumberToObject(root, "first_token_seconds", t_first);
+		cJSON_AddNumberToObject(root, "peak_rss_bytes", ru.ru_maxrss * 1024.0);
+		cJSON *lim = cJSON_AddObjectToObject(root, "limits");
+		cJSON_AddNumberToObject(lim, "mem_read_gbs", bw);
+		cJSON_AddNumberToObject(lim, "sgemm_2048_gflops", gemm_big);
+		cJSON_AddNumberToObject(lim, "sgemm_model_gflops", gemm_model);
+		cJSON_AddNumberToObject(lim, "decode_bytes_per_token", ms.decode_bytes);
+		cJSON_AddNumberToObject(lim, "prefill_flops_per_token", pp_flops_tok);
+		cJSON *arr = cJSON_AddArrayToObject(root, "results");
+		for (int i = 0; i < 2; i++) {
+			cJSON *e = cJSON_CreateObject();
+			cJSON_AddStringToObject(e, "model", name);
+			cJSON_AddNumberToObject(e, "size", ms.bytes);
+			cJSON_AddNumberToObject(e, "params", ms.params);
+			cJSON_AddStringToObject(e, "dtype", ms.dtype);
+			cJSON_AddNumberToObject(e, "threads", threads);
+			cJSON_AddStringToObject(e, "test", rows[i].test);
+			cJSON_AddNumberToObject(e, "avg_ts", rows[i].avg);
+			cJSON_AddNumberToObject(e, "stddev_ts", rows[i].sd);
+			cJSON *samples = cJSON_AddArrayToObject(e, "samples_ts");
+			for (int k = 0; k < b.reps; k++)
+				cJSON_AddItemToArray(samples, cJSON_CreateNumber(i ? tg[k] : pp[k]));
+			cJSON_AddNumberToObject(e, "limit_ts", rows[i].limit);
+			cJSON_AddNumberToObject(e, "fraction_of_limit",
+						rows[i].limit > 0 ? rows[i].avg / rows[i].limit : 0);
+			cJSON_AddItemToArray(arr, e);
+		}
+		char *txt = cJSON_Print(root);
+		if (txt)
+			puts(txt);
+		free(txt);
+		cJSON_Delete(root);
+	} else {
+		printf("model %s (%s, plugin %s), kernels %s, gemm %s\n", b.model, arch ? arch : "?",
+		       s->lib->desc->name, kern_name(), ops_describe());
+		printf("context %d, KV cache %.1f MiB, load %.3f s, first token %.3f s, peak RSS %.0f MiB\n",
+		       s->info->n_ctx, kv_mb, t_load, t_first, rss_mb);
+		if (!b.no_limits)
+			printf("limits: memory read %.1f GB/s (%d threads); SGEMM %.1f GFLOP/s on 2048^3, "
+			       "%.1f GFLOP/s on the model's M=%d products\n"
+			       "        decode reads %.3f GB/token -> %.2f t/s; prefill %.3f GFLOP/token -> %.2f t/s\n",
+			       bw, threads, gemm_big, gemm_model, b.n_prompt, ms.decode_bytes / 1e9,
+			       rows[1].limit, pp_flops_tok / 1e9, rows[0].limit);
+		printf("\n| model | size | params | dtype | threads | test | t/s | of limit |\n");
+		printf("| ----- | ---: | -----: | ----- | ------: | ---- | --: | -------: |\n");
+		for (int i = 0; i < 2; i++) {
+			char frac[16] = "-";
+			if (rows[i].limit > 0)
+				snprintf(frac, sizeof frac, "%.0f%%", 100 * rows[i].avg / rows[i].limit);
+			printf("| %s | %.2f GiB | %s | %s | %d | %s | %.2f ± %.2f | %s |\n", name,
+			       ms.bytes / (1 << 30), params, ms.dtype, threads, rows[i].test, rows[i].avg,
+			       rows[i].sd, frac);
+		}
+	}
+	rc = 0;
+	goto out;
+fail:
+	cli_fail("%s", err);
+out:
+	free(ids);
+	free(logits);
+	free(pp);
+	free(tg);
+	session_close(s);
+	registry_free(r);
+	return rc;
+}

@@ -1,0 +1,304 @@
+/* cmd_generate.c - `modelhost generate`: prompt in one batched pass, then
+ * sample token by token through the KV cache, streaming text as it comes. */
+#include "cli.h"
+#include "modeldir.h"
+#include "paths.h"
+#include "sampler.h"
+#include "util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum {
+	OPT_TEMP = OPT_FIRST_COMMAND_OPT,
+	OPT_TOP_K,
+	OPT_TOP_P,
+	OPT_MIN_P,
+	OPT_REPEAT_PENALTY,
+	OPT_REPEAT_LAST_N,
+	OPT_SEED,
+};
+
+static const char help[] =
+	"Usage: modelhost generate [-m DIR] [-p TEXT | --ids 1,2,3] [-n N] [OPTIONS]\n"
+	"Generate text.  Without -m, the bundled model (stories260K) writes a story.\n\n"
+	"  -m, --model DIR         Hugging Face model directory\n"
+	"  -p, --prompt TEXT       prompt (default: empty, i.e. just BOS)\n"
+	"      --ids LIST          prompt as token ids instead of text\n"
+	"      --tokenizer FILE    tokenizer.json to use (default: DIR/tokenizer.json;\n"
+	"                          without one, ids are printed instead of text)\n"
+	"  -n, --n-predict N       tokens to generate (default: until the text is 64\n"
+	"                          tokens long, prompt included, BOS not counted;\n"
+	"                          64 more when the prompt is longer)\n"
+	"      --temp T            temperature, 0 = greedy (default 0.8)\n"
+	"      --top-k K           keep the K most likely tokens, 0 = off (default 40)\n"
+	"      --top-p P           nucleus sampling, 1 = off (default 0.95)\n"
+	"      --min-p P           drop tokens below P x the best one, 0 = off (default 0.05)\n"
+	"      --repeat-penalty R  penalise repeated tokens, 1 = off (default 1)\n"
+	"      --repeat-last-n N   how far back the penalty looks (default 64, 0 = all)\n"
+	"      --seed S            random seed for reproducible runs (default: time)\n"
+	"  -t, --threads N         worker threads (default: all cores)\n"
+	"  -c, --ctx-size N        KV cache positions (default: the model's context)\n"
+	"      --plugin NAME       force a plugin; --plugin-dir DIR adds a plugin directory\n\n"
+	"Generation stops at an end-of-sequence token, after N tokens, or when the\n"
+	"context is full.  A line of timings goes to stderr.\n";
+
+typedef struct {
+	const char *model, *prompt, *ids, *tokenizer;
+	int n_predict;
+	mh_sampler_params sp;
+	int seed_given;
+} gen_opts;
+
+static int gen_opt(gen_opts *g, int c, const char *arg)
+{
+	const char *cmd = "generate";
+	switch (c) {
+	case 'm': g->model = arg; return 0;
+	case 'p': g->prompt = arg; return 0;
+	case OPT_IDS: g->ids = arg; return 0;
+	case OPT_TOKENIZER: g->tokenizer = arg; return 0;
+	case 'n': return cli_int(cmd, "-n", arg, 0, 1 << 24, &g->n_predict);
+	case OPT_TEMP: return cli_float(cmd, "--temp", arg, 0, 100, &g->sp.temperature);
+	case OPT_TOP_K: return cli_int(cmd, "--top-k", arg, 0, 1 << 24, &g->sp.top_k);
+	case OPT_TOP_P: return cli_float(cmd, "--top-p", arg, 0, 1, &g->sp.top_p);
+	case OPT_MIN_P: return cli_float(cmd, "--min-p", arg, 0, 1, &g->sp.min_p);
+	case OPT_REPEAT_PENALTY:
+		return cli_float(cmd, "--repeat-penalty", arg, 0, 100, &g->sp.repeat_penalty);
+	case OPT_REPEAT_LAST_N:
+		return cli_int(cmd, "--repeat-last-n", arg, 0, 1 << 24, &g->sp.repeat_last_n);
+	case OPT_SEED: {
+		char *end;
+		g->sp.seed = strtoull(arg, &end, 10);
+		if (!*arg || *end || *arg == '-')
+			return cli_fail("generate: --seed expects a non-negative whole number, not '%s'",
+					arg), -1;
+		g->seed_given = 1;
+		return 0;
+	}
+	}
+	return -1;
+}
+
+static int parse_generate(cli_common *o, gen_opts *g, int argc, char **argv)
+{
+	static const struct option lo[] = {
+		COMMON_LONG_OPTIONS,
+		{ "model", required_argument, NULL, 'm' },
+		{ "prompt", required_argument, NULL, 'p' },
+		{ "n-predict", required_argument, NULL, 'n' },
+		{ "ids", required_argument, NULL, OPT_IDS },
+		{ "tokenizer", required_argument, NULL, OPT_TOKENIZER },
+		{ "temp", required_argument, NULL, OPT_TEMP },
+		{ "top-k", required_argument, NULL, OPT_TOP_K },
+		{ "top-p", required_argument, NULL, OPT_TOP_P },
+		{ "min-p", required_argument, NULL, OPT_MIN_P },
+		{ "repeat-penalty", required_argument, NULL, OPT_REPEAT_PENALTY },
+		{ "repeat-last-n", required_argument, NULL, OPT_REPEAT_LAST_N },
+		{ "seed", required_argument, NULL, OPT_SEED },
+		{ 0 },
+	};
+	optind = 1;
+	opterr = 0;
+	int c;
+	while ((c = getopt_long(argc, argv, "+m:p:n:" COMMON_SHORT_OPTIONS, lo, NULL)) != -1) {
+		if (c == 'h') {
+			fputs(help, stdout);
+			return -2;
+		}
+		if (c == '?') {
+			cli_fail("generate: invalid option or missing value: %s", argv[optind - 1]);
+			return cli_usage("generate", help), -1;
+		}
+		int r = cli_common_opt(o, c, optarg);
+		if (r < 0 || (r == 0 && gen_opt(g, c, optarg) != 0))
+			return -1;
+	}
+	if (optind < argc) {
+		cli_fail("generate: unexpected argument '%s'", argv[optind]);
+		return cli_usage("generate", help), -1;
+	}
+	if (g->prompt && g->ids) {
+		cli_fail("generate: give either -p or --ids, not both");
+		return -1;
+	}
+	const char *bad = sampler_params_check(&g->sp);
+	if (bad) {
+		cli_fail("generate: %s", bad);
+		return -1;
+	}
+	return 0;
+}
+
+/* The prompt as ids: --ids, or the text through the tokenizer, or BOS. */
+static int prompt_ids(const gen_opts *g, mh_tokenizer *tk, const mh_session *s, int32_t **ids,
+		      size_t *n)
+{
+	if (g->ids) {
+		if (mh_parse_ids(g->ids, ids, n) != 0)
+			return cli_fail("generate: --ids '%s' is not a comma-separated list of token ids",
+					g->ids);
+		return 0;
+	}
+	if (tk) {
+		const char *p = g->prompt ? g->prompt : "";
+		if (tokenizer_encode(tk, p, strlen(p), 1, ids, n) != 0)
+			return cli_fail("generate: cannot tokenize the prompt");
+		if (*n > 0)
+			return 0;
+		free(*ids);
+	} else if (g->prompt) {
+		return cli_fail("generate: %s has no tokenizer.json: give --tokenizer FILE or --ids",
+				s->dir->path);
+	}
+	if (s->info->bos_id < 0)
+		return cli_fail("generate: the model has no BOS token: give a prompt");
+	*ids = malloc(sizeof **ids);
+	if (!*ids)
+		return cli_fail("out of memory");
+	(*ids)[0] = s->info->bos_id;
+	*n = 1;
+	return 0;
+}
+
+#define DEFAULT_LENGTH 64
+
+static int hist_is_bos(const mh_session *s, int32_t id)
+{
+	return s->info->bos_id >= 0 && id == s->info->bos_id;
+}
+
+static int emit(const char *text, size_t len)
+{
+	if (len && fwrite(text, 1, len, stdout) != len)
+		return -1;
+	return fflush(stdout);
+}
+
+int cmd_generate(int argc, char **argv)
+{
+	cli_common o = { .cmd = "generate" };
+	gen_opts g = { .n_predict = -1 };
+	sampler_params_default(&g.sp);
+	int pr = parse_generate(&o, &g, argc, argv);
+	if (pr < 0)
+		return pr == -2 ? 0 : 1;
+	char *def = g.model ? NULL : paths_default_model();
+	const char *dir = g.model ? g.model : def;
+	int rc = 1;
+	mh_registry *r = cli_registry(&o);
+	mh_session *s = r ? cli_open_model(&o, r, dir) : NULL;
+	mh_tokenizer *tk = NULL;
+	mh_sampler *sm = NULL;
+	mh_detok_stream *ds = NULL;
+	int32_t *hist = NULL;
+	size_t n_prompt = 0;
+	float *logits = NULL;
+	char err[MH_ERRLEN] = "";
+	if (!s)
+		goto out;
+	char *tk_path = mh_path_join(dir, "tokenizer.json");
+	int have_tk = g.tokenizer || (tk_path && mh_is_file(tk_path));
+	free(tk_path);
+	if (have_tk && !(tk = cli_tokenizer(dir, g.tokenizer, 0)))
+		goto out;
+	int32_t *prompt;
+	if (prompt_ids(&g, tk, s, &prompt, &n_prompt) != 0)
+		goto out;
+	if (g.n_predict < 0) { /* a short text: 64 tokens after BOS, as llama2.c's steps */
+		size_t have = n_prompt - (n_prompt && hist_is_bos(s, prompt[0]));
+		g.n_predict = have < DEFAULT_LENGTH ? (int)(DEFAULT_LENGTH - have) : DEFAULT_LENGTH;
+	}
+	size_t cap = n_prompt + (size_t)g.n_predict;
+	hist = realloc(prompt, (cap ? cap : 1) * sizeof *hist);
+	if (!hist) {
+		free(prompt);
+		cli_fail("out of memory");
+		goto out;
+	}
+	if (n_prompt > (size_t)s->info->n_ctx) {
+		cli_fail("generate: the prompt has %zu tokens, more than the context length of %d",
+			 n_prompt, s->info->n_ctx);
+		goto out;
+	}
+	sm = sampler_new(&g.sp, s->info->vocab_size);
+	logits = malloc((size_t)s->info->vocab_size * sizeof *logits);
+	ds = tk ? tokenizer_stream_new(tk, 1) : NULL;
+	if (!sm || !logits || (tk && !ds)) {
+		cli_fail("out of memory");
+		goto out;
+	}
+	/* echo the prompt, then stream the continuation */
+	size_t len;
+	for (size_t i = 0; ds && i < n_prompt; i++) {
+		const char *piece = tokenizer_stream_push(ds, hist[i], &len);
+		if (emit(piece, len) != 0)
+			goto write_error;
+	}
+	double t0 = mh_now();
+	if (session_forward(s, hist, (int)n_prompt, logits, MH_LOGITS_LAST, err) != 0) {
+		cli_fail("%s", err);
+		goto out;
+	}
+	double t1 = mh_now();
+	size_t n = n_prompt, generated = 0;
+	const char *stop = NULL;
+	while (!stop) {
+		if (generated == (size_t)g.n_predict) {
+			stop = "length";
+			break;
+		}
+		int32_t next = sampler_sample(sm, logits, hist, n);
+		hist[n++] = next;
+		generated++;
+		if (session_is_eos(s, next)) {
+			stop = "eos";
+			break;
+		}
+		if (ds) {
+			const char *piece = tokenizer_stream_push(ds, next, &len);
+			if (emit(piece, len) != 0)
+				goto write_error;
+		} else if (printf("%s%d", generated > 1 ? " " : "", next) < 0 || fflush(stdout) != 0) {
+			goto write_error;
+		}
+		if (generated == (size_t)g.n_predict)
+			continue;
+		if (s->pos >= s->info->n_ctx) {
+			stop = "context full";
+			break;
+		}
+		if (session_forward(s, &next, 1, logits, MH_LOGITS_LAST, err) != 0) {
+			cli_fail("%s", err);
+			goto out;
+		}
+	}
+	double t2 = mh_now();
+	if (ds) {
+		const char *rest = tokenizer_stream_flush(ds, &len);
+		if (emit(rest, len) != 0)
+			goto write_error;
+	}
+	if (emit("\n", 1) != 0)
+		goto write_error;
+	fprintf(stderr,
+		"modelhost: prompt %zu tokens (%.1f t/s), generated %zu tokens (%.1f t/s), "
+		"stopped: %s\n",
+		n_prompt, n_prompt / (t1 - t0 > 0 ? t1 - t0 : 1e-9), generated,
+		generated > 1 ? (generated - 1) / (t2 - t1 > 0 ? t2 - t1 : 1e-9) : 0.0, stop);
+	rc = 0;
+	goto out;
+write_error:
+	cli_fail("generate: cannot write to stdout");
+out:
+	tokenizer_stream_free(ds);
+	tokenizer_free(tk);
+	sampler_free(sm);
+	free(logits);
+	free(hist);
+	session_close(s);
+	registry_free(r);
+	free(def);
+	return rc;
+}

@@ -1,0 +1,346 @@
+/* kernels.c - see kernels.h. */
+#include "kernels.h"
+#include "util.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define HAVE_X86_KERNELS 1
+#include <immintrin.h>
+#endif
+
+/* ---- portable scalar versions ---------------------------------------------------- */
+
+static inline float load_scalar(mh_dtype dt, const void *w, int64_t i)
+{
+	switch (dt) {
+	case MH_F32: return ((const float *)w)[i];
+	case MH_F16: return mh_f16_to_f32(((const uint16_t *)w)[i]);
+	case MH_BF16: return mh_bf16_to_f32(((const uint16_t *)w)[i]);
+	default: return 0.0f;
+	}
+}
+
+static void rows_scalar(mh_dtype dt, float *y, int64_t ldy, const float *x, int64_t ldx, int n,
+			const void *w, int64_t r0, int64_t r1, int64_t cols)
+{
+	for (int64_t r = r0; r < r1; r++) {
+		for (int t0 = 0; t0 < n; t0 += 4) {
+			int nt = n - t0 < 4 ? n - t0 : 4;
+			float s[4] = { 0, 0, 0, 0 };
+			for (int64_t i = 0; i < cols; i++) {
+				float v = load_scalar(dt, w, r * cols + i);
+				for (int t = 0; t < nt; t++)
+					s[t] += v * x[(t0 + t) * ldx + i];
+			}
+			for (int t = 0; t < nt; t++)
+				y[(t0 + t) * ldy + r] = s[t];
+		}
+	}
+}
+
+static void to_f32_scalar(mh_dtype dt, float *dst, const void *src, int64_t n)
+{
+	if (dt == MH_F32) {
+		memcpy(dst, src, n * sizeof(float));
+		return;
+	}
+	for (int64_t i = 0; i < n; i++)
+		dst[i] = load_scalar(dt, src, i);
+}
+
+static float dot_scalar(const float *a, const float *b, int64_t n)
+{
+	float s = 0;
+	for (int64_t i = 0; i < n; i++)
+		s += a[i] * b[i];
+	return s;
+}
+
+static void axpy_scalar(float *y, float a, const float *x, int64_t n)
+{
+	for (int64_t i = 0; i < n; i++)
+		y[i] += a * x[i];
+}
+
+static double sum_scalar(const float *x, int64_t n)
+{
+	float s[8] = { 0 };
+	int64_t i = 0;
+	for (; i + 8 <= n; i += 8)
+		for (int k = 0; k < 8; k++)
+			s[k] += x[i + k];
+	double t = 0;
+	for (int k = 0; k < 8; k++)
+		t += s[k];
+	for (; i < n; i++)
+		t += x[i];
+	return t;
+}
+
+/* ---- AVX2 / FMA / F16C -------------------------------------------------------------- */
+
+#ifdef HAVE_X86_KERNELS
+#ifndef PF_DIST
+#define PF_DIST 1024 /* bytes of weights prefetched ahead while decoding */
+#endif
+#define TGT __attribute__((target("avx2,fma,f16c")))
+#define TGT_INLINE __attribute__((target("avx2,fma,f16c"), always_inline)) inline
+
+static TGT_INLINE __m256 ld8(mh_dtype dt, const void *w, int64_t i)
+{
+	if (dt == MH_F32)
+		return _mm256_loadu_ps((const float *)w + i);
+	__m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)w + i));
+	if (dt == MH_F16)
+		return _mm256_cvtph_ps(h);
+	return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+static TGT_INLINE float hsum8(__m256 v)
+{
+	__m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+	s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+	s = _mm_add_ss(s, _mm_movehdup_ps(s));
+	return _mm_cvtss_f32(s);
+}
+
+/* One weight row against NT tokens (NT a constant after inlining). */
+static TGT_INLINE void row_nt(mh_dtype dt, const void *w, int64_t off, int64_t cols,
+			      const float *x, int64_t ldx, int NT, float *out)
+{
+	__m256 a0[4], a1[4];
+	for (int t = 0; t < NT; t++)
+		a0[t] = a1[t] = _mm256_setzero_ps();
+	int64_t i = 0;
+	for (; i + 16 <= cols; i += 16) {
+		__m256 w0 = ld8(dt, w, off + i), w1 = ld8(dt, w, off + i + 8);
+		for (int t = 0; t < NT; t++) {
+			a0[t] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + t * ldx + i), a0[t]);
+			a1[t] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + t * ldx + i + 8), a1[t]);
+		}
+	}
+	for (int t = 0; t < NT; t++) {
+		float s = hsum8(_mm256_add_ps(a0[t], a1[t]));
+		for (int64_t k = i; k < cols; k++)
+			s += load_scalar(dt, w, off + k) * x[t * ldx + k];
+		out[t] = s;
+	}
+}
+
+/* Single token: four accumulators, 32 weights per step. */
+static TGT_INLINE float row_1(mh_dtype dt, const void *w, int64_t off, int64_t cols,
+			      const float *x)
+{
+	__m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+	int64_t i = 0;
+	const char *wb = (const char *)w + off * (dt == MH_F32 ? 4 : 2);
+	const int64_t step = 32 * (dt == MH_F32 ? 4 : 2); /* bytes per iteration */
+	for (; i + 32 <= cols; i += 32) {
+		/* ahead of the hardware prefetcher, and across 4 KiB pages */
+		_mm_prefetch(wb + i * (step / 32) + PF_DIST, _MM_HINT_T0);
+		if (step > 64)
+			_mm_prefetch(wb + i * (step / 32) + PF_DIST + 64, _MM_HINT_T0);
+		a0 = _mm256_fmadd_ps(ld8(dt, w, off + i), _mm256_loadu_ps(x + i), a0);
+		a1 = _mm256_fmadd_ps(ld8(dt, w, off + i + 8), _mm256_loadu_ps(x + i + 8), a1);
+		a2 = _mm256_fmadd_ps(ld8(dt, w, off + i + 16), _mm256_loadu_ps(x + i + 16), a2);
+		a3 = _mm256_fmadd_ps(ld8(dt, w, off + i + 24), _mm256_loadu_ps(x + i + 24), a3);
+	}
+	for (; i + 8 <= cols; i += 8)
+		a0 = _mm256_fmadd_ps(ld8(dt, w, off + i), _mm256_loadu_ps(x + i), a0);
+	float s = hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+	for (; i < cols; i++)
+		s += load_scalar(dt, w, off + i) * x[i];
+	return s;
+}
+
+static TGT_INLINE void rows_dt(mh_dtype dt, float *y, int64_t ldy, const float *x, int64_t ldx,
+			       int n, const void *w, int64_t r0, int64_t r1, int64_t cols)
+{
+	if (n == 1) {
+		for (int64_t r = r0; r < r1; r++)
+			y[r] = row_1(dt, w, r * cols, cols, x);
+		return;
+	}
+	float o[4];
+	for (int64_t r = r0; r < r1; r++) {
+		for (int t0 = 0; t0 < n; t0 += 4) {
+			int nt = n - t0;
+			const float *xt = x + t0 * ldx;
+			switch (nt) {
+			case 1: row_nt(dt, w, r * cols, cols, xt, ldx, 1, o); break;
+			case 2: row_nt(dt, w, r * cols, cols, xt, ldx, 2, o); break;
+			case 3: row_nt(dt, w, r * cols, cols, xt, ldx, 3, o); break;
+			default: nt = 4; row_nt(dt, w, r * cols, cols, xt, ldx, 4, o); break;
+			}
+			for (int t = 0; t < nt; t++)
+				y[(t0 + t) * ldy + r] = o[t];
+		}
+	}
+}
+
+static TGT void rows_avx2(mh_dtype dt, float *y, int64_t ldy, const float *x, int64_t ldx,
+			  int n, const void *w, int64_t r0, int64_t r1, int64_t cols)
+{
+	switch (dt) {
+	case MH_F32: rows_dt(MH_F32, y, ldy, x, ldx, n, w, r0, r1, cols); break;
+	case MH_F16: rows_dt(MH_F16, y, ldy, x, ldx, n, w, r0, r1, cols); break;
+	case MH_BF16: rows_dt(MH_BF16, y, ldy, x, ldx, n, w, r0, r1, cols); break;
+	default: rows_scalar(dt, y, ldy, x, ldx, n, w, r0, r1, cols);
+	}
+}
+
+static TGT void to_f32_avx2(mh_dtype dt, float *dst, const void *src, int64_t n)
+{
+	int64_t i = 0;
+	if (dt == MH_F16) {
+		for (; i + 16 <= n; i += 16) {
+			_mm256_storeu_ps(dst + i, ld8(MH_F16, src, i));
+			_mm256_storeu_ps(dst + i + 8, ld8(MH_F16, src, i + 8));
+		}
+	} else if (dt == MH_BF16) {
+		for (; i + 16 <= n; i += 16) {
+			_mm256_storeu_ps(dst + i, ld8(MH_BF16, src, i));
+			_mm256_storeu_ps(dst + i + 8, ld8(MH_BF16, src, i + 8));
+		}
+	}
+	to_f32_scalar(dt, dst + i, (const char *)src + i * mh_dtype_size(dt), n - i);
+}
+
+static TGT float dot_avx2(const float *a, const float *b, int64_t n)
+{
+	__m256 a0 = _mm256_setzero_ps(), a1 = a0;
+	int64_t i = 0;
+	for (; i + 16 <= n; i += 16) {
+		a0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), a0);
+		a1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), a1);
+	}
+	for (; i + 8 <= n; i += 8)
+		a0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), a0);
+	float s = hsum8(_mm256_add_ps(a0, a1));
+	for (; i < n; i++)
+		s += a[i] * b[i];
+	return s;
+}
+
+static TGT void axpy_avx2(float *y, float a, const float *x, int64_t n)
+{
+	__m256 va = _mm256_set1_ps(a);
+	int64_t i = 0;
+	for (; i + 8 <= n; i += 8)
+		_mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i),
+							_mm256_loadu_ps(y + i)));
+	for (; i < n; i++)
+		y[i] += a * x[i];
+}
+
+static TGT double sum_avx2(const float *x, int64_t n)
+{
+	__m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+	int64_t i = 0;
+	for (; i + 32 <= n; i += 32) {
+		a0 = _mm256_add_ps(a0, _mm256_loadu_ps(x + i));
+		a1 = _mm256_add_ps(a1, _mm256_loadu_ps(x + i + 8));
+		a2 = _mm256_add_ps(a2, _mm256_loadu_ps(x + i + 16));
+		a3 = _mm256_add_ps(a3, _mm256_loadu_ps(x + i + 24));
+	}
+	double s = hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+	for (; i < n; i++)
+		s += x[i];
+	return s;
+}
+#endif
+
+/* ---- dispatch ------------------------------------------------------------------------ */
+
+static int use_avx2 = -1;
+
+static int avx2(void)
+{
+	if (use_avx2 < 0) {
+		int ok = 0;
+#ifdef HAVE_X86_KERNELS
+		__builtin_cpu_init();
+		ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+		     __builtin_cpu_supports("f16c");
+#endif
+		const char *e = getenv("MH_KERNELS");
+		if (e && strcmp(e, "scalar") == 0)
+			ok = 0;
+		use_avx2 = ok;
+	}
+	return use_avx2;
+}
+
+const char *kern_name(void)
+{
+	return avx2() ? "avx2" : "scalar";
+}
+
+void kern_rows(mh_dtype dt, float *y, int64_t ldy, const float *x, int64_t ldx, int n,
+	       const void *w, int64_t r0, int64_t r1, int64_t cols)
+{
+#ifdef HAVE_X86_KERNELS
+	if (avx2()) {
+		rows_avx2(dt, y, ldy, x, ldx, n, w, r0, r1, cols);
+		return;
+	}
+#endif
+	rows_scalar(dt, y, ldy, x, ldx, n, w, r0, r1, cols);
+}
+
+void kern_to_f32(mh_dtype dt, float *dst, const void *src, int64_t n)
+{
+#ifdef HAVE_X86_KERNELS
+	if (avx2()) {
+		to_f32_avx2(dt, dst, src, n);
+		return;
+	}
+#endif
+	to_f32_scalar(dt, dst, src, n);
+}
+
+float kern_dot(const float *a, const float *b, int64_t n)
+{
+#ifdef HAVE_X86_KERNELS
+	if (avx2())
+		return dot_avx2(a, b, n);
+#endif
+	return dot_scalar(a, b, n);
+}
+
+void kern_axpy(float *y, float a, const float *x, int64_t n)
+{
+#ifdef HAVE_X86_KERNELS
+	if (avx2()) {
+		axpy_avx2(y, a, x, n);
+		return;
+	}
+#endif
+	axpy_scalar(y, a, x, n);
+}
+
+double kern_sum(const float *x, int64_t n)
+{
+#ifdef HAVE_X86_KERNELS
+	if (avx2())
+		return sum_avx2(x, n);
+#endif
+	return sum_scalar(x, n);
+}
+
+void kern_silu_mul(float *gate, const float *up, int64_t n)
+{
+	for (int64_t i = 0; i < n; i++) {
+		float g = gate[i];
+		gate[i] = g / (1.0f + expf(-g)) * up[i];
+	}
+}
+
+void kern_add(float *y, const float *x, int64_t n)
+{
+	for (int64_t i = 0; i < n; i++)
+		y[i] += x[i];
+}

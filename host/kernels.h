@@ -1,0 +1,29 @@
+/* kernels.h - the inner loops of the tensor ops, vectorised per stored
+ * dtype.  kernels.c holds a portable scalar version of each and an
+ * AVX2/FMA/F16C version (compiled with target attributes, so no special
+ * compiler flags are needed); the best one the CPU supports is chosen at
+ * run time on first use.  MH_KERNELS=scalar in the environment forces the
+ * portable ones. */
+#ifndef MH_KERNELS_H
+#define MH_KERNELS_H
+
+#include <modelhost/plugin.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* y[t * ldy + r] = dot(row r of w, x + t * ldx) for r in [r0, r1), t < n.
+ * w is rows x cols of dtype F32, F16 or BF16; each weight row is read once
+ * for all n tokens. */
+void kern_rows(mh_dtype dt, float *y, int64_t ldy, const float *x, int64_t ldx, int n,
+	       const void *w, int64_t r0, int64_t r1, int64_t cols);
+/* dst[0..n) = src[0..n) converted from dt (F32, F16, BF16) to F32. */
+void kern_to_f32(mh_dtype dt, float *dst, const void *src, int64_t n);
+float kern_dot(const float *a, const float *b, int64_t n);
+void kern_axpy(float *y, float a, const float *x, int64_t n); /* y += a * x */
+double kern_sum(const float *x, int64_t n); /* sum, for bandwidth probes */
+void kern_silu_mul(float *gate, const float *up, int64_t n);
+void kern_add(float *y, const float *x, int64_t n);
+/* Name of the kernel set in use: "avx2" or "scalar". */
+const char *kern_name(void);
+
+#endif

@@ -1,0 +1,289 @@
+/* modeldir.c - see modeldir.h. */
+#include "modeldir.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static cJSON *read_json(const char *dir, const char *name, int required, char *err)
+{
+	char *path = mh_path_join(dir, name);
+	if (!path) {
+		mh_errf(err, "%s: out of memory", dir);
+		return NULL;
+	}
+	if (!required && !mh_is_file(path)) {
+		free(path);
+		return NULL;
+	}
+	size_t len;
+	char *text = mh_read_file(path, &len, err);
+	cJSON *j = NULL;
+	if (text) {
+		j = cJSON_ParseWithLength(text, len);
+		if (!cJSON_IsObject(j)) {
+			const char *at = cJSON_GetErrorPtr();
+			if (j || !at || at < text || at > text + len)
+				mh_errf(err, "%s: not a JSON object", path);
+			else
+				mh_errf(err, "%s: malformed JSON at byte %td", path, at - text);
+			cJSON_Delete(j);
+			j = NULL;
+		}
+	}
+	free(text);
+	free(path);
+	return j;
+}
+
+static int cmp_tensor_ptr(const void *a, const void *b)
+{
+	const mh_tensor *x = *(const mh_tensor *const *)a, *y = *(const mh_tensor *const *)b;
+	return strcmp(x->name, y->name);
+}
+
+/* Shard file names come from a file we do not trust: plain names only. */
+static int safe_name(const char *s)
+{
+	return *s && !strchr(s, '/') && strcmp(s, ".") != 0 && strcmp(s, "..") != 0;
+}
+
+static int open_shards(mh_dir *d, char *err)
+{
+	char *idx_path = mh_path_join(d->path, "model.safetensors.index.json");
+	int sharded = idx_path && mh_is_file(idx_path);
+	free(idx_path);
+	if (!sharded) {
+		char *p = mh_path_join(d->path, "model.safetensors");
+		if (!p || !mh_is_file(p)) {
+			mh_errf(err, "%s: no model.safetensors or model.safetensors.index.json", d->path);
+			free(p);
+			return -1;
+		}
+		d->shards = calloc(1, sizeof *d->shards);
+		int rc = d->shards ? st_open(&d->shards[0], p, err) : -1;
+		free(p);
+		if (rc == 0)
+			d->n_shards = 1;
+		return rc;
+	}
+	cJSON *idx = read_json(d->path, "model.safetensors.index.json", 1, err);
+	if (!idx)
+		return -1;
+	int rc = -1;
+	const cJSON *map = cJSON_GetObjectItemCaseSensitive(idx, "weight_map");
+	const char **files = NULL;
+	int nfiles = 0;
+	if (!cJSON_IsObject(map)) {
+		mh_errf(err, "%s/model.safetensors.index.json: no \"weight_map\" object", d->path);
+		goto out;
+	}
+	int nmap = cJSON_GetArraySize(map);
+	files = calloc(nmap ? nmap : 1, sizeof *files);
+	if (!files)
+		goto oom;
+	const cJSON *e;
+	cJSON_ArrayForEach(e, map) {
+		if (!cJSON_IsString(e) || !safe_name(e->valuestring)) {
+			mh_errf(err, "%s/model.safetensors.index.json: tensor '%s' maps to an invalid file name",
+				d->path, e->string ? e->string : "?");
+			goto out;
+		}
+		int seen = 0;
+		for (int i = 0; i < nfiles && !seen; i++)
+			seen = strcmp(files[i], e->valuestring) == 0;
+		if (!seen)
+			files[nfiles++] = e->valuestring;
+	}
+	d->shards = calloc(nfiles ? nfiles : 1, sizeof *d->shards);
+	if (!d->shards)
+		goto oom;
+	for (int i = 0; i < nfiles; i++) {
+		char *p = mh_path_join(d->path, files[i]);
+		if (!p)
+			goto oom;
+		int r = st_open(&d->shards[i], p, err);
+		free(p);
+		if (r != 0)
+			goto out;
+		d->n_shards++;
+	}
+	cJSON_ArrayForEach(e, map) {
+		int found = 0;
+		for (int i = 0; i < d->n_shards && !found; i++)
+			if (strcmp(files[i], e->valuestring) == 0)
+				found = st_find(&d->shards[i], e->string) != NULL;
+		if (!found) {
+			mh_errf(err, "%s/%s: tensor '%s' named in model.safetensors.index.json is missing",
+				d->path, e->valuestring, e->string);
+			goto out;
+		}
+	}
+	rc = 0;
+	goto out;
+oom:
+	mh_errf(err, "%s: out of memory", d->path);
+out:
+	free(files);
+	cJSON_Delete(idx);
+	return rc;
+}
+
+static int build_index(mh_dir *d, char *err)
+{
+	int n = 0;
+	for (int i = 0; i < d->n_shards; i++)
+		n += d->shards[i].n;
+	d->index = calloc(n ? n : 1, sizeof *d->index);
+	d->index_shard = calloc(n ? n : 1, sizeof *d->index_shard);
+	if (!d->index || !d->index_shard) {
+		mh_errf(err, "%s: out of memory", d->path);
+		return -1;
+	}
+	for (int i = 0; i < d->n_shards; i++)
+		for (int k = 0; k < d->shards[i].n; k++)
+			d->index[d->n_tensors++] = &d->shards[i].tensors[k];
+	qsort(d->index, n, sizeof *d->index, cmp_tensor_ptr);
+	for (int k = 0; k < n; k++) {
+		if (k && strcmp(d->index[k]->name, d->index[k - 1]->name) == 0) {
+			mh_errf(err, "%s: tensor '%s' appears in two shards", d->path, d->index[k]->name);
+			return -1;
+		}
+		for (int i = 0; i < d->n_shards; i++)
+			if (d->index[k] >= d->shards[i].tensors &&
+			    d->index[k] < d->shards[i].tensors + d->shards[i].n)
+				d->index_shard[k] = i;
+	}
+	return 0;
+}
+
+mh_dir *modeldir_open(const char *path, char *err)
+{
+	if (!mh_is_dir(path)) {
+		mh_errf(err, "%s: %s", path, mh_is_file(path) ? "not a directory" : strerror(ENOENT));
+		return NULL;
+	}
+	mh_dir *d = calloc(1, sizeof *d);
+	if (!d || !(d->path = strdup(path))) {
+		free(d);
+		mh_errf(err, "%s: out of memory", path);
+		return NULL;
+	}
+	size_t pl = strlen(d->path);
+	while (pl > 1 && d->path[pl - 1] == '/')
+		d->path[--pl] = 0;
+	err[0] = 0;
+	d->config = read_json(d->path, "config.json", 1, err);
+	if (!d->config)
+		goto fail;
+	d->generation = read_json(d->path, "generation_config.json", 0, err);
+	if (!d->generation && err[0])
+		goto fail;
+	if (open_shards(d, err) != 0 || build_index(d, err) != 0)
+		goto fail;
+	return d;
+fail:
+	modeldir_close(d);
+	return NULL;
+}
+
+void modeldir_close(mh_dir *d)
+{
+	if (!d)
+		return;
+	for (int i = 0; i < d->n_shards; i++)
+		st_close(&d->shards[i]);
+	for (int i = 0; i < d->n_vec_copies; i++)
+		free(d->vec_copies[i]);
+	free(d->vec_copies);
+	free(d->shards);
+	free(d->index);
+	free(d->index_shard);
+	cJSON_Delete(d->config);
+	cJSON_Delete(d->generation);
+	free(d->path);
+	free(d);
+}
+
+static int find_index(const mh_dir *d, const char *name)
+{
+	int lo = 0, hi = d->n_tensors - 1;
+	while (lo <= hi) {
+		int mid = (lo + hi) / 2, c = strcmp(name, d->index[mid]->name);
+		if (c == 0)
+			return mid;
+		if (c < 0)
+			hi = mid - 1;
+		else
+			lo = mid + 1;
+	}
+	return -1;
+}
+
+const mh_tensor *modeldir_tensor(const mh_dir *d, const char *name)
+{
+	int i = find_index(d, name);
+	return i < 0 ? NULL : d->index[i];
+}
+
+const char *modeldir_file_of(const mh_dir *d, const mh_tensor *t)
+{
+	if (t) {
+		for (int i = 0; i < d->n_shards; i++)
+			if (t >= d->shards[i].tensors && t < d->shards[i].tensors + d->shards[i].n) {
+				const char *s = strrchr(d->shards[i].path, '/');
+				return s ? s + 1 : d->shards[i].path;
+			}
+	}
+	return d->n_shards == 1 ? "model.safetensors" : "model.safetensors.index.json";
+}
+
+const cJSON *modeldir_config(const mh_dir *d, const char *key)
+{
+	const cJSON *j = d->config;
+	char part[128];
+	while (j && *key) {
+		size_t n = strcspn(key, ".");
+		if (n >= sizeof part)
+			return NULL;
+		memcpy(part, key, n);
+		part[n] = 0;
+		key += n + (key[n] == '.');
+		if (cJSON_IsArray(j)) {
+			char *end;
+			long i = strtol(part, &end, 10);
+			j = (*end || i < 0) ? NULL : cJSON_GetArrayItem(j, (int)i);
+		} else if (cJSON_IsObject(j)) {
+			j = cJSON_GetObjectItemCaseSensitive(j, part);
+		} else {
+			j = NULL;
+		}
+	}
+	return cJSON_IsNull(j) ? NULL : j;
+}
+
+const char *modeldir_architecture(const mh_dir *d)
+{
+	const cJSON *a = modeldir_config(d, "architectures.0");
+	if (cJSON_IsString(a))
+		return a->valuestring;
+	a = modeldir_config(d, "model_type");
+	return cJSON_IsString(a) ? a->valuestring : NULL;
+}
+
+void modeldir_error(mh_dir *d, const char *file, const char *fmt, ...)
+{
+	if (d->err[0])
+		return;
+	char msg[MH_ERRLEN / 2];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	if (file)
+		snprintf(d->err, sizeof d->err, "%.160s/%.60s: %s", d->path, file, msg);
+	else
+		snprintf(d->err, sizeof d->err, "%.200s: %s", d->path, msg);
+}

@@ -1,0 +1,45 @@
+/* modeldir.h - a Hugging Face model directory: config.json (+
+ * generation_config.json) and the weights, from model.safetensors or from
+ * the shards named in model.safetensors.index.json.  This is the host side
+ * of the SDK's opaque mh_dir. */
+#ifndef MH_MODELDIR_H
+#define MH_MODELDIR_H
+
+#include "safetensors.h"
+#include "util.h"
+
+#include <cJSON.h>
+
+struct mh_dir {
+	char *path;
+	cJSON *config;
+	cJSON *generation;  /* generation_config.json, or NULL */
+	st_file *shards;
+	int n_shards;
+	const mh_tensor **index; /* every tensor, sorted by name */
+	int *index_shard;        /* the shard each one lives in */
+	int n_tensors;
+	void **vec_copies;       /* vec_f32 conversions, freed with the dir */
+	int n_vec_copies;
+	char err[MH_ERRLEN];     /* first error recorded through the services */
+};
+
+/* Open and validate DIR.  NULL + "DIR/FILE: problem" in err. */
+mh_dir *modeldir_open(const char *path, char *err);
+void modeldir_close(mh_dir *d);
+
+const mh_tensor *modeldir_tensor(const mh_dir *d, const char *name);
+/* The file (relative to the dir) a tensor came from. */
+const char *modeldir_file_of(const mh_dir *d, const mh_tensor *t);
+
+/* config.json by path ("rope_scaling.factor", "architectures.0"); NULL if
+ * absent. */
+const cJSON *modeldir_config(const mh_dir *d, const char *key);
+/* The first of config.json "architectures", else model_type, else NULL. */
+const char *modeldir_architecture(const mh_dir *d);
+
+/* Record an error on the dir (first one wins). */
+void modeldir_error(mh_dir *d, const char *file, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+#endif

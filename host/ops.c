@@ -1,0 +1,374 @@
+/* ops.c - see ops.h.  The numeric core: each step a small named function,
+ * written to match Hugging Face transformers' float32 computation.  The
+ * inner loops live in kernels.c (vectorised per stored dtype). */
+#include "ops.h"
+#include "kernels.h"
+#include "util.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static mh_pool *pool;
+
+/* Per-thread scratch, grown on demand and kept: no allocation per token
+ * once the longest context has been seen. */
+#define MAX_THREADS 256
+static float *scratch[MAX_THREADS];   /* attention scores */
+static size_t scratch_len[MAX_THREADS];
+static float *wscratch[MAX_THREADS];  /* converted weight blocks */
+static size_t wscratch_len[MAX_THREADS];
+static float *wblock;
+static size_t wblock_len;
+
+/* How large matmuls are spread over the cores: by default each pool thread
+ * runs a single-threaded SGEMM over its share of the rows (OpenBLAS's own
+ * threads stay asleep, so they never compete with ours for the cores);
+ * MH_GEMM=blas hands whole products to OpenBLAS's threads instead. */
+enum { GEMM_POOL, GEMM_BLAS_THREADS };
+static int gemm_mode = -1;
+static int blas_threads_now = -1;
+
+static void set_blas_threads(int n)
+{
+	if (n != blas_threads_now) {
+		openblas_set_num_threads(n);
+		blas_threads_now = n;
+	}
+}
+
+static float *grow(float **buf, size_t *len, size_t want)
+{
+	if (*len < want) {
+		free(*buf);
+		*buf = NULL;
+		if (posix_memalign((void **)buf, 64, want * sizeof(float)) != 0) {
+			*buf = NULL;
+			*len = 0;
+			return NULL;
+		}
+		*len = want;
+	}
+	return *buf;
+}
+
+void ops_set_pool(mh_pool *p)
+{
+	pool = p;
+	if (gemm_mode < 0) {
+		const char *e = getenv("MH_GEMM");
+		gemm_mode = e && strcmp(e, "blas") == 0 ? GEMM_BLAS_THREADS : GEMM_POOL;
+	}
+	set_blas_threads(gemm_mode == GEMM_POOL ? 1 : pool_size(p));
+}
+
+mh_pool *ops_pool(void)
+{
+	return pool;
+}
+
+int ops_blas_threads(int n)
+{
+	int old = blas_threads_now;
+	set_blas_threads(n);
+	return old;
+}
+
+const char *ops_describe(void)
+{
+	return gemm_mode == GEMM_BLAS_THREADS ? "blas-threads" : "pool";
+}
+
+void ops_cleanup(void)
+{
+	for (int i = 0; i < MAX_THREADS; i++) {
+		free(scratch[i]);
+		scratch[i] = NULL;
+		scratch_len[i] = 0;
+		free(wscratch[i]);
+		wscratch[i] = NULL;
+		wscratch_len[i] = 0;
+	}
+	free(wblock);
+	wblock = NULL;
+	wblock_len = 0;
+}
+
+typedef struct {
+	float *dst;
+	const mh_tensor *w;
+	int64_t r0, cols;
+} cv_job;
+
+static void convert_rows(void *ctx, int64_t b, int64_t e, int thread)
+{
+	const cv_job *j = ctx;
+	ops_to_f32(j->dst + b * j->cols, j->w, (j->r0 + b) * j->cols, (e - b) * j->cols);
+}
+
+/* ---- dtype conversion ------------------------------------------------------ */
+
+void ops_to_f32(float *dst, const mh_tensor *t, int64_t first, int64_t count)
+{
+	if (!mh_dtype_is_float(t->dtype) || t->dtype == MH_F64) {
+		memset(dst, 0, count * sizeof(float));
+		return;
+	}
+	kern_to_f32(t->dtype, dst, (const char *)t->data + first * mh_dtype_size(t->dtype), count);
+}
+
+/* ---- matmul ------------------------------------------------------------------ */
+
+/* Up to this many tokens a matmul is a set of dot products that reads each
+ * weight byte once (decode is bound by memory bandwidth); beyond it the
+ * weights go through SGEMM (prefill is bound by arithmetic). */
+#define SMALL_N 8
+/* 16-bit weights are converted to F32 in blocks of about this many bytes
+ * per thread before each SGEMM: large enough to amortise SGEMM's packing of
+ * the activations, small enough to stay in L2 and keep scratch small. */
+#define BLOCK_BYTES (1 << 20)
+
+typedef struct {
+	float *y;
+	const float *x;
+	const mh_tensor *w;
+	int64_t rows, cols;
+	int n;
+} mm_job;
+
+static void mm_small(void *ctx, int64_t b, int64_t e, int thread)
+{
+	const mm_job *j = ctx;
+	kern_rows(j->w->dtype, j->y, j->rows, j->x, j->cols, j->n, j->w->data, b, e, j->cols);
+}
+
+/* Rows [b, e) of the output for all n tokens: every pool thread runs its
+ * own single-threaded SGEMM over its share of the weight rows, converting
+ * 16-bit rows block by block into its scratch. */
+static void mm_gemm(void *ctx, int64_t b, int64_t e, int thread)
+{
+	const mm_job *j = ctx;
+	if (j->w->dtype == MH_F32) {
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->n, (int)(e - b), (int)j->cols,
+			    1.0f, j->x, (int)j->cols, (const float *)j->w->data + b * j->cols,
+			    (int)j->cols, 0.0f, j->y + b, (int)j->rows);
+		return;
+	}
+	int64_t block = BLOCK_BYTES / (j->cols * (int64_t)sizeof(float));
+	if (block < 16)
+		block = 16;
+	block = (block + 15) / 16 * 16;
+	if (block > e - b)
+		block = e - b;
+	float *buf = grow(&wscratch[thread], &wscratch_len[thread], (size_t)(block * j->cols));
+	if (!buf)
+		return;
+	for (int64_t r0 = b; r0 < e; r0 += block) {
+		int64_t nr = e - r0 < block ? e - r0 : block;
+		ops_to_f32(buf, j->w, r0 * j->cols, nr * j->cols);
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->n, (int)nr, (int)j->cols,
+			    1.0f, j->x, (int)j->cols, buf, (int)j->cols, 0.0f, j->y + r0,
+			    (int)j->rows);
+	}
+}
+
+/* The same with OpenBLAS's own threads (MH_GEMM=blas, for comparison). */
+static void mm_gemm_blas(float *y, const float *x, const mm_job *j)
+{
+	if (j->w->dtype == MH_F32) {
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->n, (int)j->rows, (int)j->cols,
+			    1.0f, x, (int)j->cols, j->w->data, (int)j->cols, 0.0f, y, (int)j->rows);
+		return;
+	}
+	int64_t block = (4 << 20) / (j->cols * (int64_t)sizeof(float));
+	if (block < 16)
+		block = 16;
+	if (block > j->rows)
+		block = j->rows;
+	float *buf = grow(&wblock, &wblock_len, (size_t)(block * j->cols));
+	if (!buf)
+		return;
+	for (int64_t r0 = 0; r0 < j->rows; r0 += block) {
+		int64_t nr = j->rows - r0 < block ? j->rows - r0 : block;
+		cv_job cj = { buf, j->w, r0, j->cols };
+		pool_run(pool, nr, convert_rows, &cj);
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->n, (int)nr, (int)j->cols, 1.0f,
+			    x, (int)j->cols, buf, (int)j->cols, 0.0f, y + r0, (int)j->rows);
+	}
+}
+
+void ops_matmul(float *y, const float *x, const mh_tensor *w, const float *bias, int n)
+{
+	int64_t rows = w->shape[0], cols = w->ndim > 1 ? w->shape[1] : 1;
+	mm_job j = { y, x, w, rows, cols, n };
+	if (n <= SMALL_N) {
+		pool_run(pool, rows, mm_small, &j);
+	} else if (gemm_mode == GEMM_BLAS_THREADS) {
+		mm_gemm_blas(y, x, &j);
+	} else {
+		/* split on 16-row boundaries so SGEMM sees whole panels */
+		pool_run_aligned(pool, rows, 16, mm_gemm, &j);
+	}
+	if (bias)
+		for (int t = 0; t < n; t++)
+			kern_add(y + (size_t)t * rows, bias, rows);
+}
+
+int ops_embed(float *out, const mh_tensor *table, const int32_t *ids, int n)
+{
+	int64_t vocab = table->shape[0], dim = table->ndim > 1 ? table->shape[1] : 1;
+	for (int i = 0; i < n; i++) {
+		if (ids[i] < 0 || ids[i] >= vocab)
+			return -1;
+		ops_to_f32(out + (size_t)i * dim, table, (int64_t)ids[i] * dim, dim);
+	}
+	return 0;
+}
+
+/* ---- norms ---------------------------------------------------------------------- */
+
+void ops_rmsnorm(float *y, const float *x, const float *w, int n, int dim, float eps)
+{
+	for (int t = 0; t < n; t++) {
+		const float *xt = x + (size_t)t * dim;
+		float *yt = y + (size_t)t * dim;
+		double ss = 0;
+		for (int i = 0; i < dim; i++)
+			ss += (double)xt[i] * xt[i];
+		float r = 1.0f / sqrtf((float)(ss / dim) + eps);
+		for (int i = 0; i < dim; i++)
+			yt[i] = w ? w[i] * (xt[i] * r) : xt[i] * r;
+	}
+}
+
+void ops_layernorm(float *y, const float *x, const float *w, const float *b, int n, int dim,
+		   float eps)
+{
+	for (int t = 0; t < n; t++) {
+		const float *xt = x + (size_t)t * dim;
+		float *yt = y + (size_t)t * dim;
+		double mean = 0, var = 0;
+		for (int i = 0; i < dim; i++)
+			mean += xt[i];
+		mean /= dim;
+		for (int i = 0; i < dim; i++)
+			var += (xt[i] - mean) * (xt[i] - mean);
+		var /= dim;
+		float r = 1.0f / sqrtf((float)var + eps);
+		for (int i = 0; i < dim; i++) {
+			float v = (float)(xt[i] - mean) * r;
+			yt[i] = (w ? v * w[i] : v) + (b ? b[i] : 0.0f);
+		}
+	}
+}
+
+/* ---- attention -------------------------------------------------------------------- */
+
+typedef struct {
+	float *out;
+	const float *q, *k, *v;
+	int n, pos0, n_heads, n_kv, hd, window;
+	float scale;
+} attn_job;
+
+static void attn_task(void *ctx, int64_t b, int64_t e, int thread)
+{
+	const attn_job *j = ctx;
+	int kv_dim = j->n_kv * j->hd, group = j->n_heads / j->n_kv;
+	float *sc = grow(&scratch[thread], &scratch_len[thread], (size_t)(j->pos0 + j->n));
+	if (!sc)
+		return;
+	for (int64_t task = b; task < e; task++) {
+		int t = (int)(task / j->n_heads), h = (int)(task % j->n_heads);
+		int i = j->pos0 + t, kvh = h / group;
+		int lo = j->window > 0 && i - j->window + 1 > 0 ? i - j->window + 1 : 0;
+		const float *q = j->q + ((size_t)t * j->n_heads + h) * j->hd;
+		const float *kb = j->k + (size_t)kvh * j->hd, *vb = j->v + (size_t)kvh * j->hd;
+		float mx = -INFINITY;
+		for (int p = lo; p <= i; p++) {
+			float s = kern_dot(q, kb + (size_t)p * kv_dim, j->hd) * j->scale;
+			sc[p] = s;
+			if (s > mx)
+				mx = s;
+		}
+		float sum = 0;
+		for (int p = lo; p <= i; p++) {
+			sc[p] = expf(sc[p] - mx);
+			sum += sc[p];
+		}
+		float inv = 1.0f / sum;
+		float *o = j->out + ((size_t)t * j->n_heads + h) * j->hd;
+		memset(o, 0, j->hd * sizeof(float));
+		for (int p = lo; p <= i; p++)
+			kern_axpy(o, sc[p] * inv, vb + (size_t)p * kv_dim, j->hd);
+	}
+}
+
+void ops_attention(float *out, const float *q, const float *k_cache, const float *v_cache, int n,
+		   int pos0, int n_heads, int n_kv_heads, int head_dim, int window, float scale)
+{
+	attn_job j = { out, q, k_cache, v_cache, n, pos0, n_heads, n_kv_heads, head_dim, window,
+		       scale };
+	pool_run(pool, (int64_t)n * n_heads, attn_task, &j);
+}
+
+/* ---- activations ------------------------------------------------------------------- */
+
+typedef struct {
+	float *a;
+	const float *b;
+} ew_job;
+
+static void silu_task(void *ctx, int64_t b, int64_t e, int thread)
+{
+	const ew_job *j = ctx;
+	kern_silu_mul(j->a + b, j->b + b, e - b);
+}
+
+/* Element-wise ops go through the pool only when large enough (prefill). */
+#define EW_PARALLEL 32768
+
+void ops_silu_mul(float *gate, const float *up, size_t n)
+{
+	ew_job j = { gate, up };
+	if (n >= EW_PARALLEL)
+		pool_run(pool, (int64_t)n, silu_task, &j);
+	else
+		kern_silu_mul(gate, up, (int64_t)n);
+}
+
+void ops_gelu(float *x, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * (float)M_SQRT1_2));
+}
+
+void ops_gelu_tanh(float *x, size_t n)
+{
+	const float c = 0.7978845608028654f; /* sqrt(2/pi) */
+	for (size_t i = 0; i < n; i++) {
+		float v = x[i];
+		x[i] = 0.5f * v * (1.0f + tanhf(c * (v + 0.044715f * v * v * v)));
+	}
+}
+
+void ops_add(float *y, const float *x, size_t n)
+{
+	kern_add(y, x, (int64_t)n);
+}
+
+void ops_softmax(float *x, int n)
+{
+	float mx = -INFINITY;
+	for (int i = 0; i < n; i++)
+		if (x[i] > mx)
+			mx = x[i];
+	float sum = 0;
+	for (int i = 0; i < n; i++) {
+		x[i] = expf(x[i] - mx);
+		sum += x[i];
+	}
+	for (int i = 0; i < n; i++)
+		x[i] /= sum;
+}

@@ -1,0 +1,37 @@
+/* ops.h - the tensor operations the host lends to plugins (see the
+ * mh_services documentation in modelhost/plugin.h for their contracts).
+ * Activations are row-major F32; weights may be F32, BF16 or F16 and are
+ * read where they lie in the mapped checkpoint.  Ops are called from one
+ * thread at a time and use the process's thread pool inside. */
+#ifndef MH_OPS_H
+#define MH_OPS_H
+
+#include "threadpool.h"
+#include <modelhost/plugin.h>
+
+/* Use this pool (and as many OpenBLAS threads) from now on. */
+void ops_set_pool(mh_pool *pool);
+mh_pool *ops_pool(void);
+void ops_cleanup(void); /* free scratch memory */
+/* Set how many threads OpenBLAS itself uses; returns the previous count
+ * (the ops normally keep it at 1 and split products over the pool). */
+int ops_blas_threads(int n);
+/* How large products are parallelised: "pool" or "blas-threads". */
+const char *ops_describe(void);
+
+void ops_matmul(float *y, const float *x, const mh_tensor *w, const float *bias, int n);
+int ops_embed(float *out, const mh_tensor *table, const int32_t *ids, int n);
+/* Convert count elements of a float tensor from element `first` to F32. */
+void ops_to_f32(float *dst, const mh_tensor *t, int64_t first, int64_t count);
+void ops_rmsnorm(float *y, const float *x, const float *w, int n, int dim, float eps);
+void ops_layernorm(float *y, const float *x, const float *w, const float *b, int n, int dim,
+		   float eps);
+void ops_attention(float *out, const float *q, const float *k_cache, const float *v_cache, int n,
+		   int pos0, int n_heads, int n_kv_heads, int head_dim, int window, float scale);
+void ops_silu_mul(float *gate, const float *up, size_t n);
+void ops_gelu(float *x, size_t n);
+void ops_gelu_tanh(float *x, size_t n);
+void ops_add(float *y, const float *x, size_t n);
+void ops_softmax(float *x, int n);
+
+#endif

@@ -1,0 +1,302 @@
+/* safetensors.c - see safetensors.h.  Format: 8-byte little-endian header
+ * length N, N bytes of JSON {name: {dtype, shape, data_offsets: [b, e]}},
+ * then the data area; offsets are relative to the data area. */
+#include "safetensors.h"
+#include "util.h"
+
+#include <cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int by_name(const void *a, const void *b)
+{
+	return strcmp(((const mh_tensor *)a)->name, ((const mh_tensor *)b)->name);
+}
+
+typedef struct {
+	uint64_t begin, end;
+	const char *name;
+} range;
+
+static int by_begin(const void *a, const void *b)
+{
+	const range *x = a, *y = b;
+	if (x->begin != y->begin)
+		return x->begin < y->begin ? -1 : 1;
+	return x->end < y->end ? -1 : x->end > y->end;
+}
+
+static int get_u64(const cJSON *j, uint64_t *out)
+{
+	if (!cJSON_IsNumber(j))
+		return -1;
+	double d = j->valuedouble;
+	if (!(d >= 0) || d > 9007199254740992.0 || d != (double)(uint64_t)d)
+		return -1;
+	*out = (uint64_t)d;
+	return 0;
+}
+
+/* Parse one header entry into t; "" or a problem description. */
+static const char *parse_entry(const cJSON *e, uint64_t data_size, mh_tensor *t,
+			       uint64_t *begin, uint64_t *end)
+{
+	if (!cJSON_IsObject(e))
+		return "is not an object";
+	const cJSON *dt = cJSON_GetObjectItemCaseSensitive(e, "dtype");
+	const cJSON *sh = cJSON_GetObjectItemCaseSensitive(e, "shape");
+	const cJSON *of = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
+	if (!cJSON_IsString(dt))
+		return "has no dtype";
+	if (mh_dtype_from_name(dt->valuestring, &t->dtype) != 0)
+		return "has an unknown dtype";
+	if (!cJSON_IsArray(sh))
+		return "has no shape";
+	int nd = cJSON_GetArraySize(sh);
+	if (nd > MH_MAX_DIMS)
+		return "has too many dimensions";
+	t->ndim = nd;
+	uint64_t nelem = 1;
+	int i = 0;
+	const cJSON *d;
+	cJSON_ArrayForEach(d, sh) {
+		uint64_t v;
+		if (get_u64(d, &v) != 0 || v > INT64_MAX)
+			return "has a malformed shape";
+		t->shape[i++] = (int64_t)v;
+		if (v && nelem > UINT64_MAX / v)
+			return "has a shape too large";
+		nelem *= v;
+	}
+	if (!cJSON_IsArray(of) || cJSON_GetArraySize(of) != 2 ||
+	    get_u64(cJSON_GetArrayItem(of, 0), begin) != 0 ||
+	    get_u64(cJSON_GetArrayItem(of, 1), end) != 0)
+		return "has malformed data_offsets";
+	if (*end < *begin)
+		return "has data_offsets that end before they begin";
+	if (*end > data_size)
+		return "ends past the end of the file";
+	size_t es = mh_dtype_size(t->dtype);
+	if (nelem > UINT64_MAX / es || nelem * es != *end - *begin)
+		return "has a byte range that does not match its shape and dtype";
+	t->nelem = (int64_t)nelem;
+	t->nbytes = (size_t)(*end - *begin);
+	return "";
+}
+
+int st_open(st_file *f, const char *path, char *err)
+{
+	memset(f, 0, sizeof *f);
+	cJSON *hdr = NULL;
+	range *ranges = NULL;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		mh_errf(err, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	struct stat st;
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		mh_errf(err, "%s: not a regular file", path);
+		close(fd);
+		return -1;
+	}
+	f->path = strdup(path);
+	f->size = (size_t)st.st_size;
+	if (f->size < 8) {
+		mh_errf(err, "%s: too short to be a safetensors file (%zu bytes)", path, f->size);
+		close(fd);
+		goto fail;
+	}
+	f->map = mmap(NULL, f->size, PROT_READ, MAP_PRIVATE, fd, 0);
+	close(fd);
+	if (f->map == MAP_FAILED) {
+		f->map = NULL;
+		mh_errf(err, "%s: cannot map: %s", path, strerror(errno));
+		goto fail;
+	}
+	const unsigned char *b = f->map;
+	uint64_t hlen = 0;
+	for (int i = 7; i >= 0; i--)
+		hlen = hlen << 8 | b[i];
+	if (hlen > ST_MAX_HEADER) {
+		mh_errf(err, "%s: header length %llu is larger than the %u-byte limit", path,
+			(unsigned long long)hlen, ST_MAX_HEADER);
+		goto fail;
+	}
+	if (hlen > f->size - 8) {
+		mh_errf(err, "%s: header length %llu runs past the end of the file (%zu bytes)",
+			path, (unsigned long long)hlen, f->size);
+		goto fail;
+	}
+	const char *json = (const char *)b + 8;
+	if (hlen == 0 || json[0] != '{') {
+		mh_errf(err, "%s: header is not a JSON object", path);
+		goto fail;
+	}
+	hdr = cJSON_ParseWithLength(json, (size_t)hlen);
+	if (!cJSON_IsObject(hdr)) {
+		mh_errf(err, "%s: header is not valid JSON", path);
+		goto fail;
+	}
+	uint64_t data_size = f->size - 8 - hlen;
+	const unsigned char *data = b + 8 + hlen;
+	int n = 0;
+	const cJSON *e;
+	cJSON_ArrayForEach(e, hdr) n++;
+	f->tensors = calloc(n ? n : 1, sizeof *f->tensors);
+	ranges = calloc(n ? n : 1, sizeof *ranges);
+	if (!f->tensors || !ranges) {
+		mh_errf(err, "%s: out of memory", path);
+		goto fail;
+	}
+	cJSON_ArrayForEach(e, hdr) {
+		if (!e->string) {
+			mh_errf(err, "%s: header entry without a name", path);
+			goto fail;
+		}
+		if (strcmp(e->string, "__metadata__") == 0)
+			continue;
+		mh_tensor *t = &f->tensors[f->n];
+		uint64_t begin, end;
+		const char *why = parse_entry(e, data_size, t, &begin, &end);
+		if (*why) {
+			mh_errf(err, "%s: tensor '%s' %s", path, e->string, why);
+			goto fail;
+		}
+		t->name = strdup(e->string);
+		t->data = data + begin;
+		ranges[f->n] = (range){ begin, end, t->name };
+		f->n++;
+	}
+	qsort(ranges, f->n, sizeof *ranges, by_begin);
+	for (int i = 1; i < f->n; i++)
+		if (ranges[i].begin < ranges[i - 1].end) {
+			mh_errf(err, "%s: tensors '%s' and '%s' overlap", path,
+				ranges[i - 1].name, ranges[i].name);
+			goto fail;
+		}
+	qsort(f->tensors, f->n, sizeof *f->tensors, by_name);
+	for (int i = 1; i < f->n; i++)
+		if (strcmp(f->tensors[i].name, f->tensors[i - 1].name) == 0) {
+			mh_errf(err, "%s: tensor '%s' appears twice", path, f->tensors[i].name);
+			goto fail;
+		}
+	/* Misaligned data is legal: give those tensors an aligned copy. */
+	for (int i = 0; i < f->n; i++) {
+		mh_tensor *t = &f->tensors[i];
+		size_t es = mh_dtype_size(t->dtype);
+		if ((uintptr_t)t->data % es == 0 || t->nbytes == 0)
+			continue;
+		void *copy = NULL;
+		void **no = realloc(f->owned, (f->n_owned + 1) * sizeof *no);
+		if (no)
+			f->owned = no;
+		if (!no || posix_memalign(&copy, 64, t->nbytes) != 0) {
+			mh_errf(err, "%s: out of memory", path);
+			goto fail;
+		}
+		memcpy(copy, t->data, t->nbytes);
+		f->owned[f->n_owned++] = copy;
+		t->data = copy;
+	}
+	free(ranges);
+	cJSON_Delete(hdr);
+	return 0;
+fail:
+	free(ranges);
+	cJSON_Delete(hdr);
+	st_close(f);
+	return -1;
+}
+
+void st_close(st_file *f)
+{
+	if (f->map)
+		munmap(f->map, f->size);
+	for (int i = 0; i < f->n; i++)
+		free((char *)f->tensors[i].name);
+	for (int i = 0; i < f->n_owned; i++)
+		free(f->owned[i]);
+	free(f->owned);
+	free(f->tensors);
+	free(f->path);
+	memset(f, 0, sizeof *f);
+}
+
+const mh_tensor *st_find(const st_file *f, const char *name)
+{
+	if (!f->n)
+		return NULL;
+	mh_tensor key = { .name = name };
+	return bsearch(&key, f->tensors, f->n, sizeof key, by_name);
+}
+
+int st_write(const char *path, const mh_tensor *tensors, int n, char *err)
+{
+	cJSON *hdr = cJSON_CreateObject();
+	uint64_t off = 0;
+	for (int i = 0; i < n && hdr; i++) {
+		const mh_tensor *t = &tensors[i];
+		cJSON *e = cJSON_AddObjectToObject(hdr, t->name);
+		if (!e)
+			break;
+		cJSON_AddStringToObject(e, "dtype", mh_dtype_name(t->dtype));
+		cJSON *sh = cJSON_AddArrayToObject(e, "shape");
+		for (int d = 0; d < t->ndim; d++)
+			cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)t->shape[d]));
+		cJSON *of = cJSON_AddArrayToObject(e, "data_offsets");
+		cJSON_AddItemToArray(of, cJSON_CreateNumber((double)off));
+		off += t->nbytes;
+		cJSON_AddItemToArray(of, cJSON_CreateNumber((double)off));
+	}
+	char *json = hdr ? cJSON_PrintUnformatted(hdr) : NULL;
+	cJSON_Delete(hdr);
+	if (!json) {
+		mh_errf(err, "%s: out of memory", path);
+		return -1;
+	}
+	size_t jl = strlen(json), padded = (jl + 7) & ~(size_t)7;
+	size_t tl = strlen(path);
+	char *tmp = malloc(tl + 16);
+	if (!tmp) {
+		free(json);
+		mh_errf(err, "%s: out of memory", path);
+		return -1;
+	}
+	snprintf(tmp, tl + 16, "%s.tmpXXXXXX", path);
+	int fd = mkstemp(tmp);
+	if (fd >= 0)
+		fchmod(fd, 0644);
+	FILE *fp = fd >= 0 ? fdopen(fd, "wb") : NULL;
+	int ok = fp != NULL;
+	if (ok) {
+		unsigned char len8[8];
+		for (int i = 0; i < 8; i++)
+			len8[i] = (unsigned char)((uint64_t)padded >> (8 * i));
+		ok = fwrite(len8, 1, 8, fp) == 8 && fwrite(json, 1, jl, fp) == jl;
+		for (size_t i = jl; ok && i < padded; i++)
+			ok = fputc(' ', fp) != EOF;
+		for (int i = 0; ok && i < n; i++)
+			ok = fwrite(tensors[i].data, 1, tensors[i].nbytes, fp) == tensors[i].nbytes;
+		ok = (fclose(fp) == 0) && ok;
+	} else if (fd >= 0) {
+		close(fd);
+	}
+	if (ok && rename(tmp, path) != 0)
+		ok = 0;
+	if (!ok) {
+		mh_errf(err, "%s: cannot write: %s", path, strerror(errno));
+		if (fd >= 0)
+			unlink(tmp);
+	}
+	free(tmp);
+	free(json);
+	return ok ? 0 : -1;
+}

@@ -1,0 +1,37 @@
+/* safetensors.h - read-only, validated access to one .safetensors file.
+ *
+ * The file is mmapped; every header entry is checked before use (known
+ * dtype, shape x dtype size == byte range, range inside the data area, no
+ * overlaps, no duplicates).  Tensors whose data is not aligned to their
+ * element size (legal in the format) are copied once to aligned memory so
+ * that every consumer may read them as typed arrays. */
+#ifndef MH_SAFETENSORS_H
+#define MH_SAFETENSORS_H
+
+#include <stddef.h>
+#include <modelhost/plugin.h>
+
+/* A header larger than this is refused (the reference implementation uses
+ * 100 MB as well). */
+#define ST_MAX_HEADER (100u << 20)
+
+typedef struct st_file {
+	char *path;
+	void *map;
+	size_t size;
+	int n;               /* tensors */
+	mh_tensor *tensors;  /* sorted by name */
+	void **owned;        /* aligned copies of misaligned tensors */
+	int n_owned;
+} st_file;
+
+/* 0, or -1 with "PATH: problem" in err (MH_ERRLEN bytes). */
+int st_open(st_file *f, const char *path, char *err);
+void st_close(st_file *f);
+const mh_tensor *st_find(const st_file *f, const char *name);
+
+/* Write tensors to path atomically (temp file + rename): on failure no
+ * partial file is left.  data[i] holds tensors[i].nbytes bytes. */
+int st_write(const char *path, const mh_tensor *tensors, int n, char *err);
+
+#endif

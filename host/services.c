@@ -1,0 +1,305 @@
+/* services.c - the service table: thin wrappers that give plugins the
+ * host's model directory, tensor ops and device services through one
+ * versioned struct (plugins never link a host symbol). */
+#include "services.h"
+#include "modeldir.h"
+#include "ops.h"
+#include "rope.h"
+#include "threadpool.h"
+
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int verbosity = MH_LOG_WARN;
+static mh_pool *pool;
+
+void services_set_verbosity(int level)
+{
+	verbosity = level;
+}
+
+static void svc_log(int level, const char *fmt, ...)
+{
+	if (level > verbosity)
+		return;
+	static const char *names[] = { "error", "warning", "info", "debug" };
+	va_list ap;
+	va_start(ap, fmt);
+	fprintf(stderr, "modelhost: %s: ", names[level < 0 ? 0 : level > 3 ? 3 : level]);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+}
+
+static void svc_error(mh_dir *d, const char *file, const char *fmt, ...)
+{
+	char msg[MH_ERRLEN];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	modeldir_error(d, file, "%s", msg);
+}
+
+static int wrong_type(mh_dir *d, const char *key, const char *want)
+{
+	modeldir_error(d, "config.json", "'%s' should be %s", key, want);
+	return -1;
+}
+
+static int svc_config_int(mh_dir *d, const char *key, int64_t def, int64_t *out)
+{
+	const cJSON *j = modeldir_config(d, key);
+	*out = def;
+	if (!j)
+		return 0;
+	double v = j->valuedouble;
+	if (!cJSON_IsNumber(j) || v != (double)(int64_t)v || v < -9e15 || v > 9e15)
+		return wrong_type(d, key, "an integer");
+	*out = (int64_t)v;
+	return 1;
+}
+
+static int svc_config_float(mh_dir *d, const char *key, double def, double *out)
+{
+	const cJSON *j = modeldir_config(d, key);
+	*out = def;
+	if (!j)
+		return 0;
+	if (!cJSON_IsNumber(j))
+		return wrong_type(d, key, "a number");
+	*out = j->valuedouble;
+	return 1;
+}
+
+static int svc_config_bool(mh_dir *d, const char *key, int def, int *out)
+{
+	const cJSON *j = modeldir_config(d, key);
+	*out = def;
+	if (!j)
+		return 0;
+	if (!cJSON_IsBool(j))
+		return wrong_type(d, key, "true or false");
+	*out = cJSON_IsTrue(j);
+	return 1;
+}
+
+static int svc_config_string(mh_dir *d, const char *key, const char *def, const char **out)
+{
+	const cJSON *j = modeldir_config(d, key);
+	*out = def;
+	if (!j)
+		return 0;
+	if (!cJSON_IsString(j))
+		return wrong_type(d, key, "a string");
+	*out = j->valuestring;
+	return 1;
+}
+
+static int id_of(const cJSON *j, int32_t *out)
+{
+	double v = j->valuedouble;
+	if (!cJSON_IsNumber(j) || v != (double)(int32_t)v || v < 0)
+		return -1;
+	*out = (int32_t)v;
+	return 0;
+}
+
+static int svc_config_ids(mh_dir *d, const char *key, int32_t *out, int max)
+{
+	const cJSON *j = modeldir_config(d, key);
+	if (!j)
+		return 0;
+	if (cJSON_IsNumber(j)) {
+		if (max < 1)
+			return 0;
+		return id_of(j, out) == 0 ? 1 : wrong_type(d, key, "a token id or a list of them");
+	}
+	if (!cJSON_IsArray(j))
+		return wrong_type(d, key, "a token id or a list of them");
+	int n = 0;
+	const cJSON *e;
+	cJSON_ArrayForEach(e, j) {
+		int32_t id;
+		if (id_of(e, &id) != 0)
+			return wrong_type(d, key, "a token id or a list of them");
+		if (n < max)
+			out[n++] = id;
+	}
+	return n;
+}
+
+static const mh_tensor *svc_tensor(mh_dir *d, const char *name)
+{
+	return modeldir_tensor(d, name);
+}
+
+static const mh_tensor *check_weight(mh_dir *d, const char *name, int ndim, int64_t d0,
+				     int64_t d1, int required)
+{
+	const mh_tensor *t = modeldir_tensor(d, name);
+	if (!t) {
+		if (required)
+			modeldir_error(d, modeldir_file_of(d, NULL), "tensor '%s' is missing", name);
+		return NULL;
+	}
+	const char *file = modeldir_file_of(d, t);
+	if (!mh_dtype_is_float(t->dtype)) {
+		modeldir_error(d, file, "tensor '%s' has dtype %s, expected F32, F16 or BF16", name,
+			       mh_dtype_name(t->dtype));
+		return NULL;
+	}
+	if (t->ndim != ndim || t->shape[0] != d0 || (ndim > 1 && t->shape[1] != d1)) {
+		char got[96] = "", want[64];
+		size_t k = 0;
+		for (int i = 0; i < t->ndim && k < sizeof got - 24; i++)
+			k += snprintf(got + k, sizeof got - k, "%s%lld", i ? ", " : "",
+				      (long long)t->shape[i]);
+		if (ndim > 1)
+			snprintf(want, sizeof want, "%lld, %lld", (long long)d0, (long long)d1);
+		else
+			snprintf(want, sizeof want, "%lld", (long long)d0);
+		modeldir_error(d, file, "tensor '%s' has shape [%s], expected [%s]", name, got, want);
+		return NULL;
+	}
+	return t;
+}
+
+static const mh_tensor *svc_weight(mh_dir *d, const char *name, int ndim, int64_t d0, int64_t d1)
+{
+	return check_weight(d, name, ndim, d0, d1, 1);
+}
+
+static const mh_tensor *svc_weight_opt(mh_dir *d, const char *name, int ndim, int64_t d0,
+				       int64_t d1)
+{
+	return check_weight(d, name, ndim, d0, d1, 0);
+}
+
+static int svc_rows(const mh_tensor *t, int64_t first, int64_t count, mh_tensor *view)
+{
+	if (t->ndim != 2 || first < 0 || count < 0 || first + count > t->shape[0])
+		return -1;
+	size_t row_bytes = (size_t)t->shape[1] * mh_dtype_size(t->dtype);
+	*view = *t;
+	view->shape[0] = count;
+	view->nelem = count * t->shape[1];
+	view->data = (const char *)t->data + first * row_bytes;
+	view->nbytes = count * row_bytes;
+	return 0;
+}
+
+static const float *svc_vec_f32(mh_dir *d, const mh_tensor *t)
+{
+	if (!t)
+		return NULL;
+	if (t->dtype == MH_F32) /* st_open guarantees element alignment */
+		return t->data;
+	void **nv = realloc(d->vec_copies, (d->n_vec_copies + 1) * sizeof *nv);
+	if (!nv)
+		return NULL;
+	d->vec_copies = nv;
+	float *f = NULL;
+	if (posix_memalign((void **)&f, 64, (t->nelem ? t->nelem : 1) * sizeof *f) != 0)
+		return NULL;
+	ops_to_f32(f, t, 0, t->nelem);
+	d->vec_copies[d->n_vec_copies++] = f;
+	return f;
+}
+
+/* calloc hands back untouched (lazily zeroed) pages for large blocks, so a
+ * KV cache costs memory only as it fills; we align by hand and keep the
+ * original pointer just before the block. */
+static void *svc_alloc(size_t bytes)
+{
+	if (bytes > SIZE_MAX - 128)
+		return NULL;
+	char *raw = calloc(1, bytes + 128);
+	if (!raw)
+		return NULL;
+	uintptr_t p = ((uintptr_t)raw + sizeof(void *) + 63) & ~(uintptr_t)63;
+	((void **)p)[-1] = raw;
+	return (void *)p;
+}
+
+static void svc_free(void *p)
+{
+	if (p)
+		free(((void **)p)[-1]);
+}
+
+static int svc_n_threads(void)
+{
+	return pool_size(pool);
+}
+
+static void svc_parallel_for(int64_t n, mh_range_fn fn, void *ctx)
+{
+	pool_run(pool, n, fn, ctx);
+}
+
+static const mh_services table = {
+	.abi_major = MODELHOST_ABI_MAJOR,
+	.abi_minor = MODELHOST_ABI_MINOR,
+	.struct_size = sizeof(mh_services),
+	.log = svc_log,
+	.error = svc_error,
+	.config_int = svc_config_int,
+	.config_float = svc_config_float,
+	.config_bool = svc_config_bool,
+	.config_string = svc_config_string,
+	.config_ids = svc_config_ids,
+	.tensor = svc_tensor,
+	.weight = svc_weight,
+	.weight_opt = svc_weight_opt,
+	.rows = svc_rows,
+	.vec_f32 = svc_vec_f32,
+	.matmul = ops_matmul,
+	.embed = ops_embed,
+	.rmsnorm = ops_rmsnorm,
+	.layernorm = ops_layernorm,
+	.rope_new = rope_new,
+	.rope_free = rope_free,
+	.rope_apply = rope_apply,
+	.attention = ops_attention,
+	.silu_mul = ops_silu_mul,
+	.gelu = ops_gelu,
+	.gelu_tanh = ops_gelu_tanh,
+	.add = ops_add,
+	.softmax = ops_softmax,
+	.alloc = svc_alloc,
+	.free = svc_free,
+	.n_threads = svc_n_threads,
+	.parallel_for = svc_parallel_for,
+};
+
+const mh_services *services_init(int n_threads)
+{
+	if (n_threads <= 0) {
+		long c = sysconf(_SC_NPROCESSORS_ONLN);
+		n_threads = c > 0 ? (int)c : 1;
+	}
+	if (!pool || pool_size(pool) != n_threads) {
+		pool_free(pool);
+		pool = pool_new(n_threads);
+		ops_set_pool(pool);
+	}
+	return &table;
+}
+
+int services_threads(void)
+{
+	return pool_size(pool);
+}
+
+void services_shutdown(void)
+{
+	pool_free(pool);
+	pool = NULL;
+	ops_set_pool(NULL);
+	ops_cleanup();
+}

@@ -1,0 +1,30 @@
+/* session.h - a model loaded through a plugin: the directory, the plugin
+ * reference that keeps its code mapped, and the checks the host makes on
+ * every call (context length, token ids) whatever the plugin does. */
+#ifndef MH_SESSION_H
+#define MH_SESSION_H
+
+#include "registry.h"
+#include "util.h"
+
+typedef struct mh_session {
+	plugin_lib *lib;
+	mh_dir *dir;
+	mh_model *model;
+	const mh_model_info *info;
+	char why[320];            /* which plugin and why */
+	int32_t eos[MH_MAX_EOS * 2];
+	int n_eos;
+	int pos;                  /* tokens in the KV cache */
+} mh_session;
+
+/* Load DIR.  force: a plugin name or NULL; n_ctx 0: the model's limit. */
+mh_session *session_open(mh_registry *r, const char *path, const char *force, int n_ctx,
+			 char *err);
+void session_close(mh_session *s);
+/* Append n tokens at the current position; logits per MH_LOGITS_*. */
+int session_forward(mh_session *s, const int32_t *ids, int n, float *logits, int flags, char *err);
+void session_reset(mh_session *s);
+int session_is_eos(const mh_session *s, int32_t id);
+
+#endif

@@ -1,0 +1,43 @@
+/* tokenizer.h - Hugging Face tokenizer.json (BPE models) for modelhost.
+ *
+ * Encoding follows the Hugging Face tokenizers pipeline:
+ *   added/special tokens split -> normalize -> pre-tokenize -> BPE
+ *   -> post-process (BOS/EOS templates)
+ * and decoding runs the file's decoder chain (ByteLevel, Metaspace,
+ * ByteFallback, Fuse, Strip, Replace, ...).
+ *
+ * A loaded tokenizer is immutable: encode/decode may run concurrently from
+ * several threads on the same mh_tokenizer.  A stream is not thread-safe.
+ */
+#ifndef MH_TOKENIZER_H
+#define MH_TOKENIZER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct mh_tokenizer mh_tokenizer;
+/* Load tokenizer.json. On failure returns NULL and writes one line "PATH: problem" into err. */
+mh_tokenizer *tokenizer_load(const char *path, char *err, size_t errlen);
+void tokenizer_free(mh_tokenizer *t);
+/* Encode len bytes of UTF-8. add_special: apply the post-processor (e.g. BOS). 0 ok (*ids malloc'd, caller frees), -1 on error (out of memory / invalid). */
+int tokenizer_encode(const mh_tokenizer *t, const char *text, size_t len, int add_special, int32_t **ids, size_t *n_ids);
+/* Decode to a malloc'd NUL-terminated string; skip_special drops special tokens. NULL on OOM. */
+char *tokenizer_decode(const mh_tokenizer *t, const int32_t *ids, size_t n, int skip_special);
+int32_t tokenizer_vocab_size(const mh_tokenizer *t);  /* max id + 1, including added tokens */
+int32_t tokenizer_token_id(const mh_tokenizer *t, const char *token); /* -1 if none */
+int tokenizer_is_special(const mh_tokenizer *t, int32_t id);
+/* Streaming detokenizer for generation: push ids one at a time, get back only newly completed text,
+   never a broken UTF-8 sequence (byte-fallback pieces like <0xE2> and byte-level tokens can end mid-character).
+   Returned buffer is owned by the stream, valid until the next call. flush returns whatever remains. */
+typedef struct mh_detok_stream mh_detok_stream;
+mh_detok_stream *tokenizer_stream_new(const mh_tokenizer *t, int skip_special);
+const char *tokenizer_stream_push(mh_detok_stream *s, int32_t id, size_t *len);
+const char *tokenizer_stream_flush(mh_detok_stream *s, size_t *len);
+void tokenizer_stream_free(mh_detok_stream *s);
+
+/* Extras. */
+/* The text of one token as stored in the vocabulary (e.g. "▁the", "Ġthe",
+ * "<0x0A>"), NULL if id is out of range. Not decoded. */
+const char *tokenizer_id_to_token(const mh_tokenizer *t, int32_t id);
+
+#endif

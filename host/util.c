@@ -1,0 +1,225 @@
+/* util.c - see util.h. */
+#include "util.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+void mh_errf(char *err, const char *fmt, ...)
+{
+	if (!err)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err, MH_ERRLEN, fmt, ap);
+	va_end(ap);
+}
+
+char *mh_read_file(const char *path, size_t *len, char *err)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f) {
+		mh_errf(err, "%s: %s", path, strerror(errno));
+		return NULL;
+	}
+	char *buf = NULL;
+	size_t n = 0, cap = 0;
+	for (;;) {
+		if (cap - n < 65536) {
+			cap = cap ? cap * 2 : 65536;
+			char *nb = realloc(buf, cap + 1);
+			if (!nb) {
+				mh_errf(err, "%s: out of memory", path);
+				goto fail;
+			}
+			buf = nb;
+		}
+		size_t got = fread(buf + n, 1, cap - n, f);
+		n += got;
+		if (got == 0)
+			break;
+	}
+	if (ferror(f)) {
+		mh_errf(err, "%s: read error", path);
+		goto fail;
+	}
+	fclose(f);
+	buf[n] = 0;
+	if (len)
+		*len = n;
+	return buf;
+fail:
+	free(buf);
+	fclose(f);
+	return NULL;
+}
+
+char *mh_path_join(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	char *p = malloc(la + lb + 2);
+	if (!p)
+		return NULL;
+	memcpy(p, a, la);
+	size_t k = la;
+	if (la && a[la - 1] != '/')
+		p[k++] = '/';
+	memcpy(p + k, b, lb + 1);
+	return p;
+}
+
+int mh_is_dir(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+int mh_is_file(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+static const struct {
+	const char *name;
+	size_t size;
+} dtypes[MH_DTYPE_COUNT] = {
+	[MH_F32] = { "F32", 4 },  [MH_F16] = { "F16", 2 },  [MH_BF16] = { "BF16", 2 },
+	[MH_F64] = { "F64", 8 },  [MH_I64] = { "I64", 8 },  [MH_I32] = { "I32", 4 },
+	[MH_I16] = { "I16", 2 },  [MH_I8] = { "I8", 1 },    [MH_U8] = { "U8", 1 },
+	[MH_BOOL] = { "BOOL", 1 },
+};
+
+size_t mh_dtype_size(mh_dtype t)
+{
+	return (unsigned)t < MH_DTYPE_COUNT ? dtypes[t].size : 0;
+}
+
+const char *mh_dtype_name(mh_dtype t)
+{
+	return (unsigned)t < MH_DTYPE_COUNT ? dtypes[t].name : "?";
+}
+
+int mh_dtype_from_name(const char *name, mh_dtype *out)
+{
+	for (int i = 0; i < MH_DTYPE_COUNT; i++)
+		if (strcmp(name, dtypes[i].name) == 0) {
+			*out = (mh_dtype)i;
+			return 0;
+		}
+	return -1;
+}
+
+int mh_dtype_is_float(mh_dtype t)
+{
+	return t == MH_F32 || t == MH_F16 || t == MH_BF16;
+}
+
+float mh_f16_to_f32(uint16_t h)
+{
+	uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+	uint32_t exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
+	if (exp == 0) {
+		if (man == 0) {
+			bits = sign;
+		} else { /* subnormal: renormalise */
+			exp = 127 - 15 + 1;
+			while (!(man & 0x400)) {
+				man <<= 1;
+				exp--;
+			}
+			bits = sign | (exp << 23) | ((man & 0x3ff) << 13);
+		}
+	} else if (exp == 31) {
+		bits = sign | 0x7f800000u | (man << 13);
+	} else {
+		bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
+	}
+	union { uint32_t u; float f; } v = { .u = bits };
+	return v.f;
+}
+
+uint16_t mh_f32_to_bf16(float f)
+{
+	union { float f; uint32_t u; } v = { .f = f };
+	if ((v.u & 0x7fffffff) > 0x7f800000) /* NaN stays NaN */
+		return (uint16_t)((v.u >> 16) | 0x40);
+	v.u += 0x7fff + ((v.u >> 16) & 1);
+	return (uint16_t)(v.u >> 16);
+}
+
+uint16_t mh_f32_to_f16(float f)
+{
+	union { float f; uint32_t u; } v = { .f = f };
+	uint32_t sign = (v.u >> 16) & 0x8000;
+	uint32_t a = v.u & 0x7fffffff;
+	if (a > 0x7f800000)
+		return (uint16_t)(sign | 0x7e00);
+	if (a >= 0x477ff000) /* rounds to >= 65520: infinity */
+		return (uint16_t)(sign | 0x7c00);
+	if (a < 0x38800000) { /* subnormal or zero in half */
+		union { uint32_t u; float f; } t = { .u = a };
+		float scaled = t.f * 16777216.0f; /* 2^24: units of the smallest subnormal */
+		uint32_t m = (uint32_t)scaled;
+		float rem = scaled - (float)m;
+		if (rem > 0.5f || (rem == 0.5f && (m & 1)))
+			m++;
+		return (uint16_t)(sign | m);
+	}
+	uint32_t e = (a >> 23) - 127 + 15, man = a & 0x7fffff;
+	uint32_t h = (e << 10) | (man >> 13);
+	uint32_t rest = man & 0x1fff;
+	if (rest > 0x1000 || (rest == 0x1000 && (h & 1)))
+		h++;
+	return (uint16_t)(sign | h);
+}
+
+int mh_parse_ids(const char *s, int32_t **ids, size_t *n)
+{
+	size_t cap = 16, k = 0;
+	int32_t *v = malloc(cap * sizeof *v);
+	if (!v)
+		return -1;
+	const char *p = s;
+	while (*p) {
+		char *end;
+		errno = 0;
+		long x = strtol(p, &end, 10);
+		if (end == p || errno || x < 0 || x > INT32_MAX)
+			goto bad;
+		if (k == cap) {
+			int32_t *nv = realloc(v, (cap *= 2) * sizeof *v);
+			if (!nv)
+				goto bad;
+			v = nv;
+		}
+		v[k++] = (int32_t)x;
+		p = end;
+		while (*p == ' ')
+			p++;
+		if (*p == ',')
+			p++;
+		else if (*p)
+			goto bad;
+	}
+	if (k == 0)
+		goto bad;
+	*ids = v;
+	*n = k;
+	return 0;
+bad:
+	free(v);
+	return -1;
+}
+
+double mh_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}

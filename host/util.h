@@ -1,0 +1,43 @@
+/* util.h - small helpers shared by the host: error buffers, files, strings. */
+#ifndef MH_UTIL_H
+#define MH_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <modelhost/plugin.h>
+
+/* Errors travel as one line in a caller-provided buffer of MH_ERRLEN bytes,
+ * already prefixed with the file they are about: "dir/config.json: ...". */
+#define MH_ERRLEN 512
+
+void mh_errf(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Read a whole file, NUL-terminated.  NULL + err on failure. */
+char *mh_read_file(const char *path, size_t *len, char *err);
+/* a + "/" + b, malloc'd. */
+char *mh_path_join(const char *a, const char *b);
+int mh_is_dir(const char *path);
+int mh_is_file(const char *path);
+
+/* Element size of a dtype, 0 for an unknown one; names as in safetensors. */
+size_t mh_dtype_size(mh_dtype t);
+const char *mh_dtype_name(mh_dtype t);
+int mh_dtype_from_name(const char *name, mh_dtype *out);
+int mh_dtype_is_float(mh_dtype t);
+
+/* Scalar conversions. */
+static inline float mh_bf16_to_f32(uint16_t h)
+{
+	union { uint32_t u; float f; } v = { .u = (uint32_t)h << 16 };
+	return v.f;
+}
+float mh_f16_to_f32(uint16_t h);
+uint16_t mh_f32_to_bf16(float f);  /* round to nearest even */
+uint16_t mh_f32_to_f16(float f);   /* round to nearest even */
+
+/* Parse "1,2,3" into a malloc'd id array. -1 on a malformed list. */
+int mh_parse_ids(const char *s, int32_t **ids, size_t *n);
+
+double mh_now(void); /* monotonic seconds */
+
+#endif

@@ -1,0 +1,53 @@
+/* llama.h - private to the llama plugin: the model's structs (components.c),
+ * how config.json and the weights fill them (loader.c), and the forward
+ * pass (model.c).  Only the SDK is visible from here. */
+#ifndef LLAMA_H
+#define LLAMA_H
+
+#include <modelhost/plugin.h>
+
+typedef struct llama_config {
+	int vocab, dim, n_layers, n_heads, n_kv_heads, head_dim, ffn_dim;
+	int max_pos, n_ctx;
+	float eps;
+	int tied, attn_bias, mlp_bias;
+	int32_t bos;
+	int n_eos;
+	int32_t eos[MH_MAX_EOS];
+} llama_config;
+
+typedef struct llama_layer {
+	const float *attn_norm, *ffn_norm;
+	const mh_tensor *wq, *wk, *wv, *wo, *w_gate, *w_up, *w_down;
+	const float *bq, *bk, *bv, *bo, *b_gate, *b_up, *b_down; /* NULL when absent */
+} llama_layer;
+
+/* Activations for up to `cap` tokens at a time; longer prompts go through
+ * in chunks. */
+typedef struct llama_buffers {
+	int cap;
+	float *x, *xn, *q, *att, *tmp, *gate, *up;
+} llama_buffers;
+
+struct mh_model {
+	const mh_services *svc;
+	mh_dir *dir;
+	llama_config cfg;
+	const mh_tensor *embed, *lm_head;
+	const float *norm;
+	llama_layer *layers;
+	mh_rope *rope;
+	float *k_cache, *v_cache; /* [layer][position][n_kv_heads * head_dim] */
+	llama_buffers buf;
+	mh_model_info info;
+};
+
+/* components.c */
+mh_model *llama_alloc(const mh_services *svc, mh_dir *dir, const llama_config *cfg);
+void llama_free(mh_model *m);
+
+/* loader.c */
+int llama_read_config(const mh_services *svc, mh_dir *dir, int32_t n_ctx, llama_config *cfg);
+int llama_load_weights(mh_model *m);
+
+#endif

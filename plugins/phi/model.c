@@ -1,0 +1,150 @@
+/* model.c - the Phi-2 and Phi-3 forward passes over a KV cache, and the
+ * plugin descriptor.  Prompts go through as matrix-matrix products (in
+ * chunks of buf.cap tokens), decoding one token at a time. */
+#include "phi.h"
+
+#include <math.h>
+
+static mh_model *load(const mh_services *svc, mh_dir *dir, int32_t n_ctx)
+{
+	phi_config cfg;
+	if (phi_read_config(svc, dir, n_ctx, &cfg) != 0)
+		return NULL;
+	mh_model *m = phi_alloc(svc, dir, &cfg);
+	if (m && phi_load_weights(m) != 0) {
+		phi_free(m);
+		return NULL;
+	}
+	return m;
+}
+
+static const mh_model_info *info(const mh_model *m)
+{
+	return &m->info;
+}
+
+static void reset(mh_model *m)
+{
+	(void)m; /* positions past the caller's pos are never read */
+}
+
+/* Attention of n tokens at pos over b->xn (already normalized) into b->att:
+ * projections, Phi-2's optional per-head q/k LayerNorm, rotary, and the
+ * cached attention.  The output projection is left to the caller. */
+static void attend(mh_model *m, const phi_layer *L, float *kc, float *vc, int n, int pos)
+{
+	const mh_services *svc = m->svc;
+	const phi_config *c = &m->cfg;
+	phi_buffers *b = &m->buf;
+	size_t kv_dim = (size_t)c->n_kv_heads * c->head_dim;
+	float *k = kc + pos * kv_dim;
+
+	svc->matmul(b->q, b->xn, L->wq, L->bq, n);
+	svc->matmul(k, b->xn, L->wk, L->bk, n);
+	svc->matmul(vc + pos * kv_dim, b->xn, L->wv, L->bv, n);
+	if (L->q_ln_w) {
+		svc->layernorm(b->q, b->q, L->q_ln_w, L->q_ln_b, n * c->n_heads, c->head_dim, c->eps);
+		svc->layernorm(k, k, L->k_ln_w, L->k_ln_b, n * c->n_kv_heads, c->head_dim, c->eps);
+	}
+	svc->rope_apply(m->rope, b->q, n, c->n_heads, pos);
+	svc->rope_apply(m->rope, k, n, c->n_kv_heads, pos);
+	svc->attention(b->att, b->q, kc, vc, n, pos, c->n_heads, c->n_kv_heads, c->head_dim,
+		       c->window, 1.0f / sqrtf((float)c->head_dim));
+}
+
+/* Phi-2: h = x + dense(attn(ln(x))) + fc2(act(fc1(ln(x)))). */
+static void phi2_layer(mh_model *m, const phi_layer *L, float *kc, float *vc, int n, int pos)
+{
+	const mh_services *svc = m->svc;
+	const phi_config *c = &m->cfg;
+	phi_buffers *b = &m->buf;
+	size_t ffn = (size_t)n * c->ffn_dim;
+
+	svc->layernorm(b->xn, b->x, L->ln_w, L->ln_b, n, c->dim, c->eps);
+	attend(m, L, kc, vc, n, pos);
+	svc->matmul(b->tmp, b->att, L->wo, L->bo, n);
+	svc->add(b->x, b->tmp, (size_t)n * c->dim);
+
+	svc->matmul(b->up, b->xn, L->w_up, L->b_up, n);
+	if (c->act == PHI_GELU_TANH)
+		svc->gelu_tanh(b->up, ffn);
+	else
+		svc->gelu(b->up, ffn);
+	svc->matmul(b->tmp, b->up, L->w_down, L->b_down, n);
+	svc->add(b->x, b->tmp, (size_t)n * c->dim);
+}
+
+/* Phi-3: pre-norm attention then pre-norm SwiGLU MLP. */
+static void phi3_layer(mh_model *m, const phi_layer *L, float *kc, float *vc, int n, int pos)
+{
+	const mh_services *svc = m->svc;
+	const phi_config *c = &m->cfg;
+	phi_buffers *b = &m->buf;
+
+	svc->rmsnorm(b->xn, b->x, L->ln_w, n, c->dim, c->eps);
+	attend(m, L, kc, vc, n, pos);
+	svc->matmul(b->tmp, b->att, L->wo, NULL, n);
+	svc->add(b->x, b->tmp, (size_t)n * c->dim);
+
+	svc->rmsnorm(b->xn, b->x, L->post_ln_w, n, c->dim, c->eps);
+	svc->matmul(b->gate, b->xn, L->w_gate, NULL, n);
+	svc->matmul(b->up, b->xn, L->w_up, NULL, n);
+	svc->silu_mul(b->gate, b->up, (size_t)n * c->ffn_dim);
+	svc->matmul(b->tmp, b->gate, L->w_down, NULL, n);
+	svc->add(b->x, b->tmp, (size_t)n * c->dim);
+}
+
+/* The final norm and lm_head over k rows of x. */
+static void head(mh_model *m, float *logits, const float *x, int k)
+{
+	const mh_services *svc = m->svc;
+	const phi_config *c = &m->cfg;
+	if (c->phi3)
+		svc->rmsnorm(m->buf.xn, x, m->norm_w, k, c->dim, c->eps);
+	else
+		svc->layernorm(m->buf.xn, x, m->norm_w, m->norm_b, k, c->dim, c->eps);
+	svc->matmul(logits, m->buf.xn, m->lm_head, m->lm_head_b, k);
+}
+
+static int forward(mh_model *m, const int32_t *ids, int n, int pos, float *logits, int flags)
+{
+	const mh_services *svc = m->svc;
+	const phi_config *c = &m->cfg;
+	size_t kv_dim = (size_t)c->n_kv_heads * c->head_dim;
+	if (n <= 0 || pos < 0 || pos + n > c->n_ctx) {
+		svc->error(m->dir, NULL, "positions %d..%d are outside the %d-token context", pos,
+			   pos + n - 1, c->n_ctx);
+		return -1;
+	}
+	for (int done = 0; done < n;) {
+		int k = n - done < m->buf.cap ? n - done : m->buf.cap;
+		if (svc->embed(m->buf.x, m->embed, ids + done, k) != 0) {
+			svc->error(m->dir, NULL, "token id out of range 0..%d", c->vocab - 1);
+			return -1;
+		}
+		for (int l = 0; l < c->n_layers; l++) {
+			float *kc = m->k_cache + (size_t)l * c->n_ctx * kv_dim;
+			float *vc = m->v_cache + (size_t)l * c->n_ctx * kv_dim;
+			(c->phi3 ? phi3_layer : phi2_layer)(m, &m->layers[l], kc, vc, k, pos + done);
+		}
+		if (flags & MH_LOGITS_ALL)
+			head(m, logits + (size_t)done * c->vocab, m->buf.x, k);
+		else if (done + k == n) /* only the last position's logits are wanted */
+			head(m, logits, m->buf.x + (size_t)(k - 1) * c->dim, 1);
+		done += k;
+	}
+	return 0;
+}
+
+static const char *const architectures[] = { "PhiForCausalLM", "phi", "Phi3ForCausalLM", "phi3",
+					     NULL };
+
+MODELHOST_PLUGIN_DEFINE("phi", "1.0.0",
+			"Phi-2 (parallel attention+MLP, LayerNorm, partial rotary) and Phi-3 "
+			"(fused qkv/gate_up, sliding window)",
+			"MIT", architectures,
+			.load = load,
+			.free = phi_free,
+			.info = info,
+			.forward = forward,
+			.reset = reset);

@@ -1,0 +1,57 @@
+/* qwen.h - private to the qwen plugin (Qwen2 and Qwen3): the model's structs
+ * (components.c), how config.json and the weights fill them (loader.c), and
+ * the forward pass (model.c).  Only the SDK is visible from here. */
+#ifndef QWEN_H
+#define QWEN_H
+
+#include <modelhost/plugin.h>
+
+typedef struct qwen_config {
+	int vocab, dim, n_layers, n_heads, n_kv_heads, head_dim, ffn_dim;
+	int max_pos, n_ctx;
+	float eps;
+	int qwen3;     /* per-head q_norm / k_norm before rotary */
+	int tied;
+	int qkv_bias;  /* Qwen2: always; Qwen3: attention_bias */
+	int o_bias;    /* Qwen3: attention_bias */
+	int32_t bos;
+	int n_eos;
+	int32_t eos[MH_MAX_EOS];
+} qwen_config;
+
+typedef struct qwen_layer {
+	const float *attn_norm, *ffn_norm;
+	const float *q_norm, *k_norm; /* [head_dim], Qwen3 only */
+	const mh_tensor *wq, *wk, *wv, *wo, *w_gate, *w_up, *w_down;
+	const float *bq, *bk, *bv, *bo; /* NULL when absent */
+} qwen_layer;
+
+/* Activations for up to `cap` tokens at a time; longer prompts go through
+ * in chunks. */
+typedef struct qwen_buffers {
+	int cap;
+	float *x, *xn, *q, *att, *tmp, *gate, *up;
+} qwen_buffers;
+
+struct mh_model {
+	const mh_services *svc;
+	mh_dir *dir;
+	qwen_config cfg;
+	const mh_tensor *embed, *lm_head;
+	const float *norm;
+	qwen_layer *layers;
+	mh_rope *rope;
+	float *k_cache, *v_cache; /* [layer][position][n_kv_heads * head_dim] */
+	qwen_buffers buf;
+	mh_model_info info;
+};
+
+/* components.c */
+mh_model *qwen_alloc(const mh_services *svc, mh_dir *dir, const qwen_config *cfg);
+void qwen_free(mh_model *m);
+
+/* loader.c */
+int qwen_read_config(const mh_services *svc, mh_dir *dir, int32_t n_ctx, qwen_config *cfg);
+int qwen_load_weights(mh_model *m);
+
+#endif

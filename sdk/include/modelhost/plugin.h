@@ -1,0 +1,262 @@
+/* modelhost/plugin.h - the one contract between the modelhost host and its
+ * architecture plugins.
+ *
+ * A plugin is a shared object that exports exactly one symbol, `model_plugin`,
+ * a const `struct model_plugin` filled in with MODELHOST_PLUGIN_DEFINE().  It
+ * links nothing of the host: everything it needs (weights, config values,
+ * tensor operations, threads, memory, error reporting) comes through the
+ * `struct mh_services` table the host passes to every entry point.
+ *
+ * Versioning rules (never change them):
+ *  - The first three fields of `struct model_plugin` and `struct mh_services`
+ *    are `abi_major`, `abi_minor`, `struct_size`, forever.
+ *  - The host loads a plugin when plugin.abi_major == MODELHOST_ABI_MAJOR and
+ *    plugin.abi_minor <= the host's MODELHOST_ABI_MINOR.  Nothing past
+ *    plugin.struct_size is ever read.
+ *  - A minor release only appends fields at the end of these structs (using
+ *    the reserved slots first) and only appends enum values.  A plugin built
+ *    against minor N may call any service of minor <= N; the host guarantees
+ *    they are present.
+ *  - Anything else is a major release.
+ *
+ * Threading: the host calls a model's entry points from one thread at a time.
+ * The services are thread-safe except where noted.
+ */
+#ifndef MODELHOST_PLUGIN_H
+#define MODELHOST_PLUGIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MODELHOST_ABI_MAJOR 1
+#define MODELHOST_ABI_MINOR 0
+
+#define MH_MAX_DIMS 8
+#define MH_MAX_EOS 8
+
+typedef enum mh_dtype {
+	MH_F32 = 0,
+	MH_F16,
+	MH_BF16,
+	MH_F64,
+	MH_I64,
+	MH_I32,
+	MH_I16,
+	MH_I8,
+	MH_U8,
+	MH_BOOL,
+	MH_DTYPE_COUNT
+} mh_dtype;
+
+/* A tensor as stored in the checkpoint.  `data` points into the read-only
+ * mapping of the file and may be misaligned; F32 data can be read in place
+ * with memcpy-safe access, the host's ops handle every float dtype. */
+typedef struct mh_tensor {
+	const char *name;
+	mh_dtype dtype;
+	int32_t ndim;
+	int64_t shape[MH_MAX_DIMS];
+	int64_t nelem;
+	const void *data;
+	size_t nbytes;
+} mh_tensor;
+
+/* An open model directory (config.json + safetensors), owned by the host.
+ * It outlives the model loaded from it. */
+typedef struct mh_dir mh_dir;
+
+/* A model, defined privately by each plugin. */
+typedef struct mh_model mh_model;
+
+/* Rotary embedding tables, built by the host from config.json. */
+typedef struct mh_rope mh_rope;
+
+/* What a loaded model tells the host.  Filled by the plugin; the host reads
+ * only fields below struct_size. */
+typedef struct mh_model_info {
+	uint32_t struct_size;
+	int32_t vocab_size;
+	int32_t n_ctx;          /* positions the KV cache holds */
+	int32_t max_context;    /* the model's own limit (max_position_embeddings) */
+	int32_t bos_id;         /* -1 if none */
+	int32_t n_eos;
+	int32_t eos_ids[MH_MAX_EOS];
+	uint64_t kv_cache_bytes;
+} mh_model_info;
+
+/* Log levels for mh_services.log. */
+enum { MH_LOG_ERROR = 0, MH_LOG_WARN, MH_LOG_INFO, MH_LOG_DEBUG };
+
+/* Flags for model_plugin.forward. */
+enum {
+	MH_LOGITS_LAST = 0,  /* logits for the last token only: [1, vocab] */
+	MH_LOGITS_ALL = 1    /* logits for every token: [n, vocab] */
+};
+
+typedef void (*mh_range_fn)(void *ctx, int64_t begin, int64_t end, int thread);
+
+typedef struct mh_services {
+	uint32_t abi_major;
+	uint32_t abi_minor;
+	uint32_t struct_size;
+
+	/* --- logging and errors ------------------------------------------ */
+	void (*log)(int level, const char *fmt, ...)
+		__attribute__((format(printf, 2, 3)));
+	/* Record why loading or running failed.  `file` is relative to the
+	 * model directory ("config.json") or NULL; the host prints
+	 * "modelhost: DIR/FILE: message".  The first error recorded wins. */
+	void (*error)(mh_dir *dir, const char *file, const char *fmt, ...)
+		__attribute__((format(printf, 3, 4)));
+
+	/* --- config.json ------------------------------------------------- */
+	/* Keys are paths: "rope_scaling.factor", "architectures.0".
+	 * Each getter returns 1 when the key holds a value, 0 when it is
+	 * absent or null (*out = def), -1 when it holds the wrong type (an
+	 * error naming the key is recorded, *out = def). */
+	int (*config_int)(mh_dir *dir, const char *key, int64_t def, int64_t *out);
+	int (*config_float)(mh_dir *dir, const char *key, double def, double *out);
+	int (*config_bool)(mh_dir *dir, const char *key, int def, int *out);
+	int (*config_string)(mh_dir *dir, const char *key, const char *def,
+			     const char **out);
+	/* An int or a list of ints ("eos_token_id": 2 or [2, 32000]).
+	 * Returns how many were stored (at most max), 0 if absent, -1 on a
+	 * wrong type. */
+	int (*config_ids)(mh_dir *dir, const char *key, int32_t *out, int max);
+
+	/* --- weights ----------------------------------------------------- */
+	/* Look a tensor up by name; NULL if the checkpoint has none. */
+	const mh_tensor *(*tensor)(mh_dir *dir, const char *name);
+	/* A required float tensor (F32/F16/BF16) of the given shape.  d1 is
+	 * ignored when ndim == 1.  Records an error naming the file and the
+	 * tensor (missing, wrong dtype, wrong shape) and returns NULL. */
+	const mh_tensor *(*weight)(mh_dir *dir, const char *name, int ndim,
+				   int64_t d0, int64_t d1);
+	/* The same, but NULL without an error when the tensor is absent. */
+	const mh_tensor *(*weight_opt)(mh_dir *dir, const char *name, int ndim,
+				       int64_t d0, int64_t d1);
+	/* Rows [first, first+count) of a 2-D tensor, as a tensor of its own
+	 * (for fused projections such as qkv_proj).  Returns 0, or -1 when
+	 * out of range. */
+	int (*rows)(const mh_tensor *t, int64_t first, int64_t count,
+		    mh_tensor *view);
+	/* A small float tensor (a norm weight, a bias) as aligned F32: in
+	 * place when possible, otherwise converted once and owned by dir. */
+	const float *(*vec_f32)(mh_dir *dir, const mh_tensor *t);
+
+	/* --- tensor ops (row-major float32 activations) ------------------- */
+	/* y[n, w.rows] = x[n, w.cols] * w^T (+ bias).  Any float dtype of w. */
+	void (*matmul)(float *y, const float *x, const mh_tensor *w,
+		       const float *bias, int n);
+	/* out[i, :] = table[ids[i], :] as F32.  -1 if an id is out of range. */
+	int (*embed)(float *out, const mh_tensor *table, const int32_t *ids,
+		     int n);
+	void (*rmsnorm)(float *y, const float *x, const float *w, int n,
+			int dim, float eps);
+	void (*layernorm)(float *y, const float *x, const float *w,
+			  const float *b, int n, int dim, float eps);
+	/* Rotary embedding.  mh_rope reads rope_theta / rope_scaling /
+	 * rope_parameters / partial_rotary_factor from config.json (either
+	 * spelling) and refuses types it does not implement (NULL + error).
+	 * rope_apply rotates x[n, n_heads * head_dim] for positions pos0..,
+	 * rotate-half (Hugging Face) layout, over the first rot_dim dims of
+	 * each head. */
+	mh_rope *(*rope_new)(mh_dir *dir, int head_dim, int n_ctx);
+	void (*rope_free)(mh_rope *r);
+	void (*rope_apply)(const mh_rope *r, float *x, int n, int n_heads,
+			   int pos0);
+	/* Causal attention of n query tokens at positions pos0.. over a KV
+	 * cache laid out [position][n_kv_heads * head_dim] that already holds
+	 * positions 0 .. pos0+n-1.  Position i sees j with i - window < j <= i
+	 * (window <= 0: all j <= i).  q and out are [n, n_heads * head_dim];
+	 * scale is usually 1/sqrt(head_dim). */
+	void (*attention)(float *out, const float *q, const float *k_cache,
+			  const float *v_cache, int n, int pos0, int n_heads,
+			  int n_kv_heads, int head_dim, int window,
+			  float scale);
+	void (*silu_mul)(float *gate, const float *up, size_t n); /* gate = silu(gate) * up */
+	void (*gelu)(float *x, size_t n);      /* exact (erf) */
+	void (*gelu_tanh)(float *x, size_t n); /* gelu_new / gelu_pytorch_tanh */
+	void (*add)(float *y, const float *x, size_t n); /* y += x */
+	void (*softmax)(float *x, int n);
+
+	/* --- device ------------------------------------------------------ */
+	void *(*alloc)(size_t bytes); /* 64-byte aligned, zeroed; NULL on failure */
+	void (*free)(void *p);
+	int (*n_threads)(void);
+	/* Run fn over [0, n) split into contiguous ranges across the host's
+	 * persistent thread pool; returns when all are done.  Not reentrant. */
+	void (*parallel_for)(int64_t n, mh_range_fn fn, void *ctx);
+
+	void *reserved[16];
+} mh_services;
+
+struct model_plugin {
+	/* fixed forever */
+	uint32_t abi_major;
+	uint32_t abi_minor;
+	uint32_t struct_size;
+
+	const char *name;        /* unique, e.g. "llama" */
+	const char *version;     /* the plugin's own version, e.g. "1.0.0" */
+	const char *description;
+	const char *license;
+	/* NULL-terminated Hugging Face names this plugin claims: values of
+	 * config.json "architectures" ("LlamaForCausalLM") or "model_type". */
+	const char *const *architectures;
+
+	/* Optional.  How well this plugin handles the model in dir: 0-100,
+	 * negative to decline.  Plugins without probe score 50. */
+	int (*probe)(const mh_services *svc, mh_dir *dir);
+	/* Build a model from dir.  n_ctx is the number of positions to keep in
+	 * the KV cache (0: the model's own limit).  NULL + svc->error on
+	 * failure. */
+	mh_model *(*load)(const mh_services *svc, mh_dir *dir, int32_t n_ctx);
+	void (*free)(mh_model *m);
+	const mh_model_info *(*info)(const mh_model *m);
+	/* Run n tokens at positions pos..pos+n-1 (the cache already holds
+	 * 0..pos-1) and write logits (see MH_LOGITS_*).  0, or -1 + error. */
+	int (*forward)(mh_model *m, const int32_t *ids, int n, int pos,
+		       float *logits, int flags);
+	/* Forget the KV cache (the next forward starts at pos 0). */
+	void (*reset)(mh_model *m);
+
+	void *reserved[8];
+};
+
+#if defined(__GNUC__)
+#define MODELHOST_EXPORT __attribute__((visibility("default")))
+#else
+#define MODELHOST_EXPORT
+#endif
+
+/* Define the plugin's descriptor with the ABI fields filled in:
+ *
+ *   static const char *const archs[] = { "LlamaForCausalLM", "llama", NULL };
+ *   MODELHOST_PLUGIN_DEFINE("llama", "1.0.0", "Llama family", "MIT", archs,
+ *       .probe = NULL, .load = load, .free = model_free, .info = info,
+ *       .forward = forward, .reset = reset);
+ */
+#define MODELHOST_PLUGIN_DEFINE(NAME, VERSION, DESCRIPTION, LICENSE, ARCHS, ...) \
+	MODELHOST_EXPORT extern const struct model_plugin model_plugin;               \
+	const struct model_plugin model_plugin = {                                     \
+		.abi_major = MODELHOST_ABI_MAJOR,                               \
+		.abi_minor = MODELHOST_ABI_MINOR,                               \
+		.struct_size = sizeof(struct model_plugin),                            \
+		.name = NAME,                                                   \
+		.version = VERSION,                                             \
+		.description = DESCRIPTION,                                     \
+		.license = LICENSE,                                             \
+		.architectures = ARCHS,                                         \
+		__VA_ARGS__                                                     \
+	}
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MODELHOST_PLUGIN_H */

@@ -1,0 +1,341 @@
+/* check_models.c - every first-party plugin against Hugging Face
+ * transformers: logits at every position (one batched pass, and one token
+ * at a time through the KV cache) within 1e-4 of expected.safetensors,
+ * greedy decoding token for token; the same weights stored as BF16/F16;
+ * and the load-time errors a user can run into. */
+#include "modeldir.h"
+#include "ops.h"
+#include "registry.h"
+#include "safetensors.h"
+#include "services.h"
+#include "session.h"
+#include "testutil.h"
+
+#include <check.h>
+#include <glob.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const struct fixture {
+	const char *dir;       /* model directory, relative to shared/ */
+	const char *expected;  /* expected.safetensors, relative to shared/ */
+	const char *plugin;    /* the plugin that must claim it */
+	int stored_16bit;      /* weights already BF16 */
+} fixtures[] = {
+	{ "fixtures/models/llama", "fixtures/models/llama/expected.safetensors", "llama" },
+	{ "fixtures/models/llama-bf16", "fixtures/models/llama-bf16/expected.safetensors", "llama", 1 },
+	{ "models/stories260K", "fixtures/models/stories260K/expected.safetensors", "llama" },
+	{ "fixtures/models/mistral-swa-sharded",
+	  "fixtures/models/mistral-swa-sharded/expected.safetensors", "mistral" },
+	{ "fixtures/models/phi2", "fixtures/models/phi2/expected.safetensors", "phi" },
+	{ "fixtures/models/phi3", "fixtures/models/phi3/expected.safetensors", "phi" },
+	{ "fixtures/models/qwen2-tied", "fixtures/models/qwen2-tied/expected.safetensors", "qwen" },
+	{ "fixtures/models/qwen3-headdim", "fixtures/models/qwen3-headdim/expected.safetensors",
+	  "qwen" },
+};
+#define N_FIXTURES (int)(sizeof fixtures / sizeof *fixtures)
+#define ATOL 1e-4
+
+static mh_registry *reg;
+static char err[MH_ERRLEN];
+
+static void setup(void)
+{
+	reg = registry_new(services_init(2));
+	const char *b = getenv("MODELHOST_BUILDDIR");
+	char pat[4200];
+	snprintf(pat, sizeof pat, "%s/plugins/*/.libs", b && *b ? b : ".");
+	glob_t g;
+	ck_assert_int_eq(glob(pat, GLOB_ONLYDIR, NULL, &g), 0);
+	for (size_t i = 0; i < g.gl_pathc; i++)
+		registry_add_dir(reg, g.gl_pathv[i]);
+	globfree(&g);
+	registry_scan(reg);
+}
+
+static void teardown(void)
+{
+	registry_free(reg);
+	services_shutdown();
+}
+
+static mh_session *open_model(const char *path)
+{
+	mh_session *s = session_open(reg, path, NULL, 0, err);
+	ck_assert_msg(s != NULL, "%s", err);
+	return s;
+}
+
+static const mh_tensor *get(const st_file *f, const char *name, mh_dtype dt)
+{
+	const mh_tensor *t = st_find(f, name);
+	ck_assert_msg(t && t->dtype == dt, "%s: no %s", f->path, name);
+	return t;
+}
+
+static int32_t *ids_of(const mh_tensor *t)
+{
+	int32_t *ids = malloc(t->nelem * sizeof *ids);
+	for (int64_t i = 0; i < t->nelem; i++)
+		ids[i] = (int32_t)((const int64_t *)t->data)[i];
+	return ids;
+}
+
+/* Logits for ids: batched (one pass) or incremental (token by token). */
+static float *logits_of(mh_session *s, const int32_t *ids, int n, int incremental)
+{
+	int vocab = s->info->vocab_size;
+	float *out = malloc((size_t)n * vocab * sizeof *out);
+	session_reset(s);
+	if (!incremental) {
+		ck_assert_msg(session_forward(s, ids, n, out, MH_LOGITS_ALL, err) == 0, "%s", err);
+	} else {
+		for (int i = 0; i < n; i++)
+			ck_assert_msg(session_forward(s, ids + i, 1, out + (size_t)i * vocab,
+						      MH_LOGITS_LAST, err) == 0, "%s", err);
+	}
+	return out;
+}
+
+static double max_diff(const float *a, const float *b, size_t n)
+{
+	double m = 0;
+	for (size_t i = 0; i < n; i++) {
+		double d = fabs((double)a[i] - b[i]);
+		if (!(d <= m))
+			m = isnan(d) ? INFINITY : d;
+	}
+	return m;
+}
+
+static int argmax(const float *v, int n)
+{
+	int b = 0;
+	for (int i = 1; i < n; i++)
+		if (v[i] > v[b])
+			b = i;
+	return b;
+}
+
+START_TEST(matches_transformers)
+{
+	const struct fixture *fx = &fixtures[_i];
+	char *dir = tu_shared_path(fx->dir), *exp = tu_shared_path(fx->expected);
+	st_file ex;
+	ck_assert_msg(st_open(&ex, exp, err) == 0, "%s", err);
+	mh_session *s = open_model(dir);
+	ck_assert_str_eq(s->lib->desc->name, fx->plugin);
+	const mh_tensor *in = get(&ex, "input_ids", MH_I64), *lt = get(&ex, "logits", MH_F32);
+	int n = (int)in->nelem, vocab = s->info->vocab_size;
+	ck_assert_int_eq(lt->shape[1], vocab);
+	int32_t *ids = ids_of(in);
+	for (int inc = 0; inc <= 1; inc++) {
+		float *lg = logits_of(s, ids, n, inc);
+		double d = max_diff(lg, lt->data, (size_t)n * vocab);
+		ck_assert_msg(d <= ATOL, "%s %s: max |diff| %g > %g", fx->dir,
+			      inc ? "incremental" : "batched", d, ATOL);
+		free(lg);
+	}
+	/* greedy: prompt in one pass, then token by token */
+	const mh_tensor *gp = get(&ex, "greedy_prompt", MH_I64), *gi = get(&ex, "greedy_ids", MH_I64);
+	int32_t *want = ids_of(gi);
+	float *last = malloc(vocab * sizeof *last);
+	session_reset(s);
+	ck_assert_int_eq(session_forward(s, want, (int)gp->nelem, last, MH_LOGITS_LAST, err), 0);
+	for (int64_t i = gp->nelem; i < gi->nelem; i++) {
+		int32_t next = argmax(last, vocab);
+		ck_assert_msg(next == want[i], "%s: greedy step %lld: got %d, expected %d", fx->dir,
+			      (long long)i, next, want[i]);
+		if (i + 1 < gi->nelem)
+			ck_assert_int_eq(session_forward(s, &next, 1, last, MH_LOGITS_LAST, err), 0);
+	}
+	free(last);
+	free(want);
+	free(ids);
+	session_close(s);
+	st_close(&ex);
+	free(dir);
+	free(exp);
+}
+END_TEST
+
+/* Write dir's weights converted to dtype into a new directory. */
+static char *convert(const char *dir, mh_dtype dtype)
+{
+	char *out = tu_tmpdir(), from[4200], to[4200];
+	snprintf(from, sizeof from, "%s/config.json", dir);
+	snprintf(to, sizeof to, "%s/config.json", out);
+	tu_copy(from, to);
+	mh_dir *d = modeldir_open(dir, err);
+	ck_assert_msg(d != NULL, "%s", err);
+	mh_tensor *ts = calloc(d->n_tensors, sizeof *ts);
+	for (int i = 0; i < d->n_tensors; i++) {
+		const mh_tensor *t = d->index[i];
+		ts[i] = *t;
+		ts[i].dtype = dtype;
+		ts[i].nbytes = t->nelem * 2;
+		uint16_t *v = malloc(ts[i].nbytes ? ts[i].nbytes : 2);
+		float *f = malloc((t->nelem ? t->nelem : 1) * sizeof *f);
+		ops_to_f32(f, t, 0, t->nelem);
+		for (int64_t k = 0; k < t->nelem; k++)
+			v[k] = dtype == MH_BF16 ? mh_f32_to_bf16(f[k]) : mh_f32_to_f16(f[k]);
+		free(f);
+		ts[i].data = v;
+	}
+	snprintf(to, sizeof to, "%s/model.safetensors", out);
+	ck_assert_msg(st_write(to, ts, d->n_tensors, err) == 0, "%s", err);
+	for (int i = 0; i < d->n_tensors; i++)
+		free((void *)ts[i].data);
+	free(ts);
+	modeldir_close(d);
+	return out;
+}
+
+/* The same weights rounded to 16 bits: the logits move by about what the
+ * rounding explains, and the forward pass really read the 16-bit data. */
+START_TEST(half_precision_weights)
+{
+	const struct fixture *fx = &fixtures[_i / 2];
+	mh_dtype dt = _i % 2 ? MH_F16 : MH_BF16;
+	/* relative to the largest logit: BF16 keeps 8 bits of mantissa, F16 11 */
+	double rel = dt == MH_BF16 ? 0.03 : 0.005;
+	if (fx->stored_16bit)
+		return;
+	char *dir = tu_shared_path(fx->dir), *exp = tu_shared_path(fx->expected);
+	st_file ex;
+	ck_assert_msg(st_open(&ex, exp, err) == 0, "%s", err);
+	const mh_tensor *in = get(&ex, "input_ids", MH_I64), *lt = get(&ex, "logits", MH_F32);
+	int32_t *ids = ids_of(in);
+	int n = (int)in->nelem;
+	char *conv = convert(dir, dt);
+	mh_session *s = open_model(conv);
+	size_t total = (size_t)n * s->info->vocab_size;
+	double absmax = 0;
+	for (size_t k = 0; k < total; k++)
+		absmax = fmax(absmax, fabs(((const float *)lt->data)[k]));
+	double tol = rel * absmax;
+	for (int inc = 0; inc <= 1; inc++) {
+		float *lg = logits_of(s, ids, n, inc);
+		double d = max_diff(lg, lt->data, total);
+		ck_assert_msg(d <= tol, "%s as %s: max |diff| %g > %g", fx->dir, mh_dtype_name(dt), d, tol);
+		ck_assert_msg(d > 1e-7, "%s as %s: identical to F32, conversion not exercised", fx->dir,
+			      mh_dtype_name(dt));
+		free(lg);
+	}
+	session_close(s);
+	tu_rmtree(conv);
+	free(conv);
+	free(ids);
+	st_close(&ex);
+	free(dir);
+	free(exp);
+}
+END_TEST
+
+/* A copy of the llama fixture with config.json replaced. */
+static char *llama_with_config(const char *config)
+{
+	char *out = tu_tmpdir(), to[4200];
+	char *w = tu_shared_path("fixtures/models/llama/model.safetensors");
+	snprintf(to, sizeof to, "%s/model.safetensors", out);
+	tu_copy(w, to);
+	free(w);
+	tu_write(out, "config.json", config);
+	return out;
+}
+
+static void expect_load_error(const char *config, const char *what)
+{
+	char *dir = llama_with_config(config);
+	mh_session *s = session_open(reg, dir, NULL, 0, err);
+	ck_assert_msg(s == NULL, "loaded despite: %s", what);
+	ck_assert_msg(strstr(err, what) != NULL, "error '%s' lacks '%s'", err, what);
+	ck_assert_msg(strstr(err, dir) != NULL, "error '%s' does not name the directory", err);
+	tu_rmtree(dir);
+	free(dir);
+}
+
+/* The llama fixture's config with some keys changed (cJSON keeps the first
+ * of two equal keys, so every key that a test changes is a parameter). */
+#define LLAMA_CONFIG_KV(kv, extra)                                                        \
+	"{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": 64, "               \
+	"\"num_hidden_layers\": 2, \"num_attention_heads\": 4, "                          \
+	"\"num_key_value_heads\": " kv ", \"max_position_embeddings\": 32, "              \
+	"\"rms_norm_eps\": 1e-5, \"tie_word_embeddings\": false" extra "}"
+#define LLAMA_CONFIG(extra) \
+	LLAMA_CONFIG_KV("2", ", \"intermediate_size\": 176, \"vocab_size\": 512" extra)
+
+START_TEST(load_errors_name_the_problem)
+{
+	expect_load_error(LLAMA_CONFIG(", \"rope_scaling\": {\"type\": \"yarn\", \"factor\": 4}"),
+			  "config.json: rope type 'yarn'");
+	expect_load_error(LLAMA_CONFIG(", \"hidden_act\": \"relu\""), "hidden_act 'relu'");
+	expect_load_error(LLAMA_CONFIG(", \"attention_bias\": true"),
+			  "tensor 'model.layers.0.self_attn.q_proj.bias' is missing");
+	expect_load_error(LLAMA_CONFIG_KV("3", ", \"intermediate_size\": 176, \"vocab_size\": 512"),
+			  "not a multiple of num_key_value_heads 3");
+	expect_load_error(LLAMA_CONFIG_KV("2", ", \"intermediate_size\": 100, \"vocab_size\": 512"),
+			  "model.safetensors: tensor 'model.layers.0.mlp.gate_proj.weight' has shape "
+			  "[176, 64], expected [100, 64]");
+	expect_load_error(LLAMA_CONFIG_KV("2", ", \"intermediate_size\": 176, \"vocab_size\": \"many\""),
+			  "'vocab_size' should be an integer");
+}
+END_TEST
+
+START_TEST(context_and_ids_are_checked)
+{
+	char *dir = llama_with_config(LLAMA_CONFIG(""));
+	mh_session *s = open_model(dir);
+	ck_assert_int_eq(s->info->n_ctx, 32);
+	int32_t ids[40] = { 0 };
+	float *lg = malloc(512 * sizeof *lg);
+	ck_assert_int_eq(session_forward(s, ids, 30, lg, MH_LOGITS_LAST, err), 0);
+	ck_assert_int_eq(session_forward(s, ids, 3, lg, MH_LOGITS_LAST, err), -1);
+	ck_assert_msg(strstr(err, "33 tokens exceed the context length of 32") != NULL, "%s", err);
+	session_reset(s);
+	ids[1] = 512;
+	ck_assert_int_eq(session_forward(s, ids, 2, lg, MH_LOGITS_LAST, err), -1);
+	ck_assert_ptr_nonnull(strstr(err, "token id 512 is outside the vocabulary"));
+	free(lg);
+	session_close(s);
+	tu_rmtree(dir);
+	free(dir);
+}
+END_TEST
+
+START_TEST(first_party_plugins_are_listed)
+{
+	const char *want[] = { "llama", "mistral", "phi", "qwen" };
+	int n;
+	const plugin_entry *e = registry_entries(reg, &n);
+	for (int k = 0; k < 4; k++) {
+		int found = 0;
+		for (int i = 0; i < n; i++)
+			found |= e[i].status == PLUGIN_ACTIVE && strcmp(e[i].name, want[k]) == 0;
+		ck_assert_msg(found, "plugin %s not active", want[k]);
+	}
+}
+END_TEST
+
+int main(void)
+{
+	tu_shared();
+	Suite *s = suite_create("models");
+	TCase *tc = tcase_create("reference");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 300);
+	tcase_add_test(tc, first_party_plugins_are_listed);
+	tcase_add_loop_test(tc, matches_transformers, 0, N_FIXTURES);
+	/* F32 fixtures only (llama-bf16 is stored as BF16 already) */
+	tcase_add_loop_test(tc, half_precision_weights, 0, 2 * N_FIXTURES);
+	tcase_add_test(tc, load_errors_name_the_problem);
+	tcase_add_test(tc, context_and_ids_are_checked);
+	suite_add_tcase(s, tc);
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}

@@ -1,0 +1,329 @@
+/* check_safetensors.c - the checkpoint reader: safetensors validation
+ * (hostile and truncated files), sharded directories, config.json access
+ * through the service table. */
+#include "modeldir.h"
+#include "safetensors.h"
+#include "services.h"
+#include "testutil.h"
+
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static char *tmp;
+static char err[MH_ERRLEN];
+
+static void setup(void)
+{
+	tmp = tu_tmpdir();
+	err[0] = 0;
+}
+
+static void teardown(void)
+{
+	tu_rmtree(tmp);
+	free(tmp);
+}
+
+/* Write NAME with header JSON (length field = hlen_override if >= 0) and
+ * `data_len` bytes of data 0,1,2,... */
+static char *write_st(const char *name, const char *json, long long hlen_override, size_t data_len)
+{
+	char *p = malloc(4200);
+	snprintf(p, 4200, "%s/%s", tmp, name);
+	FILE *f = fopen(p, "wb");
+	ck_assert_ptr_nonnull(f);
+	unsigned long long hl = hlen_override >= 0 ? (unsigned long long)hlen_override : strlen(json);
+	for (int i = 0; i < 8; i++)
+		fputc((int)((hl >> (8 * i)) & 0xff), f);
+	fputs(json, f);
+	for (size_t i = 0; i < data_len; i++)
+		fputc((int)(i & 0xff), f);
+	fclose(f);
+	return p;
+}
+
+/* Expect st_open to fail with a message containing `what` and the path. */
+static void expect_bad(const char *json, long long hlen, size_t data_len, const char *what)
+{
+	char *p = write_st("bad.safetensors", json, hlen, data_len);
+	st_file f;
+	ck_assert_int_eq(st_open(&f, p, err), -1);
+	ck_assert_msg(strstr(err, what) != NULL, "error '%s' lacks '%s'", err, what);
+	ck_assert_msg(strncmp(err, p, strlen(p)) == 0, "error '%s' does not name the file", err);
+	free(p);
+}
+
+START_TEST(valid_file)
+{
+	char *p = write_st("ok.safetensors",
+			   "{\"__metadata__\":{\"format\":\"pt\"},"
+			   "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]},"
+			   "\"a\":{\"dtype\":\"BF16\",\"shape\":[2,2],\"data_offsets\":[0,8]}}",
+			   -1, 16);
+	st_file f;
+	ck_assert_int_eq(st_open(&f, p, err), 0);
+	ck_assert_int_eq(f.n, 2);
+	const mh_tensor *a = st_find(&f, "a"), *b = st_find(&f, "b");
+	ck_assert_ptr_nonnull(a);
+	ck_assert_ptr_nonnull(b);
+	ck_assert_ptr_null(st_find(&f, "c"));
+	ck_assert_int_eq(a->dtype, MH_BF16);
+	ck_assert_int_eq(a->ndim, 2);
+	ck_assert_int_eq(a->nelem, 4);
+	ck_assert_uint_eq(b->nbytes, 8);
+	ck_assert_uint_eq(((const unsigned char *)b->data)[0], 8); /* data byte 8 */
+	st_close(&f);
+	free(p);
+}
+END_TEST
+
+START_TEST(misaligned_data_is_copied)
+{
+	/* header of odd length: data starts misaligned; tensor at offset 1 */
+	char *p = write_st("mis.safetensors",
+			   "{\"x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[1,9]}}", -1, 9);
+	st_file f;
+	ck_assert_int_eq(st_open(&f, p, err), 0);
+	const mh_tensor *x = st_find(&f, "x");
+	ck_assert_uint_eq((uintptr_t)x->data % 4, 0);
+	ck_assert_uint_eq(((const unsigned char *)x->data)[0], 1);
+	ck_assert_uint_eq(((const unsigned char *)x->data)[7], 8);
+	st_close(&f);
+	free(p);
+}
+END_TEST
+
+START_TEST(hostile_files)
+{
+	const char *t1 = "{\"x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}";
+	expect_bad(t1, -1, 4, "ends past the end of the file");
+	expect_bad(t1, 1LL << 40, 8, "larger than");
+	expect_bad(t1, 4000, 8, "runs past the end of the file");
+	expect_bad("{\"x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]", -1, 8,
+		   "not valid JSON");
+	expect_bad("[1,2]", -1, 0, "not a JSON object");
+	expect_bad("{\"x\":{\"dtype\":\"Q4\",\"shape\":[2],\"data_offsets\":[0,8]}}", -1, 8,
+		   "unknown dtype");
+	expect_bad("{\"x\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}", -1, 8,
+		   "does not match its shape");
+	expect_bad("{\"x\":{\"dtype\":\"F32\",\"shape\":[-2],\"data_offsets\":[0,8]}}", -1, 8,
+		   "malformed shape");
+	expect_bad("{\"x\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,4294967296],"
+		   "\"data_offsets\":[0,8]}}", -1, 8, "too large");
+	expect_bad("{\"x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,0]}}", -1, 8,
+		   "end before they begin");
+	expect_bad("{\"x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+		   "\"y\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}", -1, 12, "overlap");
+	expect_bad("{\"x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+		   "\"x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]}}", -1, 16, "twice");
+	expect_bad("{\"x\":{\"shape\":[2],\"data_offsets\":[0,8]}}", -1, 8, "no dtype");
+	expect_bad("{\"x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0]}}", -1, 8,
+		   "malformed data_offsets");
+	/* shorter than the length field */
+	char p[4200];
+	snprintf(p, sizeof p, "%s/short.safetensors", tmp);
+	FILE *f = fopen(p, "wb");
+	fputs("abc", f);
+	fclose(f);
+	st_file sf;
+	ck_assert_int_eq(st_open(&sf, p, err), -1);
+	ck_assert_ptr_nonnull(strstr(err, "too short"));
+	snprintf(p, sizeof p, "%s/missing.safetensors", tmp);
+	ck_assert_int_eq(st_open(&sf, p, err), -1);
+	ck_assert_ptr_nonnull(strstr(err, "No such file"));
+}
+END_TEST
+
+START_TEST(every_truncation_is_refused)
+{
+	/* a real checkpoint cut at many lengths: never a crash, always an error */
+	char *src = tu_shared_path("fixtures/models/llama/model.safetensors");
+	size_t len;
+	char *all = mh_read_file(src, &len, err);
+	ck_assert_ptr_nonnull(all);
+	char p[4200];
+	snprintf(p, sizeof p, "%s/cut.safetensors", tmp);
+	for (size_t cut = 0; cut < len; cut += cut < 4096 ? 97 : 65521) {
+		FILE *f = fopen(p, "wb");
+		fwrite(all, 1, cut, f);
+		fclose(f);
+		st_file sf;
+		ck_assert_msg(st_open(&sf, p, err) == -1, "truncated at %zu accepted", cut);
+	}
+	free(all);
+	free(src);
+}
+END_TEST
+
+START_TEST(write_roundtrip)
+{
+	float v[6] = { 1, 2, 3, 4, 5, 6 };
+	mh_tensor t = { .name = "w", .dtype = MH_F32, .ndim = 2, .shape = { 2, 3 }, .nelem = 6,
+			.data = v, .nbytes = sizeof v };
+	char p[4200];
+	snprintf(p, sizeof p, "%s/rt.safetensors", tmp);
+	ck_assert_int_eq(st_write(p, &t, 1, err), 0);
+	st_file f;
+	ck_assert_int_eq(st_open(&f, p, err), 0);
+	const mh_tensor *w = st_find(&f, "w");
+	ck_assert_int_eq(w->shape[1], 3);
+	ck_assert_float_eq(((const float *)w->data)[5], 6.0f);
+	st_close(&f);
+	/* a failed write leaves nothing behind */
+	snprintf(p, sizeof p, "%s/no/such/dir/x.safetensors", tmp);
+	ck_assert_int_eq(st_write(p, &t, 1, err), -1);
+	ck_assert_int_eq(mh_is_file(p), 0);
+}
+END_TEST
+
+START_TEST(dtype_conversions)
+{
+	ck_assert_float_eq(mh_bf16_to_f32(0x3f80), 1.0f);
+	ck_assert_float_eq(mh_f16_to_f32(0x3c00), 1.0f);
+	ck_assert_float_eq(mh_f16_to_f32(0xc000), -2.0f);
+	ck_assert_float_eq(mh_f16_to_f32(0x0001), 5.960464477539063e-08f);
+	ck_assert_uint_eq(mh_f32_to_f16(1.0f), 0x3c00);
+	ck_assert_uint_eq(mh_f32_to_f16(65504.0f), 0x7bff);
+	ck_assert_uint_eq(mh_f32_to_f16(1e6f), 0x7c00);
+	ck_assert_uint_eq(mh_f32_to_bf16(1.0f), 0x3f80);
+	/* round to nearest even: 1 + 2^-8 is halfway between bf16 neighbours */
+	ck_assert_uint_eq(mh_f32_to_bf16(1.00390625f), 0x3f80);
+	ck_assert_uint_eq(mh_f32_to_bf16(1.01171875f), 0x3f82);
+	for (uint32_t h = 0; h < 0x7c00; h += 7)
+		ck_assert_uint_eq(mh_f32_to_f16(mh_f16_to_f32((uint16_t)h)), h);
+}
+END_TEST
+
+START_TEST(sharded_directory)
+{
+	char *dir = tu_shared_path("fixtures/models/mistral-swa-sharded");
+	mh_dir *d = modeldir_open(dir, err);
+	ck_assert_msg(d != NULL, "%s", err);
+	ck_assert_int_eq(d->n_shards, 10);
+	const mh_tensor *t = modeldir_tensor(d, "model.norm.weight");
+	ck_assert_ptr_nonnull(t);
+	ck_assert_str_eq(modeldir_file_of(d, t), "model-00010-of-00010.safetensors");
+	ck_assert_str_eq(modeldir_architecture(d), "MistralForCausalLM");
+	modeldir_close(d);
+	free(dir);
+}
+END_TEST
+
+/* A copy of the llama fixture with one file replaced. */
+static void llama_copy(const char *with_name, const char *with_text)
+{
+	const char *files[] = { "config.json", "model.safetensors" };
+	for (int i = 0; i < 2; i++) {
+		char rel[256], to[4200];
+		snprintf(rel, sizeof rel, "fixtures/models/llama/%s", files[i]);
+		char *from = tu_shared_path(rel);
+		snprintf(to, sizeof to, "%s/%s", tmp, files[i]);
+		tu_copy(from, to);
+		free(from);
+	}
+	if (with_name)
+		tu_write(tmp, with_name, with_text);
+}
+
+START_TEST(bad_directories)
+{
+	ck_assert_ptr_null(modeldir_open("/nonexistent/model", err));
+	ck_assert_ptr_nonnull(strstr(err, "/nonexistent/model"));
+	llama_copy("config.json", "{\"hidden_size\": 64,");
+	ck_assert_ptr_null(modeldir_open(tmp, err));
+	ck_assert_msg(strstr(err, "config.json: malformed JSON") != NULL, "%s", err);
+	/* an index naming a tensor its shard lacks, and one escaping the dir */
+	llama_copy("model.safetensors.index.json",
+		   "{\"weight_map\": {\"model.norm.weight\": \"model.safetensors\","
+		   " \"ghost.weight\": \"model.safetensors\"}}");
+	ck_assert_ptr_null(modeldir_open(tmp, err));
+	ck_assert_msg(strstr(err, "'ghost.weight'") && strstr(err, "missing"), "%s", err);
+	llama_copy("model.safetensors.index.json",
+		   "{\"weight_map\": {\"x\": \"../../etc/passwd\"}}");
+	ck_assert_ptr_null(modeldir_open(tmp, err));
+	ck_assert_msg(strstr(err, "invalid file name") != NULL, "%s", err);
+}
+END_TEST
+
+START_TEST(config_through_services)
+{
+	const mh_services *svc = services_init(1);
+	llama_copy("config.json",
+		   "{\"a\": 3, \"f\": 0.5, \"s\": \"x\", \"b\": true, \"n\": null,"
+		   " \"ids\": [2, 7], \"o\": {\"k\": 9}, \"arr\": [\"LlamaForCausalLM\"]}");
+	mh_dir *d = modeldir_open(tmp, err);
+	ck_assert_msg(d != NULL, "%s", err);
+	int64_t i;
+	double f;
+	int b;
+	const char *s;
+	int32_t ids[4];
+	ck_assert_int_eq(svc->config_int(d, "a", 0, &i), 1);
+	ck_assert_int_eq(i, 3);
+	ck_assert_int_eq(svc->config_int(d, "o.k", 0, &i), 1);
+	ck_assert_int_eq(i, 9);
+	ck_assert_int_eq(svc->config_int(d, "n", 5, &i), 0);
+	ck_assert_int_eq(i, 5);
+	ck_assert_int_eq(svc->config_int(d, "missing", 6, &i), 0);
+	ck_assert_int_eq(i, 6);
+	ck_assert_int_eq(svc->config_float(d, "f", 0, &f), 1);
+	ck_assert_double_eq(f, 0.5);
+	ck_assert_int_eq(svc->config_bool(d, "b", 0, &b), 1);
+	ck_assert_int_eq(b, 1);
+	ck_assert_int_eq(svc->config_string(d, "arr.0", NULL, &s), 1);
+	ck_assert_str_eq(s, "LlamaForCausalLM");
+	ck_assert_int_eq(svc->config_ids(d, "ids", ids, 4), 2);
+	ck_assert_int_eq(ids[1], 7);
+	ck_assert_int_eq(svc->config_ids(d, "a", ids, 4), 1);
+	ck_assert_int_eq(ids[0], 3);
+	/* wrong type: -1, and the first error is kept with file and key */
+	ck_assert_int_eq(svc->config_int(d, "f", 0, &i), -1);
+	ck_assert_int_eq(svc->config_bool(d, "a", 0, &b), -1);
+	ck_assert_msg(strstr(d->err, "config.json: 'f' should be an integer") != NULL, "%s", d->err);
+	/* weights: shape and presence checks name the tensor */
+	d->err[0] = 0;
+	ck_assert_ptr_null(svc->weight(d, "model.norm.weight", 1, 65, 0));
+	ck_assert_msg(strstr(d->err, "model.safetensors: tensor 'model.norm.weight' has shape [64], "
+				     "expected [65]") != NULL, "%s", d->err);
+	d->err[0] = 0;
+	ck_assert_ptr_null(svc->weight(d, "nope", 1, 1, 0));
+	ck_assert_ptr_nonnull(strstr(d->err, "tensor 'nope' is missing"));
+	ck_assert_ptr_null(svc->weight_opt(d, "nope", 1, 1, 0));
+	const mh_tensor *w = svc->weight(d, "lm_head.weight", 2, 512, 64), *v;
+	mh_tensor view;
+	ck_assert_ptr_nonnull(w);
+	ck_assert_int_eq(svc->rows(w, 10, 5, &view), 0);
+	ck_assert_int_eq(view.shape[0], 5);
+	ck_assert_ptr_eq(view.data, (const float *)w->data + 10 * 64);
+	ck_assert_int_eq(svc->rows(w, 510, 5, &view), -1);
+	v = svc->weight(d, "model.norm.weight", 1, 64, 0);
+	ck_assert_ptr_eq(svc->vec_f32(d, v), v->data); /* F32, aligned: in place */
+	modeldir_close(d);
+	services_shutdown();
+}
+END_TEST
+
+int main(void)
+{
+	tu_shared();
+	Suite *s = suite_create("safetensors");
+	TCase *tc = tcase_create("core");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, valid_file);
+	tcase_add_test(tc, misaligned_data_is_copied);
+	tcase_add_test(tc, hostile_files);
+	tcase_add_test(tc, every_truncation_is_refused);
+	tcase_add_test(tc, write_roundtrip);
+	tcase_add_test(tc, dtype_conversions);
+	tcase_add_test(tc, sharded_directory);
+	tcase_add_test(tc, bad_directories);
+	tcase_add_test(tc, config_through_services);
+	suite_add_tcase(s, tc);
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}

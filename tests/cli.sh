@@ -1,0 +1,140 @@
+#!/bin/sh
+# cli.sh - the modelhost command line end to end, as a user runs it: the
+# bundled model's golden story, every command's happy path, and bad input
+# (flags, files, ids) giving one clear line and exit status 1, never a
+# crash or a partial output file.
+set -u
+B=${MODELHOST_BUILDDIR:-.}
+S=${MODELHOST_SHARED:-../shared}
+MH="$B/modelhost"
+if [ ! -d "$S" ]; then
+	echo "skipping: reference data not found at $S"
+	exit 77
+fi
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+pass=0
+fail=0
+
+ok() { pass=$((pass + 1)); echo "ok: $1"; }
+bad() { fail=$((fail + 1)); echo "FAIL: $1"; }
+
+# run NAME EXPECTED_STATUS CMD...: stdout in $T/out, stderr in $T/err
+run() {
+	name=$1 want=$2
+	shift 2
+	"$@" >"$T/out" 2>"$T/err"
+	st=$?
+	if [ "$st" -ge 128 ]; then
+		bad "$name: killed by signal $((st - 128))"
+		return 1
+	fi
+	if [ "$st" -ne "$want" ]; then
+		bad "$name: exit $st, expected $want; stderr: $(head -c 400 "$T/err")"
+		return 1
+	fi
+	return 0
+}
+
+# error NAME PATTERN CMD...: exit 1, one line on stderr matching PATTERN, no stdout
+error() {
+	name=$1 pat=$2
+	shift 2
+	run "$name" 1 "$@" || return
+	if ! grep -q -- "$pat" "$T/err"; then
+		bad "$name: stderr lacks '$pat': $(cat "$T/err")"
+	elif [ "$(grep -c '^modelhost: ' "$T/err")" -ne 1 ]; then
+		bad "$name: expected one 'modelhost:' line: $(cat "$T/err")"
+	else
+		ok "$name"
+	fi
+}
+
+golden=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["cases"]["Once upon a time"]["text"])' \
+	"$S/models/stories260K/golden_greedy.json" 2>/dev/null)
+[ -n "$golden" ] || golden=$(sed -n 's/^ *"text": "\(.*\)"$/\1/p' "$S/models/stories260K/golden_greedy.json" | sed 's/\\n/\
+/g')
+
+# --- the main job -----------------------------------------------------------------
+if run "golden story" 0 "$MH" generate -p "Once upon a time" --temp 0; then
+	printf '%s\n' "$golden" >"$T/want"
+	if cmp -s "$T/out" "$T/want"; then ok "golden story"; else
+		bad "golden story differs:"; diff "$T/want" "$T/out" | head -5; fi
+	grep -q 'prompt 5 tokens.*generated 60 tokens' "$T/err" && ok "timing line" ||
+		bad "timing line: $(cat "$T/err")"
+fi
+if run "no arguments at all" 0 "$MH"; then
+	[ "$(wc -c <"$T/out")" -gt 100 ] && ok "no arguments writes a story" ||
+		bad "story too short: $(cat "$T/out")"
+fi
+run "seeded 1" 0 "$MH" generate -p "Lily" -n 30 --seed 7 --temp 1 && cp "$T/out" "$T/seed1"
+run "seeded 2" 0 "$MH" generate -p "Lily" -n 30 --seed 7 --temp 1 &&
+	{ cmp -s "$T/out" "$T/seed1" && ok "same seed, same text" || bad "same seed, different text"; }
+run "sampling options" 0 "$MH" generate -p "Tom" -n 20 --temp 0.7 --top-k 10 --top-p 0.9 \
+	--min-p 0.1 --repeat-penalty 1.3 --seed 3 -t 1 && ok "sampling options"
+
+# --- every architecture from the command line ----------------------------------
+for m in llama llama-bf16 mistral-swa-sharded phi2 phi3 qwen2-tied qwen3-headdim; do
+	dir="$S/fixtures/models/$m"
+	run "verify $m" 0 "$MH" verify -m "$dir" && ok "verify $m"
+	if run "generate $m" 0 "$MH" generate -m "$dir" --ids 1,2,3 -n 5 --temp 0; then
+		[ "$(wc -w <"$T/out")" -eq 5 ] && ok "generate $m prints 5 ids" ||
+			bad "generate $m: $(cat "$T/out")"
+	fi
+done
+run "info" 0 "$MH" info "$S/fixtures/models/qwen2-tied" &&
+	{ grep -q "plugin 'qwen'" "$T/out" && grep -q "kv cache" "$T/out" && ok "info names qwen" ||
+		bad "info: $(cat "$T/out")"; }
+run "plugins" 0 "$MH" plugins &&
+	{ [ "$(grep -c ' active ' "$T/out")" -ge 4 ] && ok "plugins lists four" || bad "plugins: $(cat "$T/out")"; }
+run "plugins --json" 0 "$MH" plugins --json &&
+	{ grep -q '"status":[[:space:]]*"active"' "$T/out" && ok "plugins --json" || bad "plugins --json"; }
+
+# --- tools ----------------------------------------------------------------------------
+run "tokenize" 0 "$MH" tokenize --special "Once upon a time" &&
+	{ [ "$(cat "$T/out")" = "[1, 403, 407, 261, 378]" ] && ok "tokenize" || bad "tokenize: $(cat "$T/out")"; }
+run "detokenize" 0 "$MH" detokenize --skip-special 1 403 407 261 378 &&
+	{ [ "$(cat "$T/out")" = "Once upon a time" ] && ok "detokenize" || bad "detokenize: $(cat "$T/out")"; }
+run "logits" 0 "$MH" logits -m "$S/fixtures/models/llama" --ids 1,5,9 -o "$T/l.safetensors" &&
+	run "logits incremental" 0 "$MH" logits -m "$S/fixtures/models/llama" --ids 1,5,9 \
+		--incremental -o "$T/li.safetensors" &&
+	{ [ "$(wc -c <"$T/l.safetensors")" -gt 6144 ] && ok "logits file written" || bad "logits file"; }
+run "verify with a tight atol fails" 1 "$MH" verify -m "$S/fixtures/models/llama" --atol 0 &&
+	{ grep -q MISMATCH "$T/out" && ok "verify reports a mismatch" || bad "verify mismatch output"; }
+
+# --- bad input ------------------------------------------------------------------------------
+error "unknown command" "unknown command 'frobnicate'" "$MH" frobnicate
+error "unknown flag" "invalid option" "$MH" generate --bogus
+error "bad number" "expects a whole number" "$MH" generate -n lots
+error "bad temperature" "--temp expects a number" "$MH" generate --temp -1
+error "bad top-p" "top-p" "$MH" generate --top-p 1.5
+error "missing model dir" "/nonexistent: No such file" "$MH" generate -m /nonexistent
+error "prompt without tokenizer" "has no tokenizer.json" "$MH" generate -m "$S/fixtures/models/llama" -p hi
+error "id out of range" "token id 9999 is outside the vocabulary" \
+	"$MH" generate -m "$S/fixtures/models/llama" --ids 1,9999
+error "forced unknown plugin" "no usable plugin named 'nope'" \
+	"$MH" info --plugin nope "$S/fixtures/models/llama"
+mkdir "$T/m"
+cp "$S/fixtures/models/llama/config.json" "$T/m/"
+head -c 5000 "$S/fixtures/models/llama/model.safetensors" >"$T/m/model.safetensors"
+error "truncated weights" "m/model.safetensors: tensor '.*' ends past the end of the file" \
+	"$MH" info "$T/m"
+printf '{"architectures": ["LlamaForCausalLM"],' >"$T/m/config.json"
+error "malformed config" "m/config.json: malformed JSON" "$MH" info "$T/m"
+printf '{"architectures": ["MambaForCausalLM"]}' >"$T/m/config.json"
+cp "$S/fixtures/models/llama/model.safetensors" "$T/m/"
+error "unknown architecture" "no plugin handles architecture 'MambaForCausalLM'" "$MH" info "$T/m"
+error "logits to an unwritable place" "cannot write" \
+	"$MH" logits -m "$S/fixtures/models/llama" --ids 1 -o "$T/no/such/dir/x.safetensors"
+error "logits with bad ids leaves no file" "token id 70000" \
+	"$MH" logits -m "$S/fixtures/models/llama" --ids 1,70000 -o "$T/partial.safetensors"
+[ -e "$T/partial.safetensors" ] && bad "partial output file left" || ok "no partial output file"
+error "bad tokenizer file" "m/config.json: no model" "$MH" tokenize --tokenizer "$T/m/config.json" hi
+error "context overflow" "more than the context length of 2" \
+	"$MH" generate -m "$S/fixtures/models/llama" --ids 1,2,3,4 -c 2
+run "--help" 0 "$MH" --help && grep -q "Usage: modelhost" "$T/out" && ok "--help"
+run "--version" 0 "$MH" --version && grep -q "modelhost [0-9]" "$T/out" && ok "--version"
+run "generate --help" 0 "$MH" generate --help && grep -q -- "--top-p" "$T/out" && ok "generate --help"
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
