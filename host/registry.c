@@ -302,7 +302,8 @@ void registry_scan(mh_registry *r)
 			names[n++] = strdup(de->d_name);
 		}
 		closedir(dir);
-		qsort(names, n, sizeof *names, cmp_str);
+		if (n)
+			qsort(names, n, sizeof *names, cmp_str);
 		for (int i = 0; i < n; i++) {
 			if (names[i])
 				add_entry(r, mh_path_join(r->dirs[d], names[i]));
