@@ -14,13 +14,19 @@
  *    plugin.abi_minor <= the host's MODELHOST_ABI_MINOR.  Nothing past
  *    plugin.struct_size is ever read.
  *  - A minor release only appends fields at the end of these structs (using
- *    the reserved slots first) and only appends enum values.  A plugin built
- *    against minor N may call any service of minor <= N; the host guarantees
- *    they are present.
+ *    the reserved slots first, so struct_size may not change: test abi_minor,
+ *    not struct_size, before using a newer field) and only appends enum
+ *    values.  A plugin built against minor N may call any service of minor
+ *    <= N; the host guarantees they are present.
  *  - Anything else is a major release.
  *
+ * Lifetimes: the service table outlives every model, so a plugin keeps the
+ * pointer it gets in load().  The mh_dir outlives the model loaded from it,
+ * and so do the tensors and strings it hands out.
+ *
  * Threading: the host calls a model's entry points from one thread at a time.
- * The services are thread-safe except where noted.
+ * The tensor ops are called from that thread too (they parallelise inside);
+ * parallel_for callbacks may use only the pure-computation services.
  */
 #ifndef MODELHOST_PLUGIN_H
 #define MODELHOST_PLUGIN_H
@@ -53,8 +59,9 @@ typedef enum mh_dtype {
 } mh_dtype;
 
 /* A tensor as stored in the checkpoint.  `data` points into the read-only
- * mapping of the file and may be misaligned; F32 data can be read in place
- * with memcpy-safe access, the host's ops handle every float dtype. */
+ * mapping of the file, aligned to the element size (the host copies the rare
+ * misaligned tensor once at open), so F32 data can be read in place as a
+ * float array.  The host's ops handle every float dtype. */
 typedef struct mh_tensor {
 	const char *name;
 	mh_dtype dtype;
@@ -107,9 +114,10 @@ typedef struct mh_services {
 	/* --- logging and errors ------------------------------------------ */
 	void (*log)(int level, const char *fmt, ...)
 		__attribute__((format(printf, 2, 3)));
-	/* Record why loading or running failed.  `file` is relative to the
-	 * model directory ("config.json") or NULL; the host prints
-	 * "modelhost: DIR/FILE: message".  The first error recorded wins. */
+	/* Record why loading or running failed.  dir is never NULL; `file`
+	 * is relative to the model directory ("config.json") or NULL; the
+	 * host prints "modelhost: DIR/FILE: message".  The first error
+	 * recorded wins. */
 	void (*error)(mh_dir *dir, const char *file, const char *fmt, ...)
 		__attribute__((format(printf, 3, 4)));
 
@@ -124,8 +132,8 @@ typedef struct mh_services {
 	int (*config_string)(mh_dir *dir, const char *key, const char *def,
 			     const char **out);
 	/* An int or a list of ints ("eos_token_id": 2 or [2, 32000]).
-	 * Returns how many were stored (at most max), 0 if absent, -1 on a
-	 * wrong type. */
+	 * Returns how many were stored (at most max; further ids are
+	 * ignored), 0 if absent, -1 on a wrong type. */
 	int (*config_ids)(mh_dir *dir, const char *key, int32_t *out, int max);
 
 	/* --- weights ----------------------------------------------------- */
@@ -136,12 +144,14 @@ typedef struct mh_services {
 	 * tensor (missing, wrong dtype, wrong shape) and returns NULL. */
 	const mh_tensor *(*weight)(mh_dir *dir, const char *name, int ndim,
 				   int64_t d0, int64_t d1);
-	/* The same, but NULL without an error when the tensor is absent. */
+	/* The same, but NULL without an error when the tensor is absent
+	 * (present with the wrong dtype or shape is still an error: check
+	 * svc->tensor() first when absence means a fallback). */
 	const mh_tensor *(*weight_opt)(mh_dir *dir, const char *name, int ndim,
 				       int64_t d0, int64_t d1);
 	/* Rows [first, first+count) of a 2-D tensor, as a tensor of its own
 	 * (for fused projections such as qkv_proj).  Returns 0, or -1 when
-	 * out of range. */
+	 * out of range (no error is recorded: the caller reports it). */
 	int (*rows)(const mh_tensor *t, int64_t first, int64_t count,
 		    mh_tensor *view);
 	/* A small float tensor (a norm weight, a bias) as aligned F32: in
@@ -152,7 +162,8 @@ typedef struct mh_services {
 	/* y[n, w.rows] = x[n, w.cols] * w^T (+ bias).  Any float dtype of w. */
 	void (*matmul)(float *y, const float *x, const mh_tensor *w,
 		       const float *bias, int n);
-	/* out[i, :] = table[ids[i], :] as F32.  -1 if an id is out of range. */
+	/* out[i, :] = table[ids[i], :] as F32.  -1 if an id is out of range
+	 * (no error is recorded: the caller reports it). */
 	int (*embed)(float *out, const mh_tensor *table, const int32_t *ids,
 		     int n);
 	void (*rmsnorm)(float *y, const float *x, const float *w, int n,
@@ -213,13 +224,18 @@ struct model_plugin {
 	 * negative to decline.  Plugins without probe score 50. */
 	int (*probe)(const mh_services *svc, mh_dir *dir);
 	/* Build a model from dir.  n_ctx is the number of positions to keep in
-	 * the KV cache (0: the model's own limit).  NULL + svc->error on
-	 * failure. */
+	 * the KV cache (0: the model's own limit; larger than the model's
+	 * limit is allowed, with a warning).  NULL + svc->error on failure. */
 	mh_model *(*load)(const mh_services *svc, mh_dir *dir, int32_t n_ctx);
 	void (*free)(mh_model *m);
 	const mh_model_info *(*info)(const mh_model *m);
-	/* Run n tokens at positions pos..pos+n-1 (the cache already holds
-	 * 0..pos-1) and write logits (see MH_LOGITS_*).  0, or -1 + error. */
+	/* Run n tokens at positions pos..pos+n-1 and write logits (see
+	 * MH_LOGITS_*).  The cache holds 0..pos-1 from earlier calls; pos may
+	 * be lower than where the last call ended (a rewind: later positions
+	 * are overwritten).  The host guarantees n >= 1, pos + n <= n_ctx and
+	 * ids inside the vocabulary; plugins still must not crash otherwise.
+	 * Flag bits other than MH_LOGITS_ALL are reserved and ignored.
+	 * 0, or -1 + svc->error. */
 	int (*forward)(mh_model *m, const int32_t *ids, int n, int pos,
 		       float *logits, int flags);
 	/* Forget the KV cache (the next forward starts at pos 0). */

@@ -1,0 +1,306 @@
+/* check_ops.c - the host's tensor services against plain reference code:
+ * matmul for every weight dtype and both the few-token and the batched
+ * path, attention with and without a sliding window, norms, activations,
+ * and the rotary variants (linear, dynamic, llama3) against values
+ * computed with transformers' formulas. */
+#include "modeldir.h"
+#include "ops.h"
+#include "rope.h"
+#include "safetensors.h"
+#include "services.h"
+#include "testutil.h"
+
+#include <check.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static uint64_t rng = 88172645463325252ull;
+
+static float frand(void)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return (float)((rng >> 11) * (1.0 / 9007199254740992.0)) * 2 - 1;
+}
+
+static void setup(void)
+{
+	services_init(2);
+}
+
+static void teardown(void)
+{
+	services_shutdown();
+}
+
+/* A weight matrix stored as dtype, and its exact F32 value. */
+typedef struct {
+	mh_tensor t;
+	float *ref;
+	void *store;
+} weight;
+
+static weight make_weight(mh_dtype dt, int rows, int cols)
+{
+	weight w = { 0 };
+	size_t n = (size_t)rows * cols;
+	w.ref = malloc(n * sizeof(float));
+	w.store = malloc(n * 4);
+	for (size_t i = 0; i < n; i++) {
+		float v = frand();
+		if (dt == MH_F32) {
+			((float *)w.store)[i] = v;
+		} else {
+			uint16_t h = dt == MH_BF16 ? mh_f32_to_bf16(v) : mh_f32_to_f16(v);
+			((uint16_t *)w.store)[i] = h;
+			v = dt == MH_BF16 ? mh_bf16_to_f32(h) : mh_f16_to_f32(h);
+		}
+		w.ref[i] = v;
+	}
+	w.t = (mh_tensor){ .name = "w", .dtype = dt, .ndim = 2, .shape = { rows, cols },
+			   .nelem = (int64_t)n, .data = w.store,
+			   .nbytes = n * (dt == MH_F32 ? 4 : 2) };
+	return w;
+}
+
+START_TEST(matmul_every_dtype_and_path)
+{
+	const mh_dtype dts[] = { MH_F32, MH_BF16, MH_F16 };
+	const int ns[] = { 1, 2, 3, 8, 9, 33 };
+	const int shapes[][2] = { { 37, 70 }, { 64, 256 }, { 300, 129 } };
+	for (int d = 0; d < 3; d++)
+		for (int s = 0; s < 3; s++) {
+			int rows = shapes[s][0], cols = shapes[s][1];
+			weight w = make_weight(dts[d], rows, cols);
+			float *bias = malloc(rows * sizeof *bias);
+			for (int r = 0; r < rows; r++)
+				bias[r] = frand();
+			for (int k = 0; k < 6; k++) {
+				int n = ns[k];
+				float *x = malloc((size_t)n * cols * sizeof *x);
+				float *y = malloc((size_t)n * rows * sizeof *y);
+				for (int i = 0; i < n * cols; i++)
+					x[i] = frand();
+				ops_matmul(y, x, &w.t, k % 2 ? bias : NULL, n);
+				for (int t = 0; t < n; t++)
+					for (int r = 0; r < rows; r++) {
+						double ref = k % 2 ? bias[r] : 0;
+						for (int c = 0; c < cols; c++)
+							ref += (double)x[t * cols + c] * w.ref[r * cols + c];
+						ck_assert_msg(fabs(y[t * rows + r] - ref) < 1e-4 * (1 + fabs(ref)),
+							      "%s %dx%d n=%d: y[%d,%d] = %g, expected %g",
+							      mh_dtype_name(dts[d]), rows, cols, n, t, r,
+							      y[t * rows + r], ref);
+					}
+				free(x);
+				free(y);
+			}
+			free(bias);
+			free(w.ref);
+			free(w.store);
+		}
+}
+END_TEST
+
+START_TEST(embed_and_convert)
+{
+	weight w = make_weight(MH_BF16, 10, 6);
+	float out[12];
+	int32_t ids[2] = { 7, 2 };
+	ck_assert_int_eq(ops_embed(out, &w.t, ids, 2), 0);
+	for (int i = 0; i < 6; i++) {
+		ck_assert_float_eq(out[i], w.ref[7 * 6 + i]);
+		ck_assert_float_eq(out[6 + i], w.ref[2 * 6 + i]);
+	}
+	ids[1] = 10;
+	ck_assert_int_eq(ops_embed(out, &w.t, ids, 2), -1);
+	free(w.ref);
+	free(w.store);
+}
+END_TEST
+
+/* Plain causal attention with an optional window. */
+static void ref_attention(float *out, const float *q, const float *k, const float *v, int n,
+			  int pos0, int nh, int nkv, int hd, int window, float scale)
+{
+	for (int t = 0; t < n; t++)
+		for (int h = 0; h < nh; h++) {
+			int i = pos0 + t, g = h / (nh / nkv);
+			double w[256], mx = -1e30, sum = 0;
+			for (int j = 0; j <= i; j++) {
+				if (window > 0 && j <= i - window) {
+					w[j] = -1e30;
+					continue;
+				}
+				double s = 0;
+				for (int d = 0; d < hd; d++)
+					s += (double)q[(t * nh + h) * hd + d] * k[(j * nkv + g) * hd + d];
+				w[j] = s * scale;
+				if (w[j] > mx)
+					mx = w[j];
+			}
+			for (int j = 0; j <= i; j++) {
+				w[j] = w[j] <= -1e29 ? 0 : exp(w[j] - mx);
+				sum += w[j];
+			}
+			for (int d = 0; d < hd; d++) {
+				double o = 0;
+				for (int j = 0; j <= i; j++)
+					o += w[j] / sum * v[(j * nkv + g) * hd + d];
+				out[(t * nh + h) * hd + d] = (float)o;
+			}
+		}
+}
+
+START_TEST(attention_windows)
+{
+	enum { NH = 4, NKV = 2, HD = 24, CTX = 70 };
+	static float q[CTX * NH * HD], k[CTX * NKV * HD], v[CTX * NKV * HD];
+	static float out[CTX * NH * HD], ref[CTX * NH * HD];
+	for (int i = 0; i < CTX * NKV * HD; i++) {
+		k[i] = frand();
+		v[i] = frand();
+	}
+	for (int i = 0; i < CTX * NH * HD; i++)
+		q[i] = frand();
+	const int windows[] = { 0, 1, 5, 64 };
+	const int cases[][2] = { { 0, 70 }, { 69, 1 }, { 10, 7 }, { 40, 1 } }; /* pos0, n */
+	for (int w = 0; w < 4; w++)
+		for (int c = 0; c < 4; c++) {
+			int pos0 = cases[c][0], n = cases[c][1];
+			ops_attention(out, q, k, v, n, pos0, NH, NKV, HD, windows[w], 0.2f);
+			ref_attention(ref, q, k, v, n, pos0, NH, NKV, HD, windows[w], 0.2f);
+			for (int i = 0; i < n * NH * HD; i++)
+				ck_assert_msg(fabsf(out[i] - ref[i]) < 1e-5, "window %d pos0 %d: %g vs %g",
+					      windows[w], pos0, out[i], ref[i]);
+		}
+}
+END_TEST
+
+START_TEST(norms_and_activations)
+{
+	float x[6] = { 1, -2, 3, 0.5f, -0.25f, 4 }, w[3] = { 0.5f, 2, -1 }, b[3] = { 0.1f, 0, -0.1f };
+	float y[6];
+	ops_rmsnorm(y, x, w, 2, 3, 1e-5f);
+	double r = 1 / sqrt((1 + 4 + 9) / 3.0 + 1e-5);
+	ck_assert_double_eq_tol(y[0], 0.5 * r, 1e-6);
+	ck_assert_double_eq_tol(y[2], -3 * r, 1e-6);
+	ops_layernorm(y, x, w, b, 2, 3, 1e-5f);
+	double mean = 2 / 3.0, var = ((1 - mean) * (1 - mean) + (-2 - mean) * (-2 - mean) +
+				      (3 - mean) * (3 - mean)) / 3;
+	ck_assert_double_eq_tol(y[1], (-2 - mean) / sqrt(var + 1e-5) * 2, 1e-5);
+	ck_assert_double_eq_tol(y[2], (3 - mean) / sqrt(var + 1e-5) * -1 - 0.1, 1e-5);
+	float g[3] = { 1, -1, 2 }, up[3] = { 2, 3, -1 };
+	ops_silu_mul(g, up, 3);
+	ck_assert_double_eq_tol(g[1], -1 / (1 + exp(1.0)) * 3, 1e-6);
+	float a[2] = { 1, -0.5f }, c[2] = { 1, -0.5f };
+	ops_gelu(a, 2);
+	ops_gelu_tanh(c, 2);
+	ck_assert_double_eq_tol(a[0], 0.8413447460685429, 1e-6);      /* x * Phi(x) */
+	ck_assert_double_eq_tol(c[0], 0.8411919906082768, 1e-6);      /* tanh form */
+	ck_assert_double_eq_tol(a[1], -0.15426876936299344, 1e-6);
+	float s[3] = { 1, 2, 3 };
+	ops_softmax(s, 3);
+	ck_assert_double_eq_tol(s[2], exp(3.0) / (exp(1.0) + exp(2.0) + exp(3.0)), 1e-6);
+}
+END_TEST
+
+/* A directory with config.json and a one-tensor model.safetensors. */
+static mh_dir *dir_with(const char *dir, const char *config)
+{
+	char err[MH_ERRLEN], p[4200];
+	tu_write(dir, "config.json", config);
+	float one = 1;
+	mh_tensor t = { .name = "x", .dtype = MH_F32, .ndim = 1, .shape = { 1 }, .nelem = 1,
+			.data = &one, .nbytes = 4 };
+	snprintf(p, sizeof p, "%s/model.safetensors", dir);
+	ck_assert_int_eq(st_write(p, &t, 1, err), 0);
+	mh_dir *d = modeldir_open(dir, err);
+	ck_assert_msg(d != NULL, "%s", err);
+	return d;
+}
+
+/* The angle rope gives pair i of a head at position pos. */
+static double angle(const mh_rope *r, int head_dim, int i, int pos)
+{
+	float *x = calloc(head_dim, sizeof *x);
+	int half = rope_rot_dim(r) / 2;
+	x[i] = 1;
+	rope_apply(r, x, 1, 1, pos);
+	double a = atan2(x[i + half], x[i]);
+	free(x);
+	return a;
+}
+
+START_TEST(rope_variants)
+{
+	char *tmp = tu_tmpdir();
+	/* llama3 (Llama 3.1 8B settings); expected inv_freq from transformers'
+	 * _compute_llama3_parameters: unchanged, smoothed, divided by 8 */
+	mh_dir *d = dir_with(tmp, "{\"max_position_embeddings\": 131072, \"rope_theta\": 500000.0,"
+				  "\"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8.0,"
+				  "\"low_freq_factor\": 1.0, \"high_freq_factor\": 4.0,"
+				  "\"original_max_position_embeddings\": 8192}}");
+	mh_rope *r = rope_new(d, 128, 0);
+	ck_assert_ptr_nonnull(r);
+	const struct { int i; double inv; } l3[] = {
+		{ 20, 0.016560440080994446 }, { 30, 0.0013718935677611381 },
+		{ 33, 0.00031269375038406517 }, { 40, 3.428102195952591e-05 },
+		{ 63, 3.068925988914511e-07 },
+	};
+	for (int k = 0; k < 5; k++)
+		ck_assert_double_eq_tol(angle(r, 128, l3[k].i, 1) / l3[k].inv, 1.0, 1e-4);
+	rope_free(r);
+	modeldir_close(d);
+
+	/* linear: every frequency divided by the factor; partial rotary from
+	 * the transformers 5 spelling */
+	d = dir_with(tmp, "{\"rope_parameters\": {\"rope_type\": \"linear\", \"factor\": 4.0,"
+			  "\"rope_theta\": 10000.0, \"partial_rotary_factor\": 0.5}}");
+	r = rope_new(d, 32, 0);
+	ck_assert_int_eq(rope_rot_dim(r), 16);
+	ck_assert_double_eq_tol(angle(r, 32, 1, 3), 3 * pow(10000, -2.0 / 16) / 4, 1e-6);
+	rope_free(r);
+	modeldir_close(d);
+
+	/* dynamic NTK: positions inside the original length are unscaled,
+	 * beyond it the base grows with the sequence (theta' = 15894.51 for
+	 * 40 positions, factor 2, original 32, dim 16) */
+	d = dir_with(tmp, "{\"max_position_embeddings\": 32, \"rope_theta\": 10000.0,"
+			  "\"rope_scaling\": {\"type\": \"dynamic\", \"factor\": 2.0}}");
+	r = rope_new(d, 16, 64);
+	ck_assert_double_eq_tol(angle(r, 16, 1, 1), pow(10000, -2.0 / 16), 1e-6);
+	ck_assert_double_eq_tol(angle(r, 16, 3, 39) / 39, 0.026578613 /* 15894.51^(-6/16) */, 1e-6);
+	rope_free(r);
+	modeldir_close(d);
+
+	/* refused by name */
+	d = dir_with(tmp, "{\"rope_scaling\": {\"type\": \"longrope\", \"short_factor\": [1]}}");
+	ck_assert_ptr_null(rope_new(d, 16, 0));
+	ck_assert_msg(strstr(d->err, "config.json: rope type 'longrope' (rope_scaling.type) is not "
+				     "supported") != NULL, "%s", d->err);
+	modeldir_close(d);
+	tu_rmtree(tmp);
+	free(tmp);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("ops");
+	TCase *tc = tcase_create("core");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, matmul_every_dtype_and_path);
+	tcase_add_test(tc, embed_and_convert);
+	tcase_add_test(tc, attention_windows);
+	tcase_add_test(tc, norms_and_activations);
+	tcase_add_test(tc, rope_variants);
+	suite_add_tcase(s, tc);
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}
