@@ -84,7 +84,7 @@ static double sum_scalar(const float *x, int64_t n)
 
 #ifdef HAVE_X86_KERNELS
 #ifndef PF_DIST
-#define PF_DIST 1024 /* bytes of weights prefetched ahead while decoding */
+#define PF_DIST 8192 /* bytes of weights prefetched ahead while decoding */
 #endif
 #define TGT __attribute__((target("avx2,fma,f16c")))
 #define TGT_INLINE __attribute__((target("avx2,fma,f16c"), always_inline)) inline

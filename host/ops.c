@@ -128,6 +128,11 @@ void ops_to_f32(float *dst, const mh_tensor *t, int64_t first, int64_t count)
  * per thread before each SGEMM: large enough to amortise SGEMM's packing of
  * the activations, small enough to stay in L2 and keep scratch small. */
 #define BLOCK_BYTES (1 << 20)
+/* Ranges per thread in a matmul: a few, so that a thread the OS preempts
+ * (other processes on the same cores) delays the others little. */
+#ifndef CHUNKS_PER_THREAD
+#define CHUNKS_PER_THREAD 4
+#endif
 
 typedef struct {
 	float *y;
@@ -203,12 +208,12 @@ void ops_matmul(float *y, const float *x, const mh_tensor *w, const float *bias,
 	int64_t rows = w->shape[0], cols = w->ndim > 1 ? w->shape[1] : 1;
 	mm_job j = { y, x, w, rows, cols, n };
 	if (n <= SMALL_N) {
-		pool_run(pool, rows, mm_small, &j);
+		pool_run_chunks(pool, rows, 8, CHUNKS_PER_THREAD * pool_size(pool), mm_small, &j);
 	} else if (gemm_mode == GEMM_BLAS_THREADS) {
 		mm_gemm_blas(y, x, &j);
 	} else {
 		/* split on 16-row boundaries so SGEMM sees whole panels */
-		pool_run_aligned(pool, rows, 16, mm_gemm, &j);
+		pool_run_chunks(pool, rows, 16, CHUNKS_PER_THREAD * pool_size(pool), mm_gemm, &j);
 	}
 	if (bias)
 		for (int t = 0; t < n; t++)

@@ -114,7 +114,9 @@ int st_open(st_file *f, const char *path, char *err)
 		close(fd);
 		goto fail;
 	}
-	f->map = mmap(NULL, f->size, PROT_READ, MAP_PRIVATE, fd, 0);
+	/* MAP_POPULATE: map every page now, in one go, rather than
+	 * one fault at a time during the first forward pass */
+	f->map = mmap(NULL, f->size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
 	close(fd);
 	if (f->map == MAP_FAILED) {
 		f->map = NULL;

@@ -1,13 +1,30 @@
-/* threadpool.c - see threadpool.h.  Workers spin briefly on a generation
- * counter (decode issues hundreds of short jobs per token) and then sleep
- * on a condition variable. */
+/* threadpool.c - see threadpool.h.
+ *
+ * A job is [0, total) cut into `chunks` contiguous ranges.  Every thread,
+ * the caller's included, claims ranges from one atomic counter until none
+ * is left, so a worker that the OS has not scheduled (other processes on
+ * the same cores) delays nothing: the others take its share.  The counter
+ * carries the job's generation in its high half, so a late worker can
+ * never claim a range of a job other than the one it saw posted.
+ *
+ * Workers spin briefly for the next job (decode posts hundreds of short
+ * jobs per token), then yield, then sleep on a condition variable. */
 #include "threadpool.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 
-#define SPIN_ITERS 20000
+/* Busy-wait iterations (each a pause instruction) before yielding, and
+ * sched_yield calls before sleeping.  Tuned on 2 cores shared with other
+ * processes: long pure spinning starves a preempted thread of the pool. */
+#ifndef SPIN_ITERS
+#define SPIN_ITERS 4000
+#endif
+#ifndef YIELD_ITERS
+#define YIELD_ITERS 50
+#endif
 
 struct mh_pool {
 	int n;
@@ -15,11 +32,15 @@ struct mh_pool {
 	pthread_mutex_t mu;
 	pthread_cond_t wake;
 	pthread_cond_t done_cv;
-	atomic_uint generation;
-	atomic_int pending;
+	_Atomic uint64_t claim;   /* generation << 32 | next chunk */
+	atomic_int done;          /* chunks finished in this job */
+	atomic_int caller_sleeping;
+	atomic_int sleepers;      /* workers waiting on wake */
 	int stop;
-	/* the current job */
-	int64_t total, align;
+	/* the current job, written before claim publishes it */
+	uint32_t generation;
+	int64_t total, align, chunk;
+	int chunks;
 	mh_range_fn fn;
 	void *ctx;
 };
@@ -29,6 +50,10 @@ typedef struct {
 	int index;
 } worker_arg;
 
+/* 1 + the thread's index while it runs part of a job: nested runs go
+ * serial on that thread. */
+static _Thread_local int in_job;
+
 static inline void cpu_relax(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
@@ -36,21 +61,32 @@ static inline void cpu_relax(void)
 #endif
 }
 
-/* 1 + the thread's index while it runs a share of a job: nested runs go
- * serial on that thread. */
-static _Thread_local int in_job;
-
-static void run_share(mh_pool *p, int index)
+/* Claim and run chunks of generation gen until none is left. */
+static void work(mh_pool *p, uint32_t gen, int index)
 {
-	int64_t chunk = (p->total + p->n - 1) / p->n;
-	chunk = (chunk + p->align - 1) / p->align * p->align;
-	int64_t b = (int64_t)index * chunk, e = b + chunk;
-	if (e > p->total)
-		e = p->total;
-	if (b < e) {
-		in_job = index + 1;
-		p->fn(p->ctx, b, e, index);
-		in_job = 0;
+	for (;;) {
+		uint64_t v = atomic_load_explicit(&p->claim, memory_order_acquire);
+		if ((uint32_t)(v >> 32) != gen || (int)(uint32_t)v >= p->chunks)
+			return;
+		if (!atomic_compare_exchange_weak_explicit(&p->claim, &v, v + 1,
+							   memory_order_acq_rel,
+							   memory_order_acquire))
+			continue;
+		int c = (int)(uint32_t)v;
+		int64_t b = (int64_t)c * p->chunk, e = b + p->chunk;
+		if (e > p->total)
+			e = p->total;
+		if (b < e) {
+			in_job = index + 1;
+			p->fn(p->ctx, b, e, index);
+			in_job = 0;
+		}
+		if (atomic_fetch_add(&p->done, 1) + 1 == p->chunks &&
+		    atomic_load(&p->caller_sleeping)) {
+			pthread_mutex_lock(&p->mu);
+			pthread_cond_signal(&p->done_cv);
+			pthread_mutex_unlock(&p->mu);
+		}
 	}
 }
 
@@ -60,32 +96,34 @@ static void *worker(void *arg)
 	mh_pool *p = wa->pool;
 	int index = wa->index;
 	free(wa);
-	/* Not atomic_load(&p->generation): a job may already have been
-	 * posted before this thread got here; no job was posted before the
-	 * pool was created. */
-	unsigned seen = 0;
+	uint32_t seen = 0; /* no job was posted before the pool existed */
 	for (;;) {
+		uint32_t gen;
 		int spins = 0;
-		while (atomic_load_explicit(&p->generation, memory_order_acquire) == seen &&
-		       spins < SPIN_ITERS) {
-			cpu_relax();
+		while ((gen = (uint32_t)(atomic_load_explicit(&p->claim, memory_order_acquire) >>
+					 32)) == seen) {
+			if (spins < SPIN_ITERS) {
+				cpu_relax();
+			} else if (spins < SPIN_ITERS + YIELD_ITERS) {
+				sched_yield();
+			} else {
+				pthread_mutex_lock(&p->mu);
+				atomic_fetch_add(&p->sleepers, 1);
+				while ((uint32_t)(atomic_load(&p->claim) >> 32) == seen && !p->stop)
+					pthread_cond_wait(&p->wake, &p->mu);
+				atomic_fetch_sub(&p->sleepers, 1);
+				pthread_mutex_unlock(&p->mu);
+				spins = 0;
+				if (p->stop)
+					return NULL;
+				continue;
+			}
 			spins++;
-		}
-		if (atomic_load_explicit(&p->generation, memory_order_acquire) == seen) {
-			pthread_mutex_lock(&p->mu);
-			while (atomic_load(&p->generation) == seen && !p->stop)
-				pthread_cond_wait(&p->wake, &p->mu);
-			pthread_mutex_unlock(&p->mu);
 		}
 		if (p->stop)
 			return NULL;
-		seen = atomic_load(&p->generation);
-		run_share(p, index);
-		if (atomic_fetch_sub_explicit(&p->pending, 1, memory_order_acq_rel) == 1) {
-			pthread_mutex_lock(&p->mu);
-			pthread_cond_signal(&p->done_cv);
-			pthread_mutex_unlock(&p->mu);
-		}
+		seen = gen;
+		work(p, gen, index);
 	}
 }
 
@@ -123,7 +161,9 @@ void pool_free(mh_pool *p)
 		return;
 	pthread_mutex_lock(&p->mu);
 	p->stop = 1;
-	atomic_fetch_add(&p->generation, 1);
+	p->generation++;
+	p->chunks = 0;
+	atomic_store(&p->claim, (uint64_t)p->generation << 32);
 	pthread_cond_broadcast(&p->wake);
 	pthread_mutex_unlock(&p->mu);
 	for (int i = 1; i < p->n; i++)
@@ -142,36 +182,62 @@ int pool_size(const mh_pool *p)
 
 void pool_run(mh_pool *p, int64_t n, mh_range_fn fn, void *ctx)
 {
-	pool_run_aligned(p, n, 1, fn, ctx);
+	pool_run_chunks(p, n, 1, 0, fn, ctx);
 }
 
 void pool_run_aligned(mh_pool *p, int64_t n, int64_t align, mh_range_fn fn, void *ctx)
 {
+	pool_run_chunks(p, n, align, 0, fn, ctx);
+}
+
+void pool_run_chunks(mh_pool *p, int64_t n, int64_t align, int chunks, mh_range_fn fn,
+		     void *ctx)
+{
 	if (n <= 0)
 		return;
+	if (align < 1)
+		align = 1;
 	if (!p || p->n == 1 || n <= align || in_job) {
 		fn(ctx, 0, n, in_job ? in_job - 1 : 0);
 		return;
 	}
+	if (chunks <= 0)
+		chunks = p->n;
+	int64_t units = (n + align - 1) / align;
+	if (chunks > units)
+		chunks = (int)units;
+	int64_t chunk = (units + chunks - 1) / chunks * align;
 	p->total = n;
-	p->align = align < 1 ? 1 : align;
+	p->align = align;
+	p->chunk = chunk;
+	p->chunks = (int)((n + chunk - 1) / chunk);
 	p->fn = fn;
 	p->ctx = ctx;
-	atomic_store(&p->pending, p->n - 1);
-	pthread_mutex_lock(&p->mu);
-	atomic_fetch_add_explicit(&p->generation, 1, memory_order_release);
-	pthread_cond_broadcast(&p->wake);
-	pthread_mutex_unlock(&p->mu);
-	run_share(p, 0);
-	int spins = 0;
-	while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0 && spins < SPIN_ITERS) {
-		cpu_relax();
-		spins++;
-	}
-	if (atomic_load(&p->pending) > 0) {
+	atomic_store_explicit(&p->done, 0, memory_order_relaxed);
+	uint32_t gen = ++p->generation;
+	atomic_store(&p->claim, (uint64_t)gen << 32);
+	/* wake sleepers; spinning workers see the new generation by themselves */
+	if (atomic_load(&p->sleepers) > 0) {
 		pthread_mutex_lock(&p->mu);
-		while (atomic_load(&p->pending) > 0)
-			pthread_cond_wait(&p->done_cv, &p->mu);
+		pthread_cond_broadcast(&p->wake);
 		pthread_mutex_unlock(&p->mu);
+	}
+	work(p, gen, 0);
+	int spins = 0;
+	while (atomic_load_explicit(&p->done, memory_order_acquire) < p->chunks) {
+		if (spins < SPIN_ITERS) {
+			cpu_relax();
+		} else if (spins < SPIN_ITERS + YIELD_ITERS) {
+			sched_yield();
+		} else {
+			pthread_mutex_lock(&p->mu);
+			atomic_store(&p->caller_sleeping, 1);
+			while (atomic_load(&p->done) < p->chunks)
+				pthread_cond_wait(&p->done_cv, &p->mu);
+			atomic_store(&p->caller_sleeping, 0);
+			pthread_mutex_unlock(&p->mu);
+			break;
+		}
+		spins++;
 	}
 }

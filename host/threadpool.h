@@ -1,7 +1,10 @@
 /* threadpool.h - one persistent pool of worker threads for the whole
- * process.  pool_run() splits [0, n) into one contiguous range per thread
- * (the caller's thread takes the first) and returns when all are done.
- * No allocation or thread creation per call. */
+ * process.  pool_run() splits [0, n) into contiguous ranges (one per thread
+ * by default) and returns when all are done.  The caller's thread works
+ * too; ranges are claimed dynamically, so a thread that the OS keeps off
+ * the CPU only leaves its range to the others: fn may be called more than
+ * once with the same thread index, never concurrently.  No allocation or
+ * thread creation per call. */
 #ifndef MH_THREADPOOL_H
 #define MH_THREADPOOL_H
 
@@ -15,6 +18,10 @@ int pool_size(const mh_pool *p);
 void pool_run(mh_pool *p, int64_t n, mh_range_fn fn, void *ctx);
 /* The same, with every range but the last a multiple of align items. */
 void pool_run_aligned(mh_pool *p, int64_t n, int64_t align, mh_range_fn fn, void *ctx);
+/* Any number of ranges (chunks <= 0: one per thread), each a multiple of
+ * align items but the last. */
+void pool_run_chunks(mh_pool *p, int64_t n, int64_t align, int chunks, mh_range_fn fn,
+		     void *ctx);
 /* A pool_run from inside a job (any thread of the pool) does not deadlock:
  * it runs the whole range on the calling thread. */
 
