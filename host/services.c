@@ -8,6 +8,7 @@
 #include "threadpool.h"
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -232,6 +233,125 @@ static void svc_free(void *p)
 		free(((void **)p)[-1]);
 }
 
+/* --- decoder building blocks ---------------------------------------------- */
+
+#define MAX_DIM (1 << 20)
+
+/* A dimension from config.json: 1..MAX_DIM, or def when absent. */
+static int get_dim(mh_dir *d, const char *key, int64_t def, int32_t *out)
+{
+	int64_t v;
+	int rc = svc_config_int(d, key, def, &v);
+	if (rc < 0)
+		return -1;
+	if (v <= 0 || v > MAX_DIM) {
+		if (rc == 0)
+			modeldir_error(d, "config.json", "'%s' is missing", key);
+		else
+			modeldir_error(d, "config.json", "'%s' is %lld, expected 1..%d", key,
+				       (long long)v, MAX_DIM);
+		return -1;
+	}
+	*out = (int32_t)v;
+	return 0;
+}
+
+static int read_decoder_config(mh_dir *d, int32_t n_ctx, mh_decoder_config *c)
+{
+	if (get_dim(d, "vocab_size", 0, &c->vocab) || get_dim(d, "hidden_size", 0, &c->dim) ||
+	    get_dim(d, "num_hidden_layers", 0, &c->n_layers) ||
+	    get_dim(d, "num_attention_heads", 0, &c->n_heads) ||
+	    get_dim(d, "intermediate_size", 0, &c->ffn_dim) ||
+	    get_dim(d, "max_position_embeddings", c->max_pos > 0 ? c->max_pos : 0, &c->max_pos) ||
+	    get_dim(d, "num_key_value_heads", c->n_heads, &c->n_kv_heads))
+		return -1;
+	int64_t hd;
+	int has_hd = svc_config_int(d, "head_dim", 0, &hd);
+	if (has_hd < 0)
+		return -1;
+	if (!has_hd && c->dim % c->n_heads != 0) {
+		modeldir_error(d, "config.json", "hidden_size %d is not a multiple of "
+			       "num_attention_heads %d and head_dim is not given", c->dim, c->n_heads);
+		return -1;
+	}
+	if (get_dim(d, "head_dim", c->dim / c->n_heads, &c->head_dim))
+		return -1;
+	if (c->head_dim > 1024 || c->head_dim % 2) {
+		modeldir_error(d, "config.json", "head_dim %d is not supported (even, at most 1024)",
+			       c->head_dim);
+		return -1;
+	}
+	if (c->n_heads % c->n_kv_heads != 0) {
+		modeldir_error(d, "config.json", "num_attention_heads %d is not a multiple of "
+			       "num_key_value_heads %d", c->n_heads, c->n_kv_heads);
+		return -1;
+	}
+	int tied;
+	int64_t bos;
+	if (svc_config_bool(d, "tie_word_embeddings", 0, &tied) < 0 ||
+	    svc_config_string(d, "hidden_act", c->hidden_act ? c->hidden_act : "silu",
+			      &c->hidden_act) < 0 ||
+	    svc_config_int(d, "bos_token_id", -1, &bos) < 0)
+		return -1;
+	c->tied = tied;
+	c->bos = (int32_t)bos;
+	c->n_eos = svc_config_ids(d, "eos_token_id", c->eos, MH_MAX_EOS);
+	if (c->n_eos < 0)
+		return -1;
+	if (n_ctx > 0 && n_ctx > c->max_pos)
+		svc_log(MH_LOG_WARN, "context %d is longer than the model was trained for (%d)",
+			n_ctx, c->max_pos);
+	c->n_ctx = n_ctx > 0 ? n_ctx : c->max_pos;
+	return 0;
+}
+
+/* The struct of ABI 1.0; later minors may append fields, and the host then
+ * writes only the caller's struct_size. */
+#define DECODER_CONFIG_MIN (offsetof(mh_decoder_config, hidden_act) + sizeof(const char *))
+
+static int svc_decoder_config(mh_dir *d, int32_t n_ctx, mh_decoder_config *out)
+{
+	if (out->struct_size < DECODER_CONFIG_MIN) {
+		modeldir_error(d, NULL, "decoder_config: struct_size %u is too small",
+			       (unsigned)out->struct_size);
+		return -1;
+	}
+	mh_decoder_config c = { .struct_size = out->struct_size,
+				.max_pos = out->max_pos,
+				.hidden_act = out->hidden_act };
+	if (read_decoder_config(d, n_ctx, &c) != 0)
+		return -1;
+	memcpy(out, &c, out->struct_size < sizeof c ? out->struct_size : sizeof c);
+	return 0;
+}
+
+static void svc_kv_free(mh_kv_cache *c)
+{
+	if (!c)
+		return;
+	svc_free(c->k);
+	svc_free(c->v);
+	svc_free(c);
+}
+
+static mh_kv_cache *svc_kv_new(int n_layers, int n_ctx, int kv_dim)
+{
+	if (n_layers <= 0 || n_ctx <= 0 || kv_dim <= 0 ||
+	    (uint64_t)n_layers * (uint64_t)n_ctx > SIZE_MAX / sizeof(float) / 2 / (size_t)kv_dim)
+		return NULL;
+	size_t bytes = (size_t)n_layers * n_ctx * kv_dim * sizeof(float);
+	mh_kv_cache *c = svc_alloc(sizeof *c);
+	if (!c)
+		return NULL;
+	*c = (mh_kv_cache){ .k = svc_alloc(bytes), .v = svc_alloc(bytes), .n_layers = n_layers,
+			    .n_ctx = n_ctx, .kv_dim = kv_dim, .bytes = 2 * (uint64_t)bytes };
+	if (!c->k || !c->v) {
+		svc_kv_free(c);
+		return NULL;
+	}
+	return c;
+}
+
 static int svc_n_threads(void)
 {
 	return pool_size(pool);
@@ -275,6 +395,9 @@ static const mh_services table = {
 	.free = svc_free,
 	.n_threads = svc_n_threads,
 	.parallel_for = svc_parallel_for,
+	.decoder_config = svc_decoder_config,
+	.kv_new = svc_kv_new,
+	.kv_free = svc_kv_free,
 };
 
 const mh_services *services_init(int n_threads)

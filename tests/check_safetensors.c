@@ -1,6 +1,6 @@
 /* check_safetensors.c - the checkpoint reader: safetensors validation
  * (hostile and truncated files), sharded directories, config.json access
- * through the service table. */
+ * through the service table (single keys, and the decoder hyper-parameters). */
 #include "modeldir.h"
 #include "safetensors.h"
 #include "services.h"
@@ -305,6 +305,132 @@ START_TEST(config_through_services)
 }
 END_TEST
 
+/* svc->decoder_config on a config.json (a fresh dir each time: the first
+ * error recorded wins).  The dir's error goes to e, hidden_act to act. */
+static int decoder_config_of(const mh_services *svc, const char *json, int32_t n_ctx,
+			     mh_decoder_config *hp, char *e, char *act)
+{
+	llama_copy("config.json", json);
+	mh_dir *d = modeldir_open(tmp, err);
+	ck_assert_msg(d != NULL, "%s", err);
+	int rc = svc->decoder_config(d, n_ctx, hp);
+	snprintf(e, MH_ERRLEN, "%s", d->err);
+	snprintf(act, 32, "%s", rc == 0 ? hp->hidden_act : ""); /* owned by d */
+	modeldir_close(d);
+	return rc;
+}
+
+#define DECODER_DIMS "\"vocab_size\": 512, \"hidden_size\": 64, \"num_hidden_layers\": 2, " \
+		     "\"intermediate_size\": 176"
+
+START_TEST(decoder_config_through_services)
+{
+	const mh_services *svc = services_init(1);
+	char e[MH_ERRLEN], act[32];
+	mh_decoder_config hp = { .struct_size = sizeof hp, .max_pos = 2048 };
+	/* everything given */
+	ck_assert_int_eq(decoder_config_of(svc,
+		"{" DECODER_DIMS ", \"num_attention_heads\": 4, \"num_key_value_heads\": 2,"
+		" \"head_dim\": 32, \"max_position_embeddings\": 256, \"tie_word_embeddings\": true,"
+		" \"bos_token_id\": 1, \"eos_token_id\": [2, 7], \"hidden_act\": \"gelu\"}",
+		0, &hp, e, act), 0);
+	ck_assert_int_eq(hp.struct_size, sizeof hp);
+	ck_assert_int_eq(hp.vocab, 512);
+	ck_assert_int_eq(hp.dim, 64);
+	ck_assert_int_eq(hp.n_layers, 2);
+	ck_assert_int_eq(hp.n_heads, 4);
+	ck_assert_int_eq(hp.n_kv_heads, 2);
+	ck_assert_int_eq(hp.head_dim, 32); /* not 64 / 4 */
+	ck_assert_int_eq(hp.ffn_dim, 176);
+	ck_assert_int_eq(hp.max_pos, 256);
+	ck_assert_int_eq(hp.n_ctx, 256);
+	ck_assert_int_eq(hp.tied, 1);
+	ck_assert_int_eq(hp.bos, 1);
+	ck_assert_int_eq(hp.n_eos, 2);
+	ck_assert_int_eq(hp.eos[0], 2);
+	ck_assert_int_eq(hp.eos[1], 7);
+	ck_assert_str_eq(act, "gelu");
+	/* defaults: kv heads = heads, head_dim = hidden / heads, the caller's
+	 * max_pos and hidden_act, no bos/eos; n_ctx as asked, even past max_pos */
+	hp = (mh_decoder_config){ .struct_size = sizeof hp, .max_pos = 2048 };
+	ck_assert_int_eq(decoder_config_of(svc, "{" DECODER_DIMS ", \"num_attention_heads\": 8}",
+					   4096, &hp, e, act), 0);
+	ck_assert_int_eq(hp.n_kv_heads, 8);
+	ck_assert_int_eq(hp.head_dim, 8);
+	ck_assert_int_eq(hp.max_pos, 2048);
+	ck_assert_int_eq(hp.n_ctx, 4096);
+	ck_assert_int_eq(hp.tied, 0);
+	ck_assert_int_eq(hp.bos, -1);
+	ck_assert_int_eq(hp.n_eos, 0);
+	ck_assert_str_eq(act, "silu");
+	hp = (mh_decoder_config){ .struct_size = sizeof hp, .max_pos = 2048, .hidden_act = "gelu_new" };
+	ck_assert_int_eq(decoder_config_of(svc, "{" DECODER_DIMS ", \"num_attention_heads\": 8}",
+					   0, &hp, e, act), 0);
+	ck_assert_int_eq(hp.n_ctx, 2048);
+	ck_assert_str_eq(act, "gelu_new");
+	/* invalid: each error names config.json and the key */
+	const struct {
+		const char *json;
+		const char *error;
+	} bad[] = {
+		{ "{" DECODER_DIMS ", \"num_attention_heads\": 3}",
+		  "config.json: hidden_size 64 is not a multiple of num_attention_heads 3 and "
+		  "head_dim is not given" },
+		{ "{" DECODER_DIMS ", \"num_attention_heads\": 4, \"num_key_value_heads\": 3}",
+		  "config.json: num_attention_heads 4 is not a multiple of num_key_value_heads 3" },
+		{ "{" DECODER_DIMS ", \"num_attention_heads\": 4, \"head_dim\": 15}",
+		  "config.json: head_dim 15 is not supported (even, at most 1024)" },
+		{ "{" DECODER_DIMS ", \"num_attention_heads\": 0}",
+		  "config.json: 'num_attention_heads' is 0, expected 1..1048576" },
+		{ "{\"hidden_size\": 64}", "config.json: 'vocab_size' is missing" },
+		{ "{" DECODER_DIMS ", \"num_attention_heads\": 4, \"eos_token_id\": \"</s>\"}",
+		  "config.json: 'eos_token_id' should be a token id or a list of them" },
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		hp = (mh_decoder_config){ .struct_size = sizeof hp, .max_pos = 2048 };
+		ck_assert_int_eq(decoder_config_of(svc, bad[i].json, 0, &hp, e, act), -1);
+		ck_assert_msg(strstr(e, bad[i].error) != NULL, "error '%s' lacks '%s'", e, bad[i].error);
+	}
+	/* max_pos 0: max_position_embeddings is required */
+	hp = (mh_decoder_config){ .struct_size = sizeof hp };
+	ck_assert_int_eq(decoder_config_of(svc, "{" DECODER_DIMS ", \"num_attention_heads\": 4}", 0,
+					   &hp, e, act), -1);
+	ck_assert_msg(strstr(e, "config.json: 'max_position_embeddings' is missing") != NULL, "%s", e);
+
+	/* the KV cache: zeroed, [layer][position][kv_dim] for k and for v */
+	mh_kv_cache *kv = svc->kv_new(3, 8, 16);
+	ck_assert_ptr_nonnull(kv);
+	ck_assert_int_eq(kv->n_layers, 3);
+	ck_assert_int_eq(kv->n_ctx, 8);
+	ck_assert_int_eq(kv->kv_dim, 16);
+	ck_assert_uint_eq(kv->bytes, 2 * 3 * 8 * 16 * sizeof(float));
+	ck_assert_ptr_eq(mh_kv_k(kv, 0), kv->k);
+	ck_assert_ptr_eq(mh_kv_k(kv, 2), kv->k + 2 * 8 * 16);
+	ck_assert_ptr_eq(mh_kv_v(kv, 1), kv->v + 8 * 16);
+	for (int i = 0; i < 3 * 8 * 16; i++)
+		ck_assert(kv->k[i] == 0 && kv->v[i] == 0);
+	svc->kv_free(kv);
+	svc->kv_free(NULL);
+	ck_assert_ptr_null(svc->kv_new(0, 8, 16));
+	ck_assert_ptr_null(svc->kv_new(1 << 30, 1 << 30, 1 << 30));
+
+	/* mh_model_info from the hyper-parameters */
+	hp = (mh_decoder_config){ .vocab = 512, .n_ctx = 64, .max_pos = 256, .bos = 1, .n_eos = 2,
+				  .eos = { 2, 7 } };
+	mh_model_info info;
+	mh_model_info_init(&info, &hp, 1234);
+	ck_assert_int_eq(info.struct_size, sizeof info);
+	ck_assert_int_eq(info.vocab_size, 512);
+	ck_assert_int_eq(info.n_ctx, 64);
+	ck_assert_int_eq(info.max_context, 256);
+	ck_assert_int_eq(info.bos_id, 1);
+	ck_assert_int_eq(info.n_eos, 2);
+	ck_assert_int_eq(info.eos_ids[1], 7);
+	ck_assert_uint_eq(info.kv_cache_bytes, 1234);
+	services_shutdown();
+}
+END_TEST
+
 int main(void)
 {
 	tu_shared();
@@ -320,6 +446,7 @@ int main(void)
 	tcase_add_test(tc, sharded_directory);
 	tcase_add_test(tc, bad_directories);
 	tcase_add_test(tc, config_through_services);
+	tcase_add_test(tc, decoder_config_through_services);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -7,13 +7,9 @@
 #include <modelhost/plugin.h>
 
 typedef struct llama_config {
-	int vocab, dim, n_layers, n_heads, n_kv_heads, head_dim, ffn_dim;
-	int max_pos, n_ctx;
+	mh_decoder_config hp; /* the standard hyper-parameters */
 	float eps;
-	int tied, attn_bias, mlp_bias;
-	int32_t bos;
-	int n_eos;
-	int32_t eos[MH_MAX_EOS];
+	int attn_bias, mlp_bias;
 } llama_config;
 
 typedef struct llama_layer {
@@ -37,7 +33,7 @@ struct mh_model {
 	const float *norm;
 	llama_layer *layers;
 	mh_rope *rope;
-	float *k_cache, *v_cache; /* [layer][position][n_kv_heads * head_dim] */
+	mh_kv_cache *kv;
 	llama_buffers buf;
 	mh_model_info info;
 };

@@ -6,81 +6,22 @@
 #include <stdio.h>
 #include <string.h>
 
-#define MAX_DIM (1 << 20)
-
-static int get_dim(const mh_services *svc, mh_dir *dir, const char *key, int64_t def, int *out)
-{
-	int64_t v;
-	int rc = svc->config_int(dir, key, def, &v);
-	if (rc < 0)
-		return -1;
-	if (v <= 0 || v > MAX_DIM) {
-		if (rc == 0)
-			svc->error(dir, "config.json", "'%s' is missing", key);
-		else
-			svc->error(dir, "config.json", "'%s' is %lld, expected 1..%d", key,
-				   (long long)v, MAX_DIM);
-		return -1;
-	}
-	*out = (int)v;
-	return 0;
-}
-
 int llama_read_config(const mh_services *svc, mh_dir *dir, int32_t n_ctx, llama_config *c)
 {
-	memset(c, 0, sizeof *c);
-	if (get_dim(svc, dir, "vocab_size", 0, &c->vocab) || get_dim(svc, dir, "hidden_size", 0, &c->dim) ||
-	    get_dim(svc, dir, "num_hidden_layers", 0, &c->n_layers) ||
-	    get_dim(svc, dir, "num_attention_heads", 0, &c->n_heads) ||
-	    get_dim(svc, dir, "intermediate_size", 0, &c->ffn_dim) ||
-	    get_dim(svc, dir, "max_position_embeddings", 2048, &c->max_pos) ||
-	    get_dim(svc, dir, "num_key_value_heads", c->n_heads, &c->n_kv_heads))
+	*c = (llama_config){ .hp = { .struct_size = sizeof c->hp, .max_pos = 2048 } };
+	if (svc->decoder_config(dir, n_ctx, &c->hp) != 0)
 		return -1;
-	int64_t hd;
-	int has_hd = svc->config_int(dir, "head_dim", 0, &hd);
-	if (has_hd < 0)
-		return -1;
-	if (!has_hd && c->dim % c->n_heads != 0) {
-		svc->error(dir, "config.json", "hidden_size %d is not a multiple of "
-			   "num_attention_heads %d and head_dim is not given", c->dim, c->n_heads);
-		return -1;
-	}
-	if (get_dim(svc, dir, "head_dim", c->dim / c->n_heads, &c->head_dim))
-		return -1;
-	if (c->head_dim > 1024 || c->head_dim % 2) {
-		svc->error(dir, "config.json", "head_dim %d is not supported (even, at most 1024)",
-			   c->head_dim);
-		return -1;
-	}
-	if (c->n_heads % c->n_kv_heads != 0) {
-		svc->error(dir, "config.json", "num_attention_heads %d is not a multiple of "
-			   "num_key_value_heads %d", c->n_heads, c->n_kv_heads);
-		return -1;
-	}
 	double eps;
-	const char *act;
 	if (svc->config_float(dir, "rms_norm_eps", 1e-6, &eps) < 0 ||
-	    svc->config_bool(dir, "tie_word_embeddings", 0, &c->tied) < 0 ||
 	    svc->config_bool(dir, "attention_bias", 0, &c->attn_bias) < 0 ||
-	    svc->config_bool(dir, "mlp_bias", 0, &c->mlp_bias) < 0 ||
-	    svc->config_string(dir, "hidden_act", "silu", &act) < 0)
+	    svc->config_bool(dir, "mlp_bias", 0, &c->mlp_bias) < 0)
 		return -1;
 	c->eps = (float)eps;
-	if (strcmp(act, "silu") != 0) {
-		svc->error(dir, "config.json", "hidden_act '%s' is not supported (silu only)", act);
+	if (strcmp(c->hp.hidden_act, "silu") != 0) {
+		svc->error(dir, "config.json", "hidden_act '%s' is not supported (silu only)",
+			   c->hp.hidden_act);
 		return -1;
 	}
-	int64_t bos;
-	if (svc->config_int(dir, "bos_token_id", -1, &bos) < 0)
-		return -1;
-	c->bos = (int32_t)bos;
-	c->n_eos = svc->config_ids(dir, "eos_token_id", c->eos, MH_MAX_EOS);
-	if (c->n_eos < 0)
-		return -1;
-	if (n_ctx > 0 && n_ctx > c->max_pos)
-		svc->log(MH_LOG_WARN, "context %d is longer than the model was trained for (%d)",
-			 n_ctx, c->max_pos);
-	c->n_ctx = n_ctx > 0 ? n_ctx : c->max_pos;
 	return 0;
 }
 
@@ -113,10 +54,10 @@ static const float *norm(mh_model *m, const char *fmt, int layer, int64_t d0, in
 
 int llama_load_weights(mh_model *m)
 {
-	const llama_config *c = &m->cfg;
+	const mh_decoder_config *c = &m->cfg.hp;
 	const mh_services *svc = m->svc;
 	int64_t q_dim = (int64_t)c->n_heads * c->head_dim, kv_dim = (int64_t)c->n_kv_heads * c->head_dim;
-	int ok = 1;
+	int ok = 1, attn_bias = m->cfg.attn_bias, mlp_bias = m->cfg.mlp_bias;
 	m->embed = svc->weight(m->dir, "model.embed_tokens.weight", 2, c->vocab, c->dim);
 	m->norm = norm(m, "model.norm.weight", 0, c->dim, &ok);
 	/* tied: the checkpoint usually stores the matrix once */
@@ -136,13 +77,13 @@ int llama_load_weights(mh_model *m)
 		L->w_gate = w2(m, "model.layers.%d.mlp.gate_proj.weight", l, c->ffn_dim, c->dim);
 		L->w_up = w2(m, "model.layers.%d.mlp.up_proj.weight", l, c->ffn_dim, c->dim);
 		L->w_down = w2(m, "model.layers.%d.mlp.down_proj.weight", l, c->dim, c->ffn_dim);
-		L->bq = bias(m, "model.layers.%d.self_attn.q_proj.bias", l, q_dim, c->attn_bias, &ok);
-		L->bk = bias(m, "model.layers.%d.self_attn.k_proj.bias", l, kv_dim, c->attn_bias, &ok);
-		L->bv = bias(m, "model.layers.%d.self_attn.v_proj.bias", l, kv_dim, c->attn_bias, &ok);
-		L->bo = bias(m, "model.layers.%d.self_attn.o_proj.bias", l, c->dim, c->attn_bias, &ok);
-		L->b_gate = bias(m, "model.layers.%d.mlp.gate_proj.bias", l, c->ffn_dim, c->mlp_bias, &ok);
-		L->b_up = bias(m, "model.layers.%d.mlp.up_proj.bias", l, c->ffn_dim, c->mlp_bias, &ok);
-		L->b_down = bias(m, "model.layers.%d.mlp.down_proj.bias", l, c->dim, c->mlp_bias, &ok);
+		L->bq = bias(m, "model.layers.%d.self_attn.q_proj.bias", l, q_dim, attn_bias, &ok);
+		L->bk = bias(m, "model.layers.%d.self_attn.k_proj.bias", l, kv_dim, attn_bias, &ok);
+		L->bv = bias(m, "model.layers.%d.self_attn.v_proj.bias", l, kv_dim, attn_bias, &ok);
+		L->bo = bias(m, "model.layers.%d.self_attn.o_proj.bias", l, c->dim, attn_bias, &ok);
+		L->b_gate = bias(m, "model.layers.%d.mlp.gate_proj.bias", l, c->ffn_dim, mlp_bias, &ok);
+		L->b_up = bias(m, "model.layers.%d.mlp.up_proj.bias", l, c->ffn_dim, mlp_bias, &ok);
+		L->b_down = bias(m, "model.layers.%d.mlp.down_proj.bias", l, c->dim, mlp_bias, &ok);
 		if (!L->wq || !L->wk || !L->wv || !L->wo || !L->w_gate || !L->w_up || !L->w_down)
 			ok = 0;
 	}

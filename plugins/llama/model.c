@@ -31,14 +31,14 @@ static void reset(mh_model *m)
 static void layer_forward(mh_model *m, int l, int n, int pos)
 {
 	const mh_services *svc = m->svc;
-	const llama_config *c = &m->cfg;
+	const mh_decoder_config *c = &m->cfg.hp;
+	const float eps = m->cfg.eps;
 	const llama_layer *L = &m->layers[l];
 	llama_buffers *b = &m->buf;
 	size_t kv_dim = (size_t)c->n_kv_heads * c->head_dim;
-	float *kc = m->k_cache + (size_t)l * c->n_ctx * kv_dim;
-	float *vc = m->v_cache + (size_t)l * c->n_ctx * kv_dim;
+	float *kc = mh_kv_k(m->kv, l), *vc = mh_kv_v(m->kv, l);
 
-	svc->rmsnorm(b->xn, b->x, L->attn_norm, n, c->dim, c->eps);
+	svc->rmsnorm(b->xn, b->x, L->attn_norm, n, c->dim, eps);
 	svc->matmul(b->q, b->xn, L->wq, L->bq, n);
 	svc->matmul(kc + pos * kv_dim, b->xn, L->wk, L->bk, n);
 	svc->matmul(vc + pos * kv_dim, b->xn, L->wv, L->bv, n);
@@ -49,7 +49,7 @@ static void layer_forward(mh_model *m, int l, int n, int pos)
 	svc->matmul(b->tmp, b->att, L->wo, L->bo, n);
 	svc->add(b->x, b->tmp, (size_t)n * c->dim);
 
-	svc->rmsnorm(b->xn, b->x, L->ffn_norm, n, c->dim, c->eps);
+	svc->rmsnorm(b->xn, b->x, L->ffn_norm, n, c->dim, eps);
 	svc->matmul(b->gate, b->xn, L->w_gate, L->b_gate, n);
 	svc->matmul(b->up, b->xn, L->w_up, L->b_up, n);
 	svc->silu_mul(b->gate, b->up, (size_t)n * c->ffn_dim);
@@ -60,7 +60,8 @@ static void layer_forward(mh_model *m, int l, int n, int pos)
 static int forward(mh_model *m, const int32_t *ids, int n, int pos, float *logits, int flags)
 {
 	const mh_services *svc = m->svc;
-	const llama_config *c = &m->cfg;
+	const mh_decoder_config *c = &m->cfg.hp;
+	const float eps = m->cfg.eps;
 	if (n <= 0 || pos < 0 || pos + n > c->n_ctx) {
 		svc->error(m->dir, NULL, "positions %d..%d are outside the %d-token context", pos,
 			   pos + n - 1, c->n_ctx);
@@ -75,12 +76,12 @@ static int forward(mh_model *m, const int32_t *ids, int n, int pos, float *logit
 		for (int l = 0; l < c->n_layers; l++)
 			layer_forward(m, l, k, pos + done);
 		if (flags & MH_LOGITS_ALL) {
-			svc->rmsnorm(m->buf.xn, m->buf.x, m->norm, k, c->dim, c->eps);
+			svc->rmsnorm(m->buf.xn, m->buf.x, m->norm, k, c->dim, eps);
 			svc->matmul(logits + (size_t)done * c->vocab, m->buf.xn, m->lm_head, NULL, k);
 		} else if (done + k == n) {
 			/* only the last position's logits are wanted */
 			svc->rmsnorm(m->buf.xn, m->buf.x + (size_t)(k - 1) * c->dim, m->norm, 1, c->dim,
-				     c->eps);
+				     eps);
 			svc->matmul(logits, m->buf.xn, m->lm_head, NULL, 1);
 		}
 		done += k;

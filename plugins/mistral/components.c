@@ -2,8 +2,6 @@
  * the KV cache and the activation buffers, and their release. */
 #include "mistral.h"
 
-#include <string.h>
-
 #define CHUNK 256 /* tokens per forward chunk */
 
 mh_model *mistral_alloc(const mh_services *svc, mh_dir *dir, const mistral_config *cfg)
@@ -14,38 +12,27 @@ mh_model *mistral_alloc(const mh_services *svc, mh_dir *dir, const mistral_confi
 	m->svc = svc;
 	m->dir = dir;
 	m->cfg = *cfg;
-	size_t kv_dim = (size_t)cfg->n_kv_heads * cfg->head_dim;
-	size_t q_dim = (size_t)cfg->n_heads * cfg->head_dim;
-	size_t cache = (size_t)cfg->n_layers * cfg->n_ctx * kv_dim;
-	int cap = cfg->n_ctx < CHUNK ? cfg->n_ctx : CHUNK;
-	size_t wide = q_dim > (size_t)cfg->dim ? q_dim : (size_t)cfg->dim;
-	m->layers = svc->alloc(cfg->n_layers * sizeof *m->layers);
-	m->k_cache = svc->alloc(cache * sizeof(float));
-	m->v_cache = svc->alloc(cache * sizeof(float));
+	const mh_decoder_config *hp = &cfg->hp;
+	size_t q_dim = (size_t)hp->n_heads * hp->head_dim;
+	int cap = hp->n_ctx < CHUNK ? hp->n_ctx : CHUNK;
+	size_t wide = q_dim > (size_t)hp->dim ? q_dim : (size_t)hp->dim;
+	m->layers = svc->alloc(hp->n_layers * sizeof *m->layers);
+	m->kv = svc->kv_new(hp->n_layers, hp->n_ctx, hp->n_kv_heads * hp->head_dim);
 	m->buf.cap = cap;
-	m->buf.x = svc->alloc((size_t)cap * cfg->dim * sizeof(float));
-	m->buf.xn = svc->alloc((size_t)cap * cfg->dim * sizeof(float));
+	m->buf.x = svc->alloc((size_t)cap * hp->dim * sizeof(float));
+	m->buf.xn = svc->alloc((size_t)cap * hp->dim * sizeof(float));
 	m->buf.q = svc->alloc((size_t)cap * q_dim * sizeof(float));
 	m->buf.att = svc->alloc((size_t)cap * q_dim * sizeof(float));
 	m->buf.tmp = svc->alloc((size_t)cap * wide * sizeof(float));
-	m->buf.gate = svc->alloc((size_t)cap * cfg->ffn_dim * sizeof(float));
-	m->buf.up = svc->alloc((size_t)cap * cfg->ffn_dim * sizeof(float));
-	if (!m->layers || !m->k_cache || !m->v_cache || !m->buf.x || !m->buf.xn || !m->buf.q ||
-	    !m->buf.att || !m->buf.tmp || !m->buf.gate || !m->buf.up) {
-		svc->error(dir, NULL, "out of memory for a %d-token context", cfg->n_ctx);
+	m->buf.gate = svc->alloc((size_t)cap * hp->ffn_dim * sizeof(float));
+	m->buf.up = svc->alloc((size_t)cap * hp->ffn_dim * sizeof(float));
+	if (!m->layers || !m->kv || !m->buf.x || !m->buf.xn || !m->buf.q || !m->buf.att ||
+	    !m->buf.tmp || !m->buf.gate || !m->buf.up) {
+		svc->error(dir, NULL, "out of memory for a %d-token context", hp->n_ctx);
 		mistral_free(m);
 		return NULL;
 	}
-	m->info = (mh_model_info){
-		.struct_size = sizeof(mh_model_info),
-		.vocab_size = cfg->vocab,
-		.n_ctx = cfg->n_ctx,
-		.max_context = cfg->max_pos,
-		.bos_id = cfg->bos,
-		.n_eos = cfg->n_eos,
-		.kv_cache_bytes = 2 * cache * sizeof(float),
-	};
-	memcpy(m->info.eos_ids, cfg->eos, sizeof cfg->eos);
+	mh_model_info_init(&m->info, hp, m->kv->bytes);
 	return m;
 }
 
@@ -57,8 +44,7 @@ void mistral_free(mh_model *m)
 	if (m->rope)
 		svc->rope_free(m->rope);
 	svc->free(m->layers);
-	svc->free(m->k_cache);
-	svc->free(m->v_cache);
+	svc->kv_free(m->kv);
 	svc->free(m->buf.x);
 	svc->free(m->buf.xn);
 	svc->free(m->buf.q);

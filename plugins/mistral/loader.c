@@ -5,57 +5,11 @@
 #include <stdio.h>
 #include <string.h>
 
-#define MAX_DIM (1 << 20)
-
-static int get_dim(const mh_services *svc, mh_dir *dir, const char *key, int64_t def, int *out)
-{
-	int64_t v;
-	int rc = svc->config_int(dir, key, def, &v);
-	if (rc < 0)
-		return -1;
-	if (v <= 0 || v > MAX_DIM) {
-		if (rc == 0)
-			svc->error(dir, "config.json", "'%s' is missing", key);
-		else
-			svc->error(dir, "config.json", "'%s' is %lld, expected 1..%d", key,
-				   (long long)v, MAX_DIM);
-		return -1;
-	}
-	*out = (int)v;
-	return 0;
-}
-
 int mistral_read_config(const mh_services *svc, mh_dir *dir, int32_t n_ctx, mistral_config *c)
 {
-	memset(c, 0, sizeof *c);
-	if (get_dim(svc, dir, "vocab_size", 0, &c->vocab) || get_dim(svc, dir, "hidden_size", 0, &c->dim) ||
-	    get_dim(svc, dir, "num_hidden_layers", 0, &c->n_layers) ||
-	    get_dim(svc, dir, "num_attention_heads", 0, &c->n_heads) ||
-	    get_dim(svc, dir, "intermediate_size", 0, &c->ffn_dim) ||
-	    get_dim(svc, dir, "max_position_embeddings", 4096 * 32, &c->max_pos) ||
-	    get_dim(svc, dir, "num_key_value_heads", c->n_heads, &c->n_kv_heads))
+	*c = (mistral_config){ .hp = { .struct_size = sizeof c->hp, .max_pos = 4096 * 32 } };
+	if (svc->decoder_config(dir, n_ctx, &c->hp) != 0)
 		return -1;
-	int64_t hd;
-	int has_hd = svc->config_int(dir, "head_dim", 0, &hd);
-	if (has_hd < 0)
-		return -1;
-	if (!has_hd && c->dim % c->n_heads != 0) {
-		svc->error(dir, "config.json", "hidden_size %d is not a multiple of "
-			   "num_attention_heads %d and head_dim is not given", c->dim, c->n_heads);
-		return -1;
-	}
-	if (get_dim(svc, dir, "head_dim", c->dim / c->n_heads, &c->head_dim))
-		return -1;
-	if (c->head_dim > 1024 || c->head_dim % 2) {
-		svc->error(dir, "config.json", "head_dim %d is not supported (even, at most 1024)",
-			   c->head_dim);
-		return -1;
-	}
-	if (c->n_heads % c->n_kv_heads != 0) {
-		svc->error(dir, "config.json", "num_attention_heads %d is not a multiple of "
-			   "num_key_value_heads %d", c->n_heads, c->n_kv_heads);
-		return -1;
-	}
 	/* null or absent: full attention */
 	int64_t window;
 	int rc = svc->config_int(dir, "sliding_window", 0, &window);
@@ -68,27 +22,14 @@ int mistral_read_config(const mh_services *svc, mh_dir *dir, int32_t n_ctx, mist
 	}
 	c->window = (int)window;
 	double eps;
-	const char *act;
-	if (svc->config_float(dir, "rms_norm_eps", 1e-6, &eps) < 0 ||
-	    svc->config_bool(dir, "tie_word_embeddings", 0, &c->tied) < 0 ||
-	    svc->config_string(dir, "hidden_act", "silu", &act) < 0)
+	if (svc->config_float(dir, "rms_norm_eps", 1e-6, &eps) < 0)
 		return -1;
 	c->eps = (float)eps;
-	if (strcmp(act, "silu") != 0) {
-		svc->error(dir, "config.json", "hidden_act '%s' is not supported (silu only)", act);
+	if (strcmp(c->hp.hidden_act, "silu") != 0) {
+		svc->error(dir, "config.json", "hidden_act '%s' is not supported (silu only)",
+			   c->hp.hidden_act);
 		return -1;
 	}
-	int64_t bos;
-	if (svc->config_int(dir, "bos_token_id", -1, &bos) < 0)
-		return -1;
-	c->bos = (int32_t)bos;
-	c->n_eos = svc->config_ids(dir, "eos_token_id", c->eos, MH_MAX_EOS);
-	if (c->n_eos < 0)
-		return -1;
-	if (n_ctx > 0 && n_ctx > c->max_pos)
-		svc->log(MH_LOG_WARN, "context %d is longer than the model was trained for (%d)",
-			 n_ctx, c->max_pos);
-	c->n_ctx = n_ctx > 0 ? n_ctx : c->max_pos;
 	return 0;
 }
 
@@ -112,7 +53,7 @@ static const float *norm(mh_model *m, const char *fmt, int layer, int64_t d0, in
 
 int mistral_load_weights(mh_model *m)
 {
-	const mistral_config *c = &m->cfg;
+	const mh_decoder_config *c = &m->cfg.hp;
 	const mh_services *svc = m->svc;
 	int64_t q_dim = (int64_t)c->n_heads * c->head_dim, kv_dim = (int64_t)c->n_kv_heads * c->head_dim;
 	int ok = 1;

@@ -8,14 +8,9 @@
 #include <modelhost/plugin.h>
 
 typedef struct mistral_config {
-	int vocab, dim, n_layers, n_heads, n_kv_heads, head_dim, ffn_dim;
-	int max_pos, n_ctx;
+	mh_decoder_config hp; /* the standard hyper-parameters */
 	int window; /* sliding_window; 0 = full attention */
 	float eps;
-	int tied;
-	int32_t bos;
-	int n_eos;
-	int32_t eos[MH_MAX_EOS];
 } mistral_config;
 
 typedef struct mistral_layer {
@@ -38,7 +33,7 @@ struct mh_model {
 	const float *norm;
 	mistral_layer *layers;
 	mh_rope *rope;
-	float *k_cache, *v_cache; /* [layer][position][n_kv_heads * head_dim] */
+	mh_kv_cache *kv;
 	mistral_buffers buf;
 	mh_model_info info;
 };

@@ -6,33 +6,12 @@
 #include <stdio.h>
 #include <string.h>
 
-#define MAX_DIM (1 << 20)
-
-static int get_dim(const mh_services *svc, mh_dir *dir, const char *key, int64_t def, int *out)
-{
-	int64_t v;
-	int rc = svc->config_int(dir, key, def, &v);
-	if (rc < 0)
-		return -1;
-	if (v <= 0 || v > MAX_DIM) {
-		if (rc == 0)
-			svc->error(dir, "config.json", "'%s' is missing", key);
-		else
-			svc->error(dir, "config.json", "'%s' is %lld, expected 1..%d", key,
-				   (long long)v, MAX_DIM);
-		return -1;
-	}
-	*out = (int)v;
-	return 0;
-}
-
-/* Phi-2: hidden_act and qk_layernorm. */
+/* Phi-2: layer_norm_eps, hidden_act (a GELU) and qk_layernorm. */
 static int read_phi2(const mh_services *svc, mh_dir *dir, phi_config *c)
 {
-	const char *act;
+	const char *act = c->hp.hidden_act;
 	double eps;
 	if (svc->config_float(dir, "layer_norm_eps", 1e-5, &eps) < 0 ||
-	    svc->config_string(dir, "hidden_act", "gelu_new", &act) < 0 ||
 	    svc->config_bool(dir, "qk_layernorm", 0, &c->qk_layernorm) < 0)
 		return -1;
 	c->eps = (float)eps;
@@ -48,14 +27,14 @@ static int read_phi2(const mh_services *svc, mh_dir *dir, phi_config *c)
 	return 0;
 }
 
-/* Phi-3: hidden_act (silu only) and sliding_window (null: full attention). */
+/* Phi-3: rms_norm_eps, hidden_act (silu only) and sliding_window (null:
+ * full attention). */
 static int read_phi3(const mh_services *svc, mh_dir *dir, phi_config *c)
 {
-	const char *act;
+	const char *act = c->hp.hidden_act;
 	double eps;
 	int64_t window;
-	if (svc->config_float(dir, "rms_norm_eps", 1e-5, &eps) < 0 ||
-	    svc->config_string(dir, "hidden_act", "silu", &act) < 0)
+	if (svc->config_float(dir, "rms_norm_eps", 1e-5, &eps) < 0)
 		return -1;
 	c->eps = (float)eps;
 	if (strcmp(act, "silu") != 0) {
@@ -76,54 +55,18 @@ static int read_phi3(const mh_services *svc, mh_dir *dir, phi_config *c)
 
 int phi_read_config(const mh_services *svc, mh_dir *dir, int32_t n_ctx, phi_config *c)
 {
-	memset(c, 0, sizeof *c);
+	*c = (phi_config){ 0 };
 	const char *arch, *type;
 	if (svc->config_string(dir, "architectures.0", "", &arch) < 0 ||
 	    svc->config_string(dir, "model_type", "", &type) < 0)
 		return -1;
 	c->phi3 = *arch ? strcmp(arch, "Phi3ForCausalLM") == 0 : strcmp(type, "phi3") == 0;
-	if (get_dim(svc, dir, "vocab_size", 0, &c->vocab) || get_dim(svc, dir, "hidden_size", 0, &c->dim) ||
-	    get_dim(svc, dir, "num_hidden_layers", 0, &c->n_layers) ||
-	    get_dim(svc, dir, "num_attention_heads", 0, &c->n_heads) ||
-	    get_dim(svc, dir, "intermediate_size", 0, &c->ffn_dim) ||
-	    get_dim(svc, dir, "max_position_embeddings", c->phi3 ? 4096 : 2048, &c->max_pos) ||
-	    get_dim(svc, dir, "num_key_value_heads", c->n_heads, &c->n_kv_heads))
+	c->hp = (mh_decoder_config){ .struct_size = sizeof c->hp,
+				     .max_pos = c->phi3 ? 4096 : 2048,
+				     .hidden_act = c->phi3 ? "silu" : "gelu_new" };
+	if (svc->decoder_config(dir, n_ctx, &c->hp) != 0 ||
+	    (c->phi3 ? read_phi3 : read_phi2)(svc, dir, c))
 		return -1;
-	int64_t hd;
-	int has_hd = svc->config_int(dir, "head_dim", 0, &hd);
-	if (has_hd < 0)
-		return -1;
-	if (!has_hd && c->dim % c->n_heads != 0) {
-		svc->error(dir, "config.json", "hidden_size %d is not a multiple of "
-			   "num_attention_heads %d and head_dim is not given", c->dim, c->n_heads);
-		return -1;
-	}
-	if (get_dim(svc, dir, "head_dim", c->dim / c->n_heads, &c->head_dim))
-		return -1;
-	if (c->head_dim > 1024 || c->head_dim % 2) {
-		svc->error(dir, "config.json", "head_dim %d is not supported (even, at most 1024)",
-			   c->head_dim);
-		return -1;
-	}
-	if (c->n_heads % c->n_kv_heads != 0) {
-		svc->error(dir, "config.json", "num_attention_heads %d is not a multiple of "
-			   "num_key_value_heads %d", c->n_heads, c->n_kv_heads);
-		return -1;
-	}
-	if ((c->phi3 ? read_phi3 : read_phi2)(svc, dir, c) ||
-	    svc->config_bool(dir, "tie_word_embeddings", 0, &c->tied) < 0)
-		return -1;
-	int64_t bos;
-	if (svc->config_int(dir, "bos_token_id", -1, &bos) < 0)
-		return -1;
-	c->bos = (int32_t)bos;
-	c->n_eos = svc->config_ids(dir, "eos_token_id", c->eos, MH_MAX_EOS);
-	if (c->n_eos < 0)
-		return -1;
-	if (n_ctx > 0 && n_ctx > c->max_pos)
-		svc->log(MH_LOG_WARN, "context %d is longer than the model was trained for (%d)",
-			 n_ctx, c->max_pos);
-	c->n_ctx = n_ctx > 0 ? n_ctx : c->max_pos;
 	return 0;
 }
 
@@ -152,9 +95,9 @@ static const float *vec(mh_model *m, const char *fmt, int layer, int64_t d0, int
 
 static int load_phi2_layer(mh_model *m, int l, phi_layer *L)
 {
-	const phi_config *c = &m->cfg;
+	const mh_decoder_config *c = &m->cfg.hp;
 	int64_t q_dim = (int64_t)c->n_heads * c->head_dim, kv_dim = (int64_t)c->n_kv_heads * c->head_dim;
-	int ok = 1, qk = c->qk_layernorm;
+	int ok = 1, qk = m->cfg.qk_layernorm;
 	L->ln_w = vec(m, LAYER "input_layernorm.weight", l, c->dim, 1, &ok);
 	L->ln_b = vec(m, LAYER "input_layernorm.bias", l, c->dim, 1, &ok);
 	L->q_ln_w = vec(m, LAYER "self_attn.q_layernorm.weight", l, c->head_dim, qk, &ok);
@@ -181,7 +124,7 @@ static int load_phi2_layer(mh_model *m, int l, phi_layer *L)
 static int load_phi3_layer(mh_model *m, int l, phi_layer *L)
 {
 	const mh_services *svc = m->svc;
-	const phi_config *c = &m->cfg;
+	const mh_decoder_config *c = &m->cfg.hp;
 	int64_t q_dim = (int64_t)c->n_heads * c->head_dim, kv_dim = (int64_t)c->n_kv_heads * c->head_dim;
 	int ok = 1;
 	L->ln_w = vec(m, LAYER "input_layernorm.weight", l, c->dim, 1, &ok);
@@ -208,11 +151,11 @@ static int load_phi3_layer(mh_model *m, int l, phi_layer *L)
 
 int phi_load_weights(mh_model *m)
 {
-	const phi_config *c = &m->cfg;
+	const mh_decoder_config *c = &m->cfg.hp;
 	const mh_services *svc = m->svc;
-	int ok = 1;
+	int ok = 1, phi3 = m->cfg.phi3;
 	m->embed = svc->weight(m->dir, "model.embed_tokens.weight", 2, c->vocab, c->dim);
-	if (c->phi3) {
+	if (phi3) {
 		m->norm_w = vec(m, "model.norm.weight", 0, c->dim, 1, &ok);
 	} else {
 		m->norm_w = vec(m, "model.final_layernorm.weight", 0, c->dim, 1, &ok);
@@ -226,7 +169,7 @@ int phi_load_weights(mh_model *m)
 	if (!m->embed || !m->lm_head || !ok)
 		return -1;
 	for (int l = 0; l < c->n_layers; l++)
-		if ((c->phi3 ? load_phi3_layer : load_phi2_layer)(m, l, &m->layers[l]))
+		if ((phi3 ? load_phi3_layer : load_phi2_layer)(m, l, &m->layers[l]))
 			return -1;
 	m->rope = svc->rope_new(m->dir, c->head_dim, c->n_ctx);
 	return m->rope ? 0 : -1;

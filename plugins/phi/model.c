@@ -34,7 +34,8 @@ static void reset(mh_model *m)
 static void attend(mh_model *m, const phi_layer *L, float *kc, float *vc, int n, int pos)
 {
 	const mh_services *svc = m->svc;
-	const phi_config *c = &m->cfg;
+	const mh_decoder_config *c = &m->cfg.hp;
+	const float eps = m->cfg.eps;
 	phi_buffers *b = &m->buf;
 	size_t kv_dim = (size_t)c->n_kv_heads * c->head_dim;
 	float *k = kc + pos * kv_dim;
@@ -43,30 +44,31 @@ static void attend(mh_model *m, const phi_layer *L, float *kc, float *vc, int n,
 	svc->matmul(k, b->xn, L->wk, L->bk, n);
 	svc->matmul(vc + pos * kv_dim, b->xn, L->wv, L->bv, n);
 	if (L->q_ln_w) {
-		svc->layernorm(b->q, b->q, L->q_ln_w, L->q_ln_b, n * c->n_heads, c->head_dim, c->eps);
-		svc->layernorm(k, k, L->k_ln_w, L->k_ln_b, n * c->n_kv_heads, c->head_dim, c->eps);
+		svc->layernorm(b->q, b->q, L->q_ln_w, L->q_ln_b, n * c->n_heads, c->head_dim, eps);
+		svc->layernorm(k, k, L->k_ln_w, L->k_ln_b, n * c->n_kv_heads, c->head_dim, eps);
 	}
 	svc->rope_apply(m->rope, b->q, n, c->n_heads, pos);
 	svc->rope_apply(m->rope, k, n, c->n_kv_heads, pos);
 	svc->attention(b->att, b->q, kc, vc, n, pos, c->n_heads, c->n_kv_heads, c->head_dim,
-		       c->window, 1.0f / sqrtf((float)c->head_dim));
+		       m->cfg.window, 1.0f / sqrtf((float)c->head_dim));
 }
 
 /* Phi-2: h = x + dense(attn(ln(x))) + fc2(act(fc1(ln(x)))). */
 static void phi2_layer(mh_model *m, const phi_layer *L, float *kc, float *vc, int n, int pos)
 {
 	const mh_services *svc = m->svc;
-	const phi_config *c = &m->cfg;
+	const mh_decoder_config *c = &m->cfg.hp;
+	const float eps = m->cfg.eps;
 	phi_buffers *b = &m->buf;
 	size_t ffn = (size_t)n * c->ffn_dim;
 
-	svc->layernorm(b->xn, b->x, L->ln_w, L->ln_b, n, c->dim, c->eps);
+	svc->layernorm(b->xn, b->x, L->ln_w, L->ln_b, n, c->dim, eps);
 	attend(m, L, kc, vc, n, pos);
 	svc->matmul(b->tmp, b->att, L->wo, L->bo, n);
 	svc->add(b->x, b->tmp, (size_t)n * c->dim);
 
 	svc->matmul(b->up, b->xn, L->w_up, L->b_up, n);
-	if (c->act == PHI_GELU_TANH)
+	if (m->cfg.act == PHI_GELU_TANH)
 		svc->gelu_tanh(b->up, ffn);
 	else
 		svc->gelu(b->up, ffn);
@@ -78,15 +80,16 @@ static void phi2_layer(mh_model *m, const phi_layer *L, float *kc, float *vc, in
 static void phi3_layer(mh_model *m, const phi_layer *L, float *kc, float *vc, int n, int pos)
 {
 	const mh_services *svc = m->svc;
-	const phi_config *c = &m->cfg;
+	const mh_decoder_config *c = &m->cfg.hp;
+	const float eps = m->cfg.eps;
 	phi_buffers *b = &m->buf;
 
-	svc->rmsnorm(b->xn, b->x, L->ln_w, n, c->dim, c->eps);
+	svc->rmsnorm(b->xn, b->x, L->ln_w, n, c->dim, eps);
 	attend(m, L, kc, vc, n, pos);
 	svc->matmul(b->tmp, b->att, L->wo, NULL, n);
 	svc->add(b->x, b->tmp, (size_t)n * c->dim);
 
-	svc->rmsnorm(b->xn, b->x, L->post_ln_w, n, c->dim, c->eps);
+	svc->rmsnorm(b->xn, b->x, L->post_ln_w, n, c->dim, eps);
 	svc->matmul(b->gate, b->xn, L->w_gate, NULL, n);
 	svc->matmul(b->up, b->xn, L->w_up, NULL, n);
 	svc->silu_mul(b->gate, b->up, (size_t)n * c->ffn_dim);
@@ -98,19 +101,19 @@ static void phi3_layer(mh_model *m, const phi_layer *L, float *kc, float *vc, in
 static void head(mh_model *m, float *logits, const float *x, int k)
 {
 	const mh_services *svc = m->svc;
-	const phi_config *c = &m->cfg;
-	if (c->phi3)
-		svc->rmsnorm(m->buf.xn, x, m->norm_w, k, c->dim, c->eps);
+	const mh_decoder_config *c = &m->cfg.hp;
+	const float eps = m->cfg.eps;
+	if (m->cfg.phi3)
+		svc->rmsnorm(m->buf.xn, x, m->norm_w, k, c->dim, eps);
 	else
-		svc->layernorm(m->buf.xn, x, m->norm_w, m->norm_b, k, c->dim, c->eps);
+		svc->layernorm(m->buf.xn, x, m->norm_w, m->norm_b, k, c->dim, eps);
 	svc->matmul(logits, m->buf.xn, m->lm_head, m->lm_head_b, k);
 }
 
 static int forward(mh_model *m, const int32_t *ids, int n, int pos, float *logits, int flags)
 {
 	const mh_services *svc = m->svc;
-	const phi_config *c = &m->cfg;
-	size_t kv_dim = (size_t)c->n_kv_heads * c->head_dim;
+	const mh_decoder_config *c = &m->cfg.hp;
 	if (n <= 0 || pos < 0 || pos + n > c->n_ctx) {
 		svc->error(m->dir, NULL, "positions %d..%d are outside the %d-token context", pos,
 			   pos + n - 1, c->n_ctx);
@@ -123,9 +126,8 @@ static int forward(mh_model *m, const int32_t *ids, int n, int pos, float *logit
 			return -1;
 		}
 		for (int l = 0; l < c->n_layers; l++) {
-			float *kc = m->k_cache + (size_t)l * c->n_ctx * kv_dim;
-			float *vc = m->v_cache + (size_t)l * c->n_ctx * kv_dim;
-			(c->phi3 ? phi3_layer : phi2_layer)(m, &m->layers[l], kc, vc, k, pos + done);
+			float *kc = mh_kv_k(m->kv, l), *vc = mh_kv_v(m->kv, l);
+			(m->cfg.phi3 ? phi3_layer : phi2_layer)(m, &m->layers[l], kc, vc, k, pos + done);
 		}
 		if (flags & MH_LOGITS_ALL)
 			head(m, logits + (size_t)done * c->vocab, m->buf.x, k);

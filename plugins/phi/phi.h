@@ -15,17 +15,12 @@
 enum phi_act { PHI_GELU, PHI_GELU_TANH };
 
 typedef struct phi_config {
+	mh_decoder_config hp; /* the standard hyper-parameters */
 	int phi3; /* 0: Phi-2, 1: Phi-3 */
-	int vocab, dim, n_layers, n_heads, n_kv_heads, head_dim, ffn_dim;
-	int max_pos, n_ctx;
 	int window;      /* Phi-3 sliding_window; 0 = full attention */
 	float eps;       /* layer_norm_eps (Phi-2) or rms_norm_eps (Phi-3) */
 	enum phi_act act;  /* Phi-2 MLP activation */
 	int qk_layernorm;  /* Phi-2 */
-	int tied;
-	int32_t bos;
-	int n_eos;
-	int32_t eos[MH_MAX_EOS];
 } phi_config;
 
 typedef struct phi_layer {
@@ -54,7 +49,7 @@ struct mh_model {
 	const float *norm_w, *norm_b, *lm_head_b; /* norm_b, lm_head_b: Phi-2 */
 	phi_layer *layers;
 	mh_rope *rope;
-	float *k_cache, *v_cache; /* [layer][position][n_kv_heads * head_dim] */
+	mh_kv_cache *kv;
 	phi_buffers buf;
 	mh_model_info info;
 };

@@ -7,16 +7,11 @@
 #include <modelhost/plugin.h>
 
 typedef struct qwen_config {
-	int vocab, dim, n_layers, n_heads, n_kv_heads, head_dim, ffn_dim;
-	int max_pos, n_ctx;
+	mh_decoder_config hp; /* the standard hyper-parameters */
 	float eps;
 	int qwen3;     /* per-head q_norm / k_norm before rotary */
-	int tied;
 	int qkv_bias;  /* Qwen2: always; Qwen3: attention_bias */
 	int o_bias;    /* Qwen3: attention_bias */
-	int32_t bos;
-	int n_eos;
-	int32_t eos[MH_MAX_EOS];
 } qwen_config;
 
 typedef struct qwen_layer {
@@ -41,7 +36,7 @@ struct mh_model {
 	const float *norm;
 	qwen_layer *layers;
 	mh_rope *rope;
-	float *k_cache, *v_cache; /* [layer][position][n_kv_heads * head_dim] */
+	mh_kv_cache *kv;
 	qwen_buffers buf;
 	mh_model_info info;
 };

@@ -95,6 +95,73 @@ typedef struct mh_model_info {
 	uint64_t kv_cache_bytes;
 } mh_model_info;
 
+/* The hyper-parameters every Hugging Face decoder-only transformer shares,
+ * as mh_services.decoder_config reads them from config.json.  Everything an
+ * architecture adds (norm epsilon, biases, sliding window...) the plugin
+ * reads itself.  The caller sets the fields marked "in"; the rest are
+ * output:
+ *
+ *   mh_decoder_config hp = { .struct_size = sizeof hp, .max_pos = 2048 };
+ *   if (svc->decoder_config(dir, n_ctx, &hp) != 0)
+ *           return NULL;
+ */
+typedef struct mh_decoder_config {
+	uint32_t struct_size;   /* in: sizeof(mh_decoder_config) */
+	int32_t vocab;          /* vocab_size */
+	int32_t dim;            /* hidden_size */
+	int32_t n_layers;       /* num_hidden_layers */
+	int32_t n_heads;        /* num_attention_heads */
+	int32_t n_kv_heads;     /* num_key_value_heads (default n_heads); divides n_heads */
+	int32_t head_dim;       /* head_dim (default dim / n_heads); even, at most 1024 */
+	int32_t ffn_dim;        /* intermediate_size */
+	/* max_position_embeddings.  in: the architecture's default for a
+	 * config without the key (0: the key is required). */
+	int32_t max_pos;
+	int32_t n_ctx;          /* the n_ctx asked for (if > 0), else max_pos */
+	int32_t tied;           /* tie_word_embeddings (default false) */
+	int32_t bos;            /* bos_token_id, -1 if absent */
+	int32_t n_eos;          /* eos_token_id: one id or a list, at most MH_MAX_EOS */
+	int32_t eos[MH_MAX_EOS];
+	/* hidden_act, owned by the dir (the plugin checks that it implements
+	 * it).  in: the default when absent (NULL: "silu"), then returned. */
+	const char *hidden_act;
+} mh_decoder_config;
+
+/* A KV cache, from mh_services.kv_new: for each layer, the keys and the
+ * values of n_ctx positions, [position][kv_dim] (kv_dim = n_kv_heads *
+ * head_dim), the layout mh_services.attention reads. */
+typedef struct mh_kv_cache {
+	float *k, *v;           /* [n_layers][n_ctx][kv_dim] each */
+	int32_t n_layers, n_ctx, kv_dim;
+	uint64_t bytes;         /* k and v together */
+} mh_kv_cache;
+
+/* The [n_ctx][kv_dim] key (mh_kv_k) or value (mh_kv_v) block of a layer. */
+static inline float *mh_kv_k(const mh_kv_cache *c, int layer)
+{
+	return c->k + (size_t)layer * (size_t)c->n_ctx * (size_t)c->kv_dim;
+}
+
+static inline float *mh_kv_v(const mh_kv_cache *c, int layer)
+{
+	return c->v + (size_t)layer * (size_t)c->n_ctx * (size_t)c->kv_dim;
+}
+
+/* Fill a decoder's mh_model_info from its hyper-parameters. */
+static inline void mh_model_info_init(mh_model_info *info, const mh_decoder_config *hp,
+				      uint64_t kv_cache_bytes)
+{
+	info->struct_size = sizeof(mh_model_info);
+	info->vocab_size = hp->vocab;
+	info->n_ctx = hp->n_ctx;
+	info->max_context = hp->max_pos;
+	info->bos_id = hp->bos;
+	info->n_eos = hp->n_eos;
+	info->kv_cache_bytes = kv_cache_bytes;
+	for (int i = 0; i < MH_MAX_EOS; i++)
+		info->eos_ids[i] = hp->eos[i];
+}
+
 /* Log levels for mh_services.log. */
 enum { MH_LOG_ERROR = 0, MH_LOG_WARN, MH_LOG_INFO, MH_LOG_DEBUG };
 
@@ -202,6 +269,21 @@ typedef struct mh_services {
 	/* Run fn over [0, n) split into contiguous ranges across the host's
 	 * persistent thread pool; returns when all are done.  Not reentrant. */
 	void (*parallel_for)(int64_t n, mh_range_fn fn, void *ctx);
+
+	/* --- decoder building blocks -------------------------------------- */
+	/* Read and check the standard decoder hyper-parameters (see
+	 * mh_decoder_config; out->struct_size and the "in" fields set by the
+	 * caller).  Every dimension must be 1..2^20; head_dim may be absent
+	 * only when num_attention_heads divides hidden_size.  n_ctx is load()'s
+	 * (0: max_pos; larger than max_pos is allowed, with a warning).
+	 * 0, or -1 with an error naming config.json and the key. */
+	int (*decoder_config)(mh_dir *dir, int32_t n_ctx, mh_decoder_config *out);
+	/* A KV cache for n_layers x n_ctx positions of kv_dim floats (see
+	 * mh_kv_cache), zeroed lazily so that it costs memory only as it
+	 * fills.  NULL when out of memory or a size is not positive (no error
+	 * is recorded: the caller reports it). */
+	mh_kv_cache *(*kv_new)(int n_layers, int n_ctx, int kv_dim);
+	void (*kv_free)(mh_kv_cache *c); /* NULL is fine */
 
 	void *reserved[16];
 } mh_services;
