@@ -161,6 +161,30 @@ START_TEST(matches_transformers)
 }
 END_TEST
 
+/* Prompts longer than a forward chunk (256 tokens) and than the sliding
+ * window: one batched pass must agree with token-by-token decoding. */
+START_TEST(long_prompts_agree_with_decoding)
+{
+	const struct fixture *fx = &fixtures[_i];
+	enum { N = 300 };
+	char *dir = tu_shared_path(fx->dir);
+	mh_session *s = session_open(reg, dir, NULL, N, err);
+	ck_assert_msg(s != NULL, "%s", err);
+	int32_t ids[N];
+	for (int i = 0; i < N; i++)
+		ids[i] = (int32_t)((i * 37 + 11) % s->info->vocab_size);
+	size_t total = (size_t)N * s->info->vocab_size;
+	float *batched = logits_of(s, ids, N, 0), *inc = logits_of(s, ids, N, 1);
+	double d = max_diff(batched, inc, total);
+	ck_assert_msg(d <= ATOL, "%s: %d-token prompt, batched vs incremental max |diff| %g", fx->dir,
+		      N, d);
+	free(batched);
+	free(inc);
+	session_close(s);
+	free(dir);
+}
+END_TEST
+
 /* Write dir's weights converted to dtype into a new directory. */
 static char *convert(const char *dir, mh_dtype dtype)
 {
@@ -328,6 +352,7 @@ int main(void)
 	tcase_set_timeout(tc, 300);
 	tcase_add_test(tc, first_party_plugins_are_listed);
 	tcase_add_loop_test(tc, matches_transformers, 0, N_FIXTURES);
+	tcase_add_loop_test(tc, long_prompts_agree_with_decoding, 0, N_FIXTURES);
 	/* F32 fixtures only (llama-bf16 is stored as BF16 already) */
 	tcase_add_loop_test(tc, half_precision_weights, 0, 2 * N_FIXTURES);
 	tcase_add_test(tc, load_errors_name_the_problem);

@@ -266,8 +266,12 @@ typedef struct mh_services {
 	void *(*alloc)(size_t bytes); /* 64-byte aligned, zeroed; NULL on failure */
 	void (*free)(void *p);
 	int (*n_threads)(void);
-	/* Run fn over [0, n) split into contiguous ranges across the host's
-	 * persistent thread pool; returns when all are done.  Not reentrant. */
+	/* Run fn over [0, n) in contiguous ranges on the host's persistent
+	 * thread pool; returns when all are done.  Threads take ranges as
+	 * they come free, so fn may be called several times with the same
+	 * `thread` index (never at once): per-thread scratch indexed by
+	 * `thread` is safe, one call per thread is not guaranteed.  A call
+	 * from inside fn runs serially. */
 	void (*parallel_for)(int64_t n, mh_range_fn fn, void *ctx);
 
 	/* --- decoder building blocks -------------------------------------- */
