@@ -358,9 +358,5 @@ int main(void)
 	tcase_add_test(tc, load_errors_name_the_problem);
 	tcase_add_test(tc, context_and_ids_are_checked);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return tu_run(s);
 }

@@ -448,9 +448,5 @@ int main(void)
 	tcase_add_test(tc, config_through_services);
 	tcase_add_test(tc, decoder_config_through_services);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return tu_run(s);
 }

@@ -1,6 +1,7 @@
 /* check_sampler.c - the sampler: greedy, repetition penalty, top-k, top-p,
  * min-p, seeding and the distribution it draws from. */
 #include "sampler.h"
+#include "testutil.h"
 
 #include <check.h>
 #include <math.h>
@@ -737,9 +738,5 @@ static Suite *sampler_suite(void)
 
 int main(void)
 {
-	SRunner *r = srunner_create(sampler_suite());
-	srunner_run_all(r, CK_NORMAL);
-	int failed = srunner_ntests_failed(r);
-	srunner_free(r);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return tu_run(sampler_suite());
 }

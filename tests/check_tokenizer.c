@@ -4,6 +4,7 @@
  *
  * The reference data is found through $MODELHOST_SHARED, else ../shared;
  * without it the test is skipped (exit 77). */
+#include "testutil.h"
 #include "tokenizer.h"
 
 #include <cJSON.h>
@@ -516,10 +517,7 @@ int main(void)
 		fprintf(stderr, "%s: expected 7 tokenizers, found %d\n", path, n_names);
 		return 1;
 	}
-	SRunner *sr = srunner_create(tokenizer_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
+	int rc = tu_run(tokenizer_suite());
 	cJSON_Delete(fixtures);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return rc;
 }

@@ -77,3 +77,12 @@ char *tu_plugin_dir(const char *name)
 	snprintf(p, 4096, "%s/plugins/%s/.libs", b && *b ? b : ".", name);
 	return p;
 }
+
+int tu_run(Suite *s)
+{
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}

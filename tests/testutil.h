@@ -2,6 +2,7 @@
 #ifndef TESTUTIL_H
 #define TESTUTIL_H
 
+#include <check.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,5 +20,8 @@ void tu_write(const char *dir, const char *name, const char *text);
 void tu_copy(const char *from, const char *to);
 /* Registry search dirs for the build tree's plugins (plugins/<name>/.libs). */
 char *tu_plugin_dir(const char *name);
+
+/* Run a suite; the process exit status (0: every test passed). */
+int tu_run(Suite *s);
 
 #endif
