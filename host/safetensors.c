@@ -15,6 +15,21 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* A tensor name from an untrusted header, fit for a one-line message:
+ * control bytes escaped, long names cut. */
+static const char *printable(const char *name, char *buf, size_t len)
+{
+	size_t k = 0;
+	for (const unsigned char *p = (const unsigned char *)name; *p && k + 8 < len; p++) {
+		if (*p < 0x20 || *p == 0x7f)
+			k += (size_t)snprintf(buf + k, len - k, "\\x%02x", *p);
+		else
+			buf[k++] = (char)*p;
+	}
+	buf[k] = 0;
+	return buf;
+}
+
 static int by_name(const void *a, const void *b)
 {
 	return strcmp(((const mh_tensor *)a)->name, ((const mh_tensor *)b)->name);
@@ -169,7 +184,8 @@ int st_open(st_file *f, const char *path, char *err)
 		uint64_t begin, end;
 		const char *why = parse_entry(e, data_size, t, &begin, &end);
 		if (*why) {
-			mh_errf(err, "%s: tensor '%s' %s", path, e->string, why);
+			char nb[128];
+			mh_errf(err, "%s: tensor '%s' %s", path, printable(e->string, nb, sizeof nb), why);
 			goto fail;
 		}
 		t->name = strdup(e->string);
@@ -180,14 +196,18 @@ int st_open(st_file *f, const char *path, char *err)
 	qsort(ranges, f->n, sizeof *ranges, by_begin);
 	for (int i = 1; i < f->n; i++)
 		if (ranges[i].begin < ranges[i - 1].end) {
+			char n1[128], n2[128];
 			mh_errf(err, "%s: tensors '%s' and '%s' overlap", path,
-				ranges[i - 1].name, ranges[i].name);
+				printable(ranges[i - 1].name, n1, sizeof n1),
+				printable(ranges[i].name, n2, sizeof n2));
 			goto fail;
 		}
 	qsort(f->tensors, f->n, sizeof *f->tensors, by_name);
 	for (int i = 1; i < f->n; i++)
 		if (strcmp(f->tensors[i].name, f->tensors[i - 1].name) == 0) {
-			mh_errf(err, "%s: tensor '%s' appears twice", path, f->tensors[i].name);
+			char nb[128];
+			mh_errf(err, "%s: tensor '%s' appears twice", path,
+				printable(f->tensors[i].name, nb, sizeof nb));
 			goto fail;
 		}
 	/* Misaligned data is legal: give those tensors an aligned copy. */

@@ -121,6 +121,10 @@ START_TEST(hostile_files)
 	expect_bad("{\"x\":{\"shape\":[2],\"data_offsets\":[0,8]}}", -1, 8, "no dtype");
 	expect_bad("{\"x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0]}}", -1, 8,
 		   "malformed data_offsets");
+	/* a hostile name cannot break the one-line message */
+	expect_bad("{\"evil\\nname\":{\"dtype\":\"Q4\",\"shape\":[2],\"data_offsets\":[0,8]}}", -1, 8,
+		   "tensor 'evil\\x0aname' has an unknown dtype");
+	ck_assert_ptr_null(strchr(err, '\n'));
 	/* shorter than the length field */
 	char p[4200];
 	snprintf(p, sizeof p, "%s/short.safetensors", tmp);
