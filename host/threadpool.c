@@ -61,6 +61,19 @@ static inline void cpu_relax(void)
 #endif
 }
 
+/* One step of waiting: spin, then yield, then 1 when it is time to sleep. */
+static int backoff(int *spins)
+{
+	if (*spins < SPIN_ITERS)
+		cpu_relax();
+	else if (*spins < SPIN_ITERS + YIELD_ITERS)
+		sched_yield();
+	else
+		return 1;
+	++*spins;
+	return 0;
+}
+
 /* Claim and run chunks of generation gen until none is left. */
 static void work(mh_pool *p, uint32_t gen, int index)
 {
@@ -102,11 +115,7 @@ static void *worker(void *arg)
 		int spins = 0;
 		while ((gen = (uint32_t)(atomic_load_explicit(&p->claim, memory_order_acquire) >>
 					 32)) == seen) {
-			if (spins < SPIN_ITERS) {
-				cpu_relax();
-			} else if (spins < SPIN_ITERS + YIELD_ITERS) {
-				sched_yield();
-			} else {
+			if (backoff(&spins)) {
 				pthread_mutex_lock(&p->mu);
 				atomic_fetch_add(&p->sleepers, 1);
 				while ((uint32_t)(atomic_load(&p->claim) >> 32) == seen && !p->stop)
@@ -116,9 +125,7 @@ static void *worker(void *arg)
 				spins = 0;
 				if (p->stop)
 					return NULL;
-				continue;
 			}
-			spins++;
 		}
 		if (p->stop)
 			return NULL;
@@ -225,11 +232,7 @@ void pool_run_chunks(mh_pool *p, int64_t n, int64_t align, int chunks, mh_range_
 	work(p, gen, 0);
 	int spins = 0;
 	while (atomic_load_explicit(&p->done, memory_order_acquire) < p->chunks) {
-		if (spins < SPIN_ITERS) {
-			cpu_relax();
-		} else if (spins < SPIN_ITERS + YIELD_ITERS) {
-			sched_yield();
-		} else {
+		if (backoff(&spins)) {
 			pthread_mutex_lock(&p->mu);
 			atomic_store(&p->caller_sleeping, 1);
 			while (atomic_load(&p->done) < p->chunks)
@@ -238,6 +241,5 @@ void pool_run_chunks(mh_pool *p, int64_t n, int64_t align, int chunks, mh_range_
 			pthread_mutex_unlock(&p->mu);
 			break;
 		}
-		spins++;
 	}
 }
