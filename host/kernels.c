@@ -3,6 +3,7 @@
 #include "util.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -255,11 +256,14 @@ static TGT double sum_avx2(const float *x, int64_t n)
 
 /* ---- dispatch ------------------------------------------------------------------------ */
 
-static int use_avx2 = -1;
+/* Decided on first use; threads that race to decide agree, and a relaxed
+ * atomic makes the race well defined at no cost. */
+static _Atomic int use_avx2 = -1;
 
 static int avx2(void)
 {
-	if (use_avx2 < 0) {
+	int v = atomic_load_explicit(&use_avx2, memory_order_relaxed);
+	if (v < 0) {
 		int ok = 0;
 #ifdef HAVE_X86_KERNELS
 		__builtin_cpu_init();
@@ -269,9 +273,10 @@ static int avx2(void)
 		const char *e = getenv("MH_KERNELS");
 		if (e && strcmp(e, "scalar") == 0)
 			ok = 0;
-		use_avx2 = ok;
+		atomic_store_explicit(&use_avx2, ok, memory_order_relaxed);
+		v = ok;
 	}
-	return use_avx2;
+	return v;
 }
 
 const char *kern_name(void)

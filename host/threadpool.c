@@ -32,12 +32,13 @@ struct mh_pool {
 	pthread_mutex_t mu;
 	pthread_cond_t wake;
 	pthread_cond_t done_cv;
-	_Atomic uint64_t claim;   /* generation << 32 | next chunk */
+	_Atomic uint64_t claim;   /* generation << 32 | chunks not yet claimed */
 	atomic_int done;          /* chunks finished in this job */
 	atomic_int caller_sleeping;
 	atomic_int sleepers;      /* workers waiting on wake */
-	int stop;
-	/* the current job, written before claim publishes it */
+	atomic_int stop;
+	/* the current job: written before claim publishes it, read by a worker
+	 * only once it holds an unfinished range (the job cannot end before) */
 	uint32_t generation;
 	int64_t total, align, chunk;
 	int chunks;
@@ -79,13 +80,14 @@ static void work(mh_pool *p, uint32_t gen, int index)
 {
 	for (;;) {
 		uint64_t v = atomic_load_explicit(&p->claim, memory_order_acquire);
-		if ((uint32_t)(v >> 32) != gen || (int)(uint32_t)v >= p->chunks)
+		uint32_t left = (uint32_t)v;
+		if ((uint32_t)(v >> 32) != gen || left == 0)
 			return;
-		if (!atomic_compare_exchange_weak_explicit(&p->claim, &v, v + 1,
+		if (!atomic_compare_exchange_weak_explicit(&p->claim, &v, v - 1,
 							   memory_order_acq_rel,
 							   memory_order_acquire))
 			continue;
-		int c = (int)(uint32_t)v;
+		int chunks = p->chunks, c = chunks - (int)left;
 		int64_t b = (int64_t)c * p->chunk, e = b + p->chunk;
 		if (e > p->total)
 			e = p->total;
@@ -94,7 +96,7 @@ static void work(mh_pool *p, uint32_t gen, int index)
 			p->fn(p->ctx, b, e, index);
 			in_job = 0;
 		}
-		if (atomic_fetch_add(&p->done, 1) + 1 == p->chunks &&
+		if (atomic_fetch_add(&p->done, 1) + 1 == chunks &&
 		    atomic_load(&p->caller_sleeping)) {
 			pthread_mutex_lock(&p->mu);
 			pthread_cond_signal(&p->done_cv);
@@ -169,7 +171,6 @@ void pool_free(mh_pool *p)
 	pthread_mutex_lock(&p->mu);
 	p->stop = 1;
 	p->generation++;
-	p->chunks = 0;
 	atomic_store(&p->claim, (uint64_t)p->generation << 32);
 	pthread_cond_broadcast(&p->wake);
 	pthread_mutex_unlock(&p->mu);
@@ -222,7 +223,7 @@ void pool_run_chunks(mh_pool *p, int64_t n, int64_t align, int chunks, mh_range_
 	p->ctx = ctx;
 	atomic_store_explicit(&p->done, 0, memory_order_relaxed);
 	uint32_t gen = ++p->generation;
-	atomic_store(&p->claim, (uint64_t)gen << 32);
+	atomic_store(&p->claim, (uint64_t)gen << 32 | (uint32_t)p->chunks);
 	/* wake sleepers; spinning workers see the new generation by themselves */
 	if (atomic_load(&p->sleepers) > 0) {
 		pthread_mutex_lock(&p->mu);

@@ -9,6 +9,7 @@
 #include "safetensors.h"
 #include "services.h"
 #include "testutil.h"
+#include "threadpool.h"
 
 #include <check.h>
 #include <math.h>
@@ -287,6 +288,93 @@ START_TEST(rope_variants)
 }
 END_TEST
 
+/* ---- the thread pool --------------------------------------------------------------- */
+
+typedef struct {
+	int *seen;     /* per item: the tag of the last job that wrote it */
+	int tag;
+	int64_t align, n;
+	int bad;       /* ranges not aligned, or past n */
+} tag_job;
+
+static void tag_items(void *ctx, int64_t b, int64_t e, int thread)
+{
+	tag_job *j = ctx;
+	(void)thread;
+	if (b % j->align != 0 || e > j->n || b >= e)
+		__atomic_fetch_add(&j->bad, 1, __ATOMIC_RELAXED);
+	for (int64_t i = b; i < e; i++)
+		j->seen[i] = j->tag;
+}
+
+/* Every item of every job is written by that job exactly once before
+ * pool_run returns, however the range is cut; many short jobs back to back
+ * (decode posts hundreds per token) catch a worker that claims a range of
+ * a job that has ended or not yet been published. */
+START_TEST(pool_covers_every_item_once)
+{
+	for (int threads = 1; threads <= 3; threads++) {
+		mh_pool *p = pool_new(threads);
+		ck_assert_ptr_nonnull(p);
+		ck_assert_int_eq(pool_size(p), threads);
+		enum { N = 97 };
+		int seen[N];
+		memset(seen, 0, sizeof seen);
+		int jobs = threads == 2 ? 1000000 : 100000; /* the CI machine has 2 cores */
+		for (int tag = 1; tag <= jobs; tag++) {
+			int64_t n = 1 + tag % N, align = 1 + tag % 5;
+			int chunks = tag % 7;   /* 0: one per thread */
+			tag_job j = { seen, tag, align, n, 0 };
+			pool_run_chunks(p, n, align, chunks, tag_items, &j);
+			for (int64_t i = 0; i < n; i++)
+				if (seen[i] != tag)
+					ck_abort_msg("%d threads, job %d: item %lld of %lld holds %d", threads,
+						     tag, (long long)i, (long long)n, seen[i]);
+			ck_assert_int_eq(j.bad, 0);
+		}
+		pool_free(p);
+	}
+}
+END_TEST
+
+typedef struct {
+	mh_pool *pool;
+	int *seen;
+	_Atomic int inner_threads_differ;
+} nest_job;
+
+static void inner(void *ctx, int64_t b, int64_t e, int thread)
+{
+	int *t = ctx;
+	if (b != 0 || e != 8 || thread != *t)
+		*t = -1;
+}
+
+static void outer(void *ctx, int64_t b, int64_t e, int thread)
+{
+	nest_job *j = ctx;
+	for (int64_t i = b; i < e; i++) {
+		int t = thread;
+		pool_run(j->pool, 8, inner, &t); /* runs whole, on this thread */
+		if (t != thread)
+			j->inner_threads_differ = 1;
+		j->seen[i]++;
+	}
+}
+
+START_TEST(pool_nested_runs_go_serial)
+{
+	mh_pool *p = pool_new(2);
+	int seen[64] = { 0 };
+	nest_job j = { p, seen, 0 };
+	pool_run(p, 64, outer, &j);
+	for (int i = 0; i < 64; i++)
+		ck_assert_int_eq(seen[i], 1);
+	ck_assert_int_eq(j.inner_threads_differ, 0);
+	pool_free(p);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("ops");
@@ -297,6 +385,8 @@ int main(void)
 	tcase_add_test(tc, attention_windows);
 	tcase_add_test(tc, norms_and_activations);
 	tcase_add_test(tc, rope_variants);
+	tcase_add_test(tc, pool_covers_every_item_once);
+	tcase_add_test(tc, pool_nested_runs_go_serial);
 	suite_add_tcase(s, tc);
 	return tu_run(s);
 }
