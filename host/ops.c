@@ -220,6 +220,64 @@ void ops_matmul(float *y, const float *x, const mh_tensor *w, const float *bias,
 			kern_add(y + (size_t)t * rows, bias, rows);
 }
 
+/* Several few-token matmuls of one input as a single pool job: the rows of
+ * all the weights form one index space, cut into ranges as one matrix's
+ * would be, so the threads meet once instead of once per weight. */
+#define MATMUL_N_MAX 8
+
+typedef struct {
+	float *const *y;
+	const float *x;
+	const mh_tensor *const *w;
+	int count, n;
+	int64_t cols, start[MATMUL_N_MAX + 1]; /* weight i owns rows [start[i], start[i+1]) */
+} mmn_job;
+
+static void mmn_small(void *ctx, int64_t b, int64_t e, int thread)
+{
+	const mmn_job *j = ctx;
+	for (int i = 0; i < j->count; i++) {
+		int64_t lo = b > j->start[i] ? b : j->start[i];
+		int64_t hi = e < j->start[i + 1] ? e : j->start[i + 1];
+		if (lo < hi) {
+			const mh_tensor *w = j->w[i];
+			kern_rows(w->dtype, j->y[i], w->shape[0], j->x, j->cols, j->n, w->data,
+				  lo - j->start[i], hi - j->start[i], j->cols);
+		}
+	}
+}
+
+void ops_matmul_n(float *const *y, const float *x, const mh_tensor *const *w,
+		  const float *const *bias, int count, int n)
+{
+	while (count > 0) {
+		int k = count < MATMUL_N_MAX ? count : MATMUL_N_MAX;
+		mmn_job j = { y, x, w, 0, n, w[0]->ndim > 1 ? w[0]->shape[1] : 1, { 0 } };
+		/* one job for the leading weights that share x's width */
+		while (j.count < k && (w[j.count]->ndim > 1 ? w[j.count]->shape[1] : 1) == j.cols) {
+			j.start[j.count + 1] = j.start[j.count] + w[j.count]->shape[0];
+			j.count++;
+		}
+		if (n > SMALL_N || j.count == 1) {
+			ops_matmul(y[0], x, w[0], bias ? bias[0] : NULL, n);
+			j.count = 1;
+		} else {
+			pool_run_chunks(pool, j.start[j.count], 8, CHUNKS_PER_THREAD * pool_size(pool),
+					mmn_small, &j);
+			for (int i = 0; i < j.count; i++)
+				if (bias && bias[i])
+					for (int t = 0; t < n; t++)
+						kern_add(y[i] + (size_t)t * w[i]->shape[0], bias[i],
+							 w[i]->shape[0]);
+		}
+		y += j.count;
+		w += j.count;
+		if (bias)
+			bias += j.count;
+		count -= j.count;
+	}
+}
+
 int ops_embed(float *out, const mh_tensor *table, const int32_t *ids, int n)
 {
 	int64_t vocab = table->shape[0], dim = table->ndim > 1 ? table->shape[1] : 1;

@@ -20,6 +20,8 @@ int ops_blas_threads(int n);
 const char *ops_describe(void);
 
 void ops_matmul(float *y, const float *x, const mh_tensor *w, const float *bias, int n);
+void ops_matmul_n(float *const *y, const float *x, const mh_tensor *const *w,
+		  const float *const *bias, int count, int n);
 int ops_embed(float *out, const mh_tensor *table, const int32_t *ids, int n);
 /* Convert count elements of a float tensor from element `first` to F32. */
 void ops_to_f32(float *dst, const mh_tensor *t, int64_t first, int64_t count);

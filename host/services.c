@@ -2,10 +2,12 @@
  * host's model directory, tensor ops and device services through one
  * versioned struct (plugins never link a host symbol). */
 #include "services.h"
+#include "decoder.h"
 #include "modeldir.h"
 #include "ops.h"
 #include "rope.h"
 #include "threadpool.h"
+#include "util.h"
 
 #include <stdarg.h>
 #include <stddef.h>
@@ -212,25 +214,14 @@ static const float *svc_vec_f32(mh_dir *d, const mh_tensor *t)
 	return f;
 }
 
-/* calloc hands back untouched (lazily zeroed) pages for large blocks, so a
- * KV cache costs memory only as it fills; we align by hand and keep the
- * original pointer just before the block. */
 static void *svc_alloc(size_t bytes)
 {
-	if (bytes > SIZE_MAX - 128)
-		return NULL;
-	char *raw = calloc(1, bytes + 128);
-	if (!raw)
-		return NULL;
-	uintptr_t p = ((uintptr_t)raw + sizeof(void *) + 63) & ~(uintptr_t)63;
-	((void **)p)[-1] = raw;
-	return (void *)p;
+	return mh_alloc(bytes);
 }
 
 static void svc_free(void *p)
 {
-	if (p)
-		free(((void **)p)[-1]);
+	mh_free(p);
 }
 
 /* --- decoder building blocks ---------------------------------------------- */
@@ -325,33 +316,6 @@ static int svc_decoder_config(mh_dir *d, int32_t n_ctx, mh_decoder_config *out)
 	return 0;
 }
 
-static void svc_kv_free(mh_kv_cache *c)
-{
-	if (!c)
-		return;
-	svc_free(c->k);
-	svc_free(c->v);
-	svc_free(c);
-}
-
-static mh_kv_cache *svc_kv_new(int n_layers, int n_ctx, int kv_dim)
-{
-	if (n_layers <= 0 || n_ctx <= 0 || kv_dim <= 0 ||
-	    (uint64_t)n_layers * (uint64_t)n_ctx > SIZE_MAX / sizeof(float) / 2 / (size_t)kv_dim)
-		return NULL;
-	size_t bytes = (size_t)n_layers * n_ctx * kv_dim * sizeof(float);
-	mh_kv_cache *c = svc_alloc(sizeof *c);
-	if (!c)
-		return NULL;
-	*c = (mh_kv_cache){ .k = svc_alloc(bytes), .v = svc_alloc(bytes), .n_layers = n_layers,
-			    .n_ctx = n_ctx, .kv_dim = kv_dim, .bytes = 2 * (uint64_t)bytes };
-	if (!c->k || !c->v) {
-		svc_kv_free(c);
-		return NULL;
-	}
-	return c;
-}
-
 static int svc_n_threads(void)
 {
 	return pool_size(pool);
@@ -396,8 +360,12 @@ static const mh_services table = {
 	.n_threads = svc_n_threads,
 	.parallel_for = svc_parallel_for,
 	.decoder_config = svc_decoder_config,
-	.kv_new = svc_kv_new,
-	.kv_free = svc_kv_free,
+	.kv_new = decoder_kv_new,
+	.kv_free = decoder_kv_free,
+	.decoder_new = decoder_new,
+	.decoder_free = decoder_free,
+	.decoder_forward = decoder_forward,
+	.matmul_n = ops_matmul_n,
 };
 
 const mh_services *services_init(int n_threads)

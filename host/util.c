@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -222,4 +223,24 @@ double mh_now(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* calloc hands back untouched (lazily zeroed) pages for large blocks; we
+ * align by hand and keep the original pointer just before the block. */
+void *mh_alloc(size_t bytes)
+{
+	if (bytes > SIZE_MAX - 128)
+		return NULL;
+	char *raw = calloc(1, bytes + 128);
+	if (!raw)
+		return NULL;
+	uintptr_t p = ((uintptr_t)raw + sizeof(void *) + 63) & ~(uintptr_t)63;
+	((void **)p)[-1] = raw;
+	return (void *)p;
+}
+
+void mh_free(void *p)
+{
+	if (p)
+		free(((void **)p)[-1]);
 }

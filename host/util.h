@@ -40,4 +40,9 @@ int mh_parse_ids(const char *s, int32_t **ids, size_t *n);
 
 double mh_now(void); /* monotonic seconds */
 
+/* Zeroed, 64-byte aligned memory, released with mh_free.  Large blocks come
+ * back as untouched pages, so a KV cache costs memory only as it fills. */
+void *mh_alloc(size_t bytes);
+void mh_free(void *p);
+
 #endif

@@ -105,6 +105,59 @@ START_TEST(matmul_every_dtype_and_path)
 }
 END_TEST
 
+/* matmul_n is matmul for each weight, whatever their dtypes and sizes; a
+ * weight of another width starts a new group; NULL biases are skipped. */
+START_TEST(matmul_n_is_matmul_for_each)
+{
+	const int ns[] = { 1, 3, 8, 12 };
+	weight w[5] = { make_weight(MH_F32, 37, 64), make_weight(MH_BF16, 64, 64),
+			make_weight(MH_F16, 20, 64), make_weight(MH_F32, 16, 48),
+			make_weight(MH_BF16, 9, 48) };
+	float *bias[5] = { NULL };
+	for (int i = 0; i < 5; i += 2) {
+		bias[i] = malloc(w[i].t.shape[0] * sizeof(float));
+		for (int r = 0; r < w[i].t.shape[0]; r++)
+			bias[i][r] = frand();
+	}
+	const mh_tensor *wt[5];
+	for (int i = 0; i < 5; i++)
+		wt[i] = &w[i].t;
+	for (int k = 0; k < 4; k++) {
+		int n = ns[k];
+		float x[12 * 64], *y[5], *want[5];
+		for (int i = 0; i < n * 64; i++)
+			x[i] = frand();
+		for (int i = 0; i < 5; i++) {
+			y[i] = malloc((size_t)n * w[i].t.shape[0] * sizeof(float));
+			want[i] = malloc((size_t)n * w[i].t.shape[0] * sizeof(float));
+		}
+		/* weights 0-2 read x as [n, 64]; 3-4 read the same memory as [n, 48] */
+		ops_matmul_n(y, x, wt, (const float *const *)bias, 3, n);
+		ops_matmul_n(y + 3, x, wt + 3, NULL, 2, n);
+		for (int i = 0; i < 5; i++) {
+			ops_matmul(want[i], x, wt[i], i < 3 ? bias[i] : NULL, n);
+			for (int64_t e = 0; e < n * w[i].t.shape[0]; e++)
+				ck_assert_msg(y[i][e] == want[i][e], "n=%d weight %d [%lld]: %g != %g", n,
+					      i, (long long)e, y[i][e], want[i][e]);
+		}
+		/* mixed widths in one call are grouped, not mixed up */
+		ops_matmul_n(y + 2, x, wt + 2, NULL, 2, n);
+		ops_matmul(want[3], x, wt[3], NULL, n);
+		for (int64_t e = 0; e < n * w[3].t.shape[0]; e++)
+			ck_assert_float_eq(y[3][e], want[3][e]);
+		for (int i = 0; i < 5; i++) {
+			free(y[i]);
+			free(want[i]);
+		}
+	}
+	for (int i = 0; i < 5; i++) {
+		free(bias[i]);
+		free(w[i].ref);
+		free(w[i].store);
+	}
+}
+END_TEST
+
 START_TEST(embed_and_convert)
 {
 	weight w = make_weight(MH_BF16, 10, 6);
@@ -381,6 +434,7 @@ int main(void)
 	TCase *tc = tcase_create("core");
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, matmul_every_dtype_and_path);
+	tcase_add_test(tc, matmul_n_is_matmul_for_each);
 	tcase_add_test(tc, embed_and_convert);
 	tcase_add_test(tc, attention_windows);
 	tcase_add_test(tc, norms_and_activations);

@@ -100,6 +100,7 @@ START_TEST(broken_plugins_are_rejected_with_reasons)
 	install("toy_v1", plugdir, "toy.so");
 	install("toy_badabi", plugdir, "badabi.so");
 	install("toy_newminor", plugdir, "newminor.so");
+	install("toy_oldminor", plugdir, "oldminor.so");
 	install("toy_nodesc", plugdir, "nodesc.so");
 	install("toy_noname", plugdir, "noname.so");
 	tu_write(plugdir, "text.so", "this is not a shared object\n");
@@ -107,8 +108,9 @@ START_TEST(broken_plugins_are_rejected_with_reasons)
 	mh_registry *r = scan();
 	int n;
 	registry_entries(r, &n);
-	ck_assert_int_eq(n, 6);
+	ck_assert_int_eq(n, 7);
 	expect(r, "toy.so", PLUGIN_ACTIVE, NULL);
+	expect(r, "oldminor.so", PLUGIN_ACTIVE, NULL); /* ABI 1.0 loads in every 1.x host */
 	expect(r, "badabi.so", PLUGIN_REJECTED, "incompatible ABI 2.0");
 	expect(r, "newminor.so", PLUGIN_REJECTED, "built for ABI 1.99, newer than the host's");
 	expect(r, "nodesc.so", PLUGIN_REJECTED, "no model_plugin descriptor");

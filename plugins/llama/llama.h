@@ -18,13 +18,6 @@ typedef struct llama_layer {
 	const float *bq, *bk, *bv, *bo, *b_gate, *b_up, *b_down; /* NULL when absent */
 } llama_layer;
 
-/* Activations for up to `cap` tokens at a time; longer prompts go through
- * in chunks. */
-typedef struct llama_buffers {
-	int cap;
-	float *x, *xn, *q, *att, *tmp, *gate, *up;
-} llama_buffers;
-
 struct mh_model {
 	const mh_services *svc;
 	mh_dir *dir;
@@ -33,8 +26,7 @@ struct mh_model {
 	const float *norm;
 	llama_layer *layers;
 	mh_rope *rope;
-	mh_kv_cache *kv;
-	llama_buffers buf;
+	mh_decoder *dec; /* the host's buffers and KV cache */
 	mh_model_info info;
 };
 

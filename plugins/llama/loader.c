@@ -25,69 +25,44 @@ int llama_read_config(const mh_services *svc, mh_dir *dir, int32_t n_ctx, llama_
 	return 0;
 }
 
-static const mh_tensor *w2(mh_model *m, const char *fmt, int layer, int64_t d0, int64_t d1)
-{
-	char name[256];
-	snprintf(name, sizeof name, fmt, layer);
-	return m->svc->weight(m->dir, name, 2, d0, d1);
-}
-
-/* A bias: required when the config says the layer has one. */
-static const float *bias(mh_model *m, const char *fmt, int layer, int64_t d0, int present,
-			 int *ok)
-{
-	if (!present)
-		return NULL;
-	char name[256];
-	snprintf(name, sizeof name, fmt, layer);
-	const mh_tensor *t = m->svc->weight(m->dir, name, 1, d0, 0);
-	const float *v = t ? m->svc->vec_f32(m->dir, t) : NULL;
-	if (!v)
-		*ok = 0;
-	return v;
-}
-
-static const float *norm(mh_model *m, const char *fmt, int layer, int64_t d0, int *ok)
-{
-	return bias(m, fmt, layer, d0, 1, ok);
-}
+#define LAYER "model.layers.%d."
 
 int llama_load_weights(mh_model *m)
 {
 	const mh_decoder_config *c = &m->cfg.hp;
 	const mh_services *svc = m->svc;
 	int64_t q_dim = (int64_t)c->n_heads * c->head_dim, kv_dim = (int64_t)c->n_kv_heads * c->head_dim;
-	int ok = 1, attn_bias = m->cfg.attn_bias, mlp_bias = m->cfg.mlp_bias;
+	mh_loader ld = { svc, m->dir, 0, 1 };
+	int attn_bias = m->cfg.attn_bias, mlp_bias = m->cfg.mlp_bias;
 	m->embed = svc->weight(m->dir, "model.embed_tokens.weight", 2, c->vocab, c->dim);
-	m->norm = norm(m, "model.norm.weight", 0, c->dim, &ok);
+	m->norm = mh_load_vector(&ld, "model.norm.weight", c->dim, 1);
 	/* tied: the checkpoint usually stores the matrix once */
 	m->lm_head = c->tied && !svc->tensor(m->dir, "lm_head.weight")
 			     ? m->embed
 			     : svc->weight(m->dir, "lm_head.weight", 2, c->vocab, c->dim);
 	if (!m->embed || !m->lm_head)
 		return -1;
-	for (int l = 0; l < c->n_layers && ok; l++) {
-		llama_layer *L = &m->layers[l];
-		L->attn_norm = norm(m, "model.layers.%d.input_layernorm.weight", l, c->dim, &ok);
-		L->ffn_norm = norm(m, "model.layers.%d.post_attention_layernorm.weight", l, c->dim, &ok);
-		L->wq = w2(m, "model.layers.%d.self_attn.q_proj.weight", l, q_dim, c->dim);
-		L->wk = w2(m, "model.layers.%d.self_attn.k_proj.weight", l, kv_dim, c->dim);
-		L->wv = w2(m, "model.layers.%d.self_attn.v_proj.weight", l, kv_dim, c->dim);
-		L->wo = w2(m, "model.layers.%d.self_attn.o_proj.weight", l, c->dim, q_dim);
-		L->w_gate = w2(m, "model.layers.%d.mlp.gate_proj.weight", l, c->ffn_dim, c->dim);
-		L->w_up = w2(m, "model.layers.%d.mlp.up_proj.weight", l, c->ffn_dim, c->dim);
-		L->w_down = w2(m, "model.layers.%d.mlp.down_proj.weight", l, c->dim, c->ffn_dim);
-		L->bq = bias(m, "model.layers.%d.self_attn.q_proj.bias", l, q_dim, attn_bias, &ok);
-		L->bk = bias(m, "model.layers.%d.self_attn.k_proj.bias", l, kv_dim, attn_bias, &ok);
-		L->bv = bias(m, "model.layers.%d.self_attn.v_proj.bias", l, kv_dim, attn_bias, &ok);
-		L->bo = bias(m, "model.layers.%d.self_attn.o_proj.bias", l, c->dim, attn_bias, &ok);
-		L->b_gate = bias(m, "model.layers.%d.mlp.gate_proj.bias", l, c->ffn_dim, mlp_bias, &ok);
-		L->b_up = bias(m, "model.layers.%d.mlp.up_proj.bias", l, c->ffn_dim, mlp_bias, &ok);
-		L->b_down = bias(m, "model.layers.%d.mlp.down_proj.bias", l, c->dim, mlp_bias, &ok);
-		if (!L->wq || !L->wk || !L->wv || !L->wo || !L->w_gate || !L->w_up || !L->w_down)
-			ok = 0;
+	for (ld.layer = 0; ld.layer < c->n_layers && ld.ok; ld.layer++) {
+		llama_layer *L = &m->layers[ld.layer];
+		L->attn_norm = mh_load_vector(&ld, LAYER "input_layernorm.weight", c->dim, 1);
+		L->ffn_norm = mh_load_vector(&ld, LAYER "post_attention_layernorm.weight",
+					     c->dim, 1);
+		L->wq = mh_load_matrix(&ld, LAYER "self_attn.q_proj.weight", q_dim, c->dim);
+		L->wk = mh_load_matrix(&ld, LAYER "self_attn.k_proj.weight", kv_dim, c->dim);
+		L->wv = mh_load_matrix(&ld, LAYER "self_attn.v_proj.weight", kv_dim, c->dim);
+		L->wo = mh_load_matrix(&ld, LAYER "self_attn.o_proj.weight", c->dim, q_dim);
+		L->w_gate = mh_load_matrix(&ld, LAYER "mlp.gate_proj.weight", c->ffn_dim, c->dim);
+		L->w_up = mh_load_matrix(&ld, LAYER "mlp.up_proj.weight", c->ffn_dim, c->dim);
+		L->w_down = mh_load_matrix(&ld, LAYER "mlp.down_proj.weight", c->dim, c->ffn_dim);
+		L->bq = mh_load_vector(&ld, LAYER "self_attn.q_proj.bias", q_dim, attn_bias);
+		L->bk = mh_load_vector(&ld, LAYER "self_attn.k_proj.bias", kv_dim, attn_bias);
+		L->bv = mh_load_vector(&ld, LAYER "self_attn.v_proj.bias", kv_dim, attn_bias);
+		L->bo = mh_load_vector(&ld, LAYER "self_attn.o_proj.bias", c->dim, attn_bias);
+		L->b_gate = mh_load_vector(&ld, LAYER "mlp.gate_proj.bias", c->ffn_dim, mlp_bias);
+		L->b_up = mh_load_vector(&ld, LAYER "mlp.up_proj.bias", c->ffn_dim, mlp_bias);
+		L->b_down = mh_load_vector(&ld, LAYER "mlp.down_proj.bias", c->dim, mlp_bias);
 	}
-	if (!ok)
+	if (!ld.ok)
 		return -1;
 	m->rope = svc->rope_new(m->dir, c->head_dim, c->n_ctx);
 	return m->rope ? 0 : -1;

@@ -18,13 +18,6 @@ typedef struct mistral_layer {
 	const mh_tensor *wq, *wk, *wv, *wo, *w_gate, *w_up, *w_down;
 } mistral_layer;
 
-/* Activations for up to `cap` tokens at a time; longer prompts go through
- * in chunks. */
-typedef struct mistral_buffers {
-	int cap;
-	float *x, *xn, *q, *att, *tmp, *gate, *up;
-} mistral_buffers;
-
 struct mh_model {
 	const mh_services *svc;
 	mh_dir *dir;
@@ -33,8 +26,7 @@ struct mh_model {
 	const float *norm;
 	mistral_layer *layers;
 	mh_rope *rope;
-	mh_kv_cache *kv;
-	mistral_buffers buf;
+	mh_decoder *dec; /* the host's buffers and KV cache */
 	mh_model_info info;
 };
 

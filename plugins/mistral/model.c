@@ -1,7 +1,7 @@
 /* model.c - the Mistral forward pass over a KV cache (sliding-window
  * attention: position i sees j with i - window < j <= i), and the plugin
- * descriptor.  Prompts go through as matrix-matrix products (in chunks of
- * buf.cap tokens), decoding one token at a time. */
+ * descriptor.  The host's decoder_forward runs the layers over the prompt in
+ * chunks (matrix-matrix products) and then one token at a time. */
 #include "mistral.h"
 
 #include <math.h>
@@ -35,59 +35,41 @@ static void layer_forward(mh_model *m, int l, int n, int pos)
 	const mh_decoder_config *c = &m->cfg.hp;
 	const float eps = m->cfg.eps;
 	const mistral_layer *L = &m->layers[l];
-	mistral_buffers *b = &m->buf;
+	mh_decoder *b = m->dec;
 	size_t kv_dim = (size_t)c->n_kv_heads * c->head_dim;
-	float *kc = mh_kv_k(m->kv, l), *vc = mh_kv_v(m->kv, l);
+	float *kc = mh_kv_k(b->kv, l), *vc = mh_kv_v(b->kv, l);
+	float *k = kc + pos * kv_dim, *v = vc + pos * kv_dim;
 
 	svc->rmsnorm(b->xn, b->x, L->attn_norm, n, c->dim, eps);
-	svc->matmul(b->q, b->xn, L->wq, NULL, n);
-	svc->matmul(kc + pos * kv_dim, b->xn, L->wk, NULL, n);
-	svc->matmul(vc + pos * kv_dim, b->xn, L->wv, NULL, n);
+	svc->matmul_n((float *[]){ b->q, k, v }, b->xn,
+		      (const mh_tensor *[]){ L->wq, L->wk, L->wv },
+		      NULL, 3, n);
 	svc->rope_apply(m->rope, b->q, n, c->n_heads, pos);
-	svc->rope_apply(m->rope, kc + pos * kv_dim, n, c->n_kv_heads, pos);
+	svc->rope_apply(m->rope, k, n, c->n_kv_heads, pos);
 	svc->attention(b->att, b->q, kc, vc, n, pos, c->n_heads, c->n_kv_heads, c->head_dim,
 		       m->cfg.window, 1.0f / sqrtf((float)c->head_dim));
 	svc->matmul(b->tmp, b->att, L->wo, NULL, n);
 	svc->add(b->x, b->tmp, (size_t)n * c->dim);
 
 	svc->rmsnorm(b->xn, b->x, L->ffn_norm, n, c->dim, eps);
-	svc->matmul(b->gate, b->xn, L->w_gate, NULL, n);
-	svc->matmul(b->up, b->xn, L->w_up, NULL, n);
+	svc->matmul_n((float *[]){ b->gate, b->up }, b->xn,
+		      (const mh_tensor *[]){ L->w_gate, L->w_up }, NULL, 2, n);
 	svc->silu_mul(b->gate, b->up, (size_t)n * c->ffn_dim);
 	svc->matmul(b->tmp, b->gate, L->w_down, NULL, n);
 	svc->add(b->x, b->tmp, (size_t)n * c->dim);
 }
 
+/* The final norm and the output projection of n rows of x. */
+static void head(mh_model *m, float *logits, const float *x, int n)
+{
+	m->svc->rmsnorm(m->dec->xn, x, m->norm, n, m->cfg.hp.dim, m->cfg.eps);
+	m->svc->matmul(logits, m->dec->xn, m->lm_head, NULL, n);
+}
+
 static int forward(mh_model *m, const int32_t *ids, int n, int pos, float *logits, int flags)
 {
-	const mh_services *svc = m->svc;
-	const mh_decoder_config *c = &m->cfg.hp;
-	const float eps = m->cfg.eps;
-	if (n <= 0 || pos < 0 || pos + n > c->n_ctx) {
-		svc->error(m->dir, NULL, "positions %d..%d are outside the %d-token context", pos,
-			   pos + n - 1, c->n_ctx);
-		return -1;
-	}
-	for (int done = 0; done < n;) {
-		int k = n - done < m->buf.cap ? n - done : m->buf.cap;
-		if (svc->embed(m->buf.x, m->embed, ids + done, k) != 0) {
-			svc->error(m->dir, NULL, "token id out of range 0..%d", c->vocab - 1);
-			return -1;
-		}
-		for (int l = 0; l < c->n_layers; l++)
-			layer_forward(m, l, k, pos + done);
-		if (flags & MH_LOGITS_ALL) {
-			svc->rmsnorm(m->buf.xn, m->buf.x, m->norm, k, c->dim, eps);
-			svc->matmul(logits + (size_t)done * c->vocab, m->buf.xn, m->lm_head, NULL, k);
-		} else if (done + k == n) {
-			/* only the last position's logits are wanted */
-			svc->rmsnorm(m->buf.xn, m->buf.x + (size_t)(k - 1) * c->dim, m->norm, 1, c->dim,
-				     eps);
-			svc->matmul(logits, m->buf.xn, m->lm_head, NULL, 1);
-		}
-		done += k;
-	}
-	return 0;
+	const mh_decoder_step step = { sizeof step, m, m->embed, layer_forward, head };
+	return m->svc->decoder_forward(m->dec, m->dir, &step, ids, n, pos, logits, flags);
 }
 
 static const char *const architectures[] = { "MistralForCausalLM", "mistral", NULL };

@@ -70,71 +70,50 @@ int phi_read_config(const mh_services *svc, mh_dir *dir, int32_t n_ctx, phi_conf
 	return 0;
 }
 
-static const mh_tensor *w2(mh_model *m, const char *fmt, int layer, int64_t d0, int64_t d1)
-{
-	char name[256];
-	snprintf(name, sizeof name, fmt, layer);
-	return m->svc->weight(m->dir, name, 2, d0, d1);
-}
-
-/* A vector (norm weight or bias): required when `present`. */
-static const float *vec(mh_model *m, const char *fmt, int layer, int64_t d0, int present, int *ok)
-{
-	if (!present)
-		return NULL;
-	char name[256];
-	snprintf(name, sizeof name, fmt, layer);
-	const mh_tensor *t = m->svc->weight(m->dir, name, 1, d0, 0);
-	const float *v = t ? m->svc->vec_f32(m->dir, t) : NULL;
-	if (!v)
-		*ok = 0;
-	return v;
-}
-
 #define LAYER "model.layers.%d."
 
-static int load_phi2_layer(mh_model *m, int l, phi_layer *L)
+static void load_phi2_layer(mh_model *m, mh_loader *ld, phi_layer *L)
 {
 	const mh_decoder_config *c = &m->cfg.hp;
 	int64_t q_dim = (int64_t)c->n_heads * c->head_dim, kv_dim = (int64_t)c->n_kv_heads * c->head_dim;
-	int ok = 1, qk = m->cfg.qk_layernorm;
-	L->ln_w = vec(m, LAYER "input_layernorm.weight", l, c->dim, 1, &ok);
-	L->ln_b = vec(m, LAYER "input_layernorm.bias", l, c->dim, 1, &ok);
-	L->q_ln_w = vec(m, LAYER "self_attn.q_layernorm.weight", l, c->head_dim, qk, &ok);
-	L->q_ln_b = vec(m, LAYER "self_attn.q_layernorm.bias", l, c->head_dim, qk, &ok);
-	L->k_ln_w = vec(m, LAYER "self_attn.k_layernorm.weight", l, c->head_dim, qk, &ok);
-	L->k_ln_b = vec(m, LAYER "self_attn.k_layernorm.bias", l, c->head_dim, qk, &ok);
-	L->wq = w2(m, LAYER "self_attn.q_proj.weight", l, q_dim, c->dim);
-	L->wk = w2(m, LAYER "self_attn.k_proj.weight", l, kv_dim, c->dim);
-	L->wv = w2(m, LAYER "self_attn.v_proj.weight", l, kv_dim, c->dim);
-	L->wo = w2(m, LAYER "self_attn.dense.weight", l, c->dim, q_dim);
-	L->w_up = w2(m, LAYER "mlp.fc1.weight", l, c->ffn_dim, c->dim);
-	L->w_down = w2(m, LAYER "mlp.fc2.weight", l, c->dim, c->ffn_dim);
-	L->bq = vec(m, LAYER "self_attn.q_proj.bias", l, q_dim, 1, &ok);
-	L->bk = vec(m, LAYER "self_attn.k_proj.bias", l, kv_dim, 1, &ok);
-	L->bv = vec(m, LAYER "self_attn.v_proj.bias", l, kv_dim, 1, &ok);
-	L->bo = vec(m, LAYER "self_attn.dense.bias", l, c->dim, 1, &ok);
-	L->b_up = vec(m, LAYER "mlp.fc1.bias", l, c->ffn_dim, 1, &ok);
-	L->b_down = vec(m, LAYER "mlp.fc2.bias", l, c->dim, 1, &ok);
-	return ok && L->wq && L->wk && L->wv && L->wo && L->w_up && L->w_down ? 0 : -1;
+	int qk = m->cfg.qk_layernorm;
+	L->ln_w = mh_load_vector(ld, LAYER "input_layernorm.weight", c->dim, 1);
+	L->ln_b = mh_load_vector(ld, LAYER "input_layernorm.bias", c->dim, 1);
+	L->q_ln_w = mh_load_vector(ld, LAYER "self_attn.q_layernorm.weight", c->head_dim, qk);
+	L->q_ln_b = mh_load_vector(ld, LAYER "self_attn.q_layernorm.bias", c->head_dim, qk);
+	L->k_ln_w = mh_load_vector(ld, LAYER "self_attn.k_layernorm.weight", c->head_dim, qk);
+	L->k_ln_b = mh_load_vector(ld, LAYER "self_attn.k_layernorm.bias", c->head_dim, qk);
+	L->wq = mh_load_matrix(ld, LAYER "self_attn.q_proj.weight", q_dim, c->dim);
+	L->wk = mh_load_matrix(ld, LAYER "self_attn.k_proj.weight", kv_dim, c->dim);
+	L->wv = mh_load_matrix(ld, LAYER "self_attn.v_proj.weight", kv_dim, c->dim);
+	L->wo = mh_load_matrix(ld, LAYER "self_attn.dense.weight", c->dim, q_dim);
+	L->w_up = mh_load_matrix(ld, LAYER "mlp.fc1.weight", c->ffn_dim, c->dim);
+	L->w_down = mh_load_matrix(ld, LAYER "mlp.fc2.weight", c->dim, c->ffn_dim);
+	L->bq = mh_load_vector(ld, LAYER "self_attn.q_proj.bias", q_dim, 1);
+	L->bk = mh_load_vector(ld, LAYER "self_attn.k_proj.bias", kv_dim, 1);
+	L->bv = mh_load_vector(ld, LAYER "self_attn.v_proj.bias", kv_dim, 1);
+	L->bo = mh_load_vector(ld, LAYER "self_attn.dense.bias", c->dim, 1);
+	L->b_up = mh_load_vector(ld, LAYER "mlp.fc1.bias", c->ffn_dim, 1);
+	L->b_down = mh_load_vector(ld, LAYER "mlp.fc2.bias", c->dim, 1);
 }
 
 /* Phi-3's fused projections are split into row views: qkv_proj = q | k | v,
  * gate_up_proj = gate | up. */
-static int load_phi3_layer(mh_model *m, int l, phi_layer *L)
+static void load_phi3_layer(mh_model *m, mh_loader *ld, phi_layer *L)
 {
 	const mh_services *svc = m->svc;
 	const mh_decoder_config *c = &m->cfg.hp;
 	int64_t q_dim = (int64_t)c->n_heads * c->head_dim, kv_dim = (int64_t)c->n_kv_heads * c->head_dim;
-	int ok = 1;
-	L->ln_w = vec(m, LAYER "input_layernorm.weight", l, c->dim, 1, &ok);
-	L->post_ln_w = vec(m, LAYER "post_attention_layernorm.weight", l, c->dim, 1, &ok);
-	const mh_tensor *qkv = w2(m, LAYER "self_attn.qkv_proj.weight", l, q_dim + 2 * kv_dim, c->dim);
-	const mh_tensor *gate_up = w2(m, LAYER "mlp.gate_up_proj.weight", l, 2 * (int64_t)c->ffn_dim, c->dim);
-	L->wo = w2(m, LAYER "self_attn.o_proj.weight", l, c->dim, q_dim);
-	L->w_down = w2(m, LAYER "mlp.down_proj.weight", l, c->dim, c->ffn_dim);
-	if (!ok || !qkv || !gate_up || !L->wo || !L->w_down)
-		return -1;
+	L->ln_w = mh_load_vector(ld, LAYER "input_layernorm.weight", c->dim, 1);
+	L->post_ln_w = mh_load_vector(ld, LAYER "post_attention_layernorm.weight", c->dim, 1);
+	const mh_tensor *qkv = mh_load_matrix(ld, LAYER "self_attn.qkv_proj.weight",
+					      q_dim + 2 * kv_dim, c->dim);
+	const mh_tensor *gate_up = mh_load_matrix(ld, LAYER "mlp.gate_up_proj.weight",
+						  2 * (int64_t)c->ffn_dim, c->dim);
+	L->wo = mh_load_matrix(ld, LAYER "self_attn.o_proj.weight", c->dim, q_dim);
+	L->w_down = mh_load_matrix(ld, LAYER "mlp.down_proj.weight", c->dim, c->ffn_dim);
+	if (!ld->ok)
+		return;
 	/* the shapes were checked above, so the views are in range */
 	svc->rows(qkv, 0, q_dim, &L->q_view);
 	svc->rows(qkv, q_dim, kv_dim, &L->k_view);
@@ -146,31 +125,32 @@ static int load_phi3_layer(mh_model *m, int l, phi_layer *L)
 	L->wv = &L->v_view;
 	L->w_gate = &L->gate_view;
 	L->w_up = &L->up_view;
-	return 0;
 }
 
 int phi_load_weights(mh_model *m)
 {
 	const mh_decoder_config *c = &m->cfg.hp;
 	const mh_services *svc = m->svc;
-	int ok = 1, phi3 = m->cfg.phi3;
+	mh_loader ld = { svc, m->dir, 0, 1 };
+	int phi3 = m->cfg.phi3;
 	m->embed = svc->weight(m->dir, "model.embed_tokens.weight", 2, c->vocab, c->dim);
 	if (phi3) {
-		m->norm_w = vec(m, "model.norm.weight", 0, c->dim, 1, &ok);
+		m->norm_w = mh_load_vector(&ld, "model.norm.weight", c->dim, 1);
 	} else {
-		m->norm_w = vec(m, "model.final_layernorm.weight", 0, c->dim, 1, &ok);
-		m->norm_b = vec(m, "model.final_layernorm.bias", 0, c->dim, 1, &ok);
-		m->lm_head_b = vec(m, "lm_head.bias", 0, c->vocab, 1, &ok);
+		m->norm_w = mh_load_vector(&ld, "model.final_layernorm.weight", c->dim, 1);
+		m->norm_b = mh_load_vector(&ld, "model.final_layernorm.bias", c->dim, 1);
+		m->lm_head_b = mh_load_vector(&ld, "lm_head.bias", c->vocab, 1);
 	}
 	/* tied: the checkpoint may store the matrix once, as the embedding */
 	m->lm_head = c->tied && !svc->tensor(m->dir, "lm_head.weight")
 			     ? m->embed
 			     : svc->weight(m->dir, "lm_head.weight", 2, c->vocab, c->dim);
-	if (!m->embed || !m->lm_head || !ok)
+	if (!m->embed || !m->lm_head || !ld.ok)
 		return -1;
-	for (int l = 0; l < c->n_layers; l++)
-		if ((phi3 ? load_phi3_layer : load_phi2_layer)(m, l, &m->layers[l]))
-			return -1;
+	for (ld.layer = 0; ld.layer < c->n_layers && ld.ok; ld.layer++)
+		(phi3 ? load_phi3_layer : load_phi2_layer)(m, &ld, &m->layers[ld.layer]);
+	if (!ld.ok)
+		return -1;
 	m->rope = svc->rope_new(m->dir, c->head_dim, c->n_ctx);
 	return m->rope ? 0 : -1;
 }

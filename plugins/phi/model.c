@@ -1,6 +1,6 @@
 /* model.c - the Phi-2 and Phi-3 forward passes over a KV cache, and the
- * plugin descriptor.  Prompts go through as matrix-matrix products (in
- * chunks of buf.cap tokens), decoding one token at a time. */
+ * plugin descriptor.  The host's decoder_forward runs the layers over the
+ * prompt in chunks (matrix-matrix products) and then one token at a time. */
 #include "phi.h"
 
 #include <math.h>
@@ -36,13 +36,13 @@ static void attend(mh_model *m, const phi_layer *L, float *kc, float *vc, int n,
 	const mh_services *svc = m->svc;
 	const mh_decoder_config *c = &m->cfg.hp;
 	const float eps = m->cfg.eps;
-	phi_buffers *b = &m->buf;
+	mh_decoder *b = m->dec;
 	size_t kv_dim = (size_t)c->n_kv_heads * c->head_dim;
 	float *k = kc + pos * kv_dim;
 
-	svc->matmul(b->q, b->xn, L->wq, L->bq, n);
-	svc->matmul(k, b->xn, L->wk, L->bk, n);
-	svc->matmul(vc + pos * kv_dim, b->xn, L->wv, L->bv, n);
+	svc->matmul_n((float *[]){ b->q, k, vc + pos * kv_dim }, b->xn,
+		      (const mh_tensor *[]){ L->wq, L->wk, L->wv },
+		      (const float *[]){ L->bq, L->bk, L->bv }, 3, n);
 	if (L->q_ln_w) {
 		svc->layernorm(b->q, b->q, L->q_ln_w, L->q_ln_b, n * c->n_heads, c->head_dim, eps);
 		svc->layernorm(k, k, L->k_ln_w, L->k_ln_b, n * c->n_kv_heads, c->head_dim, eps);
@@ -59,7 +59,7 @@ static void phi2_layer(mh_model *m, const phi_layer *L, float *kc, float *vc, in
 	const mh_services *svc = m->svc;
 	const mh_decoder_config *c = &m->cfg.hp;
 	const float eps = m->cfg.eps;
-	phi_buffers *b = &m->buf;
+	mh_decoder *b = m->dec;
 	size_t ffn = (size_t)n * c->ffn_dim;
 
 	svc->layernorm(b->xn, b->x, L->ln_w, L->ln_b, n, c->dim, eps);
@@ -82,7 +82,7 @@ static void phi3_layer(mh_model *m, const phi_layer *L, float *kc, float *vc, in
 	const mh_services *svc = m->svc;
 	const mh_decoder_config *c = &m->cfg.hp;
 	const float eps = m->cfg.eps;
-	phi_buffers *b = &m->buf;
+	mh_decoder *b = m->dec;
 
 	svc->rmsnorm(b->xn, b->x, L->ln_w, n, c->dim, eps);
 	attend(m, L, kc, vc, n, pos);
@@ -90,52 +90,36 @@ static void phi3_layer(mh_model *m, const phi_layer *L, float *kc, float *vc, in
 	svc->add(b->x, b->tmp, (size_t)n * c->dim);
 
 	svc->rmsnorm(b->xn, b->x, L->post_ln_w, n, c->dim, eps);
-	svc->matmul(b->gate, b->xn, L->w_gate, NULL, n);
-	svc->matmul(b->up, b->xn, L->w_up, NULL, n);
+	svc->matmul_n((float *[]){ b->gate, b->up }, b->xn,
+		      (const mh_tensor *[]){ L->w_gate, L->w_up }, NULL, 2, n);
 	svc->silu_mul(b->gate, b->up, (size_t)n * c->ffn_dim);
 	svc->matmul(b->tmp, b->gate, L->w_down, NULL, n);
 	svc->add(b->x, b->tmp, (size_t)n * c->dim);
 }
 
-/* The final norm and lm_head over k rows of x. */
-static void head(mh_model *m, float *logits, const float *x, int k)
+/* The final norm and lm_head over n rows of x. */
+static void head(mh_model *m, float *logits, const float *x, int n)
 {
 	const mh_services *svc = m->svc;
 	const mh_decoder_config *c = &m->cfg.hp;
 	const float eps = m->cfg.eps;
 	if (m->cfg.phi3)
-		svc->rmsnorm(m->buf.xn, x, m->norm_w, k, c->dim, eps);
+		svc->rmsnorm(m->dec->xn, x, m->norm_w, n, c->dim, eps);
 	else
-		svc->layernorm(m->buf.xn, x, m->norm_w, m->norm_b, k, c->dim, eps);
-	svc->matmul(logits, m->buf.xn, m->lm_head, m->lm_head_b, k);
+		svc->layernorm(m->dec->xn, x, m->norm_w, m->norm_b, n, c->dim, eps);
+	svc->matmul(logits, m->dec->xn, m->lm_head, m->lm_head_b, n);
+}
+
+static void layer(mh_model *m, int l, int n, int pos)
+{
+	float *kc = mh_kv_k(m->dec->kv, l), *vc = mh_kv_v(m->dec->kv, l);
+	(m->cfg.phi3 ? phi3_layer : phi2_layer)(m, &m->layers[l], kc, vc, n, pos);
 }
 
 static int forward(mh_model *m, const int32_t *ids, int n, int pos, float *logits, int flags)
 {
-	const mh_services *svc = m->svc;
-	const mh_decoder_config *c = &m->cfg.hp;
-	if (n <= 0 || pos < 0 || pos + n > c->n_ctx) {
-		svc->error(m->dir, NULL, "positions %d..%d are outside the %d-token context", pos,
-			   pos + n - 1, c->n_ctx);
-		return -1;
-	}
-	for (int done = 0; done < n;) {
-		int k = n - done < m->buf.cap ? n - done : m->buf.cap;
-		if (svc->embed(m->buf.x, m->embed, ids + done, k) != 0) {
-			svc->error(m->dir, NULL, "token id out of range 0..%d", c->vocab - 1);
-			return -1;
-		}
-		for (int l = 0; l < c->n_layers; l++) {
-			float *kc = mh_kv_k(m->kv, l), *vc = mh_kv_v(m->kv, l);
-			(m->cfg.phi3 ? phi3_layer : phi2_layer)(m, &m->layers[l], kc, vc, k, pos + done);
-		}
-		if (flags & MH_LOGITS_ALL)
-			head(m, logits + (size_t)done * c->vocab, m->buf.x, k);
-		else if (done + k == n) /* only the last position's logits are wanted */
-			head(m, logits, m->buf.x + (size_t)(k - 1) * c->dim, 1);
-		done += k;
-	}
-	return 0;
+	const mh_decoder_step step = { sizeof step, m, m->embed, layer, head };
+	return m->svc->decoder_forward(m->dec, m->dir, &step, ids, n, pos, logits, flags);
 }
 
 static const char *const architectures[] = { "PhiForCausalLM", "phi", "Phi3ForCausalLM", "phi3",

@@ -34,13 +34,6 @@ typedef struct phi_layer {
 	mh_tensor q_view, k_view, v_view, gate_view, up_view;
 } phi_layer;
 
-/* Activations for up to `cap` tokens at a time; longer prompts go through
- * in chunks.  gate is Phi-3 only. */
-typedef struct phi_buffers {
-	int cap;
-	float *x, *xn, *q, *att, *tmp, *gate, *up;
-} phi_buffers;
-
 struct mh_model {
 	const mh_services *svc;
 	mh_dir *dir;
@@ -49,8 +42,7 @@ struct mh_model {
 	const float *norm_w, *norm_b, *lm_head_b; /* norm_b, lm_head_b: Phi-2 */
 	phi_layer *layers;
 	mh_rope *rope;
-	mh_kv_cache *kv;
-	phi_buffers buf;
+	mh_decoder *dec; /* the host's buffers and KV cache */
 	mh_model_info info;
 };
 

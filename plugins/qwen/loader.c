@@ -62,62 +62,45 @@ int qwen_read_config(const mh_services *svc, mh_dir *dir, int32_t n_ctx, qwen_co
 	return 0;
 }
 
-static const mh_tensor *w2(mh_model *m, const char *fmt, int layer, int64_t d0, int64_t d1)
-{
-	char name[256];
-	snprintf(name, sizeof name, fmt, layer);
-	return m->svc->weight(m->dir, name, 2, d0, d1);
-}
-
-/* A vector (norm weight or bias): required when `present`. */
-static const float *vec(mh_model *m, const char *fmt, int layer, int64_t d0, int present, int *ok)
-{
-	if (!present)
-		return NULL;
-	char name[256];
-	snprintf(name, sizeof name, fmt, layer);
-	const mh_tensor *t = m->svc->weight(m->dir, name, 1, d0, 0);
-	const float *v = t ? m->svc->vec_f32(m->dir, t) : NULL;
-	if (!v)
-		*ok = 0;
-	return v;
-}
+#define LAYER "model.layers.%d."
 
 int qwen_load_weights(mh_model *m)
 {
 	const mh_decoder_config *c = &m->cfg.hp;
 	const mh_services *svc = m->svc;
 	int64_t q_dim = (int64_t)c->n_heads * c->head_dim, kv_dim = (int64_t)c->n_kv_heads * c->head_dim;
-	int ok = 1, qwen3 = m->cfg.qwen3, qkv_bias = m->cfg.qkv_bias, o_bias = m->cfg.o_bias;
+	mh_loader ld = { svc, m->dir, 0, 1 };
+	int qwen3 = m->cfg.qwen3, qkv_bias = m->cfg.qkv_bias, o_bias = m->cfg.o_bias;
 	m->embed = svc->weight(m->dir, "model.embed_tokens.weight", 2, c->vocab, c->dim);
-	m->norm = vec(m, "model.norm.weight", 0, c->dim, 1, &ok);
+	m->norm = mh_load_vector(&ld, "model.norm.weight", c->dim, 1);
 	/* tied: the checkpoint may store the matrix once, as the embedding */
 	m->lm_head = c->tied && !svc->tensor(m->dir, "lm_head.weight")
 			     ? m->embed
 			     : svc->weight(m->dir, "lm_head.weight", 2, c->vocab, c->dim);
-	if (!m->embed || !m->lm_head || !ok)
+	if (!m->embed || !m->lm_head || !ld.ok)
 		return -1;
-	for (int l = 0; l < c->n_layers && ok; l++) {
-		qwen_layer *L = &m->layers[l];
-		L->attn_norm = vec(m, "model.layers.%d.input_layernorm.weight", l, c->dim, 1, &ok);
-		L->ffn_norm = vec(m, "model.layers.%d.post_attention_layernorm.weight", l, c->dim, 1, &ok);
-		L->q_norm = vec(m, "model.layers.%d.self_attn.q_norm.weight", l, c->head_dim, qwen3, &ok);
-		L->k_norm = vec(m, "model.layers.%d.self_attn.k_norm.weight", l, c->head_dim, qwen3, &ok);
-		L->wq = w2(m, "model.layers.%d.self_attn.q_proj.weight", l, q_dim, c->dim);
-		L->wk = w2(m, "model.layers.%d.self_attn.k_proj.weight", l, kv_dim, c->dim);
-		L->wv = w2(m, "model.layers.%d.self_attn.v_proj.weight", l, kv_dim, c->dim);
-		L->wo = w2(m, "model.layers.%d.self_attn.o_proj.weight", l, c->dim, q_dim);
-		L->w_gate = w2(m, "model.layers.%d.mlp.gate_proj.weight", l, c->ffn_dim, c->dim);
-		L->w_up = w2(m, "model.layers.%d.mlp.up_proj.weight", l, c->ffn_dim, c->dim);
-		L->w_down = w2(m, "model.layers.%d.mlp.down_proj.weight", l, c->dim, c->ffn_dim);
-		L->bq = vec(m, "model.layers.%d.self_attn.q_proj.bias", l, q_dim, qkv_bias, &ok);
-		L->bk = vec(m, "model.layers.%d.self_attn.k_proj.bias", l, kv_dim, qkv_bias, &ok);
-		L->bv = vec(m, "model.layers.%d.self_attn.v_proj.bias", l, kv_dim, qkv_bias, &ok);
-		L->bo = vec(m, "model.layers.%d.self_attn.o_proj.bias", l, c->dim, o_bias, &ok);
-		if (!L->wq || !L->wk || !L->wv || !L->wo || !L->w_gate || !L->w_up || !L->w_down)
-			ok = 0;
+	for (ld.layer = 0; ld.layer < c->n_layers && ld.ok; ld.layer++) {
+		qwen_layer *L = &m->layers[ld.layer];
+		L->attn_norm = mh_load_vector(&ld, LAYER "input_layernorm.weight", c->dim, 1);
+		L->ffn_norm = mh_load_vector(&ld, LAYER "post_attention_layernorm.weight",
+					     c->dim, 1);
+		L->q_norm = mh_load_vector(&ld, LAYER "self_attn.q_norm.weight",
+					   c->head_dim, qwen3);
+		L->k_norm = mh_load_vector(&ld, LAYER "self_attn.k_norm.weight",
+					   c->head_dim, qwen3);
+		L->wq = mh_load_matrix(&ld, LAYER "self_attn.q_proj.weight", q_dim, c->dim);
+		L->wk = mh_load_matrix(&ld, LAYER "self_attn.k_proj.weight", kv_dim, c->dim);
+		L->wv = mh_load_matrix(&ld, LAYER "self_attn.v_proj.weight", kv_dim, c->dim);
+		L->wo = mh_load_matrix(&ld, LAYER "self_attn.o_proj.weight", c->dim, q_dim);
+		L->w_gate = mh_load_matrix(&ld, LAYER "mlp.gate_proj.weight", c->ffn_dim, c->dim);
+		L->w_up = mh_load_matrix(&ld, LAYER "mlp.up_proj.weight", c->ffn_dim, c->dim);
+		L->w_down = mh_load_matrix(&ld, LAYER "mlp.down_proj.weight", c->dim, c->ffn_dim);
+		L->bq = mh_load_vector(&ld, LAYER "self_attn.q_proj.bias", q_dim, qkv_bias);
+		L->bk = mh_load_vector(&ld, LAYER "self_attn.k_proj.bias", kv_dim, qkv_bias);
+		L->bv = mh_load_vector(&ld, LAYER "self_attn.v_proj.bias", kv_dim, qkv_bias);
+		L->bo = mh_load_vector(&ld, LAYER "self_attn.o_proj.bias", c->dim, o_bias);
 	}
-	if (!ok)
+	if (!ld.ok)
 		return -1;
 	m->rope = svc->rope_new(m->dir, c->head_dim, c->n_ctx);
 	return m->rope ? 0 : -1;

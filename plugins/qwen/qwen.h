@@ -21,13 +21,6 @@ typedef struct qwen_layer {
 	const float *bq, *bk, *bv, *bo; /* NULL when absent */
 } qwen_layer;
 
-/* Activations for up to `cap` tokens at a time; longer prompts go through
- * in chunks. */
-typedef struct qwen_buffers {
-	int cap;
-	float *x, *xn, *q, *att, *tmp, *gate, *up;
-} qwen_buffers;
-
 struct mh_model {
 	const mh_services *svc;
 	mh_dir *dir;
@@ -36,8 +29,7 @@ struct mh_model {
 	const float *norm;
 	qwen_layer *layers;
 	mh_rope *rope;
-	mh_kv_cache *kv;
-	qwen_buffers buf;
+	mh_decoder *dec; /* the host's buffers and KV cache */
 	mh_model_info info;
 };
 

@@ -33,13 +33,14 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 #define MODELHOST_ABI_MAJOR 1
-#define MODELHOST_ABI_MINOR 0
+#define MODELHOST_ABI_MINOR 1
 
 #define MH_MAX_DIMS 8
 #define MH_MAX_EOS 8
@@ -146,6 +147,34 @@ static inline float *mh_kv_v(const mh_kv_cache *c, int layer)
 {
 	return c->v + (size_t)layer * (size_t)c->n_ctx * (size_t)c->kv_dim;
 }
+
+/* The working state of a standard decoder-only transformer (since ABI 1.1),
+ * from mh_services.decoder_new: activation buffers for up to `cap` tokens
+ * and the KV cache.  Longer prompts go through mh_services.decoder_forward
+ * in chunks of `cap` tokens.  q_dim = n_heads * head_dim. */
+typedef struct mh_decoder {
+	uint32_t struct_size;
+	int32_t cap;            /* tokens per forward chunk */
+	float *x;               /* [cap, dim] the residual stream */
+	float *xn;              /* [cap, dim] the normalized input of a block */
+	float *q;               /* [cap, q_dim] queries */
+	float *att;             /* [cap, q_dim] attention output */
+	float *tmp;             /* [cap, max(dim, q_dim)] a projection's output */
+	float *gate, *up;       /* [cap, ffn_dim] each */
+	mh_kv_cache *kv;        /* n_layers x n_ctx positions */
+} mh_decoder;
+
+/* What mh_services.decoder_forward calls back into: the plugin's layer
+ * (transforms d->x[0..n) in place for positions pos.., writing the layer's
+ * keys and values into the cache) and head (final norm and output
+ * projection of n rows of hidden states x into logits[n, vocab]). */
+typedef struct mh_decoder_step {
+	uint32_t struct_size;   /* sizeof(mh_decoder_step) */
+	mh_model *model;        /* passed back to the callbacks */
+	const mh_tensor *embed; /* the token embedding table [vocab, dim] */
+	void (*layer)(mh_model *m, int layer, int n, int pos);
+	void (*head)(mh_model *m, float *logits, const float *x, int n);
+} mh_decoder_step;
 
 /* Fill a decoder's mh_model_info from its hyper-parameters. */
 static inline void mh_model_info_init(mh_model_info *info, const mh_decoder_config *hp,
@@ -289,8 +318,70 @@ typedef struct mh_services {
 	mh_kv_cache *(*kv_new)(int n_layers, int n_ctx, int kv_dim);
 	void (*kv_free)(mh_kv_cache *c); /* NULL is fine */
 
-	void *reserved[16];
+	/* --- since ABI 1.1 ------------------------------------------------ */
+	/* The buffers and KV cache of a standard decoder with hyper-parameters
+	 * hp (see mh_decoder).  NULL + an error naming the context size when
+	 * out of memory. */
+	mh_decoder *(*decoder_new)(mh_dir *dir, const mh_decoder_config *hp);
+	void (*decoder_free)(mh_decoder *d); /* NULL is fine */
+	/* model_plugin.forward for a standard decoder: checks that positions
+	 * pos..pos+n-1 fit the context and the ids the vocabulary, then for
+	 * each chunk of up to d->cap tokens embeds them into d->x, runs every
+	 * layer, and calls head on the rows whose logits are wanted (every row
+	 * with MH_LOGITS_ALL, else only the last token's).  0, or -1 + error. */
+	int (*decoder_forward)(mh_decoder *d, mh_dir *dir, const mh_decoder_step *step,
+			       const int32_t *ids, int n, int pos, float *logits, int flags);
+	/* Several matmuls of the same input in one pass over the thread pool
+	 * (q/k/v, or gate/up): y[i] = x * w[i]^T (+ bias[i]) for i < count;
+	 * bias may be NULL, and so may any bias[i].  Cheaper than count
+	 * matmul calls when decoding. */
+	void (*matmul_n)(float *const *y, const float *x, const mh_tensor *const *w,
+			 const float *const *bias, int count, int n);
+
+	void *reserved[12];
 } mh_services;
+
+/* Loader shorthands over mh_services.weight and vec_f32, for tensors named
+ * by a pattern with the current layer's index:
+ *
+ *   mh_loader ld = { svc, dir, 0, 1 };
+ *   for (ld.layer = 0; ld.layer < n_layers; ld.layer++)
+ *           L[ld.layer].wq = mh_load_matrix(&ld, "model.layers.%d.q_proj.weight", q, d);
+ *   if (!ld.ok)
+ *           return -1;   (the service has recorded what was wrong)
+ */
+typedef struct mh_loader {
+	const mh_services *svc;
+	mh_dir *dir;
+	int layer;              /* fills the pattern's %d */
+	int ok;                 /* cleared by the first failure */
+} mh_loader;
+
+static inline const mh_tensor *mh_load_matrix(mh_loader *ld, const char *fmt, int64_t rows,
+					      int64_t cols)
+{
+	char name[256];
+	snprintf(name, sizeof name, fmt, ld->layer);
+	const mh_tensor *t = ld->svc->weight(ld->dir, name, 2, rows, cols);
+	if (!t)
+		ld->ok = 0;
+	return t;
+}
+
+/* A vector (norm weight, bias) as F32; NULL without looking when !present. */
+static inline const float *mh_load_vector(mh_loader *ld, const char *fmt, int64_t len,
+					  int present)
+{
+	if (!present)
+		return NULL;
+	char name[256];
+	snprintf(name, sizeof name, fmt, ld->layer);
+	const mh_tensor *t = ld->svc->weight(ld->dir, name, 1, len, 0);
+	const float *v = t ? ld->svc->vec_f32(ld->dir, t) : NULL;
+	if (!v)
+		ld->ok = 0;
+	return v;
+}
 
 struct model_plugin {
 	/* fixed forever */
