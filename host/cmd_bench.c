@@ -89,38 +89,36 @@ static int parse(cli_common *o, int argc, char **argv, const struct option *lo, 
 /* ---- machine limits ------------------------------------------------------------- */
 
 typedef struct {
-	const float *buf;
-	int64_t per;
-	double part[256];
+	const char *buf;
+	int64_t per;            /* bytes per range */
+	uint64_t part[256];     /* per-thread checksums, so the reads are not elided */
 } bw_job;
 
 static void bw_task(void *ctx, int64_t b, int64_t e, int thread)
 {
 	bw_job *j = ctx;
-	double s = 0;
+	uint64_t s = 0;
 	for (int64_t i = b; i < e; i++)
-		s += kern_sum(j->buf + i * j->per, j->per);
+		s += kern_read(j->buf + i * j->per, j->per);
 	j->part[thread & 255] += s;
 }
 
-/* Best of several multi-threaded sums over a buffer far larger than any
+/* Best of several multi-threaded reads of a buffer far larger than any
  * cache, in GB/s. */
 static double probe_bandwidth(size_t mb)
 {
 	size_t bytes = mb << 20;
-	float *buf = NULL;
+	char *buf = NULL;
 	if (posix_memalign((void **)&buf, 64, bytes) != 0)
 		return 0;
-	for (size_t i = 0; i < bytes / sizeof(float); i++)
-		buf[i] = (float)(i & 7);
-	bw_job j = { buf, 1 << 16, { 0 } };
-	int64_t chunks = (int64_t)(bytes / sizeof(float)) / j.per;
+	memset(buf, 1, bytes);
+	bw_job j = { buf, 1 << 18, { 0 } };
+	int64_t ranges = (int64_t)bytes / j.per;
 	double best = 0;
 	for (int rep = 0; rep < 5; rep++) {
 		double t0 = mh_now();
-		pool_run(ops_pool(), chunks, bw_task, &j);
-		double dt = mh_now() - t0;
-		double gbs = (double)chunks * j.per * sizeof(float) / dt / 1e9;
+		pool_run(ops_pool(), ranges, bw_task, &j);
+		double gbs = (double)ranges * j.per / (mh_now() - t0) / 1e9;
 		if (gbs > best)
 			best = gbs;
 	}

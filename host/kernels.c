@@ -66,19 +66,17 @@ static void axpy_scalar(float *y, float a, const float *x, int64_t n)
 		y[i] += a * x[i];
 }
 
-static double sum_scalar(const float *x, int64_t n)
+static uint64_t read_scalar(const void *p, int64_t n)
 {
-	float s[8] = { 0 };
-	int64_t i = 0;
-	for (; i + 8 <= n; i += 8)
-		for (int k = 0; k < 8; k++)
-			s[k] += x[i + k];
-	double t = 0;
-	for (int k = 0; k < 8; k++)
-		t += s[k];
-	for (; i < n; i++)
-		t += x[i];
-	return t;
+	const uint64_t *w = p;
+	uint64_t s[4] = { 0 };
+	int64_t i = 0, words = n / 8;
+	for (; i + 4 <= words; i += 4)
+		for (int k = 0; k < 4; k++)
+			s[k] += w[i + k];
+	for (; i < words; i++)
+		s[0] += w[i];
+	return s[0] + s[1] + s[2] + s[3];
 }
 
 /* ---- AVX2 / FMA / F16C -------------------------------------------------------------- */
@@ -237,20 +235,21 @@ static TGT void axpy_avx2(float *y, float a, const float *x, int64_t n)
 		y[i] += a * x[i];
 }
 
-static TGT double sum_avx2(const float *x, int64_t n)
+static TGT uint64_t read_avx2(const void *p, int64_t n)
 {
-	__m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+	const char *c = p;
+	__m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
 	int64_t i = 0;
-	for (; i + 32 <= n; i += 32) {
-		a0 = _mm256_add_ps(a0, _mm256_loadu_ps(x + i));
-		a1 = _mm256_add_ps(a1, _mm256_loadu_ps(x + i + 8));
-		a2 = _mm256_add_ps(a2, _mm256_loadu_ps(x + i + 16));
-		a3 = _mm256_add_ps(a3, _mm256_loadu_ps(x + i + 24));
+	for (; i + 128 <= n; i += 128) {
+		a0 = _mm256_add_epi64(a0, _mm256_loadu_si256((const __m256i *)(c + i)));
+		a1 = _mm256_add_epi64(a1, _mm256_loadu_si256((const __m256i *)(c + i + 32)));
+		a2 = _mm256_add_epi64(a2, _mm256_loadu_si256((const __m256i *)(c + i + 64)));
+		a3 = _mm256_add_epi64(a3, _mm256_loadu_si256((const __m256i *)(c + i + 96)));
 	}
-	double s = hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-	for (; i < n; i++)
-		s += x[i];
-	return s;
+	uint64_t o[4];
+	_mm256_storeu_si256((__m256i *)o,
+			    _mm256_add_epi64(_mm256_add_epi64(a0, a1), _mm256_add_epi64(a2, a3)));
+	return o[0] + o[1] + o[2] + o[3] + read_scalar(c + i, n - i);
 }
 #endif
 
@@ -327,13 +326,13 @@ void kern_axpy(float *y, float a, const float *x, int64_t n)
 	axpy_scalar(y, a, x, n);
 }
 
-double kern_sum(const float *x, int64_t n)
+uint64_t kern_read(const void *p, int64_t n)
 {
 #ifdef HAVE_X86_KERNELS
 	if (avx2())
-		return sum_avx2(x, n);
+		return read_avx2(p, n);
 #endif
-	return sum_scalar(x, n);
+	return read_scalar(p, n);
 }
 
 void kern_silu_mul(float *gate, const float *up, int64_t n)

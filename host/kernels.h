@@ -20,7 +20,9 @@ void kern_rows(mh_dtype dt, float *y, int64_t ldy, const float *x, int64_t ldx, 
 void kern_to_f32(mh_dtype dt, float *dst, const void *src, int64_t n);
 float kern_dot(const float *a, const float *b, int64_t n);
 void kern_axpy(float *y, float a, const float *x, int64_t n); /* y += a * x */
-double kern_sum(const float *x, int64_t n); /* sum, for bandwidth probes */
+/* Read n bytes (a multiple of 8) as 64-bit integers and return their sum:
+ * a bandwidth probe that whatever the bytes hold cannot slow down. */
+uint64_t kern_read(const void *p, int64_t n);
 void kern_silu_mul(float *gate, const float *up, int64_t n);
 void kern_add(float *y, const float *x, int64_t n);
 /* Name of the kernel set in use: "avx2" or "scalar". */

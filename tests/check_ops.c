@@ -3,6 +3,7 @@
  * path, attention with and without a sliding window, norms, activations,
  * and the rotary variants (linear, dynamic, llama3) against values
  * computed with transformers' formulas. */
+#include "kernels.h"
 #include "modeldir.h"
 #include "ops.h"
 #include "rope.h"
@@ -341,6 +342,21 @@ START_TEST(rope_variants)
 }
 END_TEST
 
+/* The bandwidth probe's read returns the 64-bit sum of what it read, tail
+ * included (so the compiler cannot skip the reads, and bench's number is
+ * the bytes asked for). */
+START_TEST(read_sums_every_word)
+{
+	enum { N = 1000 }; /* 8000 bytes: 62 AVX2 steps and a 64-byte tail */
+	uint64_t *w = malloc(N * sizeof *w), want = 0;
+	for (int i = 0; i < N; i++)
+		want += w[i] = (uint64_t)i * 0x9e3779b97f4a7c15ull;
+	ck_assert_uint_eq(kern_read(w, N * 8), want);
+	ck_assert_uint_eq(kern_read(w, 8 * 3), w[0] + w[1] + w[2]);
+	free(w);
+}
+END_TEST
+
 /* ---- the thread pool --------------------------------------------------------------- */
 
 typedef struct {
@@ -439,6 +455,7 @@ int main(void)
 	tcase_add_test(tc, attention_windows);
 	tcase_add_test(tc, norms_and_activations);
 	tcase_add_test(tc, rope_variants);
+	tcase_add_test(tc, read_sums_every_word);
 	tcase_add_test(tc, pool_covers_every_item_once);
 	tcase_add_test(tc, pool_nested_runs_go_serial);
 	suite_add_tcase(s, tc);
