@@ -189,6 +189,12 @@ fail:
 	return NULL;
 }
 
+void modeldir_populate(mh_dir *d)
+{
+	for (int i = 0; i < d->n_shards; i++)
+		st_populate(&d->shards[i]);
+}
+
 void modeldir_close(mh_dir *d)
 {
 	if (!d)

@@ -27,6 +27,8 @@ struct mh_dir {
 /* Open and validate DIR.  NULL + "DIR/FILE: problem" in err. */
 mh_dir *modeldir_open(const char *path, char *err);
 void modeldir_close(mh_dir *d);
+/* Fault every shard's pages in now: once, before the first forward pass. */
+void modeldir_populate(mh_dir *d);
 
 const mh_tensor *modeldir_tensor(const mh_dir *d, const char *name);
 /* The file (relative to the dir) a tensor came from. */

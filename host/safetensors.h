@@ -27,6 +27,8 @@ typedef struct st_file {
 
 /* 0, or -1 with "PATH: problem" in err (MH_ERRLEN bytes). */
 int st_open(st_file *f, const char *path, char *err);
+/* Fault the whole mapping in now (before the first forward pass). */
+void st_populate(st_file *f);
 void st_close(st_file *f);
 const mh_tensor *st_find(const st_file *f, const char *name);
 

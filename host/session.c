@@ -85,6 +85,10 @@ int session_forward(mh_session *s, const int32_t *ids, int n, float *logits, int
 				ids[i], s->info->vocab_size - 1);
 			return -1;
 		}
+	if (!s->populated) { /* info and friends never get here */
+		modeldir_populate(s->dir);
+		s->populated = 1;
+	}
 	s->dir->err[0] = 0;
 	if (s->lib->desc->forward(s->model, ids, n, s->pos, logits, flags) != 0) {
 		mh_errf(err, "%s", s->dir->err[0] ? s->dir->err : "forward pass failed");

@@ -16,6 +16,7 @@ typedef struct mh_session {
 	int32_t eos[MH_MAX_EOS * 2];
 	int n_eos;
 	int pos;                  /* tokens in the KV cache */
+	int populated;            /* the weights have been faulted in */
 } mh_session;
 
 /* Load DIR.  force: a plugin name or NULL; n_ctx 0: the model's limit. */
