@@ -16,7 +16,7 @@
 /* The public struct, and what the host keeps beside it. */
 typedef struct {
 	mh_decoder pub;
-	int vocab, dim;
+	int vocab, dim, n_ctx; /* n_ctx: positions (the cache may hold fewer) */
 } decoder;
 
 void decoder_kv_free(mh_kv_cache *c)
@@ -69,7 +69,7 @@ static float *buf(size_t rows, size_t cols)
 	return mh_alloc(rows * cols * sizeof(float));
 }
 
-mh_decoder *decoder_new(mh_dir *dir, const mh_decoder_config *hp)
+mh_decoder *decoder_new(mh_dir *dir, const mh_decoder_config *hp, int window)
 {
 	decoder *dd = calloc(1, sizeof *dd);
 	if (!dd) {
@@ -79,6 +79,7 @@ mh_decoder *decoder_new(mh_dir *dir, const mh_decoder_config *hp)
 	mh_decoder *d = &dd->pub;
 	dd->vocab = hp->vocab;
 	dd->dim = hp->dim;
+	dd->n_ctx = hp->n_ctx;
 	size_t q_dim = (size_t)hp->n_heads * hp->head_dim, dim = (size_t)hp->dim;
 	size_t cap = hp->n_ctx < CHUNK ? (size_t)hp->n_ctx : CHUNK;
 	d->struct_size = sizeof *d;
@@ -90,7 +91,12 @@ mh_decoder *decoder_new(mh_dir *dir, const mh_decoder_config *hp)
 	d->tmp = buf(cap, q_dim > dim ? q_dim : dim);
 	d->gate = buf(cap, (size_t)hp->ffn_dim);
 	d->up = buf(cap, (size_t)hp->ffn_dim);
-	d->kv = decoder_kv_new(hp->n_layers, hp->n_ctx, hp->n_kv_heads * hp->head_dim);
+	/* With a window, a chunk's first query still sees window - 1 older
+	 * positions while the chunk's cap - 1 later ones are written. */
+	int slots = hp->n_ctx;
+	if (window > 0 && (int64_t)window + (int64_t)cap - 1 < slots)
+		slots = window + (int)cap - 1;
+	d->kv = decoder_kv_new(hp->n_layers, slots, hp->n_kv_heads * hp->head_dim);
 	if (!d->x || !d->xn || !d->q || !d->att || !d->tmp || !d->gate || !d->up || !d->kv) {
 		modeldir_error(dir, NULL, "out of memory for a %d-token context", hp->n_ctx);
 		decoder_free(d);
@@ -103,7 +109,7 @@ int decoder_forward(mh_decoder *d, mh_dir *dir, const mh_decoder_step *s, const 
 		    int n, int pos, float *logits, int flags)
 {
 	const decoder *dd = (const decoder *)d;
-	int vocab = dd->vocab, n_ctx = d->kv->n_ctx;
+	int vocab = dd->vocab, n_ctx = dd->n_ctx, slots = d->kv->n_ctx;
 	if (n <= 0 || pos < 0 || pos > n_ctx - n) {
 		modeldir_error(dir, NULL, "positions %d..%d are outside the %d-token context", pos,
 			       pos + n - 1, n_ctx);
@@ -117,6 +123,9 @@ int decoder_forward(mh_decoder *d, mh_dir *dir, const mh_decoder_step *s, const 
 		}
 	for (int done = 0; done < n;) {
 		int k = n - done < d->cap ? n - done : d->cap;
+		int room = slots - (pos + done) % slots; /* before the ring wraps */
+		if (k > room)
+			k = room;
 		ops_embed(d->x, s->embed, ids + done, k);
 		for (int l = 0; l < d->kv->n_layers; l++)
 			s->layer(s->model, l, k, pos + done);

@@ -8,7 +8,7 @@
 
 mh_kv_cache *decoder_kv_new(int n_layers, int n_ctx, int kv_dim);
 void decoder_kv_free(mh_kv_cache *c);
-mh_decoder *decoder_new(mh_dir *dir, const mh_decoder_config *hp);
+mh_decoder *decoder_new(mh_dir *dir, const mh_decoder_config *hp, int window);
 void decoder_free(mh_decoder *d);
 int decoder_forward(mh_decoder *d, mh_dir *dir, const mh_decoder_step *step, const int32_t *ids,
 		    int n, int pos, float *logits, int flags);

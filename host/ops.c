@@ -332,6 +332,7 @@ typedef struct {
 	float *out;
 	const float *q, *k, *v;
 	int n, pos0, n_heads, n_kv, hd, window;
+	int slots; /* position p is in row p % slots of k and v (0: row p) */
 	float scale;
 } attn_job;
 
@@ -348,9 +349,10 @@ static void attn_task(void *ctx, int64_t b, int64_t e, int thread)
 		int lo = j->window > 0 && i - j->window + 1 > 0 ? i - j->window + 1 : 0;
 		const float *q = j->q + ((size_t)t * j->n_heads + h) * j->hd;
 		const float *kb = j->k + (size_t)kvh * j->hd, *vb = j->v + (size_t)kvh * j->hd;
+		int first = j->slots ? lo % j->slots : lo; /* lo's row; rows wrap at slots */
 		float mx = -INFINITY;
-		for (int p = lo; p <= i; p++) {
-			float s = kern_dot(q, kb + (size_t)p * kv_dim, j->hd) * j->scale;
+		for (int p = lo, r = first; p <= i; p++, r = r + 1 == j->slots ? 0 : r + 1) {
+			float s = kern_dot(q, kb + (size_t)r * kv_dim, j->hd) * j->scale;
 			sc[p] = s;
 			if (s > mx)
 				mx = s;
@@ -363,8 +365,8 @@ static void attn_task(void *ctx, int64_t b, int64_t e, int thread)
 		float inv = 1.0f / sum;
 		float *o = j->out + ((size_t)t * j->n_heads + h) * j->hd;
 		memset(o, 0, j->hd * sizeof(float));
-		for (int p = lo; p <= i; p++)
-			kern_axpy(o, sc[p] * inv, vb + (size_t)p * kv_dim, j->hd);
+		for (int p = lo, r = first; p <= i; p++, r = r + 1 == j->slots ? 0 : r + 1)
+			kern_axpy(o, sc[p] * inv, vb + (size_t)r * kv_dim, j->hd);
 	}
 }
 
@@ -372,7 +374,15 @@ void ops_attention(float *out, const float *q, const float *k_cache, const float
 		   int pos0, int n_heads, int n_kv_heads, int head_dim, int window, float scale)
 {
 	attn_job j = { out, q, k_cache, v_cache, n, pos0, n_heads, n_kv_heads, head_dim, window,
-		       scale };
+		       0, scale };
+	pool_run(pool, (int64_t)n * n_heads, attn_task, &j);
+}
+
+void ops_attention_kv(float *out, const float *q, const mh_kv_cache *c, int layer, int n, int pos0,
+		      int n_heads, int head_dim, int window, float scale)
+{
+	attn_job j = { out, q, mh_kv_k(c, layer), mh_kv_v(c, layer), n, pos0, n_heads,
+		       c->kv_dim / head_dim, head_dim, window, c->n_ctx, scale };
 	pool_run(pool, (int64_t)n * n_heads, attn_task, &j);
 }
 

@@ -30,6 +30,9 @@ void ops_layernorm(float *y, const float *x, const float *w, const float *b, int
 		   float eps);
 void ops_attention(float *out, const float *q, const float *k_cache, const float *v_cache, int n,
 		   int pos0, int n_heads, int n_kv_heads, int head_dim, int window, float scale);
+/* The same over a (possibly ring) KV cache: see mh_services.attention_kv. */
+void ops_attention_kv(float *out, const float *q, const mh_kv_cache *c, int layer, int n, int pos0,
+		      int n_heads, int head_dim, int window, float scale);
 void ops_silu_mul(float *gate, const float *up, size_t n);
 void ops_gelu(float *x, size_t n);
 void ops_gelu_tanh(float *x, size_t n);

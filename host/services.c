@@ -366,6 +366,7 @@ static const mh_services table = {
 	.decoder_free = decoder_free,
 	.decoder_forward = decoder_forward,
 	.matmul_n = ops_matmul_n,
+	.attention_kv = ops_attention_kv,
 };
 
 const mh_services *services_init(int n_threads)

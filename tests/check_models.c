@@ -329,6 +329,57 @@ START_TEST(context_and_ids_are_checked)
 }
 END_TEST
 
+/* Sliding-window attention keeps only the cache slots it can still see (a
+ * ring of window + 255 for Mistral's window of 8), and positions stored in
+ * reused slots are right: with 2 layers of window 8, position i sees tokens
+ * i-14..i only, and rotary embeddings are relative, so its logits equal
+ * those of a fresh run over just those 15 tokens. */
+START_TEST(sliding_window_cache_is_a_ring)
+{
+	char *dir = tu_shared_path("fixtures/models/mistral-swa-sharded");
+	uint64_t bytes[3];
+	const int ctx[3] = { 100, 300, 600 };
+	for (int k = 0; k < 3; k++) {
+		mh_session *s = session_open(reg, dir, NULL, ctx[k], err);
+		ck_assert_msg(s != NULL, "%s", err);
+		bytes[k] = s->info->kv_cache_bytes;
+		session_close(s);
+	}
+	ck_assert_uint_eq(bytes[0] / 100, bytes[1] / 263); /* 100 slots, then 8 + 255 */
+	ck_assert_uint_eq(bytes[1], bytes[2]);
+
+	enum { N = 300, SPAN = 15 };
+	mh_session *s = session_open(reg, dir, NULL, N, err);
+	ck_assert_msg(s != NULL, "%s", err);
+	int vocab = s->info->vocab_size;
+	int32_t ids[N];
+	for (int i = 0; i < N; i++)
+		ids[i] = (int32_t)((i * 53 + 7) % vocab);
+	float *all = logits_of(s, ids, N, 0), *last = malloc(vocab * sizeof *last);
+	const int at[] = { 262, 263, 270, 299 }; /* around and past the ring's wrap */
+	for (int k = 0; k < 4; k++) {
+		int i = at[k];
+		session_reset(s);
+		ck_assert_int_eq(session_forward(s, ids + i - SPAN + 1, SPAN, last, MH_LOGITS_LAST, err), 0);
+		double d = max_diff(last, all + (size_t)i * vocab, vocab);
+		ck_assert_msg(d <= ATOL, "position %d: %g from a fresh run over its window", i, d);
+		/* and the span is not wider than what the model sees: its
+		 * first token does matter */
+		int32_t alt[SPAN];
+		memcpy(alt, ids + i - SPAN + 1, sizeof alt);
+		alt[0] = (alt[0] + 1) % vocab;
+		session_reset(s);
+		ck_assert_int_eq(session_forward(s, alt, SPAN, last, MH_LOGITS_LAST, err), 0);
+		ck_assert_msg(max_diff(last, all + (size_t)i * vocab, vocab) > 1e-3,
+			      "position %d does not depend on token %d", i, i - SPAN + 1);
+	}
+	free(all);
+	free(last);
+	session_close(s);
+	free(dir);
+}
+END_TEST
+
 START_TEST(first_party_plugins_are_listed)
 {
 	const char *want[] = { "llama", "mistral", "phi", "qwen" };
@@ -355,6 +406,7 @@ int main(void)
 	tcase_add_loop_test(tc, long_prompts_agree_with_decoding, 0, N_FIXTURES);
 	/* F32 fixtures only (llama-bf16 is stored as BF16 already) */
 	tcase_add_loop_test(tc, half_precision_weights, 0, 2 * N_FIXTURES);
+	tcase_add_test(tc, sliding_window_cache_is_a_ring);
 	tcase_add_test(tc, load_errors_name_the_problem);
 	tcase_add_test(tc, context_and_ids_are_checked);
 	suite_add_tcase(s, tc);

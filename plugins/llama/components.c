@@ -17,7 +17,7 @@ mh_model *llama_alloc(const mh_services *svc, mh_dir *dir, const llama_config *c
 		llama_free(m);
 		return NULL;
 	}
-	m->dec = svc->decoder_new(dir, hp);
+	m->dec = svc->decoder_new(dir, hp, 0);
 	if (!m->dec) {
 		llama_free(m);
 		return NULL;

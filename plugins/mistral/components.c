@@ -17,7 +17,7 @@ mh_model *mistral_alloc(const mh_services *svc, mh_dir *dir, const mistral_confi
 		mistral_free(m);
 		return NULL;
 	}
-	m->dec = svc->decoder_new(dir, hp);
+	m->dec = svc->decoder_new(dir, hp, cfg->window);
 	if (!m->dec) {
 		mistral_free(m);
 		return NULL;

@@ -17,7 +17,7 @@ mh_model *phi_alloc(const mh_services *svc, mh_dir *dir, const phi_config *cfg)
 		phi_free(m);
 		return NULL;
 	}
-	m->dec = svc->decoder_new(dir, hp);
+	m->dec = svc->decoder_new(dir, hp, cfg->window);
 	if (!m->dec) {
 		phi_free(m);
 		return NULL;

@@ -31,16 +31,16 @@ static void reset(mh_model *m)
 /* Attention of n tokens at pos over b->xn (already normalized) into b->att:
  * projections, Phi-2's optional per-head q/k LayerNorm, rotary, and the
  * cached attention.  The output projection is left to the caller. */
-static void attend(mh_model *m, const phi_layer *L, float *kc, float *vc, int n, int pos)
+static void attend(mh_model *m, const phi_layer *L, int l, int n, int pos)
 {
 	const mh_services *svc = m->svc;
 	const mh_decoder_config *c = &m->cfg.hp;
 	const float eps = m->cfg.eps;
 	mh_decoder *b = m->dec;
-	size_t kv_dim = (size_t)c->n_kv_heads * c->head_dim;
-	float *k = kc + pos * kv_dim;
+	float *k = mh_kv_k(b->kv, l) + mh_kv_at(b->kv, pos);
+	float *v = mh_kv_v(b->kv, l) + mh_kv_at(b->kv, pos);
 
-	svc->matmul_n((float *[]){ b->q, k, vc + pos * kv_dim }, b->xn,
+	svc->matmul_n((float *[]){ b->q, k, v }, b->xn,
 		      (const mh_tensor *[]){ L->wq, L->wk, L->wv },
 		      (const float *[]){ L->bq, L->bk, L->bv }, 3, n);
 	if (L->q_ln_w) {
@@ -49,12 +49,12 @@ static void attend(mh_model *m, const phi_layer *L, float *kc, float *vc, int n,
 	}
 	svc->rope_apply(m->rope, b->q, n, c->n_heads, pos);
 	svc->rope_apply(m->rope, k, n, c->n_kv_heads, pos);
-	svc->attention(b->att, b->q, kc, vc, n, pos, c->n_heads, c->n_kv_heads, c->head_dim,
-		       m->cfg.window, 1.0f / sqrtf((float)c->head_dim));
+	svc->attention_kv(b->att, b->q, b->kv, l, n, pos, c->n_heads, c->head_dim, m->cfg.window,
+			  1.0f / sqrtf((float)c->head_dim));
 }
 
 /* Phi-2: h = x + dense(attn(ln(x))) + fc2(act(fc1(ln(x)))). */
-static void phi2_layer(mh_model *m, const phi_layer *L, float *kc, float *vc, int n, int pos)
+static void phi2_layer(mh_model *m, const phi_layer *L, int l, int n, int pos)
 {
 	const mh_services *svc = m->svc;
 	const mh_decoder_config *c = &m->cfg.hp;
@@ -63,7 +63,7 @@ static void phi2_layer(mh_model *m, const phi_layer *L, float *kc, float *vc, in
 	size_t ffn = (size_t)n * c->ffn_dim;
 
 	svc->layernorm(b->xn, b->x, L->ln_w, L->ln_b, n, c->dim, eps);
-	attend(m, L, kc, vc, n, pos);
+	attend(m, L, l, n, pos);
 	svc->matmul(b->tmp, b->att, L->wo, L->bo, n);
 	svc->add(b->x, b->tmp, (size_t)n * c->dim);
 
@@ -77,7 +77,7 @@ static void phi2_layer(mh_model *m, const phi_layer *L, float *kc, float *vc, in
 }
 
 /* Phi-3: pre-norm attention then pre-norm SwiGLU MLP. */
-static void phi3_layer(mh_model *m, const phi_layer *L, float *kc, float *vc, int n, int pos)
+static void phi3_layer(mh_model *m, const phi_layer *L, int l, int n, int pos)
 {
 	const mh_services *svc = m->svc;
 	const mh_decoder_config *c = &m->cfg.hp;
@@ -85,7 +85,7 @@ static void phi3_layer(mh_model *m, const phi_layer *L, float *kc, float *vc, in
 	mh_decoder *b = m->dec;
 
 	svc->rmsnorm(b->xn, b->x, L->ln_w, n, c->dim, eps);
-	attend(m, L, kc, vc, n, pos);
+	attend(m, L, l, n, pos);
 	svc->matmul(b->tmp, b->att, L->wo, NULL, n);
 	svc->add(b->x, b->tmp, (size_t)n * c->dim);
 
@@ -112,8 +112,7 @@ static void head(mh_model *m, float *logits, const float *x, int n)
 
 static void layer(mh_model *m, int l, int n, int pos)
 {
-	float *kc = mh_kv_k(m->dec->kv, l), *vc = mh_kv_v(m->dec->kv, l);
-	(m->cfg.phi3 ? phi3_layer : phi2_layer)(m, &m->layers[l], kc, vc, n, pos);
+	(m->cfg.phi3 ? phi3_layer : phi2_layer)(m, &m->layers[l], l, n, pos);
 }
 
 static int forward(mh_model *m, const int32_t *ids, int n, int pos, float *logits, int flags)

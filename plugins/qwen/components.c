@@ -17,7 +17,7 @@ mh_model *qwen_alloc(const mh_services *svc, mh_dir *dir, const qwen_config *cfg
 		qwen_free(m);
 		return NULL;
 	}
-	m->dec = svc->decoder_new(dir, hp);
+	m->dec = svc->decoder_new(dir, hp, 0);
 	if (!m->dec) {
 		qwen_free(m);
 		return NULL;

@@ -35,9 +35,8 @@ static void layer_forward(mh_model *m, int l, int n, int pos)
 	const float eps = m->cfg.eps;
 	const qwen_layer *L = &m->layers[l];
 	mh_decoder *b = m->dec;
-	size_t kv_dim = (size_t)c->n_kv_heads * c->head_dim;
-	float *kc = mh_kv_k(b->kv, l), *vc = mh_kv_v(b->kv, l);
-	float *k = kc + pos * kv_dim, *v = vc + pos * kv_dim;
+	float *k = mh_kv_k(b->kv, l) + mh_kv_at(b->kv, pos);
+	float *v = mh_kv_v(b->kv, l) + mh_kv_at(b->kv, pos);
 
 	svc->rmsnorm(b->xn, b->x, L->attn_norm, n, c->dim, eps);
 	svc->matmul_n((float *[]){ b->q, k, v }, b->xn,
@@ -50,8 +49,8 @@ static void layer_forward(mh_model *m, int l, int n, int pos)
 	}
 	svc->rope_apply(m->rope, b->q, n, c->n_heads, pos);
 	svc->rope_apply(m->rope, k, n, c->n_kv_heads, pos);
-	svc->attention(b->att, b->q, kc, vc, n, pos, c->n_heads, c->n_kv_heads, c->head_dim, 0,
-		       1.0f / sqrtf((float)c->head_dim));
+	svc->attention_kv(b->att, b->q, b->kv, l, n, pos, c->n_heads, c->head_dim, 0,
+			  1.0f / sqrtf((float)c->head_dim));
 	svc->matmul(b->tmp, b->att, L->wo, L->bo, n);
 	svc->add(b->x, b->tmp, (size_t)n * c->dim);
 

@@ -128,9 +128,12 @@ typedef struct mh_decoder_config {
 	const char *hidden_act;
 } mh_decoder_config;
 
-/* A KV cache, from mh_services.kv_new: for each layer, the keys and the
- * values of n_ctx positions, [position][kv_dim] (kv_dim = n_kv_heads *
- * head_dim), the layout mh_services.attention reads. */
+/* A KV cache, from mh_services.kv_new or decoder_new: for each layer, the
+ * keys and the values of n_ctx slots, [slot][kv_dim] (kv_dim = n_kv_heads *
+ * head_dim), the layout mh_services.attention reads.  Position p lives in
+ * slot p % n_ctx (mh_kv_at): a cache for sliding-window attention
+ * (decoder_new with a window, since ABI 1.1) may hold fewer slots than the
+ * model has positions, and reuses them as a ring. */
 typedef struct mh_kv_cache {
 	float *k, *v;           /* [n_layers][n_ctx][kv_dim] each */
 	int32_t n_layers, n_ctx, kv_dim;
@@ -147,11 +150,18 @@ static inline float *mh_kv_v(const mh_kv_cache *c, int layer)
 {
 	return c->v + (size_t)layer * (size_t)c->n_ctx * (size_t)c->kv_dim;
 }
+/* Where position pos starts in a layer's block (in floats). */
+static inline size_t mh_kv_at(const mh_kv_cache *c, int pos)
+{
+	return (size_t)(pos % c->n_ctx) * (size_t)c->kv_dim;
+}
 
 /* The working state of a standard decoder-only transformer (since ABI 1.1),
  * from mh_services.decoder_new: activation buffers for up to `cap` tokens
  * and the KV cache.  Longer prompts go through mh_services.decoder_forward
- * in chunks of `cap` tokens.  q_dim = n_heads * head_dim. */
+ * in chunks of at most `cap` tokens, cut so that a chunk's keys and values
+ * never wrap around a ring cache: a layer writes them contiguously at
+ * mh_kv_at(kv, pos).  q_dim = n_heads * head_dim. */
 typedef struct mh_decoder {
 	uint32_t struct_size;
 	int32_t cap;            /* tokens per forward chunk */
@@ -320,9 +330,11 @@ typedef struct mh_services {
 
 	/* --- since ABI 1.1 ------------------------------------------------ */
 	/* The buffers and KV cache of a standard decoder with hyper-parameters
-	 * hp (see mh_decoder).  NULL + an error naming the context size when
-	 * out of memory. */
-	mh_decoder *(*decoder_new)(mh_dir *dir, const mh_decoder_config *hp);
+	 * hp (see mh_decoder).  window > 0: every layer attends over at most
+	 * that many positions, and the cache keeps only the slots that can
+	 * still be seen (a ring of window + cap - 1).  NULL + an error naming
+	 * the context size when out of memory. */
+	mh_decoder *(*decoder_new)(mh_dir *dir, const mh_decoder_config *hp, int window);
 	void (*decoder_free)(mh_decoder *d); /* NULL is fine */
 	/* model_plugin.forward for a standard decoder: checks that positions
 	 * pos..pos+n-1 fit the context and the ids the vocabulary, then for
@@ -337,8 +349,12 @@ typedef struct mh_services {
 	 * matmul calls when decoding. */
 	void (*matmul_n)(float *const *y, const float *x, const mh_tensor *const *w,
 			 const float *const *bias, int count, int n);
+	/* attention over layer `layer` of cache c, ring or not: the keys and
+	 * values of positions pos0..pos0+n-1 are already in place. */
+	void (*attention_kv)(float *out, const float *q, const mh_kv_cache *c, int layer, int n,
+			     int pos0, int n_heads, int head_dim, int window, float scale);
 
-	void *reserved[12];
+	void *reserved[11];
 } mh_services;
 
 /* Loader shorthands over mh_services.weight and vec_f32, for tensors named
