@@ -8,6 +8,7 @@
 #include "tokenizer.h"
 
 #include <getopt.h>
+#include <stdio.h>
 
 /* Long-only option codes shared by every command. */
 enum {
@@ -47,6 +48,9 @@ mh_session *cli_open_model(cli_common *o, mh_registry *r, const char *dir);
 /* DIR/tokenizer.json or FILE; prints the error. quiet_missing: NULL without
  * a message when the directory has none. */
 mh_tokenizer *cli_tokenizer(const char *dir, const char *file, int quiet_missing);
+
+/* The text form of `modelhost plugins`. */
+void cli_print_plugins(FILE *f, const mh_registry *r);
 
 int cli_int(const char *cmd, const char *opt, const char *arg, long lo, long hi, int *out);
 int cli_float(const char *cmd, const char *opt, const char *arg, double lo, double hi, float *out);

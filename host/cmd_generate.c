@@ -1,11 +1,13 @@
 /* cmd_generate.c - `modelhost generate`: prompt in one batched pass, then
- * sample token by token through the KV cache, streaming text as it comes. */
+ * sample token by token through the KV cache, streaming text as it comes;
+ * with -i, a prompt per line of stdin, and plugins reloaded on request. */
 #include "cli.h"
 #include "modeldir.h"
 #include "paths.h"
 #include "sampler.h"
 #include "util.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,7 +42,11 @@ static const char help[] =
 	"      --seed S            random seed for reproducible runs (default: time)\n"
 	"  -t, --threads N         worker threads (default: all cores)\n"
 	"  -c, --ctx-size N        KV cache positions (default: the model's context)\n"
-	"      --plugin NAME       force a plugin; --plugin-dir DIR adds a plugin directory\n\n"
+	"      --plugin NAME       force a plugin; --plugin-dir DIR adds a plugin directory\n"
+	"  -i, --interactive       read prompts from stdin, one per line (token ids when\n"
+	"                          there is no tokenizer); /reload (or SIGHUP) rescans the\n"
+	"                          plugin directories and moves the model to the plugin\n"
+	"                          that should now serve it; /plugins, /quit\n\n"
 	"Generation stops at an end-of-sequence token, after N tokens, or when the\n"
 	"context is full.  A line of timings goes to stderr.\n";
 
@@ -49,6 +55,7 @@ typedef struct {
 	int n_predict;
 	mh_sampler_params sp;
 	int seed_given;
+	int interactive;
 } gen_opts;
 
 static int gen_opt(gen_opts *g, int c, const char *arg)
@@ -56,6 +63,7 @@ static int gen_opt(gen_opts *g, int c, const char *arg)
 	const char *cmd = "generate";
 	switch (c) {
 	case 'm': g->model = arg; return 0;
+	case 'i': g->interactive = 1; return 0;
 	case 'p': g->prompt = arg; return 0;
 	case OPT_IDS: g->ids = arg; return 0;
 	case OPT_TOKENIZER: g->tokenizer = arg; return 0;
@@ -97,12 +105,13 @@ static int parse_generate(cli_common *o, gen_opts *g, int argc, char **argv)
 		{ "repeat-penalty", required_argument, NULL, OPT_REPEAT_PENALTY },
 		{ "repeat-last-n", required_argument, NULL, OPT_REPEAT_LAST_N },
 		{ "seed", required_argument, NULL, OPT_SEED },
+		{ "interactive", no_argument, NULL, 'i' },
 		{ 0 },
 	};
 	optind = 1;
 	opterr = 0;
 	int c;
-	while ((c = getopt_long(argc, argv, "+m:p:n:" COMMON_SHORT_OPTIONS, lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+m:p:n:i" COMMON_SHORT_OPTIONS, lo, NULL)) != -1) {
 		if (c == 'h') {
 			fputs(help, stdout);
 			return -2;
@@ -121,6 +130,10 @@ static int parse_generate(cli_common *o, gen_opts *g, int argc, char **argv)
 	}
 	if (g->prompt && g->ids) {
 		cli_fail("generate: give either -p or --ids, not both");
+		return -1;
+	}
+	if (g->interactive && (g->prompt || g->ids)) {
+		cli_fail("generate: --interactive reads its prompts from stdin: drop -p/--ids");
 		return -1;
 	}
 	const char *bad = sampler_params_check(&g->sp);
@@ -176,59 +189,31 @@ static int emit(const char *text, size_t len)
 	return fflush(stdout);
 }
 
-int cmd_generate(int argc, char **argv)
+/* One generation: the prompt in one batched pass, then token by token from
+ * sm, streamed to stdout; a line of timings on stderr.  0, or 1 after
+ * printing the error; -1 when stdout cannot be written. */
+static int generate_once(mh_session *s, mh_tokenizer *tk, mh_sampler *sm, int n_predict,
+			 const int32_t *prompt, size_t n_prompt)
 {
-	cli_common o = { .cmd = "generate" };
-	gen_opts g = { .n_predict = -1 };
-	sampler_params_default(&g.sp);
-	int pr = parse_generate(&o, &g, argc, argv);
-	if (pr < 0)
-		return pr == -2 ? 0 : 1;
-	char *def = g.model ? NULL : paths_default_model();
-	const char *dir = g.model ? g.model : def;
-	int rc = 1;
-	mh_registry *r = cli_registry(&o);
-	mh_session *s = r ? cli_open_model(&o, r, dir) : NULL;
-	mh_tokenizer *tk = NULL;
-	mh_sampler *sm = NULL;
-	mh_detok_stream *ds = NULL;
-	int32_t *hist = NULL;
-	size_t n_prompt = 0;
-	float *logits = NULL;
 	char err[MH_ERRLEN] = "";
-	if (!s)
-		goto out;
-	char *tk_path = mh_path_join(dir, "tokenizer.json");
-	int have_tk = g.tokenizer || (tk_path && mh_is_file(tk_path));
-	free(tk_path);
-	if (have_tk && !(tk = cli_tokenizer(dir, g.tokenizer, 0)))
-		goto out;
-	int32_t *prompt;
-	if (prompt_ids(&g, tk, s, &prompt, &n_prompt) != 0)
-		goto out;
-	if (g.n_predict < 0) { /* a short text: 64 tokens after BOS, as llama2.c's steps */
+	if (n_predict < 0) { /* a short text: 64 tokens after BOS, as llama2.c's steps */
 		size_t have = n_prompt - (n_prompt && hist_is_bos(s, prompt[0]));
-		g.n_predict = have < DEFAULT_LENGTH ? (int)(DEFAULT_LENGTH - have) : DEFAULT_LENGTH;
+		n_predict = have < DEFAULT_LENGTH ? (int)(DEFAULT_LENGTH - have) : DEFAULT_LENGTH;
 	}
-	size_t cap = n_prompt + (size_t)g.n_predict;
-	hist = realloc(prompt, (cap ? cap : 1) * sizeof *hist);
-	if (!hist) {
-		free(prompt);
+	if (n_prompt > (size_t)s->info->n_ctx)
+		return cli_fail("generate: the prompt has %zu tokens, more than the context length of %d",
+				n_prompt, s->info->n_ctx);
+	int rc = 1;
+	size_t cap = n_prompt + (size_t)n_predict;
+	int32_t *hist = malloc(cap * sizeof *hist);
+	float *logits = malloc((size_t)s->info->vocab_size * sizeof *logits);
+	mh_detok_stream *ds = tk ? tokenizer_stream_new(tk, 1) : NULL;
+	if (!hist || !logits || (tk && !ds)) {
 		cli_fail("out of memory");
 		goto out;
 	}
-	if (n_prompt > (size_t)s->info->n_ctx) {
-		cli_fail("generate: the prompt has %zu tokens, more than the context length of %d",
-			 n_prompt, s->info->n_ctx);
-		goto out;
-	}
-	sm = sampler_new(&g.sp, s->info->vocab_size);
-	logits = malloc((size_t)s->info->vocab_size * sizeof *logits);
-	ds = tk ? tokenizer_stream_new(tk, 1) : NULL;
-	if (!sm || !logits || (tk && !ds)) {
-		cli_fail("out of memory");
-		goto out;
-	}
+	memcpy(hist, prompt, n_prompt * sizeof *hist);
+	session_reset(s);
 	/* echo the prompt, then stream the continuation */
 	size_t len;
 	for (size_t i = 0; ds && i < n_prompt; i++) {
@@ -245,7 +230,7 @@ int cmd_generate(int argc, char **argv)
 	size_t n = n_prompt, generated = 0;
 	const char *stop = NULL;
 	while (!stop) {
-		if (generated == (size_t)g.n_predict) {
+		if (generated == (size_t)n_predict) {
 			stop = "length";
 			break;
 		}
@@ -263,7 +248,7 @@ int cmd_generate(int argc, char **argv)
 		} else if (printf("%s%d", generated > 1 ? " " : "", next) < 0 || fflush(stdout) != 0) {
 			goto write_error;
 		}
-		if (generated == (size_t)g.n_predict)
+		if (generated == (size_t)n_predict)
 			continue;
 		if (s->pos >= s->info->n_ctx) {
 			stop = "context full";
@@ -282,21 +267,158 @@ int cmd_generate(int argc, char **argv)
 	}
 	if (emit("\n", 1) != 0)
 		goto write_error;
-	fprintf(stderr,
-		"modelhost: prompt %zu tokens (%.1f t/s), generated %zu tokens (%.1f t/s), "
-		"stopped: %s\n",
-		n_prompt, n_prompt / (t1 - t0 > 0 ? t1 - t0 : 1e-9), generated,
-		generated > 1 ? (generated - 1) / (t2 - t1 > 0 ? t2 - t1 : 1e-9) : 0.0, stop);
+	fprintf(stderr, "modelhost: prompt %zu tokens (%.1f t/s), generated %zu tokens", n_prompt,
+		n_prompt / (t1 - t0 > 0 ? t1 - t0 : 1e-9), generated);
+	if (generated > 1) /* the first comes from the prompt's pass */
+		fprintf(stderr, " (%.1f t/s)", (generated - 1) / (t2 - t1 > 0 ? t2 - t1 : 1e-9));
+	fprintf(stderr, ", stopped: %s\n", stop);
 	rc = 0;
 	goto out;
 write_error:
 	cli_fail("generate: cannot write to stdout");
+	rc = -1;
 out:
 	tokenizer_stream_free(ds);
-	tokenizer_free(tk);
-	sampler_free(sm);
 	free(logits);
 	free(hist);
+	return rc;
+}
+
+/* ---- interactive mode: a prompt per line, plugins swapped without a restart */
+
+static volatile sig_atomic_t hup;
+
+static void on_hup(int sig)
+{
+	(void)sig;
+	hup = 1;
+}
+
+static const char *served_by(const mh_session *s, char *b, size_t n)
+{
+	snprintf(b, n, "%s %s (%s)", s->lib->desc->name, s->lib->desc->version, s->lib->path);
+	return b;
+}
+
+/* Rescan the plugin directories; if another plugin (a replaced file, a new
+ * version, a better-ranked rival) should now serve the model, load the
+ * model with it and drop the old one.  On failure the old one stays. */
+static void reload(cli_common *o, mh_registry *r, const char *dir, mh_session **s)
+{
+	char err[MH_ERRLEN] = "", why[320], b[600];
+	registry_scan(r);
+	plugin_lib *l = registry_choose(r, (*s)->dir, o->plugin, why, sizeof why, err);
+	if (l && l == (*s)->lib) {
+		plugin_lib_unref(l);
+		fprintf(stderr, "modelhost: plugins rescanned; %s still serves %s\n",
+			served_by(*s, b, sizeof b), dir);
+		return;
+	}
+	if (l)
+		plugin_lib_unref(l);
+	mh_session *ns = l ? session_open(r, dir, o->plugin, o->n_ctx, err) : NULL;
+	if (!ns) {
+		fprintf(stderr, "modelhost: reload: %s; %s keeps serving %s\n", err,
+			served_by(*s, b, sizeof b), dir);
+		return;
+	}
+	session_close(*s);
+	*s = ns;
+	fprintf(stderr, "modelhost: %s is now served by %s\n", dir, served_by(*s, b, sizeof b));
+}
+
+static int interactive(cli_common *o, mh_registry *r, const char *dir, mh_session **s,
+		       mh_tokenizer *tk, mh_sampler *sm, int n_predict)
+{
+	struct sigaction sa = { .sa_handler = on_hup, .sa_flags = SA_RESTART };
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGHUP, &sa, NULL);
+	char b[600];
+	fprintf(stderr,
+		"modelhost: %s served by %s; a prompt per line (%s), or /reload, "
+		"/plugins, /quit; SIGHUP reloads too\n",
+		dir, served_by(*s, b, sizeof b), tk ? "text" : "token ids, e.g. 1,2,3");
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t len;
+	int rc = 0;
+	while ((len = getline(&line, &cap, stdin)) >= 0) {
+		while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+			line[--len] = 0;
+		if (hup) {
+			hup = 0;
+			reload(o, r, dir, s);
+		}
+		if (strcmp(line, "/quit") == 0)
+			break;
+		if (strcmp(line, "/reload") == 0) {
+			reload(o, r, dir, s);
+			continue;
+		}
+		if (strcmp(line, "/plugins") == 0) {
+			cli_print_plugins(stdout, r);
+			fflush(stdout);
+			continue;
+		}
+		if (line[0] == '/') {
+			cli_fail("generate: unknown command '%s' (/reload, /plugins, /quit)", line);
+			continue;
+		}
+		if (!tk && !*line)
+			continue;
+		gen_opts one = { .prompt = tk ? line : NULL, .ids = tk ? NULL : line };
+		int32_t *prompt;
+		size_t n_prompt;
+		if (prompt_ids(&one, tk, *s, &prompt, &n_prompt) != 0)
+			continue;
+		int g = generate_once(*s, tk, sm, n_predict, prompt, n_prompt);
+		free(prompt);
+		if (g < 0) {
+			rc = 1;
+			break;
+		}
+	}
+	free(line);
+	return rc;
+}
+
+int cmd_generate(int argc, char **argv)
+{
+	cli_common o = { .cmd = "generate" };
+	gen_opts g = { .n_predict = -1 };
+	sampler_params_default(&g.sp);
+	int pr = parse_generate(&o, &g, argc, argv);
+	if (pr < 0)
+		return pr == -2 ? 0 : 1;
+	char *def = g.model ? NULL : paths_default_model();
+	const char *dir = g.model ? g.model : def;
+	int rc = 1;
+	mh_registry *r = cli_registry(&o);
+	mh_session *s = r ? cli_open_model(&o, r, dir) : NULL;
+	mh_tokenizer *tk = NULL;
+	mh_sampler *sm = NULL;
+	int32_t *prompt = NULL;
+	size_t n_prompt = 0;
+	if (!s)
+		goto out;
+	char *tk_path = mh_path_join(dir, "tokenizer.json");
+	int have_tk = g.tokenizer || (tk_path && mh_is_file(tk_path));
+	free(tk_path);
+	if (have_tk && !(tk = cli_tokenizer(dir, g.tokenizer, 0)))
+		goto out;
+	if (!(sm = sampler_new(&g.sp, s->info->vocab_size))) {
+		cli_fail("out of memory");
+		goto out;
+	}
+	if (g.interactive) {
+		rc = interactive(&o, r, dir, &s, tk, sm, g.n_predict);
+	} else if (prompt_ids(&g, tk, s, &prompt, &n_prompt) == 0) {
+		rc = generate_once(s, tk, sm, g.n_predict, prompt, n_prompt) == 0 ? 0 : 1;
+	}
+out:
+	free(prompt);
+	tokenizer_free(tk);
+	sampler_free(sm);
 	session_close(s);
 	registry_free(r);
 	free(def);

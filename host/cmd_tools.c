@@ -62,6 +62,31 @@ static int plugins_opt(void *ctx, int c, const char *arg)
 	return 0;
 }
 
+void cli_print_plugins(FILE *f, const mh_registry *r)
+{
+	int n;
+	const plugin_entry *e = registry_entries(r, &n);
+	if (n == 0)
+		fprintf(f, "no plugins found\n");
+	for (int i = 0; i < n; i++) {
+		fprintf(f, "%-10s %-8s ABI %u.%u  %-8s %s\n", e[i].name && *e[i].name ? e[i].name : "-",
+			e[i].version && *e[i].version ? e[i].version : "-", e[i].abi_major, e[i].abi_minor,
+			status_word(e[i].status), e[i].path);
+		if (e[i].n_archs) {
+			fprintf(f, "           architectures:");
+			for (int k = 0; k < e[i].n_archs; k++)
+				fprintf(f, " %s", e[i].archs[k]);
+			fprintf(f, "\n");
+		}
+		if (e[i].status != PLUGIN_ACTIVE)
+			fprintf(f, "           %s: %s\n", status_word(e[i].status), e[i].reason);
+	}
+	fprintf(f, "search path:");
+	for (int i = 0; i < registry_n_dirs(r); i++)
+		fprintf(f, " %s", registry_dir(r, i));
+	fprintf(f, "\n");
+}
+
 int cmd_plugins(int argc, char **argv)
 {
 	static const struct option lo[] = { COMMON_LONG_OPTIONS, { "json", no_argument, NULL, OPT_JSON },
@@ -112,25 +137,7 @@ int cmd_plugins(int argc, char **argv)
 		free(s);
 		cJSON_Delete(root);
 	} else {
-		if (n == 0)
-			printf("no plugins found\n");
-		for (int i = 0; i < n; i++) {
-			printf("%-10s %-8s ABI %u.%u  %-8s %s\n", e[i].name && *e[i].name ? e[i].name : "-",
-			       e[i].version && *e[i].version ? e[i].version : "-", e[i].abi_major,
-			       e[i].abi_minor, status_word(e[i].status), e[i].path);
-			if (e[i].n_archs) {
-				printf("           architectures:");
-				for (int k = 0; k < e[i].n_archs; k++)
-					printf(" %s", e[i].archs[k]);
-				printf("\n");
-			}
-			if (e[i].status != PLUGIN_ACTIVE)
-				printf("           %s: %s\n", status_word(e[i].status), e[i].reason);
-		}
-		printf("search path:");
-		for (int i = 0; i < registry_n_dirs(r); i++)
-			printf(" %s", registry_dir(r, i));
-		printf("\n");
+		cli_print_plugins(stdout, r);
 	}
 	registry_free(r);
 	return 0;

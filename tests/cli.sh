@@ -102,6 +102,63 @@ run "logits" 0 "$MH" logits -m "$S/fixtures/models/llama" --ids 1,5,9 -o "$T/l.s
 run "verify with a tight atol fails" 1 "$MH" verify -m "$S/fixtures/models/llama" --atol 0 &&
 	{ grep -q MISMATCH "$T/out" && ok "verify reports a mismatch" || bad "verify mismatch output"; }
 
+# --- an operator swaps a plugin under a running host ---------------------------------
+# The toy test plugin (logits = toy.logits, so greedy decoding repeats id 1)
+# serves a long-running `generate -i`; version 2 is installed over it the way
+# install(1) does (a new file renamed into place), SIGHUP moves the model to
+# it, and the next prompt runs on the new code.  Nothing restarts.
+wait_for() { # PATTERN FILE: up to 60 s
+	i=0
+	while ! grep -q -- "$1" "$2" 2>/dev/null; do
+		i=$((i + 1))
+		[ "$i" -gt 600 ] && return 1
+		sleep 0.1
+	done
+}
+TOY="$B/tests/plugins/.libs"
+if [ -f "$TOY/toy_v1.so" ] && [ -f "$TOY/toy_v2.so" ]; then
+	P="$T/plugins" M="$T/toy"
+	mkdir -p "$P" "$M"
+	cp "$TOY/toy_v1.so" "$P/toy.so"
+	printf '{"architectures": ["ToyForCausalLM"], "vocab_size": 4, "eos_token_id": 3}' \
+		>"$M/config.json"
+	hdr='{"toy.logits":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}'
+	while [ $((${#hdr} % 8)) -ne 0 ]; do hdr="$hdr "; done
+	{ # u64 header length, the header, then 0.5 2.0 1.0 0.0 as little-endian F32
+		printf "\\$(printf %03o ${#hdr})\\000\\000\\000\\000\\000\\000\\000"
+		printf '%s' "$hdr"
+		printf '\000\000\000\077\000\000\000\100\000\000\200\077\000\000\000\000'
+	} >"$M/model.safetensors"
+	mkfifo "$T/in"
+	"$MH" generate -i -m "$M" --plugin-dir "$P" -n 3 --temp 0 <"$T/in" >"$T/iout" 2>"$T/ierr" &
+	pid=$!
+	exec 3>"$T/in"
+	echo 0 >&3
+	if wait_for '^1 1 1$' "$T/iout"; then
+		cp "$TOY/toy_v2.so" "$P/.toy.so.new" && mv "$P/.toy.so.new" "$P/toy.so"
+		kill -HUP "$pid"
+		echo 0 >&3
+		echo /reload >&3
+		echo /quit >&3
+	fi
+	exec 3>&-
+	wait "$pid"
+	st=$?
+	if [ "$st" -ne 0 ]; then
+		bad "interactive: exit $st: $(cat "$T/ierr")"
+	elif [ "$(grep -c '^1 1 1$' "$T/iout")" -ne 2 ]; then
+		bad "interactive: expected two generations: $(cat "$T/iout")"
+	elif ! grep -q "served by toy 1.0.0" "$T/ierr" ||
+		! grep -q "is now served by toy 2.0.0" "$T/ierr" ||
+		! grep -q "toy 2.0.0 .* still serves" "$T/ierr"; then
+		bad "interactive: reload messages: $(cat "$T/ierr")"
+	else
+		ok "a replaced plugin takes over a running host on SIGHUP"
+	fi
+else
+	echo "skip: test plugins not built (make check builds them)"
+fi
+
 # --- bad input ------------------------------------------------------------------------------
 error "unknown command" "unknown command 'frobnicate'" "$MH" frobnicate
 error "unknown flag" "invalid option" "$MH" generate --bogus
