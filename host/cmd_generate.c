@@ -314,9 +314,11 @@ static void reload(cli_common *o, mh_registry *r, const char *dir, mh_session **
 			served_by(*s, b, sizeof b), dir);
 		return;
 	}
-	if (l)
+	mh_session *ns = NULL;
+	if (l) { /* session_open makes the same choice and takes its own reference */
 		plugin_lib_unref(l);
-	mh_session *ns = l ? session_open(r, dir, o->plugin, o->n_ctx, err) : NULL;
+		ns = session_open(r, dir, o->plugin, o->n_ctx, err);
+	}
 	if (!ns) {
 		fprintf(stderr, "modelhost: reload: %s; %s keeps serving %s\n", err,
 			served_by(*s, b, sizeof b), dir);

@@ -126,7 +126,11 @@ int decoder_forward(mh_decoder *d, mh_dir *dir, const mh_decoder_step *s, const 
 		int room = slots - (pos + done) % slots; /* before the ring wraps */
 		if (k > room)
 			k = room;
-		ops_embed(d->x, s->embed, ids + done, k);
+		if (ops_embed(d->x, s->embed, ids + done, k) != 0) {
+			modeldir_error(dir, NULL, "the embedding table has fewer rows than the "
+				       "vocabulary (%d)", vocab);
+			return -1;
+		}
 		for (int l = 0; l < d->kv->n_layers; l++)
 			s->layer(s->model, l, k, pos + done);
 		if (flags & MH_LOGITS_ALL)
