@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 enum {
 	OPT_TEMP = OPT_FIRST_COMMAND_OPT,
@@ -343,8 +344,12 @@ static int interactive(cli_common *o, mh_registry *r, const char *dir, mh_sessio
 	char *line = NULL;
 	size_t cap = 0;
 	ssize_t len;
-	int rc = 0;
-	while ((len = getline(&line, &cap, stdin)) >= 0) {
+	int rc = 0, tty = isatty(STDIN_FILENO);
+	for (;;) {
+		if (tty)
+			fputs("> ", stderr);
+		if ((len = getline(&line, &cap, stdin)) < 0)
+			break;
 		while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
 			line[--len] = 0;
 		if (hup) {
