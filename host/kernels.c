@@ -255,39 +255,65 @@ static TGT uint64_t read_avx2(const void *p, int64_t n)
 
 /* ---- dispatch ------------------------------------------------------------------------ */
 
-/* Decided on first use; threads that race to decide agree, and a relaxed
- * atomic makes the race well defined at no cost. */
-static _Atomic int use_avx2 = -1;
+/* The kernel sets, best last.  Decided on first use (or by kern_select);
+ * threads that race to decide agree, and a relaxed atomic makes the race
+ * well defined at no cost. */
+enum { KS_SCALAR, KS_AVX2, KS_COUNT };
+static const char *const ks_names[KS_COUNT] = { "scalar", "avx2" };
+static _Atomic int kset = -1;
 
-static int avx2(void)
+static int ks_supported(int k)
 {
-	int v = atomic_load_explicit(&use_avx2, memory_order_relaxed);
-	if (v < 0) {
-		int ok = 0;
+	if (k == KS_SCALAR)
+		return 1;
 #ifdef HAVE_X86_KERNELS
-		__builtin_cpu_init();
-		ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-		     __builtin_cpu_supports("f16c");
+	__builtin_cpu_init();
+	if (k == KS_AVX2)
+		return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+		       __builtin_cpu_supports("f16c");
 #endif
+	return 0;
+}
+
+/* The best set the CPU has, capped by MH_KERNELS=scalar|avx2. */
+static int ks(void)
+{
+	int v = atomic_load_explicit(&kset, memory_order_relaxed);
+	if (v < 0) {
+		int cap = KS_COUNT - 1;
 		const char *e = getenv("MH_KERNELS");
-		if (e && strcmp(e, "scalar") == 0)
-			ok = 0;
-		atomic_store_explicit(&use_avx2, ok, memory_order_relaxed);
-		v = ok;
+		for (int k = 0; e && k < KS_COUNT; k++)
+			if (strcmp(e, ks_names[k]) == 0)
+				cap = k;
+		for (v = cap; !ks_supported(v); v--)
+			;
+		atomic_store_explicit(&kset, v, memory_order_relaxed);
 	}
 	return v;
 }
 
+int kern_select(const char *name)
+{
+	for (int k = 0; k < KS_COUNT; k++)
+		if (strcmp(name, ks_names[k]) == 0) {
+			if (!ks_supported(k))
+				return -1;
+			atomic_store_explicit(&kset, k, memory_order_relaxed);
+			return 0;
+		}
+	return -1;
+}
+
 const char *kern_name(void)
 {
-	return avx2() ? "avx2" : "scalar";
+	return ks_names[ks()];
 }
 
 void kern_rows(mh_dtype dt, float *y, int64_t ldy, const float *x, int64_t ldx, int n,
 	       const void *w, int64_t r0, int64_t r1, int64_t cols)
 {
 #ifdef HAVE_X86_KERNELS
-	if (avx2()) {
+	if (ks() == KS_AVX2) {
 		rows_avx2(dt, y, ldy, x, ldx, n, w, r0, r1, cols);
 		return;
 	}
@@ -298,7 +324,7 @@ void kern_rows(mh_dtype dt, float *y, int64_t ldy, const float *x, int64_t ldx, 
 void kern_to_f32(mh_dtype dt, float *dst, const void *src, int64_t n)
 {
 #ifdef HAVE_X86_KERNELS
-	if (avx2()) {
+	if (ks() == KS_AVX2) {
 		to_f32_avx2(dt, dst, src, n);
 		return;
 	}
@@ -309,7 +335,7 @@ void kern_to_f32(mh_dtype dt, float *dst, const void *src, int64_t n)
 float kern_dot(const float *a, const float *b, int64_t n)
 {
 #ifdef HAVE_X86_KERNELS
-	if (avx2())
+	if (ks() == KS_AVX2)
 		return dot_avx2(a, b, n);
 #endif
 	return dot_scalar(a, b, n);
@@ -318,7 +344,7 @@ float kern_dot(const float *a, const float *b, int64_t n)
 void kern_axpy(float *y, float a, const float *x, int64_t n)
 {
 #ifdef HAVE_X86_KERNELS
-	if (avx2()) {
+	if (ks() == KS_AVX2) {
 		axpy_avx2(y, a, x, n);
 		return;
 	}
@@ -329,7 +355,7 @@ void kern_axpy(float *y, float a, const float *x, int64_t n)
 uint64_t kern_read(const void *p, int64_t n)
 {
 #ifdef HAVE_X86_KERNELS
-	if (avx2())
+	if (ks() == KS_AVX2)
 		return read_avx2(p, n);
 #endif
 	return read_scalar(p, n);

@@ -27,5 +27,9 @@ void kern_silu_mul(float *gate, const float *up, int64_t n);
 void kern_add(float *y, const float *x, int64_t n);
 /* Name of the kernel set in use: "avx2" or "scalar". */
 const char *kern_name(void);
+/* Use the named set from now on; -1 if the CPU lacks it or there is no
+ * such set.  For tests and comparisons; MH_KERNELS=NAME in the environment
+ * caps the choice made on first use the same way. */
+int kern_select(const char *name);
 
 #endif
