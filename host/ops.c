@@ -128,10 +128,16 @@ void ops_to_f32(float *dst, const mh_tensor *t, int64_t first, int64_t count)
  * per thread before each SGEMM: large enough to amortise SGEMM's packing of
  * the activations, small enough to stay in L2 and keep scratch small. */
 #define BLOCK_BYTES (1 << 20)
-/* Ranges per thread in a matmul: a few, so that a thread the OS preempts
- * (other processes on the same cores) delays the others little. */
+/* The smallest range of a matmul, as 1 / (these x threads) of it (the pool
+ * hands out shrinking ranges down to that).  SGEMM's ranges stay large, as
+ * each call packs the activations again; the few-token kernel costs
+ * nothing per range, and small last ranges let the threads finish a
+ * matmul together. */
 #ifndef CHUNKS_PER_THREAD
 #define CHUNKS_PER_THREAD 4
+#endif
+#ifndef SMALL_CHUNKS_PER_THREAD
+#define SMALL_CHUNKS_PER_THREAD 16
 #endif
 
 typedef struct {
@@ -208,7 +214,8 @@ void ops_matmul(float *y, const float *x, const mh_tensor *w, const float *bias,
 	int64_t rows = w->shape[0], cols = w->ndim > 1 ? w->shape[1] : 1;
 	mm_job j = { y, x, w, rows, cols, n };
 	if (n <= SMALL_N) {
-		pool_run_chunks(pool, rows, 8, CHUNKS_PER_THREAD * pool_size(pool), mm_small, &j);
+		pool_run_chunks(pool, rows, 8, SMALL_CHUNKS_PER_THREAD * pool_size(pool), mm_small,
+				&j);
 	} else if (gemm_mode == GEMM_BLAS_THREADS) {
 		mm_gemm_blas(y, x, &j);
 	} else {
@@ -262,8 +269,8 @@ void ops_matmul_n(float *const *y, const float *x, const mh_tensor *const *w,
 			ops_matmul(y[0], x, w[0], bias ? bias[0] : NULL, n);
 			j.count = 1;
 		} else {
-			pool_run_chunks(pool, j.start[j.count], 8, CHUNKS_PER_THREAD * pool_size(pool),
-					mmn_small, &j);
+			pool_run_chunks(pool, j.start[j.count], 8,
+					SMALL_CHUNKS_PER_THREAD * pool_size(pool), mmn_small, &j);
 			for (int i = 0; i < j.count; i++)
 				if (bias && bias[i])
 					for (int t = 0; t < n; t++)

@@ -1,11 +1,15 @@
 /* threadpool.c - see threadpool.h.
  *
- * A job is [0, total) cut into `chunks` contiguous ranges.  Every thread,
- * the caller's included, claims ranges from one atomic counter until none
- * is left, so a worker that the OS has not scheduled (other processes on
- * the same cores) delays nothing: the others take its share.  The counter
- * carries the job's generation in its high half, so a late worker can
- * never claim a range of a job other than the one it saw posted.
+ * A job is [0, total) in units of `align` items.  Every thread, the
+ * caller's included, claims ranges of units from one atomic counter until
+ * none is left, so a worker that the OS has not scheduled (other processes
+ * on the same cores) delays nothing: the others take its share.  Claims are
+ * guided: each takes 1/(2 x threads) of what is left, but never less than
+ * the job's smallest range, so the ranges shrink towards the end and the
+ * threads finish together (with 8 equal ranges per matmul, decode's threads
+ * waited for each other a tenth of the time).  The counter carries the
+ * job's generation in its high half, so a late worker can never claim a
+ * range of a job other than the one it saw posted.
  *
  * Workers spin briefly for the next job (decode posts hundreds of short
  * jobs per token), then yield, then sleep on a condition variable. */
@@ -14,6 +18,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 /* Busy-wait iterations (each a pause instruction) before yielding, and
@@ -32,16 +37,17 @@ struct mh_pool {
 	pthread_mutex_t mu;
 	pthread_cond_t wake;
 	pthread_cond_t done_cv;
-	_Atomic uint64_t claim;   /* generation << 32 | chunks not yet claimed */
-	atomic_int done;          /* chunks finished in this job */
+	_Atomic uint64_t claim;   /* generation << 32 | units not yet claimed */
+	_Atomic uint32_t min_take; /* the current job's smallest range, in units */
+	atomic_uint done;         /* units finished in this job */
 	atomic_int caller_sleeping;
 	atomic_int sleepers;      /* workers waiting on wake */
 	atomic_int stop;
 	/* the current job: written before claim publishes it, read by a worker
 	 * only once it holds an unfinished range (the job cannot end before) */
 	uint32_t generation;
-	int64_t total, align, chunk;
-	int chunks;
+	int64_t total, align;
+	uint32_t units;
 	mh_range_fn fn;
 	void *ctx;
 };
@@ -75,7 +81,7 @@ static int backoff(int *spins)
 	return 0;
 }
 
-/* Claim and run chunks of generation gen until none is left. */
+/* Claim and run ranges of generation gen until none is left. */
 static void work(mh_pool *p, uint32_t gen, int index)
 {
 	for (;;) {
@@ -83,20 +89,28 @@ static void work(mh_pool *p, uint32_t gen, int index)
 		uint32_t left = (uint32_t)v;
 		if ((uint32_t)(v >> 32) != gen || left == 0)
 			return;
-		if (!atomic_compare_exchange_weak_explicit(&p->claim, &v, v - 1,
+		/* min_take may already belong to a later job; then the CAS below
+		 * fails (that job cannot be posted while this one has units left)
+		 * and the value is not used */
+		uint32_t take = left / (2 * (uint32_t)p->n);
+		uint32_t least = atomic_load_explicit(&p->min_take, memory_order_relaxed);
+		if (take < least)
+			take = least;
+		if (take > left)
+			take = left;
+		if (!atomic_compare_exchange_weak_explicit(&p->claim, &v, v - take,
 							   memory_order_acq_rel,
 							   memory_order_acquire))
 			continue;
-		int chunks = p->chunks, c = chunks - (int)left;
-		int64_t b = (int64_t)c * p->chunk, e = b + p->chunk;
+		uint32_t units = p->units;
+		int64_t b = (int64_t)(units - left) * p->align;
+		int64_t e = (int64_t)(units - left + take) * p->align;
 		if (e > p->total)
 			e = p->total;
-		if (b < e) {
-			in_job = index + 1;
-			p->fn(p->ctx, b, e, index);
-			in_job = 0;
-		}
-		if (atomic_fetch_add(&p->done, 1) + 1 == chunks &&
+		in_job = index + 1;
+		p->fn(p->ctx, b, e, index);
+		in_job = 0;
+		if (atomic_fetch_add(&p->done, take) + take == units &&
 		    atomic_load(&p->caller_sleeping)) {
 			pthread_mutex_lock(&p->mu);
 			pthread_cond_signal(&p->done_cv);
@@ -212,18 +226,22 @@ void pool_run_chunks(mh_pool *p, int64_t n, int64_t align, int chunks, mh_range_
 	if (chunks <= 0)
 		chunks = p->n;
 	int64_t units = (n + align - 1) / align;
+	while (units > INT32_MAX) { /* keep the count in the claim word */
+		align *= 2;
+		units = (n + align - 1) / align;
+	}
 	if (chunks > units)
 		chunks = (int)units;
-	int64_t chunk = (units + chunks - 1) / chunks * align;
 	p->total = n;
 	p->align = align;
-	p->chunk = chunk;
-	p->chunks = (int)((n + chunk - 1) / chunk);
+	p->units = (uint32_t)units;
 	p->fn = fn;
 	p->ctx = ctx;
+	atomic_store_explicit(&p->min_take, (uint32_t)((units + chunks - 1) / chunks),
+			      memory_order_relaxed);
 	atomic_store_explicit(&p->done, 0, memory_order_relaxed);
 	uint32_t gen = ++p->generation;
-	atomic_store(&p->claim, (uint64_t)gen << 32 | (uint32_t)p->chunks);
+	atomic_store(&p->claim, (uint64_t)gen << 32 | (uint32_t)units);
 	/* wake sleepers; spinning workers see the new generation by themselves */
 	if (atomic_load(&p->sleepers) > 0) {
 		pthread_mutex_lock(&p->mu);
@@ -232,11 +250,11 @@ void pool_run_chunks(mh_pool *p, int64_t n, int64_t align, int chunks, mh_range_
 	}
 	work(p, gen, 0);
 	int spins = 0;
-	while (atomic_load_explicit(&p->done, memory_order_acquire) < p->chunks) {
+	while (atomic_load_explicit(&p->done, memory_order_acquire) < p->units) {
 		if (backoff(&spins)) {
 			pthread_mutex_lock(&p->mu);
 			atomic_store(&p->caller_sleeping, 1);
-			while (atomic_load(&p->done) < p->chunks)
+			while (atomic_load(&p->done) < p->units)
 				pthread_cond_wait(&p->done_cv, &p->mu);
 			atomic_store(&p->caller_sleeping, 0);
 			pthread_mutex_unlock(&p->mu);

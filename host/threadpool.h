@@ -18,7 +18,8 @@ int pool_size(const mh_pool *p);
 void pool_run(mh_pool *p, int64_t n, mh_range_fn fn, void *ctx);
 /* The same, with every range but the last a multiple of align items. */
 void pool_run_aligned(mh_pool *p, int64_t n, int64_t align, mh_range_fn fn, void *ctx);
-/* Any number of ranges (chunks <= 0: one per thread), each a multiple of
+/* Ranges that shrink as the job nears its end, none smaller than about
+ * n / chunks items (chunks <= 0: one range per thread), each a multiple of
  * align items but the last. */
 void pool_run_chunks(mh_pool *p, int64_t n, int64_t align, int chunks, mh_range_fn fn,
 		     void *ctx);
