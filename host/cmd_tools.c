@@ -1,6 +1,7 @@
 /* cmd_tools.c - the commands for operators and plugin authors: plugins,
  * info, tokenize, detokenize, logits, verify. */
 #include "cli.h"
+#include "kernels.h"
 #include "modeldir.h"
 #include "paths.h"
 #include "safetensors.h"
@@ -485,15 +486,6 @@ static double max_diff(const float *a, const float *b, size_t n)
 	return m;
 }
 
-static int argmax(const float *v, int n)
-{
-	int b = 0;
-	for (int i = 1; i < n; i++)
-		if (v[i] > v[b])
-			b = i;
-	return b;
-}
-
 static int verify_run(mh_session *s, st_file *ex, float atol, char *err)
 {
 	int64_t n_in, n_prompt, n_greedy;
@@ -538,7 +530,7 @@ static int verify_run(mh_session *s, st_file *ex, float atol, char *err)
 	if (session_forward(s, gids, (int)n_prompt, last, MH_LOGITS_LAST, err) != 0)
 		goto out;
 	for (int64_t i = n_prompt; i < n_greedy; i++) {
-		next = argmax(last, (int)vocab);
+		next = (int32_t)kern_argmax(last, vocab);
 		if (next != gids[i])
 			break;
 		match++;

@@ -66,17 +66,35 @@ static void axpy_scalar(float *y, float a, const float *x, int64_t n)
 		y[i] += a * x[i];
 }
 
+/* p need not be aligned: bench reads tensors wherever the file put them. */
+static inline uint64_t word_at(const char *p)
+{
+	uint64_t v;
+	memcpy(&v, p, sizeof v);
+	return v;
+}
+
 static uint64_t read_scalar(const void *p, int64_t n)
 {
-	const uint64_t *w = p;
+	const char *c = p;
 	uint64_t s[4] = { 0 };
 	int64_t i = 0, words = n / 8;
 	for (; i + 4 <= words; i += 4)
 		for (int k = 0; k < 4; k++)
-			s[k] += w[i + k];
+			s[k] += word_at(c + 8 * (i + k));
 	for (; i < words; i++)
-		s[0] += w[i];
+		s[0] += word_at(c + 8 * i);
 	return s[0] + s[1] + s[2] + s[3];
+}
+
+/* The largest non-NaN value, -INFINITY if none. */
+static float max_scalar(const float *x, int64_t n)
+{
+	float m = -INFINITY;
+	for (int64_t i = 0; i < n; i++)
+		if (x[i] > m)
+			m = x[i];
+	return m;
 }
 
 /* ---- AVX2 / FMA / F16C -------------------------------------------------------------- */
@@ -235,6 +253,24 @@ static TGT void axpy_avx2(float *y, float a, const float *x, int64_t n)
 		y[i] += a * x[i];
 }
 
+static TGT float max_avx2(const float *x, int64_t n)
+{
+	/* max_ps returns its second operand when either is NaN: NaNs in x are
+	 * skipped */
+	__m256 m0 = _mm256_set1_ps(-INFINITY), m1 = m0;
+	int64_t i = 0;
+	for (; i + 16 <= n; i += 16) {
+		m0 = _mm256_max_ps(_mm256_loadu_ps(x + i), m0);
+		m1 = _mm256_max_ps(_mm256_loadu_ps(x + i + 8), m1);
+	}
+	float o[8], m = max_scalar(x + i, n - i);
+	_mm256_storeu_ps(o, _mm256_max_ps(m0, m1));
+	for (int k = 0; k < 8; k++)
+		if (o[k] > m)
+			m = o[k];
+	return m;
+}
+
 static TGT uint64_t read_avx2(const void *p, int64_t n)
 {
 	const char *c = p;
@@ -359,6 +395,23 @@ uint64_t kern_read(const void *p, int64_t n)
 		return read_avx2(p, n);
 #endif
 	return read_scalar(p, n);
+}
+
+int64_t kern_argmax(const float *x, int64_t n)
+{
+	float m;
+#ifdef HAVE_X86_KERNELS
+	if (ks() == KS_AVX2)
+		m = max_avx2(x, n);
+	else
+#endif
+		m = max_scalar(x, n);
+	if (m == -INFINITY)
+		return 0;
+	int64_t i = 0;
+	while (x[i] != m)
+		i++;
+	return i;
 }
 
 void kern_silu_mul(float *gate, const float *up, int64_t n)

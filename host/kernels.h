@@ -20,9 +20,13 @@ void kern_rows(mh_dtype dt, float *y, int64_t ldy, const float *x, int64_t ldx, 
 void kern_to_f32(mh_dtype dt, float *dst, const void *src, int64_t n);
 float kern_dot(const float *a, const float *b, int64_t n);
 void kern_axpy(float *y, float a, const float *x, int64_t n); /* y += a * x */
-/* Read n bytes (a multiple of 8) as 64-bit integers and return their sum:
- * a bandwidth probe that whatever the bytes hold cannot slow down. */
+/* Read n bytes at p (any alignment) as 64-bit integers and return their
+ * sum, ignoring the last n % 8: a bandwidth probe that whatever the bytes
+ * hold cannot slow down. */
 uint64_t kern_read(const void *p, int64_t n);
+/* Index of the first largest value of x[0..n); NaNs never win, and 0 if
+ * nothing is above -infinity.  Greedy decoding's pick. */
+int64_t kern_argmax(const float *x, int64_t n);
 void kern_silu_mul(float *gate, const float *up, int64_t n);
 void kern_add(float *y, const float *x, int64_t n);
 /* Name of the kernel set in use: "avx2" or "scalar". */

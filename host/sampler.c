@@ -7,6 +7,7 @@
  * values always go to the lower id, which makes every step deterministic. */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime, getpid */
 #include "sampler.h"
+#include "kernels.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -167,17 +168,6 @@ static void repetition_penalty(mh_sampler *s, float *logits,
 	}
 }
 
-static int32_t argmax(const float *logits, int32_t n)
-{
-	int32_t best = 0;
-	float bv = -INFINITY;
-	for (int32_t i = 0; i < n; i++)
-		if (logits[i] > bv) { /* NaN never wins; ties keep the lower id */
-			bv = logits[i];
-			best = i;
-		}
-	return best;
-}
 
 static inline float clean(float v)
 {
@@ -360,7 +350,7 @@ int32_t sampler_sample(mh_sampler *s, float *logits, const int32_t *history,
 {
 	repetition_penalty(s, logits, history, n_history);
 	if (!(s->p.temperature > 0))
-		return argmax(logits, s->vocab);
+		return (int32_t)kern_argmax(logits, s->vocab);
 	double sum;
 	size_t n = filter(s, logits, &sum);
 	double r = uniform(s) * sum, cum = 0;
@@ -379,7 +369,7 @@ size_t sampler_candidates(mh_sampler *s, float *logits, const int32_t *history,
 	repetition_penalty(s, logits, history, n_history);
 	size_t n;
 	if (!(s->p.temperature > 0)) {
-		s->ids[0] = argmax(logits, s->vocab);
+		s->ids[0] = (int32_t)kern_argmax(logits, s->vocab);
 		s->probs[0] = 1.0f;
 		n = 1;
 	} else {

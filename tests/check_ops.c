@@ -382,7 +382,41 @@ START_TEST(read_sums_every_word)
 		want += w[i] = (uint64_t)i * 0x9e3779b97f4a7c15ull;
 	ck_assert_uint_eq(kern_read(w, N * 8), want);
 	ck_assert_uint_eq(kern_read(w, 8 * 3), w[0] + w[1] + w[2]);
+	/* unaligned, with bytes past the last whole word ignored */
+	uint64_t v;
+	memcpy(&v, (char *)w + 3, 8);
+	ck_assert_uint_eq(kern_read((char *)w + 3, 8 + 5), v);
 	free(w);
+}
+END_TEST
+
+/* Greedy's pick: the first of equal maxima, NaNs skipped, wherever the
+ * maximum sits relative to the vector loop and its tail. */
+START_TEST(argmax_first_max_skips_nan)
+{
+	if (!use_kernels(_i))
+		return;
+	enum { N = 1003 };
+	float *x = malloc(N * sizeof *x);
+	for (int i = 0; i < N; i++)
+		x[i] = frand();
+	const int at[] = { 0, 7, 15, 16, 500, 991, 1000, N - 1 };
+	for (int k = 0; k < 8; k++) {
+		float keep = x[at[k]];
+		x[at[k]] = 2.0f;
+		ck_assert_int_eq(kern_argmax(x, N), at[k]);
+		x[at[k]] = keep;
+	}
+	x[100] = x[900] = 3.0f; /* a tie goes to the lower index */
+	x[50] = x[950] = NAN;
+	ck_assert_int_eq(kern_argmax(x, N), 100);
+	ck_assert_int_eq(kern_argmax(x + 101, N - 101), 900 - 101);
+	for (int i = 0; i < N; i++)
+		x[i] = i % 3 ? -INFINITY : NAN;
+	ck_assert_int_eq(kern_argmax(x, N), 0);
+	x[777] = -1e30f;
+	ck_assert_int_eq(kern_argmax(x, N), 777);
+	free(x);
 }
 END_TEST
 
@@ -485,6 +519,7 @@ int main(void)
 	tcase_add_test(tc, norms_and_activations);
 	tcase_add_test(tc, rope_variants);
 	tcase_add_loop_test(tc, read_sums_every_word, 0, N_KSETS);
+	tcase_add_loop_test(tc, argmax_first_max_skips_nan, 0, N_KSETS);
 	tcase_add_test(tc, pool_covers_every_item_once);
 	tcase_add_test(tc, pool_nested_runs_go_serial);
 	suite_add_tcase(s, tc);
