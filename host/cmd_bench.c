@@ -605,7 +605,7 @@ int cmd_bench(int argc, char **argv)
 			       bw, threads, b.bw_mb, gemm_big, gemm_model, b.n_prompt,
 			       ms.decode_bytes / 1e9, wr_avg, wr_sd, pages, rows[1].limit,
 			       pp_flops_tok / 1e9, rows[0].limit);
-			if (pmd >= 0 && pmd < 0.5)
+			if (pmd >= 0 && pmd < 0.5 && ms.bytes >= 256.0 * (1 << 20))
 				printf("note: most weights are in 4 KiB pages (a page cache filled by writing "
 				       "the file?);\n      decoding reads them more slowly than once they are "
 				       "read back in through the map\n");

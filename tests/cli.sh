@@ -189,6 +189,29 @@ error "logits with bad ids leaves no file" "token id 70000" \
 error "bad tokenizer file" "m/config.json: no model" "$MH" tokenize --tokenizer "$T/m/config.json" hi
 error "context overflow" "more than the context length of 2" \
 	"$MH" generate -m "$S/fixtures/models/llama" --ids 1,2,3,4 -c 2
+# --- bench ---------------------------------------------------------------------------
+# The fixture is untied F32: a token reads every weight but 511 of the 512
+# embedding rows of 64 floats, 632064 - 511 * 256 = 501248 bytes.
+L="$S/fixtures/models/llama"
+if run "bench json" 0 "$MH" bench -m "$L" -p 8 -n 4 -r 2 -o json --bw-size 16; then
+	if ! grep -q '"decode_bytes_per_token":[[:space:]]*501248,' "$T/out"; then
+		bad "bench json: decode bytes per token: $(grep decode_bytes "$T/out")"
+	elif [ "$(grep -c '"test":[[:space:]]*"\(pp8\|tg4\)"' "$T/out")" -ne 2 ]; then
+		bad "bench json: no pp8 and tg4 rows"
+	elif [ "$(grep -c '"avg_ts":[[:space:]]*[1-9]' "$T/out")" -ne 2 ] ||
+		! grep -q '"weights_read_gbs":[[:space:]]*[1-9]' "$T/out"; then
+		bad "bench json: a rate is missing or zero"
+	else
+		ok "bench json"
+	fi
+fi
+if run "bench table" 0 "$MH" bench -m "$L" -p 8 -n 4 -r 1 --no-limits; then
+	[ "$(grep -c '^| llama | .* | F32 | [0-9]* | \(pp8\|tg4\) | [0-9.]* ± [0-9.]* | - |$' "$T/out")" -eq 2 ] &&
+		ok "bench table" || bad "bench table: $(cat "$T/out")"
+fi
+error "bench without a model" "bench: -m DIR is required" "$MH" bench
+error "bench -o xml" "bench: -o takes md or json, not 'xml'" "$MH" bench -m "$L" -o xml
+error "bench -r 0" "bench: -r expects a whole number from 1" "$MH" bench -m "$L" -r 0
 run "--help" 0 "$MH" --help && grep -q "Usage: modelhost" "$T/out" && ok "--help"
 run "--version" 0 "$MH" --version && grep -q "modelhost [0-9]" "$T/out" && ok "--version"
 run "generate --help" 0 "$MH" generate --help && grep -q -- "--top-p" "$T/out" && ok "generate --help"
