@@ -198,9 +198,9 @@ if run "bench json" 0 "$MH" bench -m "$L" -p 8 -n 4 -r 2 -o json --bw-size 16; t
 		bad "bench json: decode bytes per token: $(grep decode_bytes "$T/out")"
 	elif [ "$(grep -c '"test":[[:space:]]*"\(pp8\|tg4\)"' "$T/out")" -ne 2 ]; then
 		bad "bench json: no pp8 and tg4 rows"
-	elif [ "$(grep -c '"avg_ts":[[:space:]]*[1-9]' "$T/out")" -ne 2 ] ||
-		! grep -q '"weights_read_gbs":[[:space:]]*[1-9]' "$T/out"; then
-		bad "bench json: a rate is missing or zero"
+	elif [ "$(grep -Ec '"avg_ts":[[:space:]]*([1-9]|0\.0*[1-9])' "$T/out")" -ne 2 ] ||
+		! grep -Eq '"weights_read_gbs":[[:space:]]*([1-9]|0\.0*[1-9])' "$T/out"; then
+		bad "bench json: a rate is missing or zero: $(grep -E 'avg_ts|weights_read_gbs' "$T/out")"
 	else
 		ok "bench json"
 	fi
