@@ -188,7 +188,7 @@ static double probe_sgemm(const mat_shape *sh, int n_sh, int m)
 
 typedef struct {
 	double bytes, params;
-	double decode_bytes;     /* weight bytes read per generated token */
+	double decode_bytes;     /* weight bytes read per generated token (wread_init) */
 	double matrix_flops;     /* 2 x non-vocabulary matrix parameters */
 	double head_flops;       /* 2 x the output layer (once per forward) */
 	const char *dtype;
@@ -200,8 +200,7 @@ static void model_survey(const mh_dir *d, int64_t vocab, model_stats *ms)
 {
 	memset(ms, 0, sizeof *ms);
 	double by_dtype[MH_DTYPE_COUNT] = { 0 };
-	int n_vocab = 0;
-	double vocab_bytes = 0, vocab_row_bytes = 0, vocab_params = 0;
+	double vocab_params = 0;
 	for (int i = 0; i < d->n_tensors; i++) {
 		const mh_tensor *t = d->index[i];
 		ms->bytes += (double)t->nbytes;
@@ -210,10 +209,7 @@ static void model_survey(const mh_dir *d, int64_t vocab, model_stats *ms)
 		if (t->ndim != 2)
 			continue;
 		if (t->shape[0] == vocab) {
-			n_vocab++;
-			vocab_bytes = (double)t->nbytes;
 			vocab_params = (double)t->nelem;
-			vocab_row_bytes = (double)t->nbytes / (double)vocab;
 			continue;
 		}
 		ms->matrix_flops += 2.0 * (double)t->nelem;
@@ -226,9 +222,6 @@ static void model_survey(const mh_dir *d, int64_t vocab, model_stats *ms)
 		if (k < 32)
 			ms->shapes[k].count++;
 	}
-	/* Untied: the embedding table is read one row per token, the output
-	 * layer in full.  Tied: one table, read in full by the output layer. */
-	ms->decode_bytes = ms->bytes - (n_vocab >= 2 ? vocab_bytes - vocab_row_bytes : 0);
 	ms->head_flops = 2.0 * vocab_params;
 	int best = MH_F32;
 	for (int t = 0; t < MH_DTYPE_COUNT; t++)
@@ -237,10 +230,11 @@ static void model_survey(const mh_dir *d, int64_t vocab, model_stats *ms)
 	ms->dtype = mh_dtype_name((mh_dtype)best);
 }
 
-/* The bytes one decoded token reads, as spans of the mapping (every tensor,
- * but one row of an untied embedding table), and a pool job that reads
- * them the way decoding does, minus the arithmetic: how fast this machine
- * can deliver these very pages, with their page sizes, at this moment. */
+/* The bytes one decoded token reads, as spans of the mapping, and a pool
+ * job that reads them the way decoding does, minus the arithmetic: how fast
+ * this machine can deliver these very pages, with their page sizes, at
+ * this moment.  Untied, the embedding table is read one row per token and
+ * the output layer in full; tied, the one table is read in full. */
 #define WREAD_BLOCK ((int64_t)256 << 10)
 
 typedef struct {
@@ -265,7 +259,8 @@ static void wread_task(void *ctx, int64_t b, int64_t e, int thread)
 	j->part[thread & 255] += s;
 }
 
-static int wread_init(wread_job *j, const mh_dir *d, int64_t vocab)
+/* The spans; their total in *bytes_out. */
+static int wread_init(wread_job *j, const mh_dir *d, int64_t vocab, double *bytes_out)
 {
 	memset(j, 0, sizeof *j);
 	int n = d->n_tensors, n_vocab = 0;
@@ -288,6 +283,7 @@ static int wread_init(wread_job *j, const mh_dir *d, int64_t vocab)
 		j->bytes[j->n] = bytes;
 		j->first[j->n + 1] = j->first[j->n] + (bytes + WREAD_BLOCK - 1) / WREAD_BLOCK;
 		j->n++;
+		*bytes_out += (double)bytes;
 	}
 	return 0;
 }
@@ -473,7 +469,7 @@ int cmd_bench(int argc, char **argv)
 	double *pp = calloc(b.reps, sizeof *pp), *tg = calloc(b.reps, sizeof *tg);
 	double *wr = calloc(b.reps, sizeof *wr);
 	if (!ids || !logits || !pp || !tg || !wr ||
-	    (!b.no_limits && wread_init(&wj, s->dir, s->info->vocab_size) != 0)) {
+	    wread_init(&wj, s->dir, s->info->vocab_size, &ms.decode_bytes) != 0) {
 		cli_fail("out of memory");
 		goto out;
 	}
