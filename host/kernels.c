@@ -100,9 +100,14 @@ static float max_scalar(const float *x, int64_t n)
 /* ---- AVX2 / FMA / F16C -------------------------------------------------------------- */
 
 #ifdef HAVE_X86_KERNELS
+/* Decoding prefetches the weights this many bytes ahead into L2 (T1), not
+ * L1: measured against a plain read of the same bytes, the T0 hint kept
+ * F16 at 74% and F32 at 94% of it, T1 at 85% and 102% (lines fetched to L1
+ * that early are evicted by the stream before use). */
 #ifndef PF_DIST
-#define PF_DIST 8192 /* bytes of weights prefetched ahead while decoding */
+#define PF_DIST 8192
 #endif
+#define PF(p) _mm_prefetch((const char *)(p), _MM_HINT_T1)
 #define TGT __attribute__((target("avx2,fma,f16c")))
 #define TGT_INLINE __attribute__((target("avx2,fma,f16c"), always_inline)) inline
 
@@ -157,9 +162,9 @@ static TGT_INLINE float row_1(mh_dtype dt, const void *w, int64_t off, int64_t c
 	const int64_t step = 32 * (dt == MH_F32 ? 4 : 2); /* bytes per iteration */
 	for (; i + 32 <= cols; i += 32) {
 		/* ahead of the hardware prefetcher, and across 4 KiB pages */
-		_mm_prefetch(wb + i * (step / 32) + PF_DIST, _MM_HINT_T0);
+		PF(wb + i * (step / 32) + PF_DIST);
 		if (step > 64)
-			_mm_prefetch(wb + i * (step / 32) + PF_DIST + 64, _MM_HINT_T0);
+			PF(wb + i * (step / 32) + PF_DIST + 64);
 		a0 = _mm256_fmadd_ps(ld8(dt, w, off + i), _mm256_loadu_ps(x + i), a0);
 		a1 = _mm256_fmadd_ps(ld8(dt, w, off + i + 8), _mm256_loadu_ps(x + i + 8), a1);
 		a2 = _mm256_fmadd_ps(ld8(dt, w, off + i + 16), _mm256_loadu_ps(x + i + 16), a2);
@@ -173,9 +178,72 @@ static TGT_INLINE float row_1(mh_dtype dt, const void *w, int64_t off, int64_t c
 	return s;
 }
 
+/* BF16 for one token, sixteen weights per load: a 32-bit lane holds an
+ * even weight in its low half and the next odd one in its high half, so a
+ * shift left by 16 gives the even weights as floats and masking off the
+ * low half the odd ones.  x is reordered to match once per call
+ * (permute_eo); per weight this is half the instructions of widening each
+ * half separately, which lets the loop keep up with a fast memory (0.90 of
+ * a plain read of the same bytes, against 0.84). */
+#define EO_MAX_COLS 16384 /* the reordered x lives on the stack */
+
+static TGT void permute_eo(float *xp, const float *x, int64_t cols)
+{
+	const __m256i idx = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+	for (int64_t i = 0; i + 16 <= cols; i += 16) {
+		__m256 a = _mm256_permutevar8x32_ps(_mm256_loadu_ps(x + i), idx);
+		__m256 b = _mm256_permutevar8x32_ps(_mm256_loadu_ps(x + i + 8), idx);
+		_mm256_store_ps(xp + i, _mm256_permute2f128_ps(a, b, 0x20));     /* evens */
+		_mm256_store_ps(xp + i + 8, _mm256_permute2f128_ps(a, b, 0x31)); /* odds */
+	}
+}
+
+static TGT_INLINE __m256 bf16_even(__m256i v)
+{
+	return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+}
+
+static TGT_INLINE __m256 bf16_odd(__m256i v)
+{
+	return _mm256_castsi256_ps(_mm256_and_si256(v, _mm256_set1_epi32((int)0xffff0000u)));
+}
+
+static TGT_INLINE float row_1_bf16(const uint16_t *w, int64_t cols, const float *xp,
+				   const float *x)
+{
+	__m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+	int64_t i = 0;
+	for (; i + 32 <= cols; i += 32) {
+		PF(w + i + PF_DIST / 2);
+		__m256i v0 = _mm256_loadu_si256((const __m256i *)(w + i));
+		__m256i v1 = _mm256_loadu_si256((const __m256i *)(w + i + 16));
+		a0 = _mm256_fmadd_ps(bf16_even(v0), _mm256_load_ps(xp + i), a0);
+		a1 = _mm256_fmadd_ps(bf16_odd(v0), _mm256_load_ps(xp + i + 8), a1);
+		a2 = _mm256_fmadd_ps(bf16_even(v1), _mm256_load_ps(xp + i + 16), a2);
+		a3 = _mm256_fmadd_ps(bf16_odd(v1), _mm256_load_ps(xp + i + 24), a3);
+	}
+	if (i + 16 <= cols) {
+		__m256i v0 = _mm256_loadu_si256((const __m256i *)(w + i));
+		a0 = _mm256_fmadd_ps(bf16_even(v0), _mm256_load_ps(xp + i), a0);
+		a1 = _mm256_fmadd_ps(bf16_odd(v0), _mm256_load_ps(xp + i + 8), a1);
+		i += 16;
+	}
+	float s = hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+	for (; i < cols; i++)
+		s += mh_bf16_to_f32(w[i]) * x[i];
+	return s;
+}
+
 static TGT_INLINE void rows_dt(mh_dtype dt, float *y, int64_t ldy, const float *x, int64_t ldx,
 			       int n, const void *w, int64_t r0, int64_t r1, int64_t cols)
 {
+	if (n == 1 && dt == MH_BF16 && cols <= EO_MAX_COLS) {
+		float xp[EO_MAX_COLS] __attribute__((aligned(32)));
+		permute_eo(xp, x, cols);
+		for (int64_t r = r0; r < r1; r++)
+			y[r] = row_1_bf16((const uint16_t *)w + r * cols, cols, xp, x);
+		return;
+	}
 	if (n == 1) {
 		for (int64_t r = r0; r < r1; r++)
 			y[r] = row_1(dt, w, r * cols, cols, x);

@@ -89,9 +89,12 @@ START_TEST(matmul_every_dtype_and_path)
 		return;
 	const mh_dtype dts[] = { MH_F32, MH_BF16, MH_F16 };
 	const int ns[] = { 1, 2, 3, 8, 9, 33 };
-	const int shapes[][2] = { { 37, 70 }, { 64, 256 }, { 300, 129 } };
+	/* widths: vector steps plus a scalar tail; whole steps; a half step
+	 * and a tail (BF16's 16-weight step); wider than BF16's reordered x */
+	const int shapes[][2] = { { 37, 70 }, { 64, 256 }, { 300, 129 }, { 5, 55 }, { 3, 16400 } };
+	const int n_shapes = sizeof shapes / sizeof shapes[0];
 	for (int d = 0; d < 3; d++)
-		for (int s = 0; s < 3; s++) {
+		for (int s = 0; s < n_shapes; s++) {
 			int rows = shapes[s][0], cols = shapes[s][1];
 			weight w = make_weight(dts[d], rows, cols);
 			float *bias = malloc(rows * sizeof *bias);
