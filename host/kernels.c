@@ -87,6 +87,14 @@ static uint64_t read_scalar(const void *p, int64_t n)
 	return s[0] + s[1] + s[2] + s[3];
 }
 
+static void silu_mul_scalar(float *gate, const float *up, int64_t n)
+{
+	for (int64_t i = 0; i < n; i++) {
+		float g = gate[i];
+		gate[i] = g / (1.0f + expf(-g)) * up[i];
+	}
+}
+
 /* The largest non-NaN value, -INFINITY if none. */
 static float max_scalar(const float *x, int64_t n)
 {
@@ -339,6 +347,49 @@ static TGT float max_avx2(const float *x, int64_t n)
 	return m;
 }
 
+/* e^x for eight floats: x = n ln 2 + r with |r| <= ln 2 / 2, e^r by
+ * Cephes' degree-6 polynomial, 2^n put straight into the exponent; within
+ * 2 ulp of expf.  x is clamped to where e^x is a normal float, so the
+ * extremes give the largest or smallest normal instead of inf or 0 (which
+ * changes nothing in 1 + e^x); NaN stays NaN. */
+static TGT_INLINE __m256 exp8(__m256 x)
+{
+	x = _mm256_min_ps(_mm256_set1_ps(88.3762626647949f),
+			  _mm256_max_ps(_mm256_set1_ps(-87.3365447504f), x));
+	__m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+				   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+	__m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+	r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+	__m256 p = _mm256_set1_ps(1.9875691500e-4f);
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+	p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+	/* n is in [-126, 128) here; 2^127 * p for n = 128 is done as 2 * 2^127 */
+	__m256i e = _mm256_cvtps_epi32(n);
+	__m256i big = _mm256_cmpgt_epi32(e, _mm256_set1_epi32(127));
+	e = _mm256_sub_epi32(e, _mm256_and_si256(big, _mm256_set1_epi32(1)));
+	p = _mm256_mul_ps(p, _mm256_blendv_ps(_mm256_set1_ps(1.0f), _mm256_set1_ps(2.0f),
+					      _mm256_castsi256_ps(big)));
+	__m256 scale = _mm256_castsi256_ps(
+		_mm256_slli_epi32(_mm256_add_epi32(e, _mm256_set1_epi32(127)), 23));
+	return _mm256_mul_ps(p, scale);
+}
+
+static TGT void silu_mul_avx2(float *gate, const float *up, int64_t n)
+{
+	const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
+	int64_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		__m256 g = _mm256_loadu_ps(gate + i);
+		__m256 d = _mm256_add_ps(one, exp8(_mm256_sub_ps(zero, g)));
+		_mm256_storeu_ps(gate + i, _mm256_mul_ps(_mm256_div_ps(g, d), _mm256_loadu_ps(up + i)));
+	}
+	silu_mul_scalar(gate + i, up + i, n - i);
+}
+
 static TGT uint64_t read_avx2(const void *p, int64_t n)
 {
 	const char *c = p;
@@ -484,10 +535,13 @@ int64_t kern_argmax(const float *x, int64_t n)
 
 void kern_silu_mul(float *gate, const float *up, int64_t n)
 {
-	for (int64_t i = 0; i < n; i++) {
-		float g = gate[i];
-		gate[i] = g / (1.0f + expf(-g)) * up[i];
+#ifdef HAVE_X86_KERNELS
+	if (ks() == KS_AVX2) {
+		silu_mul_avx2(gate, up, n);
+		return;
 	}
+#endif
+	silu_mul_scalar(gate, up, n);
 }
 
 void kern_add(float *y, const float *x, int64_t n)

@@ -393,6 +393,39 @@ START_TEST(read_sums_every_word)
 }
 END_TEST
 
+/* silu(g) * up to within a few float roundings of the exact value, across
+ * the whole range of e^-g (both clamps of the vector exp included), in the
+ * vector loop and its tail; NaN stays NaN. */
+START_TEST(silu_mul_is_accurate)
+{
+	if (!use_kernels(_i))
+		return;
+	enum { N = 4003 };
+	float *g = malloc(N * sizeof *g), *up = malloc(N * sizeof *up), *g0 = malloc(N * sizeof *g0);
+	for (int i = 0; i < N; i++) {
+		g0[i] = g[i] = -100.0f + 200.0f * i / (N - 1) + 0.01f * frand();
+		up[i] = 1.0f + frand();
+	}
+	g0[17] = g[17] = 88.5f;   /* e^-g below the smallest normal */
+	g0[18] = g[18] = -88.5f;  /* e^-g above the largest float */
+	g0[19] = g[19] = 0.0f;
+	g0[N - 1] = g[N - 1] = -3.25f; /* the tail */
+	g[N - 2] = NAN;
+	kern_silu_mul(g, up, N);
+	for (int i = 0; i < N - 2; i++) {
+		double ref = (double)g0[i] / (1.0 + exp(-(double)g0[i])) * up[i];
+		ck_assert_msg(fabs(g[i] - ref) <= 1e-6 * fabs(ref) + 1e-36,
+			      "silu(%.9g) * %.9g = %.9g, expected %.9g", g0[i], up[i], g[i], ref);
+	}
+	ck_assert_float_nan(g[N - 2]);
+	double ref = -3.25 / (1 + exp(3.25)) * up[N - 1];
+	ck_assert_double_eq_tol(g[N - 1], ref, 1e-6 * fabs(ref));
+	free(g);
+	free(up);
+	free(g0);
+}
+END_TEST
+
 /* Greedy's pick: the first of equal maxima, NaNs skipped, wherever the
  * maximum sits relative to the vector loop and its tail. */
 START_TEST(argmax_first_max_skips_nan)
@@ -523,6 +556,7 @@ int main(void)
 	tcase_add_test(tc, rope_variants);
 	tcase_add_loop_test(tc, read_sums_every_word, 0, N_KSETS);
 	tcase_add_loop_test(tc, argmax_first_max_skips_nan, 0, N_KSETS);
+	tcase_add_loop_test(tc, silu_mul_is_accurate, 0, N_KSETS);
 	tcase_add_test(tc, pool_covers_every_item_once);
 	tcase_add_test(tc, pool_nested_runs_go_serial);
 	suite_add_tcase(s, tc);
