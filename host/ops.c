@@ -130,15 +130,28 @@ void ops_to_f32(float *dst, const mh_tensor *t, int64_t first, int64_t count)
 #define BLOCK_BYTES (1 << 20)
 /* The smallest range of a matmul, as 1 / (these x threads) of it (the pool
  * hands out shrinking ranges down to that).  SGEMM's ranges stay large, as
- * each call packs the activations again; the few-token kernel costs
- * nothing per range, and small last ranges let the threads finish a
- * matmul together. */
+ * each call packs the activations again.  The few-token kernel costs
+ * almost nothing per range, and small last ranges let the threads finish
+ * a matmul together, so its ranges also go down to SMALL_RANGE_BYTES of
+ * weights: with 1/32 of a matrix as the floor (8.5 MB of Qwen2.5-0.5B's
+ * output layer), the two threads of decode waited for each other 0.7-0.8
+ * ms a token, and with 64 KiB 0.25 ms. */
 #ifndef CHUNKS_PER_THREAD
 #define CHUNKS_PER_THREAD 4
 #endif
 #ifndef SMALL_CHUNKS_PER_THREAD
 #define SMALL_CHUNKS_PER_THREAD 16
 #endif
+#define SMALL_RANGE_BYTES (64 << 10)
+
+/* pool_run_chunks' chunks for few-token matmuls reading `bytes` of weights */
+static int small_chunks(int64_t bytes)
+{
+	int64_t c = SMALL_CHUNKS_PER_THREAD * pool_size(pool);
+	if (bytes / SMALL_RANGE_BYTES > c)
+		c = bytes / SMALL_RANGE_BYTES;
+	return c < INT32_MAX ? (int)c : INT32_MAX;
+}
 
 typedef struct {
 	float *y;
@@ -214,8 +227,7 @@ void ops_matmul(float *y, const float *x, const mh_tensor *w, const float *bias,
 	int64_t rows = w->shape[0], cols = w->ndim > 1 ? w->shape[1] : 1;
 	mm_job j = { y, x, w, rows, cols, n };
 	if (n <= SMALL_N) {
-		pool_run_chunks(pool, rows, 8, SMALL_CHUNKS_PER_THREAD * pool_size(pool), mm_small,
-				&j);
+		pool_run_chunks(pool, rows, 8, small_chunks((int64_t)w->nbytes), mm_small, &j);
 	} else if (gemm_mode == GEMM_BLAS_THREADS) {
 		mm_gemm_blas(y, x, &j);
 	} else {
@@ -269,8 +281,11 @@ void ops_matmul_n(float *const *y, const float *x, const mh_tensor *const *w,
 			ops_matmul(y[0], x, w[0], bias ? bias[0] : NULL, n);
 			j.count = 1;
 		} else {
-			pool_run_chunks(pool, j.start[j.count], 8,
-					SMALL_CHUNKS_PER_THREAD * pool_size(pool), mmn_small, &j);
+			int64_t bytes = 0;
+			for (int i = 0; i < j.count; i++)
+				bytes += (int64_t)w[i]->nbytes;
+			pool_run_chunks(pool, j.start[j.count], 8, small_chunks(bytes), mmn_small,
+					&j);
 			for (int i = 0; i < j.count; i++)
 				if (bias && bias[i])
 					for (int t = 0; t < n; t++)
