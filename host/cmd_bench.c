@@ -6,6 +6,7 @@
 #include "kernels.h"
 #include "modeldir.h"
 #include "ops.h"
+#include "readprobe.h"
 #include "services.h"
 #include "threadpool.h"
 #include "util.h"
@@ -88,46 +89,27 @@ static int parse(cli_common *o, int argc, char **argv, const struct option *lo, 
 
 /* ---- machine limits ------------------------------------------------------------- */
 
-/* The probes share their reads out as decoding does (shrinking ranges, the
- * threads finishing together): with one fixed half per thread, a thread
- * the VM slowed left the other idle, and decoding beat its own "limit". */
-#define PROBE_CHUNKS 16
-
-typedef struct {
-	const char *buf;
-	int64_t per;            /* bytes per range */
-	uint64_t part[256];     /* per-thread checksums, so the reads are not elided */
-} bw_job;
-
-static void bw_task(void *ctx, int64_t b, int64_t e, int thread)
-{
-	bw_job *j = ctx;
-	uint64_t s = 0;
-	for (int64_t i = b; i < e; i++)
-		s += kern_read(j->buf + i * j->per, j->per);
-	j->part[thread & 255] += s;
-}
-
 /* Best of several multi-threaded reads of a buffer far larger than any
  * cache, in GB/s. */
 static double probe_bandwidth(size_t mb)
 {
 	size_t bytes = mb << 20;
 	char *buf = NULL;
-	if (posix_memalign((void **)&buf, 64, bytes) != 0)
+	readprobe *p = readprobe_new();
+	if (!p || posix_memalign((void **)&buf, 64, bytes) != 0 ||
+	    readprobe_add(p, buf, (int64_t)bytes) != 0) {
+		readprobe_free(p);
+		free(buf);
 		return 0;
+	}
 	memset(buf, 1, bytes);
-	bw_job j = { buf, 1 << 18, { 0 } };
-	int64_t ranges = (int64_t)bytes / j.per;
 	double best = 0;
 	for (int rep = 0; rep < 5; rep++) {
-		double t0 = mh_now();
-		pool_run_chunks(ops_pool(), ranges, 1, PROBE_CHUNKS * pool_size(ops_pool()), bw_task,
-				&j);
-		double gbs = (double)ranges * j.per / (mh_now() - t0) / 1e9;
+		double gbs = (double)bytes / readprobe_pass(p) / 1e9;
 		if (gbs > best)
 			best = gbs;
 	}
+	readprobe_free(p);
 	free(buf);
 	return best;
 }
@@ -188,7 +170,7 @@ static double probe_sgemm(const mat_shape *sh, int n_sh, int m)
 
 typedef struct {
 	double bytes, params;
-	double decode_bytes;     /* weight bytes read per generated token (wread_init) */
+	double decode_bytes;     /* weight bytes read per generated token (decode_spans) */
 	double matrix_flops;     /* 2 x non-vocabulary matrix parameters */
 	double head_flops;       /* 2 x the output layer (once per forward) */
 	const char *dtype;
@@ -230,78 +212,26 @@ static void model_survey(const mh_dir *d, int64_t vocab, model_stats *ms)
 	ms->dtype = mh_dtype_name((mh_dtype)best);
 }
 
-/* The bytes one decoded token reads, as spans of the mapping, and a pool
- * job that reads them the way decoding does, minus the arithmetic: how fast
- * this machine can deliver these very pages, with their page sizes, at
- * this moment.  Untied, the embedding table is read one row per token and
- * the output layer in full; tied, the one table is read in full. */
-#define WREAD_BLOCK ((int64_t)256 << 10)
-
-typedef struct {
-	const char **ptr;
-	int64_t *bytes, *first; /* first[k]: span k's first block; first[n]: all */
-	int n;
-	uint64_t part[256];
-} wread_job;
-
-static void wread_task(void *ctx, int64_t b, int64_t e, int thread)
+/* The bytes one decoded token reads, as spans of the mapping, for the read
+ * probe.  Untied, the embedding table is read one row per token and the
+ * output layer in full; tied, the one table is read in full. */
+static int decode_spans(readprobe *p, const mh_dir *d, int64_t vocab)
 {
-	wread_job *j = ctx;
-	int k = 0;
-	uint64_t s = 0;
-	for (int64_t i = b; i < e; i++) {
-		while (j->first[k + 1] <= i)
-			k++;
-		int64_t off = (i - j->first[k]) * WREAD_BLOCK;
-		int64_t len = j->bytes[k] - off < WREAD_BLOCK ? j->bytes[k] - off : WREAD_BLOCK;
-		s += kern_read(j->ptr[k] + off, len);
-	}
-	j->part[thread & 255] += s;
-}
-
-/* The spans; their total in *bytes_out. */
-static int wread_init(wread_job *j, const mh_dir *d, int64_t vocab, double *bytes_out)
-{
-	memset(j, 0, sizeof *j);
-	int n = d->n_tensors, n_vocab = 0;
-	j->ptr = calloc(n ? n : 1, sizeof *j->ptr);
-	j->bytes = calloc(n ? n : 1, sizeof *j->bytes);
-	j->first = calloc(n + 1, sizeof *j->first);
-	if (!j->ptr || !j->bytes || !j->first)
-		return -1;
-	for (int i = 0; i < n; i++)
+	int n_vocab = 0;
+	for (int i = 0; i < d->n_tensors; i++)
 		n_vocab += d->index[i]->ndim == 2 && d->index[i]->shape[0] == vocab;
 	int skipped = n_vocab < 2; /* tied: the one table is read in full */
-	for (int i = 0; i < n; i++) {
+	for (int i = 0; i < d->n_tensors; i++) {
 		const mh_tensor *t = d->index[i];
 		int64_t bytes = (int64_t)t->nbytes;
 		if (!skipped && t->ndim == 2 && t->shape[0] == vocab) {
 			bytes /= vocab;
 			skipped = 1;
 		}
-		j->ptr[j->n] = t->data;
-		j->bytes[j->n] = bytes;
-		j->first[j->n + 1] = j->first[j->n] + (bytes + WREAD_BLOCK - 1) / WREAD_BLOCK;
-		j->n++;
-		*bytes_out += (double)bytes;
+		if (readprobe_add(p, t->data, bytes) != 0)
+			return -1;
 	}
 	return 0;
-}
-
-static void wread_free(wread_job *j)
-{
-	free(j->ptr);
-	free(j->bytes);
-	free(j->first);
-}
-
-/* Seconds for one pass over the spans. */
-static double wread_pass(wread_job *j)
-{
-	double t0 = mh_now();
-	pool_run_chunks(ops_pool(), j->first[j->n], 1, PROBE_CHUNKS * pool_size(ops_pool()),
-			wread_task, j);
-	return mh_now() - t0;
 }
 
 /* The share of the process's file pages mapped as 2 MiB pages (Linux), or
@@ -420,7 +350,7 @@ int cmd_bench(int argc, char **argv)
 		"      --no-limits         skip the bandwidth and SGEMM probes\n"
 		"      --plugin NAME       force a plugin; --plugin-dir DIR adds a plugin directory\n";
 	cli_common o = { .cmd = "bench" };
-	wread_job wj = { 0 };
+	readprobe *wj = NULL;
 	bench_opts b = { .n_prompt = 128, .n_gen = 32, .reps = 3, .bw_mb = 512 };
 	int first = parse(&o, argc, argv, lo, &b, help);
 	if (first < 0)
@@ -469,10 +399,11 @@ int cmd_bench(int argc, char **argv)
 	double *pp = calloc(b.reps, sizeof *pp), *tg = calloc(b.reps, sizeof *tg);
 	double *wr = calloc(b.reps, sizeof *wr);
 	if (!ids || !logits || !pp || !tg || !wr ||
-	    wread_init(&wj, s->dir, s->info->vocab_size, &ms.decode_bytes) != 0) {
+	    !(wj = readprobe_new()) || decode_spans(wj, s->dir, s->info->vocab_size) != 0) {
 		cli_fail("out of memory");
 		goto out;
 	}
+	ms.decode_bytes = readprobe_bytes(wj);
 	/* a deterministic spread of ids, starting with BOS if the model has one */
 	uint32_t st = 12345;
 	for (int i = 0; i < b.n_prompt; i++) {
@@ -498,10 +429,10 @@ int cmd_bench(int argc, char **argv)
 	 * this VM's memory speed drifts by half within minutes, so the limit is
 	 * sampled next to what it limits */
 	if (!b.no_limits)
-		wread_pass(&wj);
+		readprobe_pass(wj);
 	for (int i = 0; i < b.reps; i++) {
 		if (!b.no_limits)
-			wr[i] = ms.decode_bytes / wread_pass(&wj) / 1e9;
+			wr[i] = ms.decode_bytes / readprobe_pass(wj) / 1e9;
 		if ((tg[i] = run_tg(s, ids, n_short, b.n_gen, logits, err)) < 0)
 			goto fail;
 	}
@@ -627,7 +558,7 @@ out:
 	free(pp);
 	free(tg);
 	free(wr);
-	wread_free(&wj);
+	readprobe_free(wj);
 	session_close(s);
 	registry_free(r);
 	return rc;
