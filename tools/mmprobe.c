@@ -1,0 +1,124 @@
+/* mmprobe.c - how close the one-token matmul kernels come to a plain read
+ * of the same bytes.  Every 2-D weight of a checkpoint goes through
+ * ops_matmul with one token, one pool job each, in the order of the file's
+ * index; in between, one pool job reads the same bytes with no arithmetic
+ * (bench's decode limit, host/readprobe.c).  Memory speed on a shared
+ * machine drifts within seconds, so each matmul pass is compared with the
+ * read pass next to it, and the report gives medians and quartiles of those
+ * ratios.  Unlike bench, no model is run: the kernels, the pool and the
+ * memory, nothing else.  Not installed.
+ *
+ *   mmprobe [-t THREADS] [-r REPS] [-k scalar|avx2] DIR
+ */
+#include "kernels.h"
+#include "modeldir.h"
+#include "ops.h"
+#include "readprobe.h"
+#include "threadpool.h"
+#include "util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* median, first and third quartile of v[0..n), sorted in place */
+static void quartiles(double *v, int n, double q[3])
+{
+	qsort(v, n, sizeof *v, cmp_double);
+	q[0] = v[n / 2];
+	q[1] = v[n / 4];
+	q[2] = v[(3 * n) / 4];
+}
+
+int main(int argc, char **argv)
+{
+	int threads = (int)sysconf(_SC_NPROCESSORS_ONLN), reps = 20, opt;
+	const char *kernels = NULL;
+	while ((opt = getopt(argc, argv, "t:r:k:")) != -1) {
+		if (opt == 't')
+			threads = atoi(optarg);
+		else if (opt == 'r')
+			reps = atoi(optarg);
+		else if (opt == 'k')
+			kernels = optarg;
+		else
+			goto usage;
+	}
+	if (optind + 1 != argc || threads < 1 || reps < 1)
+		goto usage;
+	if (kernels && kern_select(kernels) != 0) {
+		fprintf(stderr, "mmprobe: no kernel set '%s' on this CPU\n", kernels);
+		return 1;
+	}
+	char err[MH_ERRLEN];
+	mh_dir *d = modeldir_open(argv[optind], err);
+	if (!d) {
+		fprintf(stderr, "mmprobe: %s\n", err);
+		return 1;
+	}
+	mh_pool *pool = pool_new(threads);
+	ops_set_pool(pool);
+	modeldir_populate(d);
+
+	readprobe *rp = readprobe_new();
+	const mh_tensor **w = calloc(d->n_tensors, sizeof *w);
+	int n = 0;
+	int64_t max_rows = 1, max_cols = 1;
+	for (int i = 0; i < d->n_tensors; i++) {
+		const mh_tensor *t = d->index[i];
+		if (t->ndim != 2 || !mh_dtype_is_float(t->dtype) || t->dtype == MH_F64)
+			continue;
+		w[n++] = t;
+		if (rp)
+			readprobe_add(rp, t->data, (int64_t)t->nbytes);
+		max_rows = t->shape[0] > max_rows ? t->shape[0] : max_rows;
+		max_cols = t->shape[1] > max_cols ? t->shape[1] : max_cols;
+	}
+	float *x = malloc(max_cols * sizeof *x), *y = malloc(max_rows * sizeof *y);
+	double *read = malloc(reps * sizeof *read), *ratio = malloc(reps * sizeof *ratio);
+	if (!rp || !w || !x || !y || !read || !ratio) {
+		fprintf(stderr, "mmprobe: out of memory\n");
+		return 1;
+	}
+	for (int64_t i = 0; i < max_cols; i++)
+		x[i] = (float)(i % 7) * 0.01f;
+	double bytes = readprobe_bytes(rp);
+	readprobe_pass(rp); /* warm-up */
+	for (int r = 0; r < reps; r++) {
+		double t_read = readprobe_pass(rp);
+		double t0 = mh_now();
+		for (int i = 0; i < n; i++)
+			ops_matmul(y, x, w[i], NULL, 1);
+		double t_mm = mh_now() - t0;
+		read[r] = bytes / t_read / 1e9;
+		ratio[r] = t_read / t_mm;
+	}
+	double qr[3], qm[3];
+	quartiles(read, reps, qr);
+	quartiles(ratio, reps, qm);
+	printf("%s: %d matrices, %.3f GB, %d threads, kernels %s\n", argv[optind], n, bytes / 1e9,
+	       pool_size(pool), kern_name());
+	printf("read alone: %.1f GB/s (quartiles %.1f-%.1f)\n", qr[0], qr[1], qr[2]);
+	printf("matmuls, one token: %.1f%% of the read next to them (quartiles %.1f-%.1f%%)\n",
+	       100 * qm[0], 100 * qm[1], 100 * qm[2]);
+	free(x);
+	free(y);
+	free(read);
+	free(ratio);
+	free(w);
+	readprobe_free(rp);
+	ops_cleanup();
+	pool_free(pool);
+	modeldir_close(d);
+	return 0;
+usage:
+	fprintf(stderr, "usage: mmprobe [-t THREADS] [-r REPS] [-k scalar|avx2] DIR\n");
+	return 1;
+}
