@@ -189,21 +189,23 @@ static TGT_INLINE float row_1(mh_dtype dt, const void *w, int64_t off, int64_t c
 /* BF16 for one token, sixteen weights per load: a 32-bit lane holds an
  * even weight in its low half and the next odd one in its high half, so a
  * shift left by 16 gives the even weights as floats and masking off the
- * low half the odd ones.  x is reordered to match once per call
- * (permute_eo); per weight this is half the instructions of widening each
- * half separately, which lets the loop keep up with a fast memory (0.90 of
- * a plain read of the same bytes, against 0.84). */
-#define EO_MAX_COLS 16384 /* the reordered x lives on the stack */
-
+ * low half the odd ones.  x comes reordered to match, once per matmul
+ * (kern_prepare_x, permute_eo); per weight this is half the instructions
+ * of widening each half separately, which lets the loop keep up with a
+ * fast memory (0.90 of a plain read of the same bytes, against 0.84).
+ * Reordering per range of rows instead cost another 8 points. */
 static TGT void permute_eo(float *xp, const float *x, int64_t cols)
 {
 	const __m256i idx = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
-	for (int64_t i = 0; i + 16 <= cols; i += 16) {
+	int64_t i = 0;
+	for (; i + 16 <= cols; i += 16) {
 		__m256 a = _mm256_permutevar8x32_ps(_mm256_loadu_ps(x + i), idx);
 		__m256 b = _mm256_permutevar8x32_ps(_mm256_loadu_ps(x + i + 8), idx);
-		_mm256_store_ps(xp + i, _mm256_permute2f128_ps(a, b, 0x20));     /* evens */
-		_mm256_store_ps(xp + i + 8, _mm256_permute2f128_ps(a, b, 0x31)); /* odds */
+		_mm256_storeu_ps(xp + i, _mm256_permute2f128_ps(a, b, 0x20));     /* evens */
+		_mm256_storeu_ps(xp + i + 8, _mm256_permute2f128_ps(a, b, 0x31)); /* odds */
 	}
+	for (; i < cols; i++) /* the tail stays in order */
+		xp[i] = x[i];
 }
 
 static TGT_INLINE __m256 bf16_even(__m256i v)
@@ -216,8 +218,7 @@ static TGT_INLINE __m256 bf16_odd(__m256i v)
 	return _mm256_castsi256_ps(_mm256_and_si256(v, _mm256_set1_epi32((int)0xffff0000u)));
 }
 
-static TGT_INLINE float row_1_bf16(const uint16_t *w, int64_t cols, const float *xp,
-				   const float *x)
+static TGT_INLINE float row_1_bf16(const uint16_t *w, int64_t cols, const float *xp)
 {
 	__m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
 	int64_t i = 0;
@@ -225,31 +226,29 @@ static TGT_INLINE float row_1_bf16(const uint16_t *w, int64_t cols, const float 
 		PF(w + i + PF_DIST / 2);
 		__m256i v0 = _mm256_loadu_si256((const __m256i *)(w + i));
 		__m256i v1 = _mm256_loadu_si256((const __m256i *)(w + i + 16));
-		a0 = _mm256_fmadd_ps(bf16_even(v0), _mm256_load_ps(xp + i), a0);
-		a1 = _mm256_fmadd_ps(bf16_odd(v0), _mm256_load_ps(xp + i + 8), a1);
-		a2 = _mm256_fmadd_ps(bf16_even(v1), _mm256_load_ps(xp + i + 16), a2);
-		a3 = _mm256_fmadd_ps(bf16_odd(v1), _mm256_load_ps(xp + i + 24), a3);
+		a0 = _mm256_fmadd_ps(bf16_even(v0), _mm256_loadu_ps(xp + i), a0);
+		a1 = _mm256_fmadd_ps(bf16_odd(v0), _mm256_loadu_ps(xp + i + 8), a1);
+		a2 = _mm256_fmadd_ps(bf16_even(v1), _mm256_loadu_ps(xp + i + 16), a2);
+		a3 = _mm256_fmadd_ps(bf16_odd(v1), _mm256_loadu_ps(xp + i + 24), a3);
 	}
 	if (i + 16 <= cols) {
 		__m256i v0 = _mm256_loadu_si256((const __m256i *)(w + i));
-		a0 = _mm256_fmadd_ps(bf16_even(v0), _mm256_load_ps(xp + i), a0);
-		a1 = _mm256_fmadd_ps(bf16_odd(v0), _mm256_load_ps(xp + i + 8), a1);
+		a0 = _mm256_fmadd_ps(bf16_even(v0), _mm256_loadu_ps(xp + i), a0);
+		a1 = _mm256_fmadd_ps(bf16_odd(v0), _mm256_loadu_ps(xp + i + 8), a1);
 		i += 16;
 	}
 	float s = hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
 	for (; i < cols; i++)
-		s += mh_bf16_to_f32(w[i]) * x[i];
+		s += mh_bf16_to_f32(w[i]) * xp[i];
 	return s;
 }
 
 static TGT_INLINE void rows_dt(mh_dtype dt, float *y, int64_t ldy, const float *x, int64_t ldx,
 			       int n, const void *w, int64_t r0, int64_t r1, int64_t cols)
 {
-	if (n == 1 && dt == MH_BF16 && cols <= EO_MAX_COLS) {
-		float xp[EO_MAX_COLS] __attribute__((aligned(32)));
-		permute_eo(xp, x, cols);
+	if (n == 1 && dt == MH_BF16) { /* x as kern_prepare_x reordered it */
 		for (int64_t r = r0; r < r1; r++)
-			y[r] = row_1_bf16((const uint16_t *)w + r * cols, cols, xp, x);
+			y[r] = row_1_bf16((const uint16_t *)w + r * cols, cols, x);
 		return;
 	}
 	if (n == 1) {
@@ -474,6 +473,17 @@ void kern_rows(mh_dtype dt, float *y, int64_t ldy, const float *x, int64_t ldx, 
 	}
 #endif
 	rows_scalar(dt, y, ldy, x, ldx, n, w, r0, r1, cols);
+}
+
+const float *kern_prepare_x(mh_dtype dt, const float *x, int n, int64_t cols, float *buf)
+{
+#ifdef HAVE_X86_KERNELS
+	if (ks() == KS_AVX2 && n == 1 && dt == MH_BF16) {
+		permute_eo(buf, x, cols);
+		return buf;
+	}
+#endif
+	return x;
 }
 
 void kern_to_f32(mh_dtype dt, float *dst, const void *src, int64_t n)

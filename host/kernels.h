@@ -13,9 +13,14 @@
 
 /* y[t * ldy + r] = dot(row r of w, x + t * ldx) for r in [r0, r1), t < n.
  * w is rows x cols of dtype F32, F16 or BF16; each weight row is read once
- * for all n tokens. */
+ * for all n tokens.  x is as kern_prepare_x returned it for the same dt, n
+ * and cols, with the same kernel set in use. */
 void kern_rows(mh_dtype dt, float *y, int64_t ldy, const float *x, int64_t ldx, int n,
 	       const void *w, int64_t r0, int64_t r1, int64_t cols);
+/* The kernel for dt may read x in an order of its own: once per matmul,
+ * before its ranges of rows, this returns x itself or buf (room for n *
+ * cols floats, rows of cols) holding x in that order. */
+const float *kern_prepare_x(mh_dtype dt, const float *x, int n, int64_t cols, float *buf);
 /* dst[0..n) = src[0..n) converted from dt (F32, F16, BF16) to F32. */
 void kern_to_f32(mh_dtype dt, float *dst, const void *src, int64_t n);
 float kern_dot(const float *a, const float *b, int64_t n);

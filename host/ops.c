@@ -21,6 +21,8 @@ static float *wscratch[MAX_THREADS];  /* converted weight blocks */
 static size_t wscratch_len[MAX_THREADS];
 static float *wblock;
 static size_t wblock_len;
+static float *xprep;                  /* x as the few-token kernels read it */
+static size_t xprep_len;
 
 /* How large matmuls are spread over the cores: by default each pool thread
  * runs a single-threaded SGEMM over its share of the rows (OpenBLAS's own
@@ -93,6 +95,9 @@ void ops_cleanup(void)
 	free(wblock);
 	wblock = NULL;
 	wblock_len = 0;
+	free(xprep);
+	xprep = NULL;
+	xprep_len = 0;
 }
 
 typedef struct {
@@ -222,11 +227,40 @@ static void mm_gemm_blas(float *y, const float *x, const mm_job *j)
 	}
 }
 
+/* Out of memory in an op that cannot report it: the result is NaN, which
+ * the sampler and every comparison downstream notice, never stale data. */
+static void fill_nan(float *y, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		y[i] = NAN;
+}
+
+/* x for the few-token kernel of each of count weights (the same pointer
+ * for weights of the same dtype), or NULL when out of memory. */
+static int prepare_x(const float **xk, const float *x, const mh_tensor *const *w, int count,
+		     int n, int64_t cols)
+{
+	if (!grow(&xprep, &xprep_len, (size_t)count * n * cols))
+		return -1;
+	for (int i = 0; i < count; i++) {
+		int k = 0;
+		while (k < i && w[k]->dtype != w[i]->dtype)
+			k++;
+		xk[i] = k < i ? xk[k]
+			      : kern_prepare_x(w[i]->dtype, x, n, cols, xprep + (size_t)i * n * cols);
+	}
+	return 0;
+}
+
 void ops_matmul(float *y, const float *x, const mh_tensor *w, const float *bias, int n)
 {
 	int64_t rows = w->shape[0], cols = w->ndim > 1 ? w->shape[1] : 1;
 	mm_job j = { y, x, w, rows, cols, n };
 	if (n <= SMALL_N) {
+		if (prepare_x(&j.x, x, &w, 1, n, cols) != 0) {
+			fill_nan(y, (size_t)n * rows);
+			return;
+		}
 		pool_run_chunks(pool, rows, 8, small_chunks((int64_t)w->nbytes), mm_small, &j);
 	} else if (gemm_mode == GEMM_BLAS_THREADS) {
 		mm_gemm_blas(y, x, &j);
@@ -246,7 +280,7 @@ void ops_matmul(float *y, const float *x, const mh_tensor *w, const float *bias,
 
 typedef struct {
 	float *const *y;
-	const float *x;
+	const float *x[MATMUL_N_MAX]; /* as the kernel for each weight reads it */
 	const mh_tensor *const *w;
 	int count, n;
 	int64_t cols, start[MATMUL_N_MAX + 1]; /* weight i owns rows [start[i], start[i+1]) */
@@ -260,7 +294,7 @@ static void mmn_small(void *ctx, int64_t b, int64_t e, int thread)
 		int64_t hi = e < j->start[i + 1] ? e : j->start[i + 1];
 		if (lo < hi) {
 			const mh_tensor *w = j->w[i];
-			kern_rows(w->dtype, j->y[i], w->shape[0], j->x, j->cols, j->n, w->data,
+			kern_rows(w->dtype, j->y[i], w->shape[0], j->x[i], j->cols, j->n, w->data,
 				  lo - j->start[i], hi - j->start[i], j->cols);
 		}
 	}
@@ -271,7 +305,7 @@ void ops_matmul_n(float *const *y, const float *x, const mh_tensor *const *w,
 {
 	while (count > 0) {
 		int k = count < MATMUL_N_MAX ? count : MATMUL_N_MAX;
-		mmn_job j = { y, x, w, 0, n, w[0]->ndim > 1 ? w[0]->shape[1] : 1, { 0 } };
+		mmn_job j = { y, { 0 }, w, 0, n, w[0]->ndim > 1 ? w[0]->shape[1] : 1, { 0 } };
 		/* one job for the leading weights that share x's width */
 		while (j.count < k && (w[j.count]->ndim > 1 ? w[j.count]->shape[1] : 1) == j.cols) {
 			j.start[j.count + 1] = j.start[j.count] + w[j.count]->shape[0];
@@ -284,13 +318,18 @@ void ops_matmul_n(float *const *y, const float *x, const mh_tensor *const *w,
 			int64_t bytes = 0;
 			for (int i = 0; i < j.count; i++)
 				bytes += (int64_t)w[i]->nbytes;
-			pool_run_chunks(pool, j.start[j.count], 8, small_chunks(bytes), mmn_small,
-					&j);
-			for (int i = 0; i < j.count; i++)
-				if (bias && bias[i])
-					for (int t = 0; t < n; t++)
-						kern_add(y[i] + (size_t)t * w[i]->shape[0], bias[i],
-							 w[i]->shape[0]);
+			if (prepare_x(j.x, x, w, j.count, n, j.cols) != 0) {
+				for (int i = 0; i < j.count; i++)
+					fill_nan(y[i], (size_t)n * w[i]->shape[0]);
+			} else {
+				pool_run_chunks(pool, j.start[j.count], 8, small_chunks(bytes),
+						mmn_small, &j);
+				for (int i = 0; i < j.count; i++)
+					if (bias && bias[i])
+						for (int t = 0; t < n; t++)
+							kern_add(y[i] + (size_t)t * w[i]->shape[0],
+								 bias[i], w[i]->shape[0]);
+			}
 		}
 		y += j.count;
 		w += j.count;

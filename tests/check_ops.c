@@ -90,7 +90,7 @@ START_TEST(matmul_every_dtype_and_path)
 	const mh_dtype dts[] = { MH_F32, MH_BF16, MH_F16 };
 	const int ns[] = { 1, 2, 3, 8, 9, 33 };
 	/* widths: vector steps plus a scalar tail; whole steps; a half step
-	 * and a tail (BF16's 16-weight step); wider than BF16's reordered x */
+	 * and a tail (BF16's 16-weight step); a row longer than L1 */
 	const int shapes[][2] = { { 37, 70 }, { 64, 256 }, { 300, 129 }, { 5, 55 }, { 3, 16400 } };
 	const int n_shapes = sizeof shapes / sizeof shapes[0];
 	for (int d = 0; d < 3; d++)
