@@ -397,7 +397,7 @@ int cmd_bench(int argc, char **argv)
 	int32_t *ids = malloc((size_t)b.n_prompt * sizeof *ids);
 	float *logits = malloc((size_t)s->info->vocab_size * sizeof *logits);
 	double *pp = calloc(b.reps, sizeof *pp), *tg = calloc(b.reps, sizeof *tg);
-	double *wr = calloc(b.reps, sizeof *wr);
+	double *wr = calloc(b.reps + 1, sizeof *wr);
 	if (!ids || !logits || !pp || !tg || !wr ||
 	    !(wj = readprobe_new()) || decode_spans(wj, s->dir, s->info->vocab_size) != 0) {
 		cli_fail("out of memory");
@@ -425,19 +425,22 @@ int cmd_bench(int argc, char **argv)
 	for (int i = 0; i < b.reps; i++)
 		if ((pp[i] = run_pp(s, ids, b.n_prompt, logits, err)) < 0)
 			goto fail;
-	/* each generation run right after a pass that only reads its weights:
+	/* each generation run between two passes that only read its weights:
 	 * this VM's memory speed drifts by half within minutes, so the limit is
-	 * sampled next to what it limits */
+	 * sampled on both sides of what it limits, and a run's limit is the
+	 * mean of its two */
 	if (!b.no_limits)
 		readprobe_pass(wj);
-	for (int i = 0; i < b.reps; i++) {
+	for (int i = 0; i <= b.reps; i++) {
 		if (!b.no_limits)
 			wr[i] = ms.decode_bytes / readprobe_pass(wj) / 1e9;
-		if ((tg[i] = run_tg(s, ids, n_short, b.n_gen, logits, err)) < 0)
+		if (i < b.reps && (tg[i] = run_tg(s, ids, n_short, b.n_gen, logits, err)) < 0)
 			goto fail;
 	}
-	double wr_avg = 0, wr_sd = 0;
-	stats(wr, b.reps, &wr_avg, &wr_sd);
+	double wr_avg = 0, wr_sd = 0, wr_lim = 0;
+	stats(wr, b.reps + 1, &wr_avg, &wr_sd);
+	for (int i = 0; i < b.reps; i++)
+		wr_lim += (wr[i] + wr[i + 1]) / 2 / b.reps;
 	double pmd = b.no_limits ? -1 : pmd_mapped_fraction(ms.bytes);
 
 	bench_row rows[2];
@@ -450,7 +453,7 @@ int cmd_bench(int argc, char **argv)
 	stats(tg, b.reps, &rows[1].avg, &rows[1].sd);
 	double pp_flops_tok = ms.matrix_flops + ms.head_flops / b.n_prompt;
 	rows[0].limit = gemm_model > 0 ? gemm_model * 1e9 / pp_flops_tok : 0;
-	rows[1].limit = wr_avg > 0 ? wr_avg * 1e9 / ms.decode_bytes : 0;
+	rows[1].limit = wr_lim > 0 ? wr_lim * 1e9 / ms.decode_bytes : 0;
 
 	struct rusage ru;
 	getrusage(RUSAGE_SELF, &ru);
@@ -483,7 +486,7 @@ int cmd_bench(int argc, char **argv)
 		cJSON_AddNumberToObject(lim, "weights_read_gbs", wr_avg);
 		cJSON_AddNumberToObject(lim, "weights_read_stddev_gbs", wr_sd);
 		cJSON *wsamp = cJSON_AddArrayToObject(lim, "weights_read_samples_gbs");
-		for (int k = 0; k < b.reps && !b.no_limits; k++)
+		for (int k = 0; k <= b.reps && !b.no_limits; k++)
 			cJSON_AddItemToArray(wsamp, cJSON_CreateNumber(wr[k]));
 		if (pmd >= 0)
 			cJSON_AddNumberToObject(lim, "weights_in_2mib_pages", pmd);
@@ -527,7 +530,7 @@ int cmd_bench(int argc, char **argv)
 			printf("limits: memory read %.1f GB/s (%d threads, %d MiB buffer, best of 5); "
 			       "SGEMM %.1f GFLOP/s on 2048^3, %.1f GFLOP/s on the model's M=%d products\n"
 			       "        decode reads %.3f GB/token, and read alone it went at %.1f ± %.1f GB/s "
-			       "before each tg run%s -> %.2f t/s\n"
+			       "before and after each tg run%s -> %.2f t/s\n"
 			       "        prefill %.3f GFLOP/token -> %.2f t/s\n",
 			       bw, threads, b.bw_mb, gemm_big, gemm_model, b.n_prompt,
 			       ms.decode_bytes / 1e9, wr_avg, wr_sd, pages, rows[1].limit,
