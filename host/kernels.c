@@ -52,18 +52,33 @@ static void to_f32_scalar(mh_dtype dt, float *dst, const void *src, int64_t n)
 		dst[i] = load_scalar(dt, src, i);
 }
 
-static float dot_scalar(const float *a, const float *b, int64_t n)
+static void dots_scalar(float *s, const float *q, const float *k, int64_t ldk, int64_t n,
+			int64_t hd, float scale)
 {
-	float s = 0;
-	for (int64_t i = 0; i < n; i++)
-		s += a[i] * b[i];
-	return s;
+	for (int64_t i = 0; i < n; i++) {
+		float a = 0;
+		for (int64_t d = 0; d < hd; d++)
+			a += q[d] * k[i * ldk + d];
+		s[i] = a * scale;
+	}
 }
 
-static void axpy_scalar(float *y, float a, const float *x, int64_t n)
+static void wsum_scalar(float *o, const float *w, const float *v, int64_t ldv, int64_t n,
+			int64_t hd)
 {
 	for (int64_t i = 0; i < n; i++)
-		y[i] += a * x[i];
+		for (int64_t d = 0; d < hd; d++)
+			o[d] += w[i] * v[i * ldv + d];
+}
+
+static float exp_sum_scalar(float *x, int64_t n, float m)
+{
+	float sum = 0;
+	for (int64_t i = 0; i < n; i++) {
+		x[i] = expf(x[i] - m);
+		sum += x[i];
+	}
+	return sum;
 }
 
 /* p need not be aligned: bench reads tensors wherever the file put them. */
@@ -301,51 +316,6 @@ static TGT void to_f32_avx2(mh_dtype dt, float *dst, const void *src, int64_t n)
 	to_f32_scalar(dt, dst + i, (const char *)src + i * mh_dtype_size(dt), n - i);
 }
 
-static TGT float dot_avx2(const float *a, const float *b, int64_t n)
-{
-	__m256 a0 = _mm256_setzero_ps(), a1 = a0;
-	int64_t i = 0;
-	for (; i + 16 <= n; i += 16) {
-		a0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), a0);
-		a1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), a1);
-	}
-	for (; i + 8 <= n; i += 8)
-		a0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), a0);
-	float s = hsum8(_mm256_add_ps(a0, a1));
-	for (; i < n; i++)
-		s += a[i] * b[i];
-	return s;
-}
-
-static TGT void axpy_avx2(float *y, float a, const float *x, int64_t n)
-{
-	__m256 va = _mm256_set1_ps(a);
-	int64_t i = 0;
-	for (; i + 8 <= n; i += 8)
-		_mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i),
-							_mm256_loadu_ps(y + i)));
-	for (; i < n; i++)
-		y[i] += a * x[i];
-}
-
-static TGT float max_avx2(const float *x, int64_t n)
-{
-	/* max_ps returns its second operand when either is NaN: NaNs in x are
-	 * skipped */
-	__m256 m0 = _mm256_set1_ps(-INFINITY), m1 = m0;
-	int64_t i = 0;
-	for (; i + 16 <= n; i += 16) {
-		m0 = _mm256_max_ps(_mm256_loadu_ps(x + i), m0);
-		m1 = _mm256_max_ps(_mm256_loadu_ps(x + i + 8), m1);
-	}
-	float o[8], m = max_scalar(x + i, n - i);
-	_mm256_storeu_ps(o, _mm256_max_ps(m0, m1));
-	for (int k = 0; k < 8; k++)
-		if (o[k] > m)
-			m = o[k];
-	return m;
-}
-
 /* e^x for eight floats: x = n ln 2 + r with |r| <= ln 2 / 2, e^r by
  * Cephes' degree-6 polynomial, 2^n put straight into the exponent; within
  * 2 ulp of expf.  x is clamped to where e^x is a normal float, so the
@@ -375,6 +345,108 @@ static TGT_INLINE __m256 exp8(__m256 x)
 	__m256 scale = _mm256_castsi256_ps(
 		_mm256_slli_epi32(_mm256_add_epi32(e, _mm256_set1_epi32(127)), 23));
 	return _mm256_mul_ps(p, scale);
+}
+
+/* Attention for one query against n keys: four keys per pass, their four
+ * accumulators reduced together, so the horizontal sums cost a quarter. */
+static TGT void dots_avx2(float *s, const float *q, const float *k, int64_t ldk, int64_t n,
+			  int64_t hd, float scale)
+{
+	int64_t i = 0, hd8 = hd & ~(int64_t)7;
+	for (; i + 4 <= n; i += 4) {
+		const float *k0 = k + i * ldk, *k1 = k0 + ldk, *k2 = k1 + ldk, *k3 = k2 + ldk;
+		__m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+		for (int64_t d = 0; d < hd8; d += 8) {
+			__m256 qv = _mm256_loadu_ps(q + d);
+			a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + d), a0);
+			a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k1 + d), a1);
+			a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k2 + d), a2);
+			a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k3 + d), a3);
+		}
+		/* per 128-bit half: [sum a0, sum a1, sum a2, sum a3]; add halves */
+		__m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+		float r[4];
+		_mm_storeu_ps(r, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+		for (int64_t d = hd8; d < hd; d++) {
+			r[0] += q[d] * k0[d];
+			r[1] += q[d] * k1[d];
+			r[2] += q[d] * k2[d];
+			r[3] += q[d] * k3[d];
+		}
+		for (int t = 0; t < 4; t++)
+			s[i + t] = r[t] * scale;
+	}
+	for (; i < n; i++) {
+		const float *kr = k + i * ldk;
+		__m256 a = _mm256_setzero_ps();
+		for (int64_t d = 0; d < hd8; d += 8)
+			a = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), _mm256_loadu_ps(kr + d), a);
+		float r = hsum8(a);
+		for (int64_t d = hd8; d < hd; d++)
+			r += q[d] * kr[d];
+		s[i] = r * scale;
+	}
+}
+
+/* o += sum of w[i] * row i of v: o stays in registers, 64 floats at a
+ * time, over all n rows. */
+static TGT void wsum_avx2(float *o, const float *w, const float *v, int64_t ldv, int64_t n,
+			  int64_t hd)
+{
+	int64_t d0 = 0;
+	for (; d0 + 64 <= hd; d0 += 64) {
+		__m256 a[8];
+		for (int j = 0; j < 8; j++)
+			a[j] = _mm256_loadu_ps(o + d0 + 8 * j);
+		for (int64_t i = 0; i < n; i++) {
+			__m256 wi = _mm256_set1_ps(w[i]);
+			const float *vr = v + i * ldv + d0;
+			for (int j = 0; j < 8; j++)
+				a[j] = _mm256_fmadd_ps(wi, _mm256_loadu_ps(vr + 8 * j), a[j]);
+		}
+		for (int j = 0; j < 8; j++)
+			_mm256_storeu_ps(o + d0 + 8 * j, a[j]);
+	}
+	for (; d0 + 8 <= hd; d0 += 8) {
+		__m256 a = _mm256_loadu_ps(o + d0);
+		for (int64_t i = 0; i < n; i++)
+			a = _mm256_fmadd_ps(_mm256_set1_ps(w[i]), _mm256_loadu_ps(v + i * ldv + d0), a);
+		_mm256_storeu_ps(o + d0, a);
+	}
+	if (d0 < hd)
+		for (int64_t i = 0; i < n; i++)
+			for (int64_t d = d0; d < hd; d++)
+				o[d] += w[i] * v[i * ldv + d];
+}
+
+static TGT float exp_sum_avx2(float *x, int64_t n, float m)
+{
+	__m256 vm = _mm256_set1_ps(m), acc = _mm256_setzero_ps();
+	int64_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		__m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm));
+		_mm256_storeu_ps(x + i, e);
+		acc = _mm256_add_ps(acc, e);
+	}
+	return hsum8(acc) + exp_sum_scalar(x + i, n - i, m);
+}
+
+static TGT float max_avx2(const float *x, int64_t n)
+{
+	/* max_ps returns its second operand when either is NaN: NaNs in x are
+	 * skipped */
+	__m256 m0 = _mm256_set1_ps(-INFINITY), m1 = m0;
+	int64_t i = 0;
+	for (; i + 16 <= n; i += 16) {
+		m0 = _mm256_max_ps(_mm256_loadu_ps(x + i), m0);
+		m1 = _mm256_max_ps(_mm256_loadu_ps(x + i + 8), m1);
+	}
+	float o[8], m = max_scalar(x + i, n - i);
+	_mm256_storeu_ps(o, _mm256_max_ps(m0, m1));
+	for (int k = 0; k < 8; k++)
+		if (o[k] > m)
+			m = o[k];
+	return m;
 }
 
 static TGT void silu_mul_avx2(float *gate, const float *up, int64_t n)
@@ -497,24 +569,40 @@ void kern_to_f32(mh_dtype dt, float *dst, const void *src, int64_t n)
 	to_f32_scalar(dt, dst, src, n);
 }
 
-float kern_dot(const float *a, const float *b, int64_t n)
-{
-#ifdef HAVE_X86_KERNELS
-	if (ks() == KS_AVX2)
-		return dot_avx2(a, b, n);
-#endif
-	return dot_scalar(a, b, n);
-}
-
-void kern_axpy(float *y, float a, const float *x, int64_t n)
+void kern_dots(float *s, const float *q, const float *k, int64_t ldk, int64_t n, int64_t hd,
+	       float scale)
 {
 #ifdef HAVE_X86_KERNELS
 	if (ks() == KS_AVX2) {
-		axpy_avx2(y, a, x, n);
+		dots_avx2(s, q, k, ldk, n, hd, scale);
 		return;
 	}
 #endif
-	axpy_scalar(y, a, x, n);
+	dots_scalar(s, q, k, ldk, n, hd, scale);
+}
+
+void kern_wsum(float *o, const float *w, const float *v, int64_t ldv, int64_t n, int64_t hd)
+{
+#ifdef HAVE_X86_KERNELS
+	if (ks() == KS_AVX2) {
+		wsum_avx2(o, w, v, ldv, n, hd);
+		return;
+	}
+#endif
+	wsum_scalar(o, w, v, ldv, n, hd);
+}
+
+float kern_exp_sum(float *x, int64_t n)
+{
+	float m;
+#ifdef HAVE_X86_KERNELS
+	if (ks() == KS_AVX2) {
+		m = max_avx2(x, n);
+		return exp_sum_avx2(x, n, m);
+	}
+#endif
+	m = max_scalar(x, n);
+	return exp_sum_scalar(x, n, m);
 }
 
 uint64_t kern_read(const void *p, int64_t n)

@@ -23,8 +23,15 @@ void kern_rows(mh_dtype dt, float *y, int64_t ldy, const float *x, int64_t ldx, 
 const float *kern_prepare_x(mh_dtype dt, const float *x, int n, int64_t cols, float *buf);
 /* dst[0..n) = src[0..n) converted from dt (F32, F16, BF16) to F32. */
 void kern_to_f32(mh_dtype dt, float *dst, const void *src, int64_t n);
-float kern_dot(const float *a, const float *b, int64_t n);
-void kern_axpy(float *y, float a, const float *x, int64_t n); /* y += a * x */
+/* Attention's inner loops.  s[i] = scale * dot(q, k + i * ldk), vectors
+ * of hd floats, for i < n. */
+void kern_dots(float *s, const float *q, const float *k, int64_t ldk, int64_t n, int64_t hd,
+	       float scale);
+/* o[0..hd) += sum over i < n of w[i] * (v + i * ldv)[0..hd). */
+void kern_wsum(float *o, const float *w, const float *v, int64_t ldv, int64_t n, int64_t hd);
+/* x[i] = e^(x[i] - max of x) in place; returns their sum (softmax without
+ * the division).  The exp is within 2 ulp of expf. */
+float kern_exp_sum(float *x, int64_t n);
 /* Read n bytes at p (any alignment) as 64-bit integers and return their
  * sum, ignoring the last n % 8: a bandwidth probe that whatever the bytes
  * hold cannot slow down. */

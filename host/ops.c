@@ -402,32 +402,33 @@ static void attn_task(void *ctx, int64_t b, int64_t e, int thread)
 	const attn_job *j = ctx;
 	int kv_dim = j->n_kv * j->hd, group = j->n_heads / j->n_kv;
 	float *sc = grow(&scratch[thread], &scratch_len[thread], (size_t)(j->pos0 + j->n));
-	if (!sc)
+	if (!sc) {
+		fill_nan(j->out + b * j->hd, (size_t)(e - b) * j->hd);
 		return;
+	}
 	for (int64_t task = b; task < e; task++) {
 		int t = (int)(task / j->n_heads), h = (int)(task % j->n_heads);
 		int i = j->pos0 + t, kvh = h / group;
 		int lo = j->window > 0 && i - j->window + 1 > 0 ? i - j->window + 1 : 0;
 		const float *q = j->q + ((size_t)t * j->n_heads + h) * j->hd;
 		const float *kb = j->k + (size_t)kvh * j->hd, *vb = j->v + (size_t)kvh * j->hd;
-		int first = j->slots ? lo % j->slots : lo; /* lo's row; rows wrap at slots */
-		float mx = -INFINITY;
-		for (int p = lo, r = first; p <= i; p++, r = r + 1 == j->slots ? 0 : r + 1) {
-			float s = kern_dot(q, kb + (size_t)r * kv_dim, j->hd) * j->scale;
-			sc[p] = s;
-			if (s > mx)
-				mx = s;
-		}
-		float sum = 0;
-		for (int p = lo; p <= i; p++) {
-			sc[p] = expf(sc[p] - mx);
-			sum += sc[p];
-		}
-		float inv = 1.0f / sum;
+		/* positions lo..i are rows first.. of the cache, wrapping at slots:
+		 * one or two contiguous runs */
+		int first = j->slots ? lo % j->slots : lo;
+		int64_t cnt = i - lo + 1, run = cnt;
+		if (j->slots && first + run > j->slots)
+			run = j->slots - first;
+		kern_dots(sc + lo, q, kb + (size_t)first * kv_dim, kv_dim, run, j->hd, j->scale);
+		if (run < cnt)
+			kern_dots(sc + lo + run, q, kb, kv_dim, cnt - run, j->hd, j->scale);
+		float inv = 1.0f / kern_exp_sum(sc + lo, cnt);
 		float *o = j->out + ((size_t)t * j->n_heads + h) * j->hd;
 		memset(o, 0, j->hd * sizeof(float));
-		for (int p = lo, r = first; p <= i; p++, r = r + 1 == j->slots ? 0 : r + 1)
-			kern_axpy(o, sc[p] * inv, vb + (size_t)r * kv_dim, j->hd);
+		kern_wsum(o, sc + lo, vb + (size_t)first * kv_dim, kv_dim, run, j->hd);
+		if (run < cnt)
+			kern_wsum(o, sc + lo + run, vb, kv_dim, cnt - run, j->hd);
+		for (int d = 0; d < j->hd; d++)
+			o[d] *= inv;
 	}
 }
 
@@ -494,15 +495,9 @@ void ops_add(float *y, const float *x, size_t n)
 
 void ops_softmax(float *x, int n)
 {
-	float mx = -INFINITY;
+	if (n <= 0)
+		return;
+	float inv = 1.0f / kern_exp_sum(x, n);
 	for (int i = 0; i < n; i++)
-		if (x[i] > mx)
-			mx = x[i];
-	float sum = 0;
-	for (int i = 0; i < n; i++) {
-		x[i] = expf(x[i] - mx);
-		sum += x[i];
-	}
-	for (int i = 0; i < n; i++)
-		x[i] /= sum;
+		x[i] *= inv;
 }
