@@ -81,6 +81,22 @@ static float exp_sum_scalar(float *x, int64_t n, float m)
 	return sum;
 }
 
+static double sum_scalar(const float *x, int64_t n)
+{
+	double s = 0;
+	for (int64_t i = 0; i < n; i++)
+		s += x[i];
+	return s;
+}
+
+static double sumsq_scalar(const float *x, int64_t n, double c)
+{
+	double s = 0;
+	for (int64_t i = 0; i < n; i++)
+		s += (x[i] - c) * (x[i] - c);
+	return s;
+}
+
 /* p need not be aligned: bench reads tensors wherever the file put them. */
 static inline uint64_t word_at(const char *p)
 {
@@ -461,6 +477,36 @@ static TGT void silu_mul_avx2(float *gate, const float *up, int64_t n)
 	silu_mul_scalar(gate + i, up + i, n - i);
 }
 
+/* Norms' sums in double, as the scalar loops: four lanes in each of two
+ * accumulators, so the additions do not wait on each other. */
+static TGT double sum_avx2(const float *x, int64_t n)
+{
+	__m256d a0 = _mm256_setzero_pd(), a1 = a0;
+	int64_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		a0 = _mm256_add_pd(a0, _mm256_cvtps_pd(_mm_loadu_ps(x + i)));
+		a1 = _mm256_add_pd(a1, _mm256_cvtps_pd(_mm_loadu_ps(x + i + 4)));
+	}
+	double o[4];
+	_mm256_storeu_pd(o, _mm256_add_pd(a0, a1));
+	return o[0] + o[1] + o[2] + o[3] + sum_scalar(x + i, n - i);
+}
+
+static TGT double sumsq_avx2(const float *x, int64_t n, double c)
+{
+	__m256d a0 = _mm256_setzero_pd(), a1 = a0, vc = _mm256_set1_pd(c);
+	int64_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		__m256d d0 = _mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(x + i)), vc);
+		__m256d d1 = _mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(x + i + 4)), vc);
+		a0 = _mm256_fmadd_pd(d0, d0, a0);
+		a1 = _mm256_fmadd_pd(d1, d1, a1);
+	}
+	double o[4];
+	_mm256_storeu_pd(o, _mm256_add_pd(a0, a1));
+	return o[0] + o[1] + o[2] + o[3] + sumsq_scalar(x + i, n - i, c);
+}
+
 static TGT uint64_t read_avx2(const void *p, int64_t n)
 {
 	const char *c = p;
@@ -603,6 +649,24 @@ float kern_exp_sum(float *x, int64_t n)
 #endif
 	m = max_scalar(x, n);
 	return exp_sum_scalar(x, n, m);
+}
+
+double kern_sum(const float *x, int64_t n)
+{
+#ifdef HAVE_X86_KERNELS
+	if (ks() == KS_AVX2)
+		return sum_avx2(x, n);
+#endif
+	return sum_scalar(x, n);
+}
+
+double kern_sumsq(const float *x, int64_t n, double c)
+{
+#ifdef HAVE_X86_KERNELS
+	if (ks() == KS_AVX2)
+		return sumsq_avx2(x, n, c);
+#endif
+	return sumsq_scalar(x, n, c);
 }
 
 uint64_t kern_read(const void *p, int64_t n)

@@ -32,6 +32,9 @@ void kern_wsum(float *o, const float *w, const float *v, int64_t ldv, int64_t n,
 /* x[i] = e^(x[i] - max of x) in place; returns their sum (softmax without
  * the division).  The exp is within 2 ulp of expf. */
 float kern_exp_sum(float *x, int64_t n);
+/* The norms' sums, accumulated in double: sum of x[i], and of (x[i] - c)^2. */
+double kern_sum(const float *x, int64_t n);
+double kern_sumsq(const float *x, int64_t n, double c);
 /* Read n bytes at p (any alignment) as 64-bit integers and return their
  * sum, ignoring the last n % 8: a bandwidth probe that whatever the bytes
  * hold cannot slow down. */

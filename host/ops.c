@@ -357,9 +357,7 @@ void ops_rmsnorm(float *y, const float *x, const float *w, int n, int dim, float
 	for (int t = 0; t < n; t++) {
 		const float *xt = x + (size_t)t * dim;
 		float *yt = y + (size_t)t * dim;
-		double ss = 0;
-		for (int i = 0; i < dim; i++)
-			ss += (double)xt[i] * xt[i];
+		double ss = kern_sumsq(xt, dim, 0.0);
 		float r = 1.0f / sqrtf((float)(ss / dim) + eps);
 		for (int i = 0; i < dim; i++)
 			yt[i] = w ? w[i] * (xt[i] * r) : xt[i] * r;
@@ -372,13 +370,8 @@ void ops_layernorm(float *y, const float *x, const float *w, const float *b, int
 	for (int t = 0; t < n; t++) {
 		const float *xt = x + (size_t)t * dim;
 		float *yt = y + (size_t)t * dim;
-		double mean = 0, var = 0;
-		for (int i = 0; i < dim; i++)
-			mean += xt[i];
-		mean /= dim;
-		for (int i = 0; i < dim; i++)
-			var += (xt[i] - mean) * (xt[i] - mean);
-		var /= dim;
+		double mean = kern_sum(xt, dim) / dim;
+		double var = kern_sumsq(xt, dim, mean) / dim;
 		float r = 1.0f / sqrtf((float)var + eps);
 		for (int i = 0; i < dim; i++) {
 			float v = (float)(xt[i] - mean) * r;

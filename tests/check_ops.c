@@ -400,6 +400,58 @@ START_TEST(read_sums_every_word)
 }
 END_TEST
 
+/* Both norms against a double-precision reference, for widths in and past
+ * the vector loop, on values far from zero mean (layernorm's variance must
+ * not cancel). */
+START_TEST(norms_match_double)
+{
+	if (!use_kernels(_i))
+		return;
+	const int dims[] = { 1, 8, 13, 901 };
+	for (int d = 0; d < 4; d++) {
+		int dim = dims[d];
+		float *x = malloc(2 * dim * sizeof *x), *w = malloc(dim * sizeof *w);
+		float *b = malloc(dim * sizeof *b), *y = malloc(2 * dim * sizeof *y);
+		for (int i = 0; i < 2 * dim; i++)
+			x[i] = 100.0f + frand();
+		for (int i = 0; i < dim; i++) {
+			w[i] = 1.0f + frand();
+			b[i] = frand();
+		}
+		ops_rmsnorm(y, x, w, 2, dim, 1e-6f);
+		for (int t = 0; t < 2; t++) {
+			double ss = 0;
+			for (int i = 0; i < dim; i++)
+				ss += (double)x[t * dim + i] * x[t * dim + i];
+			double r = 1 / sqrt(ss / dim + 1e-6);
+			for (int i = 0; i < dim; i++)
+				ck_assert_double_eq_tol(y[t * dim + i], w[i] * x[t * dim + i] * r,
+							2e-6 * fabs(w[i] * x[t * dim + i] * r));
+		}
+		ops_layernorm(y, x, w, b, 2, dim, 1e-5f);
+		for (int t = 0; t < 2 && dim > 1; t++) {
+			double mean = 0, var = 0;
+			for (int i = 0; i < dim; i++)
+				mean += x[t * dim + i];
+			mean /= dim;
+			for (int i = 0; i < dim; i++)
+				var += (x[t * dim + i] - mean) * (x[t * dim + i] - mean);
+			var /= dim;
+			for (int i = 0; i < dim; i++) {
+				double ref = (x[t * dim + i] - mean) / sqrt(var + 1e-5) * w[i] + b[i];
+				ck_assert_msg(fabs(y[t * dim + i] - ref) < 1e-4 * (1 + fabs(ref)),
+					      "layernorm dim %d [%d]: %g vs %g", dim, i, y[t * dim + i],
+					      ref);
+			}
+		}
+		free(x);
+		free(w);
+		free(b);
+		free(y);
+	}
+}
+END_TEST
+
 /* silu(g) * up to within a few float roundings of the exact value, across
  * the whole range of e^-g (both clamps of the vector exp included), in the
  * vector loop and its tail; NaN stays NaN. */
@@ -564,6 +616,7 @@ int main(void)
 	tcase_add_loop_test(tc, read_sums_every_word, 0, N_KSETS);
 	tcase_add_loop_test(tc, argmax_first_max_skips_nan, 0, N_KSETS);
 	tcase_add_loop_test(tc, silu_mul_is_accurate, 0, N_KSETS);
+	tcase_add_loop_test(tc, norms_match_double, 0, N_KSETS);
 	tcase_add_test(tc, pool_covers_every_item_once);
 	tcase_add_test(tc, pool_nested_runs_go_serial);
 	suite_add_tcase(s, tc);
