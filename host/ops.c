@@ -235,8 +235,8 @@ static void fill_nan(float *y, size_t n)
 		y[i] = NAN;
 }
 
-/* x for the few-token kernel of each of count weights (the same pointer
- * for weights of the same dtype), or NULL when out of memory. */
+/* x for the few-token kernel of each of count weights into xk (the same
+ * pointer for weights of the same dtype); -1 when out of memory. */
 static int prepare_x(const float **xk, const float *x, const mh_tensor *const *w, int count,
 		     int n, int64_t cols)
 {
