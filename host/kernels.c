@@ -527,48 +527,92 @@ static TGT uint64_t read_avx2(const void *p, int64_t n)
 
 /* ---- dispatch ------------------------------------------------------------------------ */
 
-/* The kernel sets, best last.  Decided on first use (or by kern_select);
- * threads that race to decide agree, and a relaxed atomic makes the race
- * well defined at no cost. */
-enum { KS_SCALAR, KS_AVX2, KS_COUNT };
-static const char *const ks_names[KS_COUNT] = { "scalar", "avx2" };
-static _Atomic int kset = -1;
-
-static int ks_supported(int k)
+static const float *prepare_x_scalar(mh_dtype dt, const float *x, int n, int64_t cols,
+				     float *buf)
 {
-	if (k == KS_SCALAR)
-		return 1;
-#ifdef HAVE_X86_KERNELS
-	__builtin_cpu_init();
-	if (k == KS_AVX2)
-		return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-		       __builtin_cpu_supports("f16c");
-#endif
-	return 0;
+	(void)dt, (void)n, (void)cols, (void)buf;
+	return x;
 }
 
-/* The best set the CPU has, capped by MH_KERNELS=scalar|avx2. */
-static int ks(void)
+#ifdef HAVE_X86_KERNELS
+static const float *prepare_x_avx2(mh_dtype dt, const float *x, int n, int64_t cols, float *buf)
+{
+	if (n != 1 || dt != MH_BF16)
+		return x;
+	permute_eo(buf, x, cols);
+	return buf;
+}
+
+static int avx2_supported(void)
+{
+	__builtin_cpu_init();
+	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+	       __builtin_cpu_supports("f16c");
+}
+#endif
+
+/* A kernel set: one entry per inner loop. */
+typedef struct {
+	const char *name;
+	int (*supported)(void); /* NULL: every CPU */
+	void (*rows)(mh_dtype, float *, int64_t, const float *, int64_t, int, const void *,
+		     int64_t, int64_t, int64_t);
+	const float *(*prepare_x)(mh_dtype, const float *, int, int64_t, float *);
+	void (*to_f32)(mh_dtype, float *, const void *, int64_t);
+	void (*dots)(float *, const float *, const float *, int64_t, int64_t, int64_t, float);
+	void (*wsum)(float *, const float *, const float *, int64_t, int64_t, int64_t);
+	float (*exp_sum)(float *, int64_t, float);
+	float (*max)(const float *, int64_t);
+	double (*sum)(const float *, int64_t);
+	double (*sumsq)(const float *, int64_t, double);
+	uint64_t (*read)(const void *, int64_t);
+	void (*silu_mul)(float *, const float *, int64_t);
+} kernel_set;
+
+/* The sets, best last. */
+static const kernel_set sets[] = {
+	{ "scalar", NULL, rows_scalar, prepare_x_scalar, to_f32_scalar, dots_scalar,
+	  wsum_scalar, exp_sum_scalar, max_scalar, sum_scalar, sumsq_scalar, read_scalar,
+	  silu_mul_scalar },
+#ifdef HAVE_X86_KERNELS
+	{ "avx2", avx2_supported, rows_avx2, prepare_x_avx2, to_f32_avx2, dots_avx2,
+	  wsum_avx2, exp_sum_avx2, max_avx2, sum_avx2, sumsq_avx2, read_avx2, silu_mul_avx2 },
+#endif
+};
+enum { N_SETS = sizeof sets / sizeof sets[0] };
+
+/* The set in use, decided on first use (or by kern_select); threads that
+ * race to decide agree, and a relaxed atomic makes the race well defined
+ * at no cost. */
+static _Atomic int kset = -1;
+
+static int supported(int k)
+{
+	return !sets[k].supported || sets[k].supported();
+}
+
+/* The best set the CPU has, capped by MH_KERNELS=NAME. */
+static const kernel_set *ks(void)
 {
 	int v = atomic_load_explicit(&kset, memory_order_relaxed);
 	if (v < 0) {
-		int cap = KS_COUNT - 1;
+		int cap = N_SETS - 1;
 		const char *e = getenv("MH_KERNELS");
-		for (int k = 0; e && k < KS_COUNT; k++)
-			if (strcmp(e, ks_names[k]) == 0)
+		for (int k = 0; e && k < N_SETS; k++)
+			if (strcmp(e, sets[k].name) == 0)
 				cap = k;
-		for (v = cap; !ks_supported(v); v--)
+		for (v = cap; !supported(v); v--)
 			;
 		atomic_store_explicit(&kset, v, memory_order_relaxed);
 	}
-	return v;
+	return &sets[v];
 }
 
 int kern_select(const char *name)
 {
-	for (int k = 0; k < KS_COUNT; k++)
-		if (strcmp(name, ks_names[k]) == 0) {
-			if (!ks_supported(k))
+	for (int k = 0; k < N_SETS; k++)
+		if (strcmp(name, sets[k].name) == 0) {
+			if (!supported(k))
 				return -1;
 			atomic_store_explicit(&kset, k, memory_order_relaxed);
 			return 0;
@@ -578,115 +622,60 @@ int kern_select(const char *name)
 
 const char *kern_name(void)
 {
-	return ks_names[ks()];
+	return ks()->name;
 }
 
 void kern_rows(mh_dtype dt, float *y, int64_t ldy, const float *x, int64_t ldx, int n,
 	       const void *w, int64_t r0, int64_t r1, int64_t cols)
 {
-#ifdef HAVE_X86_KERNELS
-	if (ks() == KS_AVX2) {
-		rows_avx2(dt, y, ldy, x, ldx, n, w, r0, r1, cols);
-		return;
-	}
-#endif
-	rows_scalar(dt, y, ldy, x, ldx, n, w, r0, r1, cols);
+	ks()->rows(dt, y, ldy, x, ldx, n, w, r0, r1, cols);
 }
 
 const float *kern_prepare_x(mh_dtype dt, const float *x, int n, int64_t cols, float *buf)
 {
-#ifdef HAVE_X86_KERNELS
-	if (ks() == KS_AVX2 && n == 1 && dt == MH_BF16) {
-		permute_eo(buf, x, cols);
-		return buf;
-	}
-#endif
-	return x;
+	return ks()->prepare_x(dt, x, n, cols, buf);
 }
 
 void kern_to_f32(mh_dtype dt, float *dst, const void *src, int64_t n)
 {
-#ifdef HAVE_X86_KERNELS
-	if (ks() == KS_AVX2) {
-		to_f32_avx2(dt, dst, src, n);
-		return;
-	}
-#endif
-	to_f32_scalar(dt, dst, src, n);
+	ks()->to_f32(dt, dst, src, n);
 }
 
 void kern_dots(float *s, const float *q, const float *k, int64_t ldk, int64_t n, int64_t hd,
 	       float scale)
 {
-#ifdef HAVE_X86_KERNELS
-	if (ks() == KS_AVX2) {
-		dots_avx2(s, q, k, ldk, n, hd, scale);
-		return;
-	}
-#endif
-	dots_scalar(s, q, k, ldk, n, hd, scale);
+	ks()->dots(s, q, k, ldk, n, hd, scale);
 }
 
 void kern_wsum(float *o, const float *w, const float *v, int64_t ldv, int64_t n, int64_t hd)
 {
-#ifdef HAVE_X86_KERNELS
-	if (ks() == KS_AVX2) {
-		wsum_avx2(o, w, v, ldv, n, hd);
-		return;
-	}
-#endif
-	wsum_scalar(o, w, v, ldv, n, hd);
+	ks()->wsum(o, w, v, ldv, n, hd);
 }
 
 float kern_exp_sum(float *x, int64_t n)
 {
-	float m;
-#ifdef HAVE_X86_KERNELS
-	if (ks() == KS_AVX2) {
-		m = max_avx2(x, n);
-		return exp_sum_avx2(x, n, m);
-	}
-#endif
-	m = max_scalar(x, n);
-	return exp_sum_scalar(x, n, m);
+	const kernel_set *k = ks();
+	return k->exp_sum(x, n, k->max(x, n));
 }
 
 double kern_sum(const float *x, int64_t n)
 {
-#ifdef HAVE_X86_KERNELS
-	if (ks() == KS_AVX2)
-		return sum_avx2(x, n);
-#endif
-	return sum_scalar(x, n);
+	return ks()->sum(x, n);
 }
 
 double kern_sumsq(const float *x, int64_t n, double c)
 {
-#ifdef HAVE_X86_KERNELS
-	if (ks() == KS_AVX2)
-		return sumsq_avx2(x, n, c);
-#endif
-	return sumsq_scalar(x, n, c);
+	return ks()->sumsq(x, n, c);
 }
 
 uint64_t kern_read(const void *p, int64_t n)
 {
-#ifdef HAVE_X86_KERNELS
-	if (ks() == KS_AVX2)
-		return read_avx2(p, n);
-#endif
-	return read_scalar(p, n);
+	return ks()->read(p, n);
 }
 
 int64_t kern_argmax(const float *x, int64_t n)
 {
-	float m;
-#ifdef HAVE_X86_KERNELS
-	if (ks() == KS_AVX2)
-		m = max_avx2(x, n);
-	else
-#endif
-		m = max_scalar(x, n);
+	float m = ks()->max(x, n);
 	if (m == -INFINITY)
 		return 0;
 	int64_t i = 0;
@@ -697,13 +686,7 @@ int64_t kern_argmax(const float *x, int64_t n)
 
 void kern_silu_mul(float *gate, const float *up, int64_t n)
 {
-#ifdef HAVE_X86_KERNELS
-	if (ks() == KS_AVX2) {
-		silu_mul_avx2(gate, up, n);
-		return;
-	}
-#endif
-	silu_mul_scalar(gate, up, n);
+	ks()->silu_mul(gate, up, n);
 }
 
 void kern_add(float *y, const float *x, int64_t n)
