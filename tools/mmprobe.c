@@ -76,8 +76,10 @@ int main(int argc, char **argv)
 		if (t->ndim != 2 || !mh_dtype_is_float(t->dtype) || t->dtype == MH_F64)
 			continue;
 		w[n++] = t;
-		if (rp)
-			readprobe_add(rp, t->data, (int64_t)t->nbytes);
+		if (rp && readprobe_add(rp, t->data, (int64_t)t->nbytes) != 0) {
+			readprobe_free(rp);
+			rp = NULL;
+		}
 		max_rows = t->shape[0] > max_rows ? t->shape[0] : max_rows;
 		max_cols = t->shape[1] > max_cols ? t->shape[1] : max_cols;
 	}
@@ -85,6 +87,10 @@ int main(int argc, char **argv)
 	double *read = malloc(reps * sizeof *read), *ratio = malloc(reps * sizeof *ratio);
 	if (!rp || !w || !x || !y || !read || !ratio) {
 		fprintf(stderr, "mmprobe: out of memory\n");
+		return 1;
+	}
+	if (n == 0) {
+		fprintf(stderr, "mmprobe: %s: no 2-D float weights\n", argv[optind]);
 		return 1;
 	}
 	for (int64_t i = 0; i < max_cols; i++)
