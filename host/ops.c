@@ -21,8 +21,8 @@ static float *wscratch[MAX_THREADS];  /* converted weight blocks */
 static size_t wscratch_len[MAX_THREADS];
 static float *wblock;
 static size_t wblock_len;
-static float *xprep;                  /* x as the few-token kernels read it */
-static size_t xprep_len;
+static float *xprep[MAX_THREADS];     /* x as the few-token kernels read it */
+static size_t xprep_len[MAX_THREADS];
 
 /* How large matmuls are spread over the cores: by default each pool thread
  * runs a single-threaded SGEMM over its share of the rows (OpenBLAS's own
@@ -91,13 +91,13 @@ void ops_cleanup(void)
 		free(wscratch[i]);
 		wscratch[i] = NULL;
 		wscratch_len[i] = 0;
+		free(xprep[i]);
+		xprep[i] = NULL;
+		xprep_len[i] = 0;
 	}
 	free(wblock);
 	wblock = NULL;
 	wblock_len = 0;
-	free(xprep);
-	xprep = NULL;
-	xprep_len = 0;
 }
 
 typedef struct {
@@ -236,18 +236,22 @@ static void fill_nan(float *y, size_t n)
 }
 
 /* x for the few-token kernel of each of count weights into xk (the same
- * pointer for weights of the same dtype); -1 when out of memory. */
+ * pointer for weights of the same dtype); -1 when out of memory.  The
+ * buffer is the calling thread's: a plugin may call matmul from inside
+ * parallel_for. */
 static int prepare_x(const float **xk, const float *x, const mh_tensor *const *w, int count,
 		     int n, int64_t cols)
 {
-	if (!grow(&xprep, &xprep_len, (size_t)count * n * cols))
+	int th = pool_thread();
+	float *buf = grow(&xprep[th], &xprep_len[th], (size_t)count * n * cols);
+	if (!buf)
 		return -1;
 	for (int i = 0; i < count; i++) {
 		int k = 0;
 		while (k < i && w[k]->dtype != w[i]->dtype)
 			k++;
 		xk[i] = k < i ? xk[k]
-			      : kern_prepare_x(w[i]->dtype, x, n, cols, xprep + (size_t)i * n * cols);
+			      : kern_prepare_x(w[i]->dtype, x, n, cols, buf + (size_t)i * n * cols);
 	}
 	return 0;
 }

@@ -197,6 +197,11 @@ void pool_free(mh_pool *p)
 	free(p);
 }
 
+int pool_thread(void)
+{
+	return in_job ? in_job - 1 : 0;
+}
+
 int pool_size(const mh_pool *p)
 {
 	return p ? p->n : 1;

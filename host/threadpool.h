@@ -25,5 +25,9 @@ void pool_run_chunks(mh_pool *p, int64_t n, int64_t align, int chunks, mh_range_
 		     void *ctx);
 /* A pool_run from inside a job (any thread of the pool) does not deadlock:
  * it runs the whole range on the calling thread. */
+/* The calling thread's index while it runs part of a job, else 0 (the
+ * thread that posts jobs): per-thread scratch for work that may also be
+ * called from inside a job. */
+int pool_thread(void);
 
 #endif

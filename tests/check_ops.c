@@ -589,6 +589,53 @@ static void outer(void *ctx, int64_t b, int64_t e, int thread)
 	}
 }
 
+/* A plugin may call matmul from inside parallel_for: each call, on
+ * whichever thread, gets the result it would get alone (the BF16 kernel's
+ * reordered x must not be shared between threads). */
+typedef struct {
+	const mh_tensor *w;
+	const float *x;
+	float *y;
+	int cols, rows;
+} mm_in_job;
+
+static void matmul_each(void *ctx, int64_t b, int64_t e, int thread)
+{
+	const mm_in_job *j = ctx;
+	for (int64_t i = b; i < e; i++)
+		ops_matmul(j->y + i * j->rows, j->x + i * j->cols, j->w, NULL, 1);
+}
+
+START_TEST(matmul_inside_a_job)
+{
+	if (!use_kernels(_i))
+		return;
+	/* calls long enough (~20 us) that both threads run them at once */
+	enum { ROWS = 256, COLS = 1030, N = 32 };
+	weight w = make_weight(MH_BF16, ROWS, COLS);
+	float *x = malloc(N * COLS * sizeof *x), *y = malloc(N * ROWS * sizeof *y);
+	for (int i = 0; i < N * COLS; i++)
+		x[i] = frand();
+	for (int rep = 0; rep < 10; rep++) {
+		mm_in_job j = { &w.t, x, y, COLS, ROWS };
+		pool_run(ops_pool(), N, matmul_each, &j);
+		for (int i = 0; i < N; i++)
+			for (int r = 0; r < ROWS; r++) {
+				double ref = 0;
+				for (int c = 0; c < COLS; c++)
+					ref += (double)x[i * COLS + c] * w.ref[r * COLS + c];
+				ck_assert_msg(fabs(y[i * ROWS + r] - ref) < 1e-4 * (1 + fabs(ref)),
+					      "call %d row %d: %g, expected %g", i, r, y[i * ROWS + r],
+					      ref);
+			}
+	}
+	free(x);
+	free(y);
+	free(w.ref);
+	free(w.store);
+}
+END_TEST
+
 START_TEST(pool_nested_runs_go_serial)
 {
 	mh_pool *p = pool_new(2);
@@ -617,6 +664,7 @@ int main(void)
 	tcase_add_loop_test(tc, argmax_first_max_skips_nan, 0, N_KSETS);
 	tcase_add_loop_test(tc, silu_mul_is_accurate, 0, N_KSETS);
 	tcase_add_loop_test(tc, norms_match_double, 0, N_KSETS);
+	tcase_add_loop_test(tc, matmul_inside_a_job, 0, N_KSETS);
 	tcase_add_test(tc, pool_covers_every_item_once);
 	tcase_add_test(tc, pool_nested_runs_go_serial);
 	suite_add_tcase(s, tc);
