@@ -1,10 +1,11 @@
 /* threadpool.h - one persistent pool of worker threads for the whole
  * process.  pool_run() splits [0, n) into contiguous ranges (one per thread
  * by default) and returns when all are done.  The caller's thread works
- * too; ranges are claimed dynamically, so a thread that the OS keeps off
- * the CPU only leaves its range to the others: fn may be called more than
- * once with the same thread index, never concurrently.  No allocation or
- * thread creation per call. */
+ * too; each thread works through its own part of [0, n) front to back,
+ * and one with nothing left takes over the back of another's, so a thread
+ * that the OS keeps off the CPU only leaves its part to the others: fn may
+ * be called more than once with the same thread index, never
+ * concurrently.  No allocation or thread creation per call. */
 #ifndef MH_THREADPOOL_H
 #define MH_THREADPOOL_H
 

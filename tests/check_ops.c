@@ -518,7 +518,8 @@ END_TEST
 /* ---- the thread pool --------------------------------------------------------------- */
 
 typedef struct {
-	int *seen;     /* per item: the tag of the last job that wrote it */
+	int *seen;     /* per item: the tag of the last job that ran it */
+	int *runs;     /* per item: how many times this job ran it */
 	int tag;
 	int64_t align, n;
 	int bad;       /* ranges not aligned, or past n */
@@ -530,8 +531,10 @@ static void tag_items(void *ctx, int64_t b, int64_t e, int thread)
 	(void)thread;
 	if (b % j->align != 0 || e > j->n || b >= e)
 		__atomic_fetch_add(&j->bad, 1, __ATOMIC_RELAXED);
-	for (int64_t i = b; i < e; i++)
+	for (int64_t i = b; i < e; i++) {
 		j->seen[i] = j->tag;
+		__atomic_fetch_add(&j->runs[i], 1, __ATOMIC_RELAXED);
+	}
 }
 
 /* Every item of every job is written by that job exactly once before
@@ -545,18 +548,22 @@ START_TEST(pool_covers_every_item_once)
 		ck_assert_ptr_nonnull(p);
 		ck_assert_int_eq(pool_size(p), threads);
 		enum { N = 97 };
-		int seen[N];
+		int seen[N], runs[N];
 		memset(seen, 0, sizeof seen);
+		memset(runs, 0, sizeof runs);
 		int jobs = threads == 2 ? 1000000 : 100000; /* the CI machine has 2 cores */
 		for (int tag = 1; tag <= jobs; tag++) {
 			int64_t n = 1 + tag % N, align = 1 + tag % 5;
 			int chunks = tag % 7;   /* 0: one per thread */
-			tag_job j = { seen, tag, align, n, 0 };
+			tag_job j = { seen, runs, tag, align, n, 0 };
 			pool_run_chunks(p, n, align, chunks, tag_items, &j);
-			for (int64_t i = 0; i < n; i++)
-				if (seen[i] != tag)
-					ck_abort_msg("%d threads, job %d: item %lld of %lld holds %d", threads,
-						     tag, (long long)i, (long long)n, seen[i]);
+			for (int64_t i = 0; i < n; i++) {
+				if (seen[i] != tag || runs[i] != 1)
+					ck_abort_msg("%d threads, job %d: item %lld of %lld holds %d, "
+						     "ran %d times", threads, tag, (long long)i,
+						     (long long)n, seen[i], runs[i]);
+				runs[i] = 0;
+			}
 			ck_assert_int_eq(j.bad, 0);
 		}
 		pool_free(p);
