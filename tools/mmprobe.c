@@ -6,9 +6,11 @@
  * machine drifts within seconds, so each matmul pass is compared with the
  * read pass next to it, and the report gives medians and quartiles of those
  * ratios.  Unlike bench, no model is run: the kernels, the pool and the
- * memory, nothing else.  Not installed.
+ * memory, nothing else.  -s adds a line per matrix shape: its share of
+ * the bytes, and the rate its matmuls read at (summed over all passes)
+ * against the read passes' rate.  Not installed.
  *
- *   mmprobe [-t THREADS] [-r REPS] [-k scalar|avx2] DIR
+ *   mmprobe [-t THREADS] [-r REPS] [-k scalar|avx2] [-s] DIR
  */
 #include "kernels.h"
 #include "modeldir.h"
@@ -37,17 +39,25 @@ static void quartiles(double *v, int n, double q[3])
 	q[2] = v[(3 * n) / 4];
 }
 
+static int same_shape(const mh_tensor *a, const mh_tensor *b)
+{
+	return a->shape[0] == b->shape[0] && a->shape[1] == b->shape[1];
+}
+
 int main(int argc, char **argv)
 {
 	int threads = (int)sysconf(_SC_NPROCESSORS_ONLN), reps = 20, opt;
 	const char *kernels = NULL;
-	while ((opt = getopt(argc, argv, "t:r:k:")) != -1) {
+	int shapes = 0;
+	while ((opt = getopt(argc, argv, "t:r:k:s")) != -1) {
 		if (opt == 't')
 			threads = atoi(optarg);
 		else if (opt == 'r')
 			reps = atoi(optarg);
 		else if (opt == 'k')
 			kernels = optarg;
+		else if (opt == 's')
+			shapes = 1;
 		else
 			goto usage;
 	}
@@ -85,7 +95,8 @@ int main(int argc, char **argv)
 	}
 	float *x = malloc(max_cols * sizeof *x), *y = malloc(max_rows * sizeof *y);
 	double *read = malloc(reps * sizeof *read), *ratio = malloc(reps * sizeof *ratio);
-	if (!rp || !w || !x || !y || !read || !ratio) {
+	double *t_each = calloc(d->n_tensors, sizeof *t_each), t_reads = 0;
+	if (!rp || !w || !x || !y || !read || !ratio || !t_each) {
 		fprintf(stderr, "mmprobe: out of memory\n");
 		return 1;
 	}
@@ -101,6 +112,7 @@ int main(int argc, char **argv)
 		double t_read = readprobe_pass(rp);
 		double t0 = mh_now();
 		for (int i = 0; i < n; i++) {
+			double ti = mh_now();
 			/* the calling thread writes x first, as decoding's serial
 			 * steps (norms, residual adds) do: the other threads then
 			 * fetch it from this core's cache */
@@ -108,9 +120,11 @@ int main(int argc, char **argv)
 			for (int64_t c = 0; c < cols; c++)
 				x[c] = (float)((c + r + i) % 7) * 0.01f;
 			ops_matmul(y, x, w[i], NULL, 1);
+			t_each[i] += mh_now() - ti;
 		}
 		double t_mm = mh_now() - t0;
 		read[r] = bytes / t_read / 1e9;
+		t_reads += t_read;
 		ratio[r] = t_read / t_mm;
 	}
 	double qr[3], qm[3];
@@ -121,6 +135,23 @@ int main(int argc, char **argv)
 	printf("read alone: %.1f GB/s (quartiles %.1f-%.1f)\n", qr[0], qr[1], qr[2]);
 	printf("matmuls, one token: %.1f%% of the read next to them (quartiles %.1f-%.1f%%)\n",
 	       100 * qm[0], 100 * qm[1], 100 * qm[2]);
+	for (int i = 0; shapes && i < n; i++) {
+		int seen = 0;
+		for (int k = 0; k < i && !seen; k++)
+			seen = same_shape(w[k], w[i]);
+		if (seen)
+			continue;
+		double b = 0, t = 0;
+		for (int k = i; k < n; k++)
+			if (same_shape(w[k], w[i])) {
+				b += (double)w[k]->nbytes;
+				t += t_each[k];
+			}
+		printf("  %7lld x %-7lld %5.1f%% of the bytes, read at %5.1f%% of the read rate\n",
+		       (long long)w[i]->shape[0], (long long)w[i]->shape[1], 100 * b / bytes,
+		       100 * (b * reps / t) / (bytes * reps / t_reads));
+	}
+	free(t_each);
 	free(x);
 	free(y);
 	free(read);
@@ -132,6 +163,6 @@ int main(int argc, char **argv)
 	modeldir_close(d);
 	return 0;
 usage:
-	fprintf(stderr, "usage: mmprobe [-t THREADS] [-r REPS] [-k scalar|avx2] DIR\n");
+	fprintf(stderr, "usage: mmprobe [-t THREADS] [-r REPS] [-k scalar|avx2] [-s] DIR\n");
 	return 1;
 }
