@@ -240,34 +240,40 @@ static void ref_attention(float *out, const float *q, const float *k, const floa
 }
 
 /* Every kernel set, head sizes with and without a vector tail and past one
- * 64-float block, windows that cut the keys anywhere. */
+ * 64-float block, windows that cut the keys anywhere, and query heads
+ * sharing a KV head in groups of 1 to 4, shared out whole or split
+ * between the threads (one token, fewer KV heads than threads).  Rows go
+ * in blocks of 16 KiB: 56 rows at head size 72, so 70 positions take two. */
 START_TEST(attention_windows)
 {
 	if (!use_kernels(_i))
 		return;
-	enum { NH = 4, NKV = 2, MAXHD = 72, CTX = 70 };
-	static float q[CTX * NH * MAXHD], k[CTX * NKV * MAXHD], v[CTX * NKV * MAXHD];
-	static float out[CTX * NH * MAXHD], ref[CTX * NH * MAXHD];
-	for (int i = 0; i < CTX * NKV * MAXHD; i++) {
+	enum { MAXNH = 6, MAXHD = 72, CTX = 70 };
+	static float q[CTX * MAXNH * MAXHD], k[CTX * MAXNH * MAXHD], v[CTX * MAXNH * MAXHD];
+	static float out[CTX * MAXNH * MAXHD], ref[CTX * MAXNH * MAXHD];
+	for (int i = 0; i < CTX * MAXNH * MAXHD; i++) {
 		k[i] = frand();
 		v[i] = frand();
-	}
-	for (int i = 0; i < CTX * NH * MAXHD; i++)
 		q[i] = frand();
+	}
+	const int heads[][2] = { { 4, 2 }, { 4, 1 }, { 3, 1 }, { 6, 2 }, { 2, 2 } }; /* nh, nkv */
 	const int hds[] = { 24, 20, 72 };
 	const int windows[] = { 0, 1, 5, 64 };
 	const int cases[][2] = { { 0, 70 }, { 69, 1 }, { 10, 7 }, { 40, 1 } }; /* pos0, n */
-	for (int d = 0; d < 3; d++)
-		for (int w = 0; w < 4; w++)
-			for (int c = 0; c < 4; c++) {
-				int pos0 = cases[c][0], n = cases[c][1], HD = hds[d];
-				ops_attention(out, q, k, v, n, pos0, NH, NKV, HD, windows[w], 0.2f);
-				ref_attention(ref, q, k, v, n, pos0, NH, NKV, HD, windows[w], 0.2f);
-				for (int i = 0; i < n * NH * HD; i++)
-					ck_assert_msg(fabsf(out[i] - ref[i]) < 1e-5,
-						      "hd %d window %d pos0 %d: %g vs %g", HD, windows[w],
-						      pos0, out[i], ref[i]);
-			}
+	for (int a = 0; a < 5; a++)
+		for (int d = 0; d < 3; d++)
+			for (int w = 0; w < 4; w++)
+				for (int c = 0; c < 4; c++) {
+					int nh = heads[a][0], nkv = heads[a][1], hd = hds[d];
+					int pos0 = cases[c][0], n = cases[c][1];
+					ops_attention(out, q, k, v, n, pos0, nh, nkv, hd, windows[w], 0.2f);
+					ref_attention(ref, q, k, v, n, pos0, nh, nkv, hd, windows[w], 0.2f);
+					for (int i = 0; i < n * nh * hd; i++)
+						ck_assert_msg(fabsf(out[i] - ref[i]) < 1e-5,
+							      "%d heads on %d, hd %d, window %d, pos0 %d: "
+							      "%g vs %g at %d", nh, nkv, hd, windows[w],
+							      pos0, out[i], ref[i], i);
+				}
 }
 END_TEST
 
