@@ -168,21 +168,26 @@ static TGT_INLINE float hsum8(__m256 v)
 	return _mm_cvtss_f32(s);
 }
 
-/* One weight row against NT tokens (NT a constant after inlining). */
+/* One weight row against NT tokens (NT a constant after inlining; the
+ * loops over it must be unrolled, or gcc -O2 keeps the accumulators on
+ * the stack and every FMA waits on a store and a load). */
 static TGT_INLINE void row_nt(mh_dtype dt, const void *w, int64_t off, int64_t cols,
 			      const float *x, int64_t ldx, int NT, float *out)
 {
 	__m256 a0[4], a1[4];
+#pragma GCC unroll 4
 	for (int t = 0; t < NT; t++)
 		a0[t] = a1[t] = _mm256_setzero_ps();
 	int64_t i = 0;
 	for (; i + 16 <= cols; i += 16) {
 		__m256 w0 = ld8(dt, w, off + i), w1 = ld8(dt, w, off + i + 8);
+#pragma GCC unroll 4
 		for (int t = 0; t < NT; t++) {
 			a0[t] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + t * ldx + i), a0[t]);
 			a1[t] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + t * ldx + i + 8), a1[t]);
 		}
 	}
+#pragma GCC unroll 4
 	for (int t = 0; t < NT; t++) {
 		float s = hsum8(_mm256_add_ps(a0[t], a1[t]));
 		for (int64_t k = i; k < cols; k++)
