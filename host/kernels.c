@@ -416,33 +416,22 @@ static TGT void wsum_avx2(float *o, const float *w, const float *v, int64_t ldv,
 {
 	int64_t d0 = 0;
 	for (; d0 + 64 <= hd; d0 += 64) {
-		/* eight named accumulators: as an array, gcc -O2 kept them on
-		 * the stack, and every FMA waited on a store and a load */
-		float *od = o + d0;
-		__m256 a0 = _mm256_loadu_ps(od), a1 = _mm256_loadu_ps(od + 8);
-		__m256 a2 = _mm256_loadu_ps(od + 16), a3 = _mm256_loadu_ps(od + 24);
-		__m256 a4 = _mm256_loadu_ps(od + 32), a5 = _mm256_loadu_ps(od + 40);
-		__m256 a6 = _mm256_loadu_ps(od + 48), a7 = _mm256_loadu_ps(od + 56);
+		/* the loops over j unrolled, or gcc -O2 keeps a[] on the stack
+		 * and every FMA waits on a store and a load */
+		__m256 a[8];
+#pragma GCC unroll 8
+		for (int j = 0; j < 8; j++)
+			a[j] = _mm256_loadu_ps(o + d0 + 8 * j);
 		for (int64_t i = 0; i < n; i++) {
 			__m256 wi = _mm256_set1_ps(w[i]);
 			const float *vr = v + i * ldv + d0;
-			a0 = _mm256_fmadd_ps(wi, _mm256_loadu_ps(vr), a0);
-			a1 = _mm256_fmadd_ps(wi, _mm256_loadu_ps(vr + 8), a1);
-			a2 = _mm256_fmadd_ps(wi, _mm256_loadu_ps(vr + 16), a2);
-			a3 = _mm256_fmadd_ps(wi, _mm256_loadu_ps(vr + 24), a3);
-			a4 = _mm256_fmadd_ps(wi, _mm256_loadu_ps(vr + 32), a4);
-			a5 = _mm256_fmadd_ps(wi, _mm256_loadu_ps(vr + 40), a5);
-			a6 = _mm256_fmadd_ps(wi, _mm256_loadu_ps(vr + 48), a6);
-			a7 = _mm256_fmadd_ps(wi, _mm256_loadu_ps(vr + 56), a7);
+#pragma GCC unroll 8
+			for (int j = 0; j < 8; j++)
+				a[j] = _mm256_fmadd_ps(wi, _mm256_loadu_ps(vr + 8 * j), a[j]);
 		}
-		_mm256_storeu_ps(od, a0);
-		_mm256_storeu_ps(od + 8, a1);
-		_mm256_storeu_ps(od + 16, a2);
-		_mm256_storeu_ps(od + 24, a3);
-		_mm256_storeu_ps(od + 32, a4);
-		_mm256_storeu_ps(od + 40, a5);
-		_mm256_storeu_ps(od + 48, a6);
-		_mm256_storeu_ps(od + 56, a7);
+#pragma GCC unroll 8
+		for (int j = 0; j < 8; j++)
+			_mm256_storeu_ps(o + d0 + 8 * j, a[j]);
 	}
 	for (; d0 + 8 <= hd; d0 += 8) {
 		__m256 a = _mm256_loadu_ps(o + d0);
