@@ -440,8 +440,8 @@ static void attn_task(void *ctx, int64_t b, int64_t e, int thread)
 	int most = (group + j->splits - 1) / j->splits;
 	/* scores of up to `most` heads, then their softmax denominators */
 	float *sc = grow(&scratch[thread], &scratch_len[thread], (size_t)(most * lds + most));
+	int64_t per_tok = (int64_t)j->n_kv * j->splits; /* tasks per token */
 	for (int64_t task = b; task < e; task++) {
-		int64_t per_tok = (int64_t)j->n_kv * j->splits;
 		int t = (int)(task / per_tok), kvh = (int)(task % per_tok / j->splits);
 		int part = (int)(task % j->splits);
 		int h0 = kvh * group + part * group / j->splits;

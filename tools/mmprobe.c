@@ -149,7 +149,7 @@ int main(int argc, char **argv)
 			}
 		printf("  %7lld x %-7lld %5.1f%% of the bytes, read at %5.1f%% of the read rate\n",
 		       (long long)w[i]->shape[0], (long long)w[i]->shape[1], 100 * b / bytes,
-		       100 * (b * reps / t) / (bytes * reps / t_reads));
+		       100 * (b / t) / (bytes / t_reads));
 	}
 	free(t_each);
 	free(x);
