@@ -476,6 +476,7 @@ int cmd_bench(int argc, char **argv)
 		cJSON_AddNumberToObject(root, "threads", threads);
 		cJSON_AddStringToObject(root, "kernels", kern_name());
 		cJSON_AddStringToObject(root, "gemm", ops_describe());
+		cJSON_AddStringToObject(root, "blas_core", ops_blas_core());
 		cJSON_AddNumberToObject(root, "n_ctx", s->info->n_ctx);
 		cJSON_AddNumberToObject(root, "kv_cache_bytes", (double)s->info->kv_cache_bytes);
 		cJSON_AddNumberToObject(root, "load_seconds", t_load);
@@ -519,8 +520,9 @@ int cmd_bench(int argc, char **argv)
 		free(txt);
 		cJSON_Delete(root);
 	} else {
-		printf("model %s (%s, plugin %s), kernels %s, gemm %s\n", b.model, arch ? arch : "?",
-		       s->lib->desc->name, kern_name(), ops_describe());
+		printf("model %s (%s, plugin %s), kernels %s, gemm %s (OpenBLAS %s kernels)\n", b.model,
+		       arch ? arch : "?", s->lib->desc->name, kern_name(), ops_describe(),
+		       ops_blas_core());
 		printf("context %d, KV cache %.1f MiB, load %.3f s, first token %.3f s, peak RSS %.0f MiB\n",
 		       s->info->n_ctx, kv_mb, t_load, t_first, rss_mb);
 		if (!b.no_limits) {

@@ -40,6 +40,15 @@ static void set_blas_threads(int n)
 	}
 }
 
+/* The core OpenBLAS picked for its kernels at load: its own CPU detection,
+ * or the OPENBLAS_CORETYPE environment variable (bench prints it: on the
+ * same CPU its AVX-512 and AVX2 kernels differ 1.5-2.5x in SGEMM rate). */
+const char *ops_blas_core(void)
+{
+	const char *core = openblas_get_corename();
+	return core ? core : "unknown";
+}
+
 static float *grow(float **buf, size_t *len, size_t want)
 {
 	if (*len < want) {

@@ -18,6 +18,8 @@ void ops_cleanup(void); /* free scratch memory */
 int ops_blas_threads(int n);
 /* How large products are parallelised: "pool" or "blas-threads". */
 const char *ops_describe(void);
+/* The core OpenBLAS runs its kernels for, e.g. "SkylakeX", "Haswell". */
+const char *ops_blas_core(void);
 
 void ops_matmul(float *y, const float *x, const mh_tensor *w, const float *bias, int n);
 void ops_matmul_n(float *const *y, const float *x, const mh_tensor *const *w,
