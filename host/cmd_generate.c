@@ -157,8 +157,11 @@ static int prompt_ids(const gen_opts *g, mh_tokenizer *tk, const mh_session *s, 
 	}
 	if (tk) {
 		const char *p = g->prompt ? g->prompt : "";
-		if (tokenizer_encode(tk, p, strlen(p), 1, ids, n) != 0)
-			return cli_fail("generate: cannot tokenize the prompt");
+		size_t len = strlen(p), ok = tokenizer_utf8_valid_prefix(p, len);
+		if (ok < len)
+			return cli_fail("generate: the prompt is not valid UTF-8 (byte %zu)", ok + 1);
+		if (tokenizer_encode(tk, p, len, 1, ids, n) != 0)
+			return cli_fail("generate: out of memory tokenizing the prompt");
 		if (*n > 0)
 			return 0;
 		free(*ids);

@@ -285,9 +285,12 @@ int cmd_tokenize(int argc, char **argv)
 	int32_t *ids = NULL;
 	size_t n = 0;
 	const char *text = argv[first];
-	if (tokenizer_encode(tk, text, strlen(text), t.special, &ids, &n) != 0) {
+	size_t len = strlen(text), ok = tokenizer_utf8_valid_prefix(text, len);
+	if (ok < len || tokenizer_encode(tk, text, len, t.special, &ids, &n) != 0) {
 		tokenizer_free(tk);
-		return cli_fail("tokenize: cannot encode the text");
+		if (ok < len)
+			return cli_fail("tokenize: the text is not valid UTF-8 (byte %zu)", ok + 1);
+		return cli_fail("tokenize: out of memory encoding the text");
 	}
 	putchar('[');
 	for (size_t i = 0; i < n; i++)

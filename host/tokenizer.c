@@ -279,7 +279,7 @@ static size_t utf8_seq(const unsigned char *s, size_t n, uint32_t *cp, size_t *b
 	return len;
 }
 
-static bool utf8_valid(const char *s, size_t n)
+size_t tokenizer_utf8_valid_prefix(const char *s, size_t n)
 {
 	const unsigned char *u = (const unsigned char *)s;
 	size_t i = 0, bad;
@@ -291,10 +291,15 @@ static bool utf8_valid(const char *s, size_t n)
 		}
 		size_t l = utf8_seq(u + i, n - i, &cp, &bad);
 		if (!l)
-			return false;
+			return i;
 		i += l;
 	}
-	return true;
+	return n;
+}
+
+static bool utf8_valid(const char *s, size_t n)
+{
+	return tokenizer_utf8_valid_prefix(s, n) == n;
 }
 
 /* Append s to out, replacing ill-formed sequences by U+FFFD. */
@@ -1604,7 +1609,10 @@ static void tl_begin(tlist *t)
 {
 	if (t->oom)
 		return;
-	if (!grow_array((void **)&t->v, &t->cap, t->n + 1, sizeof *t->v)) {
+	/* the text buffer exists once there is a token, even an empty one:
+	 * TOK() never offsets a null pointer (Fuse of no tokens gives one) */
+	if (!sb_reserve(&t->b, 0) ||
+	    !grow_array((void **)&t->v, &t->cap, t->n + 1, sizeof *t->v)) {
 		t->oom = true;
 		return;
 	}

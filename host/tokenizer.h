@@ -19,8 +19,11 @@ typedef struct mh_tokenizer mh_tokenizer;
 /* Load tokenizer.json. On failure returns NULL and writes one line "PATH: problem" into err. */
 mh_tokenizer *tokenizer_load(const char *path, char *err, size_t errlen);
 void tokenizer_free(mh_tokenizer *t);
-/* Encode len bytes of UTF-8. add_special: apply the post-processor (e.g. BOS). 0 ok (*ids malloc'd, caller frees), -1 on error (out of memory / invalid). */
+/* Encode len bytes of UTF-8. add_special: apply the post-processor (e.g. BOS). 0 ok (*ids malloc'd, caller frees), -1 on error (out of memory, or text not valid UTF-8). */
 int tokenizer_encode(const mh_tokenizer *t, const char *text, size_t len, int add_special, int32_t **ids, size_t *n_ids);
+/* How many leading bytes of s form valid UTF-8 (n when all do): what
+ * encode accepts, for saying where a text goes wrong. */
+size_t tokenizer_utf8_valid_prefix(const char *s, size_t n);
 /* Decode to a malloc'd NUL-terminated string; skip_special drops special tokens. NULL on OOM. */
 char *tokenizer_decode(const mh_tokenizer *t, const int32_t *ids, size_t n, int skip_special);
 int32_t tokenizer_vocab_size(const mh_tokenizer *t);  /* max id + 1, including added tokens */

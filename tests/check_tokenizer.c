@@ -330,6 +330,47 @@ START_TEST(stream_holds_partial_characters)
 }
 END_TEST
 
+/* encode takes exactly valid UTF-8 (the fuzz target holds it to that on
+ * any bytes); tokenizer_utf8_valid_prefix says where a text goes wrong. */
+START_TEST(invalid_utf8)
+{
+	static const struct {
+		const char *s;
+		size_t valid;
+	} cases[] = {
+		{ "plain", 5 },
+		{ "caf\xC3\xA9 \xF0\x9F\x98\x80", 10 },
+		{ "ab\xF6\xF9", 2 },         /* bytes never in UTF-8 */
+		{ "x\xE2\x82", 1 },          /* cut short */
+		{ "\xC0\xAF", 0 },           /* overlong "/" */
+		{ "ok\xED\xA0\x80", 2 },    /* a UTF-16 surrogate */
+		{ "\xF4\x90\x80\x80", 0 }, /* past U+10FFFF */
+		{ "\x80", 0 },               /* a lone continuation byte */
+	};
+	mh_tokenizer *t = load_named("llama2");
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		size_t n = strlen(cases[i].s), n_ids = 99;
+		int32_t stale, *ids = &stale; /* encode must reset both */
+		ck_assert_uint_eq(tokenizer_utf8_valid_prefix(cases[i].s, n), cases[i].valid);
+		int rc = tokenizer_encode(t, cases[i].s, n, 1, &ids, &n_ids);
+		if (cases[i].valid == n) {
+			ck_assert_int_eq(rc, 0);
+			ck_assert_uint_gt(n_ids, 1);
+			free(ids);
+		} else {
+			ck_assert_int_eq(rc, -1);
+			ck_assert_ptr_null(ids);
+			ck_assert_uint_eq(n_ids, 0);
+		}
+	}
+	/* no ids at all, through a decoder chain that ends in Fuse and Strip */
+	char *empty = tokenizer_decode(t, NULL, 0, 0);
+	ck_assert_str_eq(empty, "");
+	free(empty);
+	tokenizer_free(t);
+}
+END_TEST
+
 START_TEST(queries)
 {
 	mh_tokenizer *t = load_named("llama3");
@@ -483,6 +524,7 @@ static Suite *tokenizer_suite(void)
 	tcase_add_loop_test(tc, stream_matches_decode, 0, n_names);
 	tcase_add_test(tc, stream_holds_partial_characters);
 	tcase_add_test(tc, queries);
+	tcase_add_test(tc, invalid_utf8);
 	suite_add_tcase(s, tc);
 	TCase *te = tcase_create("errors");
 	tcase_add_test(te, load_errors);

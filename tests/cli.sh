@@ -187,6 +187,11 @@ error "logits with bad ids leaves no file" "token id 70000" \
 	"$MH" logits -m "$S/fixtures/models/llama" --ids 1,70000 -o "$T/partial.safetensors"
 [ -e "$T/partial.safetensors" ] && bad "partial output file left" || ok "no partial output file"
 error "bad tokenizer file" "m/config.json: no model" "$MH" tokenize --tokenizer "$T/m/config.json" hi
+bad_utf8=$(printf 'ab\366\371')
+error "prompt not UTF-8" "generate: the prompt is not valid UTF-8 (byte 3)" \
+	"$MH" generate -p "$bad_utf8" -n 2
+error "text to tokenize not UTF-8" "tokenize: the text is not valid UTF-8 (byte 3)" \
+	"$MH" tokenize "$bad_utf8"
 error "context overflow" "more than the context length of 2" \
 	"$MH" generate -m "$S/fixtures/models/llama" --ids 1,2,3,4 -c 2
 # --- bench ---------------------------------------------------------------------------

@@ -1,0 +1,50 @@
+#!/bin/sh
+# run.sh TARGET [SECONDS]: build tests/fuzz/fuzz_TARGET.c with clang's
+# libFuzzer, AddressSanitizer and UndefinedBehaviorSanitizer, and fuzz it
+# for SECONDS (default 60), starting from the reference files in ../shared.
+# Needs clang and libclang-rt-14-dev (Debian), and ../shared for the seeds.
+#   safetensors  any bytes as a .safetensors file (st_open, every tensor read)
+#   tokenizer    any bytes as text and as ids, for each tokenizer.json in
+#                ../shared/tokenizers (seconds split between them)
+# Corpora and the binaries go to $FUZZ_OUT (default /tmp/modelhost-fuzz);
+# a crash leaves its input there as crash-*, to replay with
+# $FUZZ_OUT/fuzz_TARGET FILE.
+set -eu
+cd "$(dirname "$0")/../.."
+t=${1:?usage: tests/fuzz/run.sh safetensors|tokenizer [SECONDS]}
+secs=${2:-60}
+shared=${MODELHOST_SHARED:-../shared}
+out=${FUZZ_OUT:-/tmp/modelhost-fuzz}
+mkdir -p "$out"
+flags="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+       -I host -I sdk/include $(pkg-config --cflags libcjson)"
+case $t in
+safetensors)
+	${CC:-clang} $flags tests/fuzz/fuzz_safetensors.c host/safetensors.c host/util.c \
+		$(pkg-config --libs libcjson) -o "$out/fuzz_safetensors"
+	mkdir -p "$out/corpus-safetensors"
+	find "$shared" -name '*.safetensors' -size -64k -exec cp {} "$out/corpus-safetensors/" \;
+	"$out/fuzz_safetensors" -max_total_time="$secs" -max_len=65536 -timeout=10 \
+		-artifact_prefix="$out/" "$out/corpus-safetensors"
+	;;
+tokenizer)
+	${CC:-clang} $flags tests/fuzz/fuzz_tokenizer.c host/tokenizer.c host/util.c \
+		$(pkg-config --libs libcjson libpcre2-8 libutf8proc) -lpthread -lm \
+		-o "$out/fuzz_tokenizer"
+	set -- "$shared"/models/stories260K/tokenizer.json "$shared"/tokenizers/*/tokenizer.json
+	each=$((secs / $#))
+	[ "$each" -gt 0 ] || each=1
+	for tj; do
+		name=$(basename "$(dirname "$tj")")
+		mkdir -p "$out/corpus-tokenizer-$name"
+		echo "== $name ($each s)"
+		FUZZ_TOKENIZER=$tj "$out/fuzz_tokenizer" -max_total_time="$each" -max_len=512 \
+			-timeout=10 \
+			-artifact_prefix="$out/$name-" "$out/corpus-tokenizer-$name" 2>&1 | tail -n 3
+	done
+	;;
+*)
+	echo "run.sh: unknown target '$t' (safetensors or tokenizer)" >&2
+	exit 2
+	;;
+esac
