@@ -9,6 +9,7 @@
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define HAVE_X86_KERNELS 1
+#include <cpuid.h>
 #include <immintrin.h>
 #endif
 
@@ -555,9 +556,12 @@ static const float *prepare_x_avx2(mh_dtype dt, const float *x, int n, int64_t c
 
 static int avx2_supported(void)
 {
+	/* F16C from CPUID itself: clang before 16 has no "f16c" for
+	 * __builtin_cpu_supports (the OS side is AVX's, checked with avx2) */
+	unsigned a, b, c, d;
 	__builtin_cpu_init();
 	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-	       __builtin_cpu_supports("f16c");
+	       __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
 }
 #endif
 

@@ -68,8 +68,8 @@ int main(int argc, char **argv)
 			if (strcmp(argv[1], commands[i].name) == 0)
 				c = &commands[i];
 		if (!c) {
-			fprintf(stderr, "modelhost: unknown command '%s'\n", argv[1]);
-			usage(stderr);
+			cli_fail("unknown command '%s'", argv[1]);
+			fputs("Try 'modelhost --help'.\n", stderr);
 			return 1;
 		}
 		rc = c->run(argc - 1, argv + 1);
@@ -86,12 +86,12 @@ int main(int argc, char **argv)
 
 int cli_fail(const char *fmt, ...)
 {
+	char msg[2 * MH_ERRLEN];
 	va_list ap;
 	va_start(ap, fmt);
-	fputs("modelhost: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
+	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
+	fprintf(stderr, "modelhost: %s\n", mh_one_line(msg));
 	return 1;
 }
 

@@ -292,4 +292,5 @@ void modeldir_error(mh_dir *d, const char *file, const char *fmt, ...)
 		snprintf(d->err, sizeof d->err, "%.160s/%.60s: %s", d->path, file, msg);
 	else
 		snprintf(d->err, sizeof d->err, "%.200s: %s", d->path, msg);
+	mh_one_line(d->err);
 }

@@ -60,10 +60,10 @@ static int svc_config_int(mh_dir *d, const char *key, int64_t def, int64_t *out)
 	*out = def;
 	if (!j)
 		return 0;
-	double v = j->valuedouble;
-	if (!cJSON_IsNumber(j) || v != (double)(int64_t)v || v < -9e15 || v > 9e15)
+	if (!cJSON_IsNumber(j) || mh_whole(j->valuedouble, -(1LL << 53), 1LL << 53, out) != 0) {
+		*out = def;
 		return wrong_type(d, key, "an integer");
-	*out = (int64_t)v;
+	}
 	return 1;
 }
 
@@ -105,8 +105,8 @@ static int svc_config_string(mh_dir *d, const char *key, const char *def, const 
 
 static int id_of(const cJSON *j, int32_t *out)
 {
-	double v = j->valuedouble;
-	if (!cJSON_IsNumber(j) || v != (double)(int32_t)v || v < 0)
+	int64_t v;
+	if (!cJSON_IsNumber(j) || mh_whole(j->valuedouble, 0, INT32_MAX, &v) != 0)
 		return -1;
 	*out = (int32_t)v;
 	return 0;

@@ -47,11 +47,14 @@ mh_session *session_open(mh_registry *r, const char *path, const char *force, in
 	const cJSON *g = s->dir->generation ? cJSON_GetObjectItemCaseSensitive(s->dir->generation,
 									       "eos_token_id")
 					    : NULL;
-	if (cJSON_IsNumber(g)) {
-		add_eos(s, (int32_t)g->valuedouble);
+	int64_t id;
+	if (cJSON_IsNumber(g) && mh_whole(g->valuedouble, 0, INT32_MAX, &id) == 0) {
+		add_eos(s, (int32_t)id);
 	} else if (cJSON_IsArray(g)) {
 		const cJSON *e;
-		cJSON_ArrayForEach(e, g) if (cJSON_IsNumber(e)) add_eos(s, (int32_t)e->valuedouble);
+		cJSON_ArrayForEach(e, g)
+			if (cJSON_IsNumber(e) && mh_whole(e->valuedouble, 0, INT32_MAX, &id) == 0)
+				add_eos(s, (int32_t)id);
 	}
 	return s;
 fail:

@@ -2230,6 +2230,23 @@ static bool ends_with_replacement(const sbuf *b)
 	return b->n >= 3 && !memcmp(b->p + b->n - 3, "\xEF\xBF\xBD", 3);
 }
 
+/* How much of text the stream has given out already: all of prefix, when
+ * text extends it.  When it does not (ByteFallback turns bytes already
+ * shown, "{" of <0x7B>, into U+FFFD once an invalid byte joins their
+ * group), text from the first difference on, at a character boundary:
+ * shown text cannot be taken back, and the rest must not be lost. */
+static size_t emitted_part(const sbuf *text, const sbuf *prefix)
+{
+	if (text->n >= prefix->n && (!prefix->n || !memcmp(text->p, prefix->p, prefix->n)))
+		return prefix->n;
+	size_t common = 0;
+	while (common < prefix->n && common < text->n && text->p[common] == prefix->p[common])
+		common++;
+	while (common > 0 && ((unsigned char)text->p[common] & 0xC0) == 0x80)
+		common--;
+	return common;
+}
+
 const char *tokenizer_stream_push(mh_detok_stream *s, int32_t id, size_t *len)
 {
 	if (len)
@@ -2244,15 +2261,7 @@ const char *tokenizer_stream_push(mh_detok_stream *s, int32_t id, size_t *len)
 	if (decode_into(s->t, s->ids.v, s->ids.n, s->skip, &s->text) < 0)
 		return NULL;
 	if (s->text.n > s->prefix.n && !ends_with_replacement(&s->text)) {
-		size_t common = 0;
-		if (!memcmp(s->text.p, s->prefix.p, s->prefix.n)) {
-			common = s->prefix.n;
-		} else { /* should not happen; emit from the first difference */
-			while (common < s->prefix.n && s->text.p[common] == s->prefix.p[common])
-				common++;
-			while (common > 0 && ((unsigned char)s->text.p[common] & 0xC0) == 0x80)
-				common--;
-		}
+		size_t common = emitted_part(&s->text, &s->prefix);
 		sb_put(&s->out, s->text.p + common, s->text.n - common);
 		size_t new_prefix_index = s->ids.n - s->prefix_index;
 		memmove(s->ids.v, s->ids.v + s->prefix_index,
@@ -2280,8 +2289,8 @@ const char *tokenizer_stream_flush(mh_detok_stream *s, size_t *len)
 	sb_clear(&s->text);
 	if (decode_into(s->t, s->ids.v, s->ids.n, s->skip, &s->text) < 0)
 		return NULL;
-	if (s->text.n > s->prefix.n && !memcmp(s->text.p, s->prefix.p, s->prefix.n))
-		sb_put(&s->out, s->text.p + s->prefix.n, s->text.n - s->prefix.n);
+	size_t common = emitted_part(&s->text, &s->prefix);
+	sb_put(&s->out, s->text.p + common, s->text.n - common);
 	s->ids.n = 0;
 	s->prefix_index = 0;
 	sb_clear(&s->prefix);

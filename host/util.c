@@ -11,6 +11,22 @@
 #include <sys/stat.h>
 #include <time.h>
 
+int mh_whole(double v, int64_t lo, int64_t hi, int64_t *out)
+{
+	if (!(v >= (double)lo && v <= (double)hi) || v != (double)(int64_t)v)
+		return -1;
+	*out = (int64_t)v;
+	return 0;
+}
+
+char *mh_one_line(char *s)
+{
+	for (char *p = s; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = ' ';
+	return s;
+}
+
 void mh_errf(char *err, const char *fmt, ...)
 {
 	if (!err)
@@ -19,6 +35,7 @@ void mh_errf(char *err, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(err, MH_ERRLEN, fmt, ap);
 	va_end(ap);
+	mh_one_line(err);
 }
 
 char *mh_read_file(const char *path, size_t *len, char *err)

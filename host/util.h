@@ -11,6 +11,9 @@
 #define MH_ERRLEN 512
 
 void mh_errf(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Control bytes (a newline in a hostile config value, say) to spaces, so
+ * that a message quoting a file stays one line; returns s. */
+char *mh_one_line(char *s);
 
 /* Read a whole file, NUL-terminated.  NULL + err on failure. */
 char *mh_read_file(const char *path, size_t *len, char *err);
@@ -34,6 +37,11 @@ static inline float mh_bf16_to_f32(uint16_t h)
 float mh_f16_to_f32(uint16_t h);
 uint16_t mh_f32_to_bf16(float f);  /* round to nearest even */
 uint16_t mh_f32_to_f16(float f);   /* round to nearest even */
+
+/* 0 and *out = v when v is a whole number in [lo, hi] (|lo|, |hi| < 2^53),
+ * else -1: range first, so that no out-of-range double is ever converted
+ * (undefined behaviour) on the way. */
+int mh_whole(double v, int64_t lo, int64_t hi, int64_t *out);
 
 /* Parse "1,2,3" into a malloc'd id array. -1 on a malformed list. */
 int mh_parse_ids(const char *s, int32_t **ids, size_t *n);

@@ -363,6 +363,23 @@ START_TEST(invalid_utf8)
 			ck_assert_uint_eq(n_ids, 0);
 		}
 	}
+	/* "{" as the byte token <0x7B> is shown at once; a stray continuation
+	 * byte then turns the whole byte group into U+FFFD in a full decode
+	 * (as Hugging Face's ByteFallback does); the stream cannot take "{"
+	 * back, but must still show the U+FFFDs rather than drop them */
+	int32_t grp[2] = { tokenizer_token_id(t, "<0x7B>"), tokenizer_token_id(t, "<0xA5>") };
+	char *whole = tokenizer_decode(t, grp, 2, 0);
+	ck_assert_str_eq(whole, "\xEF\xBF\xBD\xEF\xBF\xBD");
+	free(whole);
+	mh_detok_stream *st = tokenizer_stream_new(t, 0);
+	size_t len;
+	const char *piece = tokenizer_stream_push(st, grp[0], &len);
+	ck_assert(len == 1 && piece[0] == '{');
+	tokenizer_stream_push(st, grp[1], &len);
+	ck_assert_uint_eq(len, 0);
+	piece = tokenizer_stream_flush(st, &len);
+	ck_assert(len == 6 && !memcmp(piece, "\xEF\xBF\xBD\xEF\xBF\xBD", 6));
+	tokenizer_stream_free(st);
 	/* no ids at all, through a decoder chain that ends in Fuse and Strip */
 	char *empty = tokenizer_decode(t, NULL, 0, 0);
 	ck_assert_str_eq(empty, "");

@@ -43,7 +43,8 @@ error() {
 	run "$name" 1 "$@" || return
 	if ! grep -q -- "$pat" "$T/err"; then
 		bad "$name: stderr lacks '$pat': $(cat "$T/err")"
-	elif [ "$(grep -c '^modelhost: ' "$T/err")" -ne 1 ]; then
+	elif [ "$(grep -c '^modelhost: ' "$T/err")" -ne 1 ] ||
+		grep -q -v -e '^modelhost: ' -e "^Try 'modelhost " "$T/err"; then
 		bad "$name: expected one 'modelhost:' line: $(cat "$T/err")"
 	else
 		ok "$name"
@@ -181,6 +182,9 @@ error "malformed config" "m/config.json: malformed JSON" "$MH" info "$T/m"
 printf '{"architectures": ["MambaForCausalLM"]}' >"$T/m/config.json"
 cp "$S/fixtures/models/llama/model.safetensors" "$T/m/"
 error "unknown architecture" "no plugin handles architecture 'MambaForCausalLM'" "$MH" info "$T/m"
+sed 's/"hidden_act": "silu"/"hidden_act": "si\\nlu\\u0007"/' "$S/fixtures/models/llama/config.json" >"$T/m/config.json"
+error "a config value with a newline, quoted on one line" "hidden_act 'si lu ' is not supported" \
+	"$MH" info "$T/m"
 error "logits to an unwritable place" "cannot write" \
 	"$MH" logits -m "$S/fixtures/models/llama" --ids 1 -o "$T/no/such/dir/x.safetensors"
 error "logits with bad ids leaves no file" "token id 70000" \

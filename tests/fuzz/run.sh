@@ -6,12 +6,15 @@
 #   safetensors  any bytes as a .safetensors file (st_open, every tensor read)
 #   tokenizer    any bytes as text and as ids, for each tokenizer.json in
 #                ../shared/tokenizers (seconds split between them)
+#   config       any bytes as config.json beside each reference checkpoint's
+#                weights, through every plugin (built here, instrumented
+#                too), then a forward pass (seconds split between them)
 # Corpora and the binaries go to $FUZZ_OUT (default /tmp/modelhost-fuzz);
 # a crash leaves its input there as crash-*, to replay with
 # $FUZZ_OUT/fuzz_TARGET FILE.
 set -eu
 cd "$(dirname "$0")/../.."
-t=${1:?usage: tests/fuzz/run.sh safetensors|tokenizer [SECONDS]}
+t=${1:?usage: tests/fuzz/run.sh safetensors|tokenizer|config [SECONDS]}
 secs=${2:-60}
 shared=${MODELHOST_SHARED:-../shared}
 out=${FUZZ_OUT:-/tmp/modelhost-fuzz}
@@ -43,8 +46,34 @@ tokenizer)
 			-artifact_prefix="$out/$name-" "$out/corpus-tokenizer-$name" 2>&1 | tail -n 3
 	done
 	;;
+config)
+	mkdir -p "$out/plugins"
+	for p in llama mistral phi qwen; do
+		${CC:-clang} -g -O1 -fsanitize=fuzzer-no-link,address,undefined \
+			-fno-sanitize-recover=undefined -fPIC -shared -I sdk/include \
+			plugins/$p/*.c -o "$out/plugins/$p.so"
+	done
+	host=$(ls host/*.c | grep -v -e host/main.c -e 'host/cmd_')
+	${CC:-clang} $flags -DMH_PLUGINDIR='"/nonexistent"' -DMH_PKGDATADIR='"/nonexistent"' \
+		-DMH_BUILDDIR='"/nonexistent"' -DMH_SRCDIR='"/nonexistent"' \
+		$(pkg-config --cflags openblas libpcre2-8 libutf8proc) tests/fuzz/fuzz_config.c $host \
+		$(pkg-config --libs libcjson openblas libpcre2-8 libutf8proc) -ldl -lpthread -lm \
+		-o "$out/fuzz_config"
+	set -- "$shared"/fixtures/models/*/
+	each=$((secs / $#))
+	[ "$each" -gt 0 ] || each=1
+	for m; do
+		name=$(basename "$m")
+		mkdir -p "$out/corpus-config-$name"
+		cp "$m/config.json" "$out/corpus-config-$name/"
+		echo "== $name ($each s)"
+		FUZZ_MODEL=$m FUZZ_PLUGINS=$out/plugins "$out/fuzz_config" -max_total_time="$each" \
+			-max_len=4096 -timeout=10 -artifact_prefix="$out/$name-" \
+			"$out/corpus-config-$name" 2>&1 | tail -n 3
+	done
+	;;
 *)
-	echo "run.sh: unknown target '$t' (safetensors or tokenizer)" >&2
+	echo "run.sh: unknown target '$t' (safetensors, tokenizer or config)" >&2
 	exit 2
 	;;
 esac
