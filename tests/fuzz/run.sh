@@ -59,7 +59,10 @@ config)
 		$(pkg-config --cflags openblas libpcre2-8 libutf8proc) tests/fuzz/fuzz_config.c $host \
 		$(pkg-config --libs libcjson openblas libpcre2-8 libutf8proc) -ldl -lpthread -lm \
 		-o "$out/fuzz_config"
-	set -- "$shared"/fixtures/models/*/
+	set --
+	for m in "$shared"/fixtures/models/*/ "$shared"/models/*/; do
+		[ -f "$m/config.json" ] && set -- "$@" "${m%/}"
+	done
 	each=$((secs / $#))
 	[ "$each" -gt 0 ] || each=1
 	for m; do
