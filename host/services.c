@@ -60,10 +60,8 @@ static int svc_config_int(mh_dir *d, const char *key, int64_t def, int64_t *out)
 	*out = def;
 	if (!j)
 		return 0;
-	if (!cJSON_IsNumber(j) || mh_whole(j->valuedouble, -(1LL << 53), 1LL << 53, out) != 0) {
-		*out = def;
-		return wrong_type(d, key, "an integer");
-	}
+	if (!cJSON_IsNumber(j) || mh_whole(j->valuedouble, -(1LL << 53), 1LL << 53, out) != 0)
+		return wrong_type(d, key, "an integer"); /* *out stays def */
 	return 1;
 }
 

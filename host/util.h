@@ -38,8 +38,8 @@ float mh_f16_to_f32(uint16_t h);
 uint16_t mh_f32_to_bf16(float f);  /* round to nearest even */
 uint16_t mh_f32_to_f16(float f);   /* round to nearest even */
 
-/* 0 and *out = v when v is a whole number in [lo, hi] (|lo|, |hi| < 2^53),
- * else -1: range first, so that no out-of-range double is ever converted
+/* 0 and *out = v when v is a whole number in [lo, hi] (|lo|, |hi| <= 2^53),
+ * else -1 with *out untouched: range first, so that no out-of-range double is ever converted
  * (undefined behaviour) on the way. */
 int mh_whole(double v, int64_t lo, int64_t hi, int64_t *out);
 
