@@ -11,6 +11,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,12 +49,12 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	}
 	atexit(cleanup);
 	struct dirent *e;
-	char from[4200], to[4200];
+	char from[4200], abs[PATH_MAX], to[4200];
 	while ((e = readdir(d)))
 		if (e->d_name[0] != '.' && strcmp(e->d_name, "config.json") != 0) {
 			snprintf(from, sizeof from, "%s/%s", model, e->d_name);
 			snprintf(to, sizeof to, "%s/%s", dir, e->d_name);
-			if (!realpath(from, from) || symlink(from, to) != 0)
+			if (!realpath(from, abs) || symlink(abs, to) != 0)
 				exit(1);
 		}
 	closedir(d);
