@@ -350,9 +350,12 @@ int cmd_detokenize(int argc, char **argv)
 				      tokenizer_vocab_size(tk) - 1);
 			break;
 		}
-	char *text = rc ? NULL : tokenizer_decode(tk, ids, n, t.special);
-	if (text)
-		printf("%s\n", text);
+	size_t len;
+	char *text = rc ? NULL : tokenizer_decode(tk, ids, n, t.special, &len);
+	if (text) {
+		fwrite(text, 1, len, stdout); /* all of it, a decoded byte 0 too */
+		putchar('\n');
+	}
 	else if (!rc)
 		rc = cli_fail("detokenize: out of memory");
 	free(text);

@@ -2186,8 +2186,11 @@ static int decode_into(const mh_tokenizer *t, const int32_t *ids, size_t n, bool
 	return rc < 0 || out->oom ? -1 : 0;
 }
 
-char *tokenizer_decode(const mh_tokenizer *t, const int32_t *ids, size_t n, int skip_special)
+char *tokenizer_decode(const mh_tokenizer *t, const int32_t *ids, size_t n, int skip_special,
+		       size_t *len)
 {
+	if (len)
+		*len = 0;
 	if (!t || (!ids && n))
 		return NULL;
 	sbuf out = { 0 };
@@ -2196,6 +2199,8 @@ char *tokenizer_decode(const mh_tokenizer *t, const int32_t *ids, size_t n, int 
 		return NULL;
 	}
 	out.p[out.n] = 0;
+	if (len)
+		*len = out.n;
 	return out.p;
 }
 

@@ -24,8 +24,10 @@ int tokenizer_encode(const mh_tokenizer *t, const char *text, size_t len, int ad
 /* How many leading bytes of s form valid UTF-8 (n when all do): what
  * encode accepts, for saying where a text goes wrong. */
 size_t tokenizer_utf8_valid_prefix(const char *s, size_t n);
-/* Decode to a malloc'd NUL-terminated string; skip_special drops special tokens. NULL on OOM. */
-char *tokenizer_decode(const mh_tokenizer *t, const int32_t *ids, size_t n, int skip_special);
+/* Decode to a malloc'd NUL-terminated string; skip_special drops special tokens. NULL on OOM.
+ * *len (if len) gets its length: a byte token <0x00> decodes to a NUL inside the text. */
+char *tokenizer_decode(const mh_tokenizer *t, const int32_t *ids, size_t n, int skip_special,
+		       size_t *len);
 int32_t tokenizer_vocab_size(const mh_tokenizer *t);  /* max id + 1, including added tokens */
 int32_t tokenizer_token_id(const mh_tokenizer *t, const char *token); /* -1 if none */
 int tokenizer_is_special(const mh_tokenizer *t, int32_t id);

@@ -163,7 +163,7 @@ static int check_row(const mh_tokenizer *t, const char *name, const cJSON *row)
 
 	char buf[4096];
 	const char *exp = expected_decode(name, row, "decoded", buf, sizeof buf);
-	char *dec = tokenizer_decode(t, want, nw, 0);
+	char *dec = tokenizer_decode(t, want, nw, 0, NULL);
 	ck_assert_ptr_nonnull(dec);
 	if (strcmp(dec, exp)) {
 		fprintf(stderr, "%s: decoded mismatch for \"%s\": got \"%s\" want \"%s\"\n",
@@ -172,7 +172,7 @@ static int check_row(const mh_tokenizer *t, const char *name, const cJSON *row)
 	}
 	free(dec);
 	exp = expected_decode(name, row, "decoded_skip_special", buf, sizeof buf);
-	dec = tokenizer_decode(t, want_sp, nws, 1);
+	dec = tokenizer_decode(t, want_sp, nws, 1, NULL);
 	ck_assert_ptr_nonnull(dec);
 	if (strcmp(dec, exp)) {
 		fprintf(stderr, "%s: decoded_skip_special mismatch for \"%s\": got \"%s\" want \"%s\"\n",
@@ -248,7 +248,7 @@ static bool valid_utf8(const char *s, size_t n)
 static void check_stream(const mh_tokenizer *t, const int32_t *ids, size_t n, int skip,
 			 const char *name, const char *text)
 {
-	char *want = tokenizer_decode(t, ids, n, skip);
+	char *want = tokenizer_decode(t, ids, n, skip, NULL);
 	ck_assert_ptr_nonnull(want);
 	mh_detok_stream *s = tokenizer_stream_new(t, skip);
 	ck_assert_ptr_nonnull(s);
@@ -368,7 +368,7 @@ START_TEST(invalid_utf8)
 	 * (as Hugging Face's ByteFallback does); the stream cannot take "{"
 	 * back, but must still show the U+FFFDs rather than drop them */
 	int32_t grp[2] = { tokenizer_token_id(t, "<0x7B>"), tokenizer_token_id(t, "<0xA5>") };
-	char *whole = tokenizer_decode(t, grp, 2, 0);
+	char *whole = tokenizer_decode(t, grp, 2, 0, NULL);
 	ck_assert_str_eq(whole, "\xEF\xBF\xBD\xEF\xBF\xBD");
 	free(whole);
 	mh_detok_stream *st = tokenizer_stream_new(t, 0);
@@ -381,9 +381,18 @@ START_TEST(invalid_utf8)
 	ck_assert(len == 6 && !memcmp(piece, "\xEF\xBF\xBD\xEF\xBF\xBD", 6));
 	tokenizer_stream_free(st);
 	/* no ids at all, through a decoder chain that ends in Fuse and Strip */
-	char *empty = tokenizer_decode(t, NULL, 0, 0);
+	size_t n;
+	char *empty = tokenizer_decode(t, NULL, 0, 0, &n);
 	ck_assert_str_eq(empty, "");
+	ck_assert_uint_eq(n, 0);
 	free(empty);
+	/* a byte 0 is text like any other: the length counts past it */
+	int32_t zero[3] = { tokenizer_token_id(t, "\xE2\x96\x81" "a"), tokenizer_token_id(t, "<0x00>"),
+			    tokenizer_token_id(t, "b") };
+	char *z = tokenizer_decode(t, zero, 3, 0, &n);
+	ck_assert_uint_eq(n, 3);
+	ck_assert(!memcmp(z, "a\0b", 4));
+	free(z);
 	tokenizer_free(t);
 }
 END_TEST
@@ -408,7 +417,7 @@ START_TEST(queries)
 	ck_assert(!tokenizer_is_special(t, tokenizer_token_id(t, "</think>")));
 	/* out-of-range ids are ignored by decode */
 	int32_t ids[] = { 9707, -5, 999999999, 1879 };
-	char *s = tokenizer_decode(t, ids, 4, 0);
+	char *s = tokenizer_decode(t, ids, 4, 0, NULL);
 	ck_assert_str_eq(s, "Hello world");
 	free(s);
 	/* invalid UTF-8 input is refused */
@@ -523,7 +532,7 @@ START_TEST(small_features)
 	ck_assert_uint_eq(n, sizeof want / sizeof *want);
 	for (size_t i = 0; i < n; i++)
 		ck_assert_int_eq(ids[i], want[i]);
-	char *s = tokenizer_decode(t, ids, n, 1);
+	char *s = tokenizer_decode(t, ids, n, 1, NULL);
 	ck_assert_str_eq(s, "<unk> abc <unk> 1 2 ab"); /* no decoder: joined by spaces */
 	free(s);
 	free(ids);

@@ -96,6 +96,9 @@ run "tokenize" 0 "$MH" tokenize --special "Once upon a time" &&
 	{ [ "$(cat "$T/out")" = "[1, 403, 407, 261, 378]" ] && ok "tokenize" || bad "tokenize: $(cat "$T/out")"; }
 run "detokenize" 0 "$MH" detokenize --skip-special 1 403 407 261 378 &&
 	{ [ "$(cat "$T/out")" = "Once upon a time" ] && ok "detokenize" || bad "detokenize: $(cat "$T/out")"; }
+run "detokenize a byte 0" 0 "$MH" detokenize 3 68 &&
+	{ [ "$(od -An -c "$T/out" | tr -d ' ')" = '\0A\n' ] && ok "detokenize a byte 0" ||
+		bad "detokenize a byte 0: $(od -An -c "$T/out")"; }
 run "logits" 0 "$MH" logits -m "$S/fixtures/models/llama" --ids 1,5,9 -o "$T/l.safetensors" &&
 	run "logits incremental" 0 "$MH" logits -m "$S/fixtures/models/llama" --ids 1,5,9 \
 		--incremental -o "$T/li.safetensors" &&
