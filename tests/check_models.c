@@ -258,6 +258,108 @@ START_TEST(half_precision_weights)
 }
 END_TEST
 
+/* The phi2 fixture with qk_layernorm set to qk and a LayerNorm (weight
+ * ln_w + small ripples, bias 0.05 ripples) on each head of q and k; the
+ * rows of head h in q_proj and k_proj (weight and bias) scaled by scale[h]. */
+static char *phi2_qk_variant(int qk, float ln_w, const float scale[4])
+{
+	char *out = tu_tmpdir(), path[4200];
+	char *dir = tu_shared_path("fixtures/models/phi2");
+	mh_dir *d = modeldir_open(dir, err);
+	ck_assert_msg(d != NULL, "%s", err);
+	cJSON *cfg = cJSON_Duplicate(d->config, 1);
+	cJSON_ReplaceItemInObject(cfg, "qk_layernorm", cJSON_CreateBool(qk));
+	char *text = cJSON_Print(cfg);
+	tu_write(out, "config.json", text);
+	free(text);
+	cJSON_Delete(cfg);
+	int hd = 16, layers = 2, n = d->n_tensors;
+	mh_tensor *ts = calloc(n + 4 * layers, sizeof *ts);
+	char (*names)[96] = calloc(4 * layers, sizeof *names);
+	for (int i = 0; i < n; i++) {
+		const mh_tensor *t = d->index[i];
+		ck_assert(t->dtype == MH_F32);
+		float *v = malloc(t->nbytes);
+		memcpy(v, t->data, t->nbytes);
+		if (strstr(t->name, "self_attn.q_proj.") || strstr(t->name, "self_attn.k_proj."))
+			for (int64_t r = 0; r < t->shape[0]; r++) {
+				int64_t cols = t->ndim > 1 ? t->shape[1] : 1;
+				for (int64_t c = 0; c < cols; c++)
+					v[r * cols + c] *= scale[r / hd];
+			}
+		ts[i] = *t;
+		ts[i].data = v;
+	}
+	for (int k = 0; k < 4 * layers; k++) {
+		static const char *const which[] = { "q_layernorm.weight", "q_layernorm.bias",
+						     "k_layernorm.weight", "k_layernorm.bias" };
+		snprintf(names[k], sizeof names[k], "model.layers.%d.self_attn.%s", k / 4, which[k % 4]);
+		float *v = malloc(hd * sizeof *v);
+		for (int j = 0; j < hd; j++)
+			v[j] = k % 2 ? 0.05f * cosf((float)(7 * k + j)) : ln_w + 0.2f * sinf((float)(k + j));
+		ts[n + k] = (mh_tensor){ .name = names[k], .dtype = MH_F32, .ndim = 1,
+					 .shape = { hd }, .nelem = hd, .nbytes = hd * sizeof(float),
+					 .data = v };
+	}
+	snprintf(path, sizeof path, "%s/model.safetensors", out);
+	ck_assert_msg(st_write(path, ts, n + 4 * layers, err) == 0, "%s", err);
+	for (int i = 0; i < n + 4 * layers; i++)
+		free((void *)ts[i].data);
+	free(ts);
+	free(names);
+	modeldir_close(d);
+	free(dir);
+	return out;
+}
+
+static float *phi2_qk_logits(int qk, float ln_w, const float scale[4], int n)
+{
+	static const int32_t ids[] = { 1, 17, 230, 5, 499, 42, 42, 7, 300, 12 };
+	char *dir = phi2_qk_variant(qk, ln_w, scale);
+	mh_session *s = open_model(dir);
+	float *lg = logits_of(s, ids, n, 0);
+	session_close(s);
+	tu_rmtree(dir);
+	free(dir);
+	return lg;
+}
+
+/* Phi's qk_layernorm, which no reference checkpoint has: a LayerNorm over
+ * each head of q and of k takes out that head's scale, so scaling each
+ * head's rows of q_proj and k_proj by its own factor leaves the logits
+ * where they were with the norms, and moves them without.  The norms'
+ * weights still count.  (Both scalings are >= 10: LayerNorm's eps then
+ * weighs ~1e-5 of each head's variance.) */
+START_TEST(phi_qk_layernorm_takes_out_each_heads_scale)
+{
+	const int n = 10;
+	const size_t total = (size_t)n * 512;
+	const float even[4] = { 10, 10, 10, 10 }, uneven[4] = { 10, 40, 15, 25 };
+	float *a = phi2_qk_logits(1, 1.0f, even, n), *b = phi2_qk_logits(1, 1.0f, uneven, n);
+	double absmax = 0;
+	for (size_t k = 0; k < total; k++)
+		absmax = fmax(absmax, fabs(a[k]));
+	double same = max_diff(a, b, total);
+	ck_assert_msg(same <= 1e-4 * absmax + 1e-5, "with qk_layernorm, per-head scales moved the "
+		      "logits by %g (largest %g)", same, absmax);
+	float *c = phi2_qk_logits(0, 1.0f, even, n), *d = phi2_qk_logits(0, 1.0f, uneven, n);
+	double moved = max_diff(c, d, total);
+	ck_assert_msg(moved > 1e-2 * absmax, "without qk_layernorm the scales should matter: %g",
+		      moved);
+	double normed = max_diff(a, c, total);
+	ck_assert_msg(normed > 1e-2 * absmax, "qk_layernorm changed nothing: %g", normed);
+	float *e = phi2_qk_logits(1, 2.0f, even, n);
+	double weighted = max_diff(a, e, total);
+	ck_assert_msg(weighted > 1e-2 * absmax, "the LayerNorm weights changed nothing: %g",
+		      weighted);
+	free(a);
+	free(b);
+	free(c);
+	free(d);
+	free(e);
+}
+END_TEST
+
 /* A copy of the llama fixture with config.json replaced. */
 static char *llama_with_config(const char *config)
 {
@@ -407,6 +509,7 @@ int main(void)
 	/* F32 fixtures only (llama-bf16 is stored as BF16 already) */
 	tcase_add_loop_test(tc, half_precision_weights, 0, 2 * N_FIXTURES);
 	tcase_add_test(tc, sliding_window_cache_is_a_ring);
+	tcase_add_test(tc, phi_qk_layernorm_takes_out_each_heads_scale);
 	tcase_add_test(tc, load_errors_name_the_problem);
 	tcase_add_test(tc, context_and_ids_are_checked);
 	suite_add_tcase(s, tc);
