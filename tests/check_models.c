@@ -398,6 +398,9 @@ START_TEST(load_errors_name_the_problem)
 	expect_load_error(LLAMA_CONFIG(", \"rope_scaling\": {\"type\": \"yarn\", \"factor\": 4}"),
 			  "config.json: rope type 'yarn'");
 	expect_load_error(LLAMA_CONFIG(", \"hidden_act\": \"relu\""), "hidden_act 'relu'");
+	/* far outside int64_t: refused by its range, never converted (found by fuzzing) */
+	expect_load_error(LLAMA_CONFIG_KV("6.4e54", ", \"intermediate_size\": 176, \"vocab_size\": 512"),
+			  "'num_key_value_heads' should be an integer");
 	expect_load_error(LLAMA_CONFIG(", \"attention_bias\": true"),
 			  "tensor 'model.layers.0.self_attn.q_proj.bias' is missing");
 	expect_load_error(LLAMA_CONFIG_KV("3", ", \"intermediate_size\": 176, \"vocab_size\": 512"),
