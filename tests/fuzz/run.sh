@@ -10,8 +10,8 @@
 #                weights, through every plugin (built here, instrumented
 #                too), then a forward pass (seconds split between them)
 # Corpora and the binaries go to $FUZZ_OUT (default /tmp/modelhost-fuzz);
-# a crash leaves its input there as crash-*, to replay with
-# $FUZZ_OUT/fuzz_TARGET FILE.
+# a crash leaves its input there as *crash-*, to replay with
+# $FUZZ_OUT/fuzz_TARGET FILE, and makes this script exit 1.
 set -eu
 cd "$(dirname "$0")/../.."
 t=${1:?usage: tests/fuzz/run.sh safetensors|tokenizer|config [SECONDS]}
@@ -19,6 +19,19 @@ secs=${2:-60}
 shared=${MODELHOST_SHARED:-../shared}
 out=${FUZZ_OUT:-/tmp/modelhost-fuzz}
 mkdir -p "$out"
+status=0
+# fuzz NAME ENV... -- BINARY ARGS...: one run, its log in $out/NAME.log, the
+# last lines shown; a finding sets status
+fuzz() {
+	name=$1
+	shift
+	echo "== $name"
+	if ! env "$@" >"$out/$name.log" 2>&1; then
+		status=1
+		echo "FOUND something: $out/$name.log"
+	fi
+	tail -n 3 "$out/$name.log"
+}
 flags="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
        -I host -I sdk/include $(pkg-config --cflags libcjson)"
 case $t in
@@ -27,8 +40,8 @@ safetensors)
 		$(pkg-config --libs libcjson) -o "$out/fuzz_safetensors"
 	mkdir -p "$out/corpus-safetensors"
 	find "$shared" -name '*.safetensors' -size -64k -exec cp {} "$out/corpus-safetensors/" \;
-	"$out/fuzz_safetensors" -max_total_time="$secs" -max_len=65536 -timeout=10 \
-		-artifact_prefix="$out/" "$out/corpus-safetensors"
+	fuzz safetensors "$out/fuzz_safetensors" -max_total_time="$secs" -max_len=65536 \
+		-timeout=10 -artifact_prefix="$out/" "$out/corpus-safetensors"
 	;;
 tokenizer)
 	${CC:-clang} $flags tests/fuzz/fuzz_tokenizer.c host/tokenizer.c host/util.c \
@@ -40,10 +53,9 @@ tokenizer)
 	for tj; do
 		name=$(basename "$(dirname "$tj")")
 		mkdir -p "$out/corpus-tokenizer-$name"
-		echo "== $name ($each s)"
-		FUZZ_TOKENIZER=$tj "$out/fuzz_tokenizer" -max_total_time="$each" -max_len=512 \
-			-timeout=10 \
-			-artifact_prefix="$out/$name-" "$out/corpus-tokenizer-$name" 2>&1 | tail -n 3
+		fuzz "tokenizer-$name" FUZZ_TOKENIZER="$tj" "$out/fuzz_tokenizer" \
+			-max_total_time="$each" -max_len=512 -timeout=10 \
+			-artifact_prefix="$out/$name-" "$out/corpus-tokenizer-$name"
 	done
 	;;
 config)
@@ -69,10 +81,9 @@ config)
 		name=$(basename "$m")
 		mkdir -p "$out/corpus-config-$name"
 		cp "$m/config.json" "$out/corpus-config-$name/"
-		echo "== $name ($each s)"
-		FUZZ_MODEL=$m FUZZ_PLUGINS=$out/plugins "$out/fuzz_config" -max_total_time="$each" \
-			-max_len=4096 -timeout=10 -artifact_prefix="$out/$name-" \
-			"$out/corpus-config-$name" 2>&1 | tail -n 3
+		fuzz "config-$name" FUZZ_MODEL="$m" FUZZ_PLUGINS="$out/plugins" "$out/fuzz_config" \
+			-max_total_time="$each" -max_len=4096 -timeout=10 \
+			-artifact_prefix="$out/$name-" "$out/corpus-config-$name"
 	done
 	;;
 *)
@@ -80,3 +91,4 @@ config)
 	exit 2
 	;;
 esac
+exit "$status"
