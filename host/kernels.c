@@ -119,6 +119,12 @@ static uint64_t read_scalar(const void *p, int64_t n)
 	return s[0] + s[1] + s[2] + s[3];
 }
 
+static uint64_t read_any_scalar(const void *p, int64_t n, int way)
+{
+	(void)way;
+	return read_scalar(p, n);
+}
+
 static void silu_mul_scalar(float *gate, const float *up, int64_t n)
 {
 	for (int64_t i = 0; i < n; i++) {
@@ -161,6 +167,37 @@ static TGT_INLINE __m256 ld8(mh_dtype dt, const void *w, int64_t i)
 	return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
 
+/* One weight as a float: F16 by the F16C instruction (the portable
+ * conversion costs tens of cycles, which a row's peeled head and tail
+ * paid on every row). */
+static TGT_INLINE float ld1(mh_dtype dt, const void *w, int64_t i)
+{
+	if (dt == MH_F16)
+		return _cvtsh_ss(((const uint16_t *)w)[i]);
+	return load_scalar(dt, w, i);
+}
+
+/* acc + the products of weights [off, off + h) by x[0, h), h <= 16, h
+ * < cols, cols a multiple of 8: a row's peeled head (peel()) in vectors,
+ * the last one masked (the product, so that no Inf or NaN of a lane left
+ * out can leak in). */
+static TGT_INLINE __m256 head_fma(mh_dtype dt, const void *w, int64_t off, const float *x,
+				  int64_t h, __m256 acc)
+{
+	int64_t i = 0;
+	if (h >= 8) {
+		acc = _mm256_fmadd_ps(ld8(dt, w, off), _mm256_loadu_ps(x), acc);
+		i = 8;
+	}
+	if (i < h) {
+		__m256 m = _mm256_castsi256_ps(_mm256_cmpgt_epi32(
+			_mm256_set1_epi32((int)(h - i)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
+		__m256 p = _mm256_mul_ps(ld8(dt, w, off + i), _mm256_loadu_ps(x + i));
+		acc = _mm256_add_ps(acc, _mm256_and_ps(p, m));
+	}
+	return acc;
+}
+
 static TGT_INLINE float hsum8(__m256 v)
 {
 	__m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -192,34 +229,52 @@ static TGT_INLINE void row_nt(mh_dtype dt, const void *w, int64_t off, int64_t c
 	for (int t = 0; t < NT; t++) {
 		float s = hsum8(_mm256_add_ps(a0[t], a1[t]));
 		for (int64_t k = i; k < cols; k++)
-			s += load_scalar(dt, w, off + k) * x[t * ldx + k];
+			s += ld1(dt, w, off + k) * x[t * ldx + k];
 		out[t] = s;
 	}
 }
 
-/* Single token: four accumulators, 32 weights per step. */
+/* The one-token kernels go through a row in segments of this many bytes
+ * from its head (peel()) on, each segment's first 32 bytes a step apart
+ * from its loop, as the head is apart from the row's.  mmprobe, TinyLlama
+ * and Qwen2.5-0.5B, F32 and BF16: the down projections' rows (11-22 KB)
+ * read at 74-94% of a plain read in segments, 58-86% without; 2048-column
+ * F32 rows 94-98% against 85-89%.  2 and 8 KiB segments were not tried. */
+#define SEG_BYTES 4096
+
+/* Single token: four accumulators, 32 weights per step, from weight h on
+ * (peel(): the vector loads of the rest are aligned). */
 static TGT_INLINE float row_1(mh_dtype dt, const void *w, int64_t off, int64_t cols,
-			      const float *x)
+			      const float *x, int64_t h)
 {
+	const int64_t es = dt == MH_F32 ? 4 : 2, seg = SEG_BYTES / es;
+	const char *wb = (const char *)w + off * es;
 	__m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-	int64_t i = 0;
-	const char *wb = (const char *)w + off * (dt == MH_F32 ? 4 : 2);
-	const int64_t step = 32 * (dt == MH_F32 ? 4 : 2); /* bytes per iteration */
-	for (; i + 32 <= cols; i += 32) {
-		/* ahead of the hardware prefetcher, and across 4 KiB pages */
-		PF(wb + i * (step / 32) + PF_DIST);
-		if (step > 64)
-			PF(wb + i * (step / 32) + PF_DIST + 64);
-		a0 = _mm256_fmadd_ps(ld8(dt, w, off + i), _mm256_loadu_ps(x + i), a0);
-		a1 = _mm256_fmadd_ps(ld8(dt, w, off + i + 8), _mm256_loadu_ps(x + i + 8), a1);
-		a2 = _mm256_fmadd_ps(ld8(dt, w, off + i + 16), _mm256_loadu_ps(x + i + 16), a2);
-		a3 = _mm256_fmadd_ps(ld8(dt, w, off + i + 24), _mm256_loadu_ps(x + i + 24), a3);
+	a1 = head_fma(dt, w, off, x, h, a1);
+	int64_t i = h;
+	while (i + 32 <= cols) {
+		int64_t end = cols - i > seg ? i + seg : cols;
+		if (i > h) /* a segment's first 32 bytes */
+			for (int64_t k = 0; k < 32 / es; k += 8, i += 8)
+				a2 = _mm256_fmadd_ps(ld8(dt, w, off + i), _mm256_loadu_ps(x + i), a2);
+		for (; i + 32 <= end; i += 32) {
+			/* ahead of the hardware prefetcher, and across 4 KiB pages */
+			PF(wb + i * es + PF_DIST);
+			if (es == 4)
+				PF(wb + i * es + PF_DIST + 64);
+			a0 = _mm256_fmadd_ps(ld8(dt, w, off + i), _mm256_loadu_ps(x + i), a0);
+			a1 = _mm256_fmadd_ps(ld8(dt, w, off + i + 8), _mm256_loadu_ps(x + i + 8), a1);
+			a2 = _mm256_fmadd_ps(ld8(dt, w, off + i + 16), _mm256_loadu_ps(x + i + 16), a2);
+			a3 = _mm256_fmadd_ps(ld8(dt, w, off + i + 24), _mm256_loadu_ps(x + i + 24), a3);
+		}
+		for (; i + 8 <= end; i += 8)
+			a3 = _mm256_fmadd_ps(ld8(dt, w, off + i), _mm256_loadu_ps(x + i), a3);
 	}
 	for (; i + 8 <= cols; i += 8)
 		a0 = _mm256_fmadd_ps(ld8(dt, w, off + i), _mm256_loadu_ps(x + i), a0);
 	float s = hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
 	for (; i < cols; i++)
-		s += load_scalar(dt, w, off + i) * x[i];
+		s += ld1(dt, w, off + i) * x[i];
 	return s;
 }
 
@@ -230,11 +285,14 @@ static TGT_INLINE float row_1(mh_dtype dt, const void *w, int64_t off, int64_t c
  * (kern_prepare_x, permute_eo); per weight this is half the instructions
  * of widening each half separately, which lets the loop keep up with a
  * fast memory (0.90 of a plain read of the same bytes, against 0.84).
- * Reordering per range of rows instead cost another 8 points. */
-static TGT void permute_eo(float *xp, const float *x, int64_t cols)
+ * Reordering per range of rows instead cost another 8 points.  The first h
+ * entries (peel()) and the tail stay in order. */
+static TGT void permute_eo(float *xp, const float *x, int64_t h, int64_t cols)
 {
 	const __m256i idx = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
 	int64_t i = 0;
+	for (; i < h; i++)
+		xp[i] = x[i];
 	for (; i + 16 <= cols; i += 16) {
 		__m256 a = _mm256_permutevar8x32_ps(_mm256_loadu_ps(x + i), idx);
 		__m256 b = _mm256_permutevar8x32_ps(_mm256_loadu_ps(x + i + 8), idx);
@@ -255,18 +313,35 @@ static TGT_INLINE __m256 bf16_odd(__m256i v)
 	return _mm256_castsi256_ps(_mm256_and_si256(v, _mm256_set1_epi32((int)0xffff0000u)));
 }
 
-static TGT_INLINE float row_1_bf16(const uint16_t *w, int64_t cols, const float *xp)
+static TGT_INLINE float row_1_bf16(const uint16_t *w, int64_t cols, const float *xp, int64_t h)
 {
 	__m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-	int64_t i = 0;
-	for (; i + 32 <= cols; i += 32) {
-		PF(w + i + PF_DIST / 2);
-		__m256i v0 = _mm256_loadu_si256((const __m256i *)(w + i));
-		__m256i v1 = _mm256_loadu_si256((const __m256i *)(w + i + 16));
-		a0 = _mm256_fmadd_ps(bf16_even(v0), _mm256_loadu_ps(xp + i), a0);
-		a1 = _mm256_fmadd_ps(bf16_odd(v0), _mm256_loadu_ps(xp + i + 8), a1);
-		a2 = _mm256_fmadd_ps(bf16_even(v1), _mm256_loadu_ps(xp + i + 16), a2);
-		a3 = _mm256_fmadd_ps(bf16_odd(v1), _mm256_loadu_ps(xp + i + 24), a3);
+	int64_t i = h;
+	a1 = head_fma(MH_BF16, w, 0, xp, h, a1); /* the head of x is in order */
+	const int64_t seg = SEG_BYTES / 2;
+	while (i + 32 <= cols) {
+		int64_t end = cols - i > seg ? i + seg : cols;
+		if (i > h) { /* a segment's first 32 bytes */
+			__m256i v0 = _mm256_loadu_si256((const __m256i *)(w + i));
+			a2 = _mm256_fmadd_ps(bf16_even(v0), _mm256_loadu_ps(xp + i), a2);
+			a3 = _mm256_fmadd_ps(bf16_odd(v0), _mm256_loadu_ps(xp + i + 8), a3);
+			i += 16;
+		}
+		for (; i + 32 <= end; i += 32) {
+			PF(w + i + PF_DIST / 2);
+			__m256i v0 = _mm256_loadu_si256((const __m256i *)(w + i));
+			__m256i v1 = _mm256_loadu_si256((const __m256i *)(w + i + 16));
+			a0 = _mm256_fmadd_ps(bf16_even(v0), _mm256_loadu_ps(xp + i), a0);
+			a1 = _mm256_fmadd_ps(bf16_odd(v0), _mm256_loadu_ps(xp + i + 8), a1);
+			a2 = _mm256_fmadd_ps(bf16_even(v1), _mm256_loadu_ps(xp + i + 16), a2);
+			a3 = _mm256_fmadd_ps(bf16_odd(v1), _mm256_loadu_ps(xp + i + 24), a3);
+		}
+		if (i + 16 <= end) {
+			__m256i v0 = _mm256_loadu_si256((const __m256i *)(w + i));
+			a2 = _mm256_fmadd_ps(bf16_even(v0), _mm256_loadu_ps(xp + i), a2);
+			a3 = _mm256_fmadd_ps(bf16_odd(v0), _mm256_loadu_ps(xp + i + 8), a3);
+			i += 16;
+		}
 	}
 	if (i + 16 <= cols) {
 		__m256i v0 = _mm256_loadu_si256((const __m256i *)(w + i));
@@ -280,17 +355,40 @@ static TGT_INLINE float row_1_bf16(const uint16_t *w, int64_t cols, const float 
 	return s;
 }
 
+/* Weights at the start of each row that the one-token kernels take apart
+ * from their main loop (head_fma), up to the next 32-byte boundary after
+ * the row's start: 8 to 32 bytes.  0 unless every row starts at the same
+ * offset from a boundary (rows of a multiple of 32 bytes).
+ *
+ * Two measured reasons, Qwen2.5-0.5B shape, mmprobe and bench (DEVELOPERS.md):
+ * Hugging Face files align tensors to 8 bytes only, and main-loop loads
+ * that straddle cache lines decoded such a checkpoint 8-16% slower than the
+ * same weights 64-byte aligned; and on aligned rows, taking their first 32
+ * bytes apart made the main loop read F32 and F16 weights 10-25% faster
+ * (mmprobe: 86-90% -> 107-112% of a plain read), for reasons the VM's
+ * missing performance counters did not let us find. */
+static int64_t peel(mh_dtype dt, const void *w, int64_t cols)
+{
+	int64_t es = dt == MH_F32 ? 4 : 2;
+	if (cols * es % 32 != 0 || (uintptr_t)w % (uintptr_t)es != 0)
+		return 0;
+	int64_t h = (int64_t)(32 - (uintptr_t)w % 32) / es;
+	return h < cols ? h : 0;
+}
+
 static TGT_INLINE void rows_dt(mh_dtype dt, float *y, int64_t ldy, const float *x, int64_t ldx,
 			       int n, const void *w, int64_t r0, int64_t r1, int64_t cols)
 {
 	if (n == 1 && dt == MH_BF16) { /* x as kern_prepare_x reordered it */
+		int64_t h = peel(dt, w, cols);
 		for (int64_t r = r0; r < r1; r++)
-			y[r] = row_1_bf16((const uint16_t *)w + r * cols, cols, x);
+			y[r] = row_1_bf16((const uint16_t *)w + r * cols, cols, x, h);
 		return;
 	}
 	if (n == 1) {
+		int64_t h = peel(dt, w, cols);
 		for (int64_t r = r0; r < r1; r++)
-			y[r] = row_1(dt, w, r * cols, cols, x);
+			y[r] = row_1(dt, w, r * cols, cols, x, h);
 		return;
 	}
 	float o[4];
@@ -518,11 +616,43 @@ static TGT double sumsq_avx2(const float *x, int64_t n, double c)
 	return o[0] + o[1] + o[2] + o[3] + sumsq_scalar(x + i, n - i, c);
 }
 
-static TGT uint64_t read_avx2(const void *p, int64_t n)
+/* KERN_READ_PIECES(_PF): in 4 KiB pieces, each one's first 32 bytes read
+ * before the rest, as the one-token kernels read a row (peel()); _PF with
+ * their software prefetch too. */
+#define READ_PIECE 4096
+
+static TGT uint64_t read_avx2(const void *p, int64_t n, int way)
 {
 	const char *c = p;
 	__m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+	/* from a 32-byte boundary on, as the one-token kernels read (peel());
+	 * whole words before it, so the sum is the same */
+	uint64_t head = 0;
+	if ((uintptr_t)c % 8 == 0) {
+		int64_t h = (int64_t)((32 - (uintptr_t)c % 32) % 32);
+		h = h < n ? h : n / 8 * 8;
+		head = read_scalar(c, h);
+		c += h;
+		n -= h;
+	}
 	int64_t i = 0;
+	for (; way != KERN_READ_STREAM && i + READ_PIECE <= n; i += READ_PIECE) {
+		const char *r = c + i;
+		a0 = _mm256_add_epi64(a0, _mm256_loadu_si256((const __m256i *)r));
+		int64_t k = 32;
+		for (; k + 128 <= READ_PIECE; k += 128) {
+			if (way == KERN_READ_PIECES_PF) {
+				PF(r + k + PF_DIST);
+				PF(r + k + PF_DIST + 64);
+			}
+			a0 = _mm256_add_epi64(a0, _mm256_loadu_si256((const __m256i *)(r + k)));
+			a1 = _mm256_add_epi64(a1, _mm256_loadu_si256((const __m256i *)(r + k + 32)));
+			a2 = _mm256_add_epi64(a2, _mm256_loadu_si256((const __m256i *)(r + k + 64)));
+			a3 = _mm256_add_epi64(a3, _mm256_loadu_si256((const __m256i *)(r + k + 96)));
+		}
+		for (; k < READ_PIECE; k += 32)
+			a1 = _mm256_add_epi64(a1, _mm256_loadu_si256((const __m256i *)(r + k)));
+	}
 	for (; i + 128 <= n; i += 128) {
 		a0 = _mm256_add_epi64(a0, _mm256_loadu_si256((const __m256i *)(c + i)));
 		a1 = _mm256_add_epi64(a1, _mm256_loadu_si256((const __m256i *)(c + i + 32)));
@@ -532,26 +662,48 @@ static TGT uint64_t read_avx2(const void *p, int64_t n)
 	uint64_t o[4];
 	_mm256_storeu_si256((__m256i *)o,
 			    _mm256_add_epi64(_mm256_add_epi64(a0, a1), _mm256_add_epi64(a2, a3)));
-	return o[0] + o[1] + o[2] + o[3] + read_scalar(c + i, n - i);
+	return head + o[0] + o[1] + o[2] + o[3] + read_scalar(c + i, n - i);
 }
 #endif
 
 /* ---- dispatch ------------------------------------------------------------------------ */
 
-static const float *prepare_x_scalar(mh_dtype dt, const float *x, int n, int64_t cols,
-				     float *buf)
+static const float *prepare_x_scalar(mh_dtype dt, const void *w, const float *x, int n,
+				     int64_t cols, float *buf)
 {
-	(void)dt, (void)n, (void)cols, (void)buf;
+	(void)dt, (void)w, (void)n, (void)cols, (void)buf;
 	return x;
 }
 
-#ifdef HAVE_X86_KERNELS
-static const float *prepare_x_avx2(mh_dtype dt, const float *x, int n, int64_t cols, float *buf)
+static int x_key_scalar(mh_dtype dt, const void *w, int n, int64_t cols)
 {
-	if (n != 1 || dt != MH_BF16)
+	(void)dt, (void)w, (void)n, (void)cols;
+	return 0;
+}
+
+#ifdef HAVE_X86_KERNELS
+/* For one token: BF16 reordered (permute_eo), and x placed so that its
+ * loads are aligned where the weights' are (peel(); buf is 64-byte
+ * aligned). */
+static const float *prepare_x_avx2(mh_dtype dt, const void *w, const float *x, int n,
+				   int64_t cols, float *buf)
+{
+	if (n != 1)
 		return x;
-	permute_eo(buf, x, cols);
-	return buf;
+	int64_t h = peel(dt, w, cols);
+	if (dt != MH_BF16 && h % 8 == 0)
+		return x;
+	float *xp = buf + (8 - h % 8) % 8;
+	if (dt == MH_BF16)
+		permute_eo(xp, x, h, cols);
+	else
+		memcpy(xp, x, (size_t)cols * sizeof *x);
+	return xp;
+}
+
+static int x_key_avx2(mh_dtype dt, const void *w, int n, int64_t cols)
+{
+	return n != 1 ? 0 : (int)dt * 64 + (int)peel(dt, w, cols) + 1;
 }
 
 static int avx2_supported(void)
@@ -571,7 +723,8 @@ typedef struct {
 	int (*supported)(void); /* NULL: every CPU */
 	void (*rows)(mh_dtype, float *, int64_t, const float *, int64_t, int, const void *,
 		     int64_t, int64_t, int64_t);
-	const float *(*prepare_x)(mh_dtype, const float *, int, int64_t, float *);
+	const float *(*prepare_x)(mh_dtype, const void *, const float *, int, int64_t, float *);
+	int (*x_key)(mh_dtype, const void *, int, int64_t);
 	void (*to_f32)(mh_dtype, float *, const void *, int64_t);
 	void (*dots)(float *, const float *, const float *, int64_t, int64_t, int64_t, float);
 	void (*wsum)(float *, const float *, const float *, int64_t, int64_t, int64_t);
@@ -579,17 +732,17 @@ typedef struct {
 	float (*max)(const float *, int64_t);
 	double (*sum)(const float *, int64_t);
 	double (*sumsq)(const float *, int64_t, double);
-	uint64_t (*read)(const void *, int64_t);
+	uint64_t (*read)(const void *, int64_t, int);
 	void (*silu_mul)(float *, const float *, int64_t);
 } kernel_set;
 
 /* The sets, best last. */
 static const kernel_set sets[] = {
-	{ "scalar", NULL, rows_scalar, prepare_x_scalar, to_f32_scalar, dots_scalar,
-	  wsum_scalar, exp_sum_scalar, max_scalar, sum_scalar, sumsq_scalar, read_scalar,
+	{ "scalar", NULL, rows_scalar, prepare_x_scalar, x_key_scalar, to_f32_scalar, dots_scalar,
+	  wsum_scalar, exp_sum_scalar, max_scalar, sum_scalar, sumsq_scalar, read_any_scalar,
 	  silu_mul_scalar },
 #ifdef HAVE_X86_KERNELS
-	{ "avx2", avx2_supported, rows_avx2, prepare_x_avx2, to_f32_avx2, dots_avx2,
+	{ "avx2", avx2_supported, rows_avx2, prepare_x_avx2, x_key_avx2, to_f32_avx2, dots_avx2,
 	  wsum_avx2, exp_sum_avx2, max_avx2, sum_avx2, sumsq_avx2, read_avx2, silu_mul_avx2 },
 #endif
 };
@@ -645,9 +798,15 @@ void kern_rows(mh_dtype dt, float *y, int64_t ldy, const float *x, int64_t ldx, 
 	ks()->rows(dt, y, ldy, x, ldx, n, w, r0, r1, cols);
 }
 
-const float *kern_prepare_x(mh_dtype dt, const float *x, int n, int64_t cols, float *buf)
+const float *kern_prepare_x(mh_dtype dt, const void *w, const float *x, int n, int64_t cols,
+			    float *buf)
 {
-	return ks()->prepare_x(dt, x, n, cols, buf);
+	return ks()->prepare_x(dt, w, x, n, cols, buf);
+}
+
+int kern_x_key(mh_dtype dt, const void *w, int n, int64_t cols)
+{
+	return ks()->x_key(dt, w, n, cols);
 }
 
 void kern_to_f32(mh_dtype dt, float *dst, const void *src, int64_t n)
@@ -682,9 +841,9 @@ double kern_sumsq(const float *x, int64_t n, double c)
 	return ks()->sumsq(x, n, c);
 }
 
-uint64_t kern_read(const void *p, int64_t n)
+uint64_t kern_read(const void *p, int64_t n, int way)
 {
-	return ks()->read(p, n);
+	return ks()->read(p, n, way);
 }
 
 int64_t kern_argmax(const float *x, int64_t n)

@@ -17,10 +17,16 @@
  * and cols, with the same kernel set in use. */
 void kern_rows(mh_dtype dt, float *y, int64_t ldy, const float *x, int64_t ldx, int n,
 	       const void *w, int64_t r0, int64_t r1, int64_t cols);
-/* The kernel for dt may read x in an order of its own: once per matmul,
- * before its ranges of rows, this returns x itself or buf (room for n *
- * cols floats, rows of cols) holding x in that order. */
-const float *kern_prepare_x(mh_dtype dt, const float *x, int n, int64_t cols, float *buf);
+/* The kernel for dt may read x in an order and at an alignment of its own,
+ * which depend on the weights w (rows of cols): once per matmul, before
+ * its ranges of rows, this returns x itself or a pointer into buf (64-byte
+ * aligned, room for n * cols + KERN_X_SLACK floats) holding x so. */
+#define KERN_X_SLACK 16
+const float *kern_prepare_x(mh_dtype dt, const void *w, const float *x, int n, int64_t cols,
+			    float *buf);
+/* Equal for two weight matrices of cols columns whose kernels read the
+ * same prepared x (one kern_prepare_x then serves both). */
+int kern_x_key(mh_dtype dt, const void *w, int n, int64_t cols);
 /* dst[0..n) = src[0..n) converted from dt (F32, F16, BF16) to F32. */
 void kern_to_f32(mh_dtype dt, float *dst, const void *src, int64_t n);
 /* Attention's inner loops.  s[i] = scale * dot(q, k + i * ldk), vectors
@@ -37,8 +43,13 @@ double kern_sum(const float *x, int64_t n);
 double kern_sumsq(const float *x, int64_t n, double c);
 /* Read n bytes at p (any alignment) as 64-bit integers and return their
  * sum, ignoring the last n % 8: a bandwidth probe that whatever the bytes
- * hold cannot slow down. */
-uint64_t kern_read(const void *p, int64_t n);
+ * hold cannot slow down.  Three ways through them, the same sum: one
+ * straight loop; 4 KiB pieces, each read from its 32nd byte on after its
+ * first 32, as the one-token kernels read a row; the same with their
+ * software prefetch.  On this VM each was the fastest by 10-40% for some
+ * file at some moment (DEVELOPERS.md). */
+enum { KERN_READ_STREAM, KERN_READ_PIECES, KERN_READ_PIECES_PF, KERN_READ_WAYS };
+uint64_t kern_read(const void *p, int64_t n, int way);
 /* Index of the first largest value of x[0..n); NaNs never win, and 0 if
  * nothing is above -infinity.  Greedy decoding's pick. */
 int64_t kern_argmax(const float *x, int64_t n);

@@ -245,22 +245,26 @@ static void fill_nan(float *y, size_t n)
 }
 
 /* x for the few-token kernel of each of count weights into xk (the same
- * pointer for weights of the same dtype); -1 when out of memory.  The
+ * pointer for weights the kernels read alike: kern_x_key); -1 when out of
+ * memory.  The
  * buffer is the calling thread's: a plugin may call matmul from inside
  * parallel_for. */
 static int prepare_x(const float **xk, const float *x, const mh_tensor *const *w, int count,
 		     int n, int64_t cols)
 {
 	int th = pool_thread();
-	float *buf = grow(&xprep[th], &xprep_len[th], (size_t)count * n * cols);
+	size_t slot = (size_t)n * cols + KERN_X_SLACK;
+	float *buf = grow(&xprep[th], &xprep_len[th], (size_t)count * slot);
 	if (!buf)
 		return -1;
 	for (int i = 0; i < count; i++) {
-		int k = 0;
-		while (k < i && w[k]->dtype != w[i]->dtype)
+		int key = kern_x_key(w[i]->dtype, w[i]->data, n, cols), k = 0;
+		while (k < i && (w[k]->dtype != w[i]->dtype ||
+				 kern_x_key(w[k]->dtype, w[k]->data, n, cols) != key))
 			k++;
 		xk[i] = k < i ? xk[k]
-			      : kern_prepare_x(w[i]->dtype, x, n, cols, buf + (size_t)i * n * cols);
+			      : kern_prepare_x(w[i]->dtype, w[i]->data, x, n, cols,
+					       buf + (size_t)i * slot);
 	}
 	return 0;
 }

@@ -127,6 +127,70 @@ START_TEST(matmul_every_dtype_and_path)
 }
 END_TEST
 
+/* Checkpoints align tensors to 8 bytes, and 2-byte weights may start
+ * anywhere even: the one-token kernels take a row's first weights apart up
+ * to a 32-byte boundary, go through the rest in 4 KiB segments, and place
+ * x to match (kern_prepare_x).  Every even offset from a boundary, rows
+ * whose length keeps it (64, 1024 and 2112 columns: 2112 are 2 or 3
+ * segments) or not (70), alone and in one matmul_n with a weight of
+ * another offset, which must not share its x. */
+START_TEST(matmul_one_token_at_every_alignment)
+{
+	if (!use_kernels(_i))
+		return;
+	const mh_dtype dts[] = { MH_F32, MH_BF16, MH_F16 };
+	const int widths[] = { 64, 1024, 2112, 70 };
+	for (int d = 0; d < 3; d++)
+		for (int c = 0; c < 4; c++) {
+			int rows = 19, cols = widths[c];
+			size_t es = dts[d] == MH_F32 ? 4 : 2, bytes = (size_t)rows * cols * es;
+			weight w = make_weight(dts[d], rows, cols);
+			float *x = malloc(cols * sizeof *x), *y = malloc(rows * sizeof *y);
+			float *y2 = malloc(rows * sizeof *y2), *ref = malloc(rows * sizeof *ref);
+			for (int i = 0; i < cols; i++)
+				x[i] = frand();
+			for (int r = 0; r < rows; r++) {
+				double a = 0;
+				for (int k = 0; k < cols; k++)
+					a += (double)x[k] * w.ref[r * cols + k];
+				ref[r] = (float)a;
+			}
+			char *block = NULL, *block2 = NULL;
+			ck_assert_int_eq(posix_memalign((void **)&block, 64, bytes + 64), 0);
+			ck_assert_int_eq(posix_memalign((void **)&block2, 64, bytes + 64), 0);
+			for (size_t off = 0; off < 32; off += es) {
+				mh_tensor t = w.t, t2 = w.t;
+				t.data = memcpy(block + off, w.store, bytes);
+				t2.data = memcpy(block2 + (off + 8) % 32, w.store, bytes);
+				ops_matmul(y, x, &t, NULL, 1);
+				ops_matmul(y2, x, &t2, NULL, 1);
+				for (int r = 0; r < rows; r++)
+					ck_assert_msg(fabs(y[r] - ref[r]) < 1e-4 * (1 + fabs(ref[r])) &&
+							      fabs(y2[r] - ref[r]) < 1e-4 * (1 + fabs(ref[r])),
+						      "%s %dx%d at %zu mod 32: y[%d] = %g / %g, expected %g",
+						      mh_dtype_name(dts[d]), rows, cols, off, r, y[r], y2[r],
+						      ref[r]);
+				float *ys[2] = { y2, y };
+				ops_matmul_n(ys, x, (const mh_tensor *[]){ &t2, &t }, NULL, 2, 1);
+				for (int r = 0; r < rows; r++)
+					ck_assert_msg(fabs(y[r] - ref[r]) < 1e-4 * (1 + fabs(ref[r])) &&
+							      fabs(y2[r] - ref[r]) < 1e-4 * (1 + fabs(ref[r])),
+						      "matmul_n %s %dx%d at %zu and %zu mod 32: %g / %g, expected %g",
+						      mh_dtype_name(dts[d]), rows, cols, (off + 8) % 32, off,
+						      y2[r], y[r], ref[r]);
+			}
+			free(block);
+			free(block2);
+			free(x);
+			free(y);
+			free(y2);
+			free(ref);
+			free(w.ref);
+			free(w.store);
+		}
+}
+END_TEST
+
 /* matmul_n is matmul for each weight, whatever their dtypes and sizes; a
  * weight of another width starts a new group; NULL biases are skipped. */
 START_TEST(matmul_n_is_matmul_for_each)
@@ -392,16 +456,21 @@ START_TEST(read_sums_every_word)
 {
 	if (!use_kernels(_i))
 		return;
-	enum { N = 1000 }; /* 8000 bytes: 62 AVX2 steps and a 64-byte tail */
+	enum { N = 1500 }; /* 12000 bytes: two 4 KiB pieces, 128-byte steps and a tail */
 	uint64_t *w = malloc(N * sizeof *w), want = 0;
 	for (int i = 0; i < N; i++)
 		want += w[i] = (uint64_t)i * 0x9e3779b97f4a7c15ull;
-	ck_assert_uint_eq(kern_read(w, N * 8), want);
-	ck_assert_uint_eq(kern_read(w, 8 * 3), w[0] + w[1] + w[2]);
-	/* unaligned, with bytes past the last whole word ignored */
-	uint64_t v;
-	memcpy(&v, (char *)w + 3, 8);
-	ck_assert_uint_eq(kern_read((char *)w + 3, 8 + 5), v);
+	for (int way = 0; way < KERN_READ_WAYS; way++) {
+		ck_assert_uint_eq(kern_read(w, N * 8, way), want);
+		ck_assert_uint_eq(kern_read(w, 8 * 3, way), w[0] + w[1] + w[2]);
+		/* from 8 and 16 bytes past a 32-byte boundary: the same words */
+		ck_assert_uint_eq(kern_read(w + 1, (N - 1) * 8, way), want - w[0]);
+		ck_assert_uint_eq(kern_read(w + 2, (N - 2) * 8, way), want - w[0] - w[1]);
+		/* unaligned, with bytes past the last whole word ignored */
+		uint64_t v;
+		memcpy(&v, (char *)w + 3, 8);
+		ck_assert_uint_eq(kern_read((char *)w + 3, 8 + 5, way), v);
+	}
 	free(w);
 }
 END_TEST
@@ -669,6 +738,7 @@ int main(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_loop_test(tc, matmul_every_dtype_and_path, 0, N_KSETS);
 	tcase_add_loop_test(tc, matmul_n_is_matmul_for_each, 0, N_KSETS);
+	tcase_add_loop_test(tc, matmul_one_token_at_every_alignment, 0, N_KSETS);
 	tcase_add_loop_test(tc, embed_and_convert, 0, N_KSETS);
 	tcase_add_loop_test(tc, attention_windows, 0, N_KSETS);
 	tcase_add_test(tc, norms_and_activations);
