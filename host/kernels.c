@@ -362,7 +362,7 @@ static TGT_INLINE float row_1_bf16(const uint16_t *w, int64_t cols, const float 
  *
  * Two measured reasons, Qwen2.5-0.5B shape, mmprobe and bench (DEVELOPERS.md):
  * Hugging Face files align tensors to 8 bytes only, and main-loop loads
- * that straddle cache lines decoded such a checkpoint 8-16% slower than the
+ * that straddle cache lines decoded such a checkpoint 4-14% slower than the
  * same weights 64-byte aligned; and on aligned rows, taking their first 32
  * bytes apart made the main loop read F32 and F16 weights 10-25% faster
  * (mmprobe: 86-90% -> 107-112% of a plain read), for reasons the VM's
