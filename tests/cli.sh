@@ -224,6 +224,45 @@ fi
 error "bench without a model" "bench: -m DIR is required" "$MH" bench
 error "bench -o xml" "bench: -o takes md or json, not 'xml'" "$MH" bench -m "$L" -o xml
 error "bench -r 0" "bench: -r expects a whole number from 1" "$MH" bench -m "$L" -r 0
+# --- the same weights wherever their data starts ------------------------------------
+# Hugging Face files leave tensor data at any multiple of 8 mod 64, and the
+# one-token kernels take each row's head apart up to a 32-byte boundary
+# (host/kernels.c, peel()): decoding one token at a time, the logits must
+# not depend on where the data starts.
+for dt in f32 bf16 f16; do
+	for off in 0 8 24; do
+		d="$T/tiny-$dt-$off"
+		run "mkcheckpoint tiny $dt at $off" 0 "$B/tools/mkcheckpoint" --shape tiny --dtype $dt \
+			--seed 7 --data-offset $off "$d" &&
+			run "logits tiny $dt at $off" 0 "$MH" logits -m "$d" --ids 1,5,9,300,77 \
+				--incremental -o "$d.safetensors"
+	done
+	if python3 - "$T/tiny-$dt" >"$T/out" 2>&1 <<'PY'; then ok "tiny $dt: the same logits at data offsets 0, 8 and 24"; else bad "tiny $dt at other offsets: $(cat "$T/out")"; fi
+import json, struct, sys
+def load(path):
+    with open(path, "rb") as f:
+        raw = f.read()
+    n = struct.unpack("<Q", raw[:8])[0]
+    h = json.loads(raw[8:8 + n])
+    return 8 + n, h, raw
+base = sys.argv[1]
+logits = []
+for off in (0, 8, 24):
+    start, _, _ = load(base + "-%d/model.safetensors" % off)
+    assert start % 64 == off, "data at %d mod 64, asked for %d" % (start % 64, off)
+    start, h, raw = load(base + "-%d.safetensors" % off)
+    t = h["logits"]
+    a, b = t["data_offsets"]
+    logits.append(struct.unpack("<%df" % ((b - a) // 4), raw[start + a:start + b]))
+big = max(abs(v) for v in logits[0])
+for k in (1, 2):
+    d = max(abs(x - y) for x, y in zip(logits[0], logits[k]))
+    assert d <= 1e-4 * (1 + big), "max |diff| %g against %g" % (d, big)
+PY
+done
+run "mkcheckpoint --data-offset 12" 2 "$B/tools/mkcheckpoint" --shape tiny --data-offset 12 \
+	"$T/tiny-bad" && grep -q -- "--data-offset must be 0, 8, ..., 56" "$T/err" &&
+	ok "mkcheckpoint refuses --data-offset 12"
 run "--help" 0 "$MH" --help && grep -q "Usage: modelhost" "$T/out" && ok "--help"
 run "--version" 0 "$MH" --version && grep -q "modelhost [0-9]" "$T/out" && ok "--version"
 run "generate --help" 0 "$MH" generate --help && grep -q -- "--top-p" "$T/out" && ok "generate --help"

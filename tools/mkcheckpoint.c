@@ -5,7 +5,12 @@
  * the checkpoint size.
  *
  *   mkcheckpoint --shape tinyllama|qwen2.5-0.5b|tiny [--dtype f32|bf16|f16]
- *                [--seed N] OUT_DIR
+ *                [--seed N] [--data-offset N] OUT_DIR
+ *
+ * Tensor data starts 64-byte aligned, unless --data-offset N (a multiple
+ * of 8 below 64) puts it at N mod 64, as Hugging Face's writers leave it
+ * (they pad the header to 8 bytes only): the decode kernels' speed and
+ * their head path depend on it (host/kernels.c, peel()).
  */
 #include <errno.h>
 #include <stdint.h>
@@ -44,6 +49,7 @@ typedef struct tdesc {
 } tdesc;
 
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+static size_t data_offset; /* where tensor data starts, mod 64 */
 
 static inline uint64_t rng_next(void)
 {
@@ -148,7 +154,7 @@ static int write_config(const char *dir, const shape *s, int dt)
 static int usage(void)
 {
 	fprintf(stderr, "Usage: mkcheckpoint --shape tinyllama|qwen2.5-0.5b|tiny "
-			"[--dtype f32|bf16|f16] [--seed N] OUT_DIR\n");
+			"[--dtype f32|bf16|f16] [--seed N] [--data-offset 0|8|...|56] OUT_DIR\n");
 	return 2;
 }
 
@@ -179,6 +185,14 @@ int main(int argc, char **argv)
 				fprintf(stderr, "mkcheckpoint: unknown dtype '%s'\n", v);
 				return usage();
 			}
+		} else if (!strcmp(argv[i], "--data-offset") && i + 1 < argc) {
+			char *end;
+			long v = strtol(argv[++i], &end, 10);
+			if (*end || v < 0 || v > 56 || v % 8) {
+				fprintf(stderr, "mkcheckpoint: --data-offset must be 0, 8, ..., 56\n");
+				return usage();
+			}
+			data_offset = (size_t)v;
 		} else if (!strcmp(argv[i], "--seed") && i + 1 < argc) {
 			rng_state = strtoull(argv[++i], NULL, 0) * 0x9E3779B97F4A7C15ull + 1;
 		} else if (argv[i][0] == '-') {
@@ -255,7 +269,7 @@ int main(int argc, char **argv)
 		off += ts[i].nbytes;
 	}
 	h[hl++] = '}';
-	while ((hl + 8) % 64) /* keep tensor data 64-byte aligned */
+	while ((hl + 8) % 64 != data_offset) /* where tensor data starts, mod 64 */
 		h[hl++] = ' ';
 
 	char path[4096], tmp[4200];
