@@ -24,8 +24,8 @@ void kern_rows(mh_dtype dt, float *y, int64_t ldy, const float *x, int64_t ldx, 
 #define KERN_X_SLACK 16
 const float *kern_prepare_x(mh_dtype dt, const void *w, const float *x, int n, int64_t cols,
 			    float *buf);
-/* Equal for two weight matrices of cols columns whose kernels read the
- * same prepared x (one kern_prepare_x then serves both). */
+/* Equal for two weight matrices of cols columns, of any dtypes, whose
+ * kernels read the same prepared x (one kern_prepare_x then serves both). */
 int kern_x_key(mh_dtype dt, const void *w, int n, int64_t cols);
 /* dst[0..n) = src[0..n) converted from dt (F32, F16, BF16) to F32. */
 void kern_to_f32(mh_dtype dt, float *dst, const void *src, int64_t n);

@@ -244,23 +244,24 @@ static void fill_nan(float *y, size_t n)
 		y[i] = NAN;
 }
 
-/* x for the few-token kernel of each of count weights into xk (the same
- * pointer for weights the kernels read alike: kern_x_key); -1 when out of
- * memory.  The
- * buffer is the calling thread's: a plugin may call matmul from inside
- * parallel_for. */
+#define MATMUL_N_MAX 8
+
+/* x for the few-token kernel of each of count (<= MATMUL_N_MAX) weights
+ * into xk (the same pointer for weights the kernels read alike:
+ * kern_x_key); -1 when out of memory.  The buffer is the calling thread's: a plugin may call matmul
+ * from inside parallel_for. */
 static int prepare_x(const float **xk, const float *x, const mh_tensor *const *w, int count,
 		     int n, int64_t cols)
 {
-	int th = pool_thread();
+	int th = pool_thread(), key[MATMUL_N_MAX];
 	size_t slot = (size_t)n * cols + KERN_X_SLACK;
 	float *buf = grow(&xprep[th], &xprep_len[th], (size_t)count * slot);
 	if (!buf)
 		return -1;
 	for (int i = 0; i < count; i++) {
-		int key = kern_x_key(w[i]->dtype, w[i]->data, n, cols), k = 0;
-		while (k < i && (w[k]->dtype != w[i]->dtype ||
-				 kern_x_key(w[k]->dtype, w[k]->data, n, cols) != key))
+		key[i] = kern_x_key(w[i]->dtype, w[i]->data, n, cols);
+		int k = 0;
+		while (k < i && key[k] != key[i])
 			k++;
 		xk[i] = k < i ? xk[k]
 			      : kern_prepare_x(w[i]->dtype, w[i]->data, x, n, cols,
@@ -292,8 +293,8 @@ void ops_matmul(float *y, const float *x, const mh_tensor *w, const float *bias,
 
 /* Several few-token matmuls of one input as a single pool job: the rows of
  * all the weights form one index space, cut into ranges as one matrix's
- * would be, so the threads meet once instead of once per weight. */
-#define MATMUL_N_MAX 8
+ * would be, so the threads meet once instead of once per weight (at most
+ * MATMUL_N_MAX weights a job, defined above with prepare_x). */
 
 typedef struct {
 	float *const *y;
