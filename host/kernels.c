@@ -405,6 +405,12 @@ static int64_t peel_1(mh_dtype dt, const void *w, int64_t cols)
 static TGT_INLINE void rows_dt(mh_dtype dt, float *y, int64_t ldy, const float *x, int64_t ldx,
 			       int n, const void *w, int64_t r0, int64_t r1, int64_t cols)
 {
+	if (n == 1 && dt == MH_F32) {
+		int64_t h = peel(dt, w, cols);
+		for (int64_t r = r0; r < r1; r++)
+			y[r] = row_1(dt, w, r * cols, cols, x, h, 0);
+		return;
+	}
 	/* Aligned 16-bit rows take their loop's first step apart on the first
 	 * row of the range, then only once SEG_BYTES have gone by since the last
 	 * such head.  mmprobe, Qwen2.5-0.5B (rows of 1792 bytes), alternating
@@ -413,13 +419,13 @@ static TGT_INLINE void rows_dt(mh_dtype dt, float *y, int64_t ldy, const float *
 	 * fastest, every 9 KB in between; TinyLlama's rows (4 KiB and more)
 	 * are unchanged.  Heads that change the sum (head_fma) read F16 2
 	 * points faster, but a row's sum must not depend on where the pool's
-	 * ranges start.  F32 keeps peel() on every row: Qwen's 3584-byte rows
-	 * with heads 7 KB apart read at 91-92% against 93%. */
+	 * ranges start.  F32 keeps peel() on every row (above): Qwen's
+	 * 3584-byte rows with heads 7 KB apart read at 91-92% against 93%. */
 	if (n == 1) {
-		const int64_t rb = cols * (dt == MH_F32 ? 4 : 2);
+		const int64_t rb = cols * 2;
 		int64_t h = peel_1(dt, w, cols), since = SEG_BYTES;
 		for (int64_t r = r0; r < r1; r++) {
-			int head = dt != MH_F32 && h == 0 && since >= SEG_BYTES;
+			int head = h == 0 && since >= SEG_BYTES;
 			since = head ? rb : since + rb;
 			if (dt == MH_BF16) /* x as kern_prepare_x reordered it */
 				y[r] = row_1_bf16((const uint16_t *)w + r * cols, cols, x, h, head);
