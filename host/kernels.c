@@ -394,8 +394,8 @@ static int64_t peel(mh_dtype dt, const void *w, int64_t cols)
 }
 
 /* The head the one-token kernels take apart from every row, and where
- * BF16's reordering of x starts: peel(), except for 16-bit rows that start
- * on a 32-byte boundary, which rows_dt gives a head of their own. */
+ * BF16's reordering of x starts: peel(), except none for 16-bit rows that
+ * start on a 32-byte boundary (rows_dt). */
 static int64_t peel_1(mh_dtype dt, const void *w, int64_t cols)
 {
 	int64_t h = peel(dt, w, cols);
@@ -411,21 +411,27 @@ static TGT_INLINE void rows_dt(mh_dtype dt, float *y, int64_t ldy, const float *
 			y[r] = row_1(dt, w, r * cols, cols, x, h, 0);
 		return;
 	}
-	/* Aligned 16-bit rows take their loop's first step apart on the first
-	 * row of the range, then only once SEG_BYTES have gone by since the last
-	 * such head.  mmprobe, Qwen2.5-0.5B (rows of 1792 bytes), alternating
-	 * runs of 11: BF16 81 -> 92% of a plain read, F16 83 -> 91%.  A head
-	 * every row or none at all were the slowest, one every 3.6-5.4 KB the
-	 * fastest, every 9 KB in between; TinyLlama's rows (4 KiB and more)
-	 * are unchanged.  Heads that change the sum (head_fma) read F16 2
-	 * points faster, but a row's sum must not depend on where the pool's
-	 * ranges start.  F32 keeps peel() on every row (above): Qwen's
-	 * 3584-byte rows with heads 7 KB apart read at 91-92% against 93%. */
+	/* 16-bit rows take their loop's first step apart (after the alignment
+	 * head, if any) on the first row of the range, then only once
+	 * SEG_BYTES have gone by since the last such step.  mmprobe,
+	 * Qwen2.5-0.5B (rows of 1792 bytes), alternating runs of 11, against a
+	 * step on every row: BF16 81 -> 92% of a plain read, F16 83 -> 91%;
+	 * with the data 8 bytes off a 64-byte boundary, as Hugging Face's
+	 * files may have it (an alignment head on every row), BF16 81 -> 93%
+	 * (12 runs), F16 88 -> 100% (4 runs).  A step every row or none at all were the slowest, one every
+	 * 3.6-5.4 KB the fastest, every 9 KB in between; TinyLlama's rows (4
+	 * KiB and more) are unchanged.  Aligned rows peel nothing (peel_1()):
+	 * a 32-byte head on every row as well read 2 points slower.  The step
+	 * leaves the sum as it was (a variant that changed it read F16 2 points
+	 * faster, but a row's sum must not depend on where the pool's ranges
+	 * start).  F32 keeps peel() on every row and no such step (above): on
+	 * Qwen's 3584-byte rows a step every other row read at 96% against 95%
+	 * (noise), every row at 89%. */
 	if (n == 1) {
 		const int64_t rb = cols * 2;
 		int64_t h = peel_1(dt, w, cols), since = SEG_BYTES;
 		for (int64_t r = r0; r < r1; r++) {
-			int head = h == 0 && since >= SEG_BYTES;
+			int head = since >= SEG_BYTES;
 			since = head ? rb : since + rb;
 			if (dt == MH_BF16) /* x as kern_prepare_x reordered it */
 				y[r] = row_1_bf16((const uint16_t *)w + r * cols, cols, x, h, head);
