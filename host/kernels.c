@@ -242,6 +242,16 @@ static TGT_INLINE void row_nt(mh_dtype dt, const void *w, int64_t off, int64_t c
  * F32 rows 94-98% against 85-89%.  2 and 8 KiB segments were not tried. */
 #define SEG_BYTES 4096
 
+/* 32 weights from i on into four accumulators: one step of row_1's loop */
+static TGT_INLINE void step_32(mh_dtype dt, const void *w, int64_t i, const float *x,
+			       __m256 *a0, __m256 *a1, __m256 *a2, __m256 *a3)
+{
+	*a0 = _mm256_fmadd_ps(ld8(dt, w, i), _mm256_loadu_ps(x), *a0);
+	*a1 = _mm256_fmadd_ps(ld8(dt, w, i + 8), _mm256_loadu_ps(x + 8), *a1);
+	*a2 = _mm256_fmadd_ps(ld8(dt, w, i + 16), _mm256_loadu_ps(x + 16), *a2);
+	*a3 = _mm256_fmadd_ps(ld8(dt, w, i + 24), _mm256_loadu_ps(x + 24), *a3);
+}
+
 /* Single token: four accumulators, 32 weights per step, from weight h on
  * (peel_1(): the vector loads of the rest are aligned).  head: the loop's
  * first step taken apart (rows_dt says which rows); the sum is the same. */
@@ -259,10 +269,7 @@ static TGT_INLINE float row_1(mh_dtype dt, const void *w, int64_t off, int64_t c
 			for (int64_t k = 0; k < 32 / es; k += 8, i += 8)
 				a2 = _mm256_fmadd_ps(ld8(dt, w, off + i), _mm256_loadu_ps(x + i), a2);
 		} else if (head) { /* the loop's first step, apart */
-			a0 = _mm256_fmadd_ps(ld8(dt, w, off + i), _mm256_loadu_ps(x + i), a0);
-			a1 = _mm256_fmadd_ps(ld8(dt, w, off + i + 8), _mm256_loadu_ps(x + i + 8), a1);
-			a2 = _mm256_fmadd_ps(ld8(dt, w, off + i + 16), _mm256_loadu_ps(x + i + 16), a2);
-			a3 = _mm256_fmadd_ps(ld8(dt, w, off + i + 24), _mm256_loadu_ps(x + i + 24), a3);
+			step_32(dt, w, off + i, x + i, &a0, &a1, &a2, &a3);
 			i += 32;
 		}
 		for (; i + 32 <= end; i += 32) {
@@ -270,10 +277,7 @@ static TGT_INLINE float row_1(mh_dtype dt, const void *w, int64_t off, int64_t c
 			PF(wb + i * es + PF_DIST);
 			if (es == 4)
 				PF(wb + i * es + PF_DIST + 64);
-			a0 = _mm256_fmadd_ps(ld8(dt, w, off + i), _mm256_loadu_ps(x + i), a0);
-			a1 = _mm256_fmadd_ps(ld8(dt, w, off + i + 8), _mm256_loadu_ps(x + i + 8), a1);
-			a2 = _mm256_fmadd_ps(ld8(dt, w, off + i + 16), _mm256_loadu_ps(x + i + 16), a2);
-			a3 = _mm256_fmadd_ps(ld8(dt, w, off + i + 24), _mm256_loadu_ps(x + i + 24), a3);
+			step_32(dt, w, off + i, x + i, &a0, &a1, &a2, &a3);
 		}
 		for (; i + 8 <= end; i += 8)
 			a3 = _mm256_fmadd_ps(ld8(dt, w, off + i), _mm256_loadu_ps(x + i), a3);
@@ -321,6 +325,18 @@ static TGT_INLINE __m256 bf16_odd(__m256i v)
 	return _mm256_castsi256_ps(_mm256_and_si256(v, _mm256_set1_epi32((int)0xffff0000u)));
 }
 
+/* 32 weights from w on into four accumulators: one step of row_1_bf16's loop */
+static TGT_INLINE void step_32_bf16(const uint16_t *w, const float *xp, __m256 *a0, __m256 *a1,
+				    __m256 *a2, __m256 *a3)
+{
+	__m256i v0 = _mm256_loadu_si256((const __m256i *)w);
+	__m256i v1 = _mm256_loadu_si256((const __m256i *)(w + 16));
+	*a0 = _mm256_fmadd_ps(bf16_even(v0), _mm256_loadu_ps(xp), *a0);
+	*a1 = _mm256_fmadd_ps(bf16_odd(v0), _mm256_loadu_ps(xp + 8), *a1);
+	*a2 = _mm256_fmadd_ps(bf16_even(v1), _mm256_loadu_ps(xp + 16), *a2);
+	*a3 = _mm256_fmadd_ps(bf16_odd(v1), _mm256_loadu_ps(xp + 24), *a3);
+}
+
 static TGT_INLINE float row_1_bf16(const uint16_t *w, int64_t cols, const float *xp, int64_t h,
 				   int head)
 {
@@ -336,22 +352,12 @@ static TGT_INLINE float row_1_bf16(const uint16_t *w, int64_t cols, const float 
 			a3 = _mm256_fmadd_ps(bf16_odd(v0), _mm256_loadu_ps(xp + i + 8), a3);
 			i += 16;
 		} else if (head) { /* the loop's first step, apart */
-			__m256i v0 = _mm256_loadu_si256((const __m256i *)(w + i));
-			__m256i v1 = _mm256_loadu_si256((const __m256i *)(w + i + 16));
-			a0 = _mm256_fmadd_ps(bf16_even(v0), _mm256_loadu_ps(xp + i), a0);
-			a1 = _mm256_fmadd_ps(bf16_odd(v0), _mm256_loadu_ps(xp + i + 8), a1);
-			a2 = _mm256_fmadd_ps(bf16_even(v1), _mm256_loadu_ps(xp + i + 16), a2);
-			a3 = _mm256_fmadd_ps(bf16_odd(v1), _mm256_loadu_ps(xp + i + 24), a3);
+			step_32_bf16(w + i, xp + i, &a0, &a1, &a2, &a3);
 			i += 32;
 		}
 		for (; i + 32 <= end; i += 32) {
 			PF(w + i + PF_DIST / 2);
-			__m256i v0 = _mm256_loadu_si256((const __m256i *)(w + i));
-			__m256i v1 = _mm256_loadu_si256((const __m256i *)(w + i + 16));
-			a0 = _mm256_fmadd_ps(bf16_even(v0), _mm256_loadu_ps(xp + i), a0);
-			a1 = _mm256_fmadd_ps(bf16_odd(v0), _mm256_loadu_ps(xp + i + 8), a1);
-			a2 = _mm256_fmadd_ps(bf16_even(v1), _mm256_loadu_ps(xp + i + 16), a2);
-			a3 = _mm256_fmadd_ps(bf16_odd(v1), _mm256_loadu_ps(xp + i + 24), a3);
+			step_32_bf16(w + i, xp + i, &a0, &a1, &a2, &a3);
 		}
 		if (i + 16 <= end) {
 			__m256i v0 = _mm256_loadu_si256((const __m256i *)(w + i));
