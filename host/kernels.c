@@ -253,10 +253,11 @@ static TGT_INLINE void step_32(mh_dtype dt, const void *w, int64_t i, const floa
 }
 
 /* Single token: four accumulators, 32 weights per step, from weight h on
- * (peel_1(): the vector loads of the rest are aligned).  head: the loop's
- * first step taken apart (rows_dt says which rows); the sum is the same. */
+ * (peel_1(): the vector loads of the rest are aligned).  apart: the loop's
+ * first step taken out of it (rows_dt says on which rows); the sum is the
+ * same. */
 static TGT_INLINE float row_1(mh_dtype dt, const void *w, int64_t off, int64_t cols,
-			      const float *x, int64_t h, int head)
+			      const float *x, int64_t h, int apart)
 {
 	const int64_t es = dt == MH_F32 ? 4 : 2, seg = SEG_BYTES / es;
 	const char *wb = (const char *)w + off * es;
@@ -268,7 +269,7 @@ static TGT_INLINE float row_1(mh_dtype dt, const void *w, int64_t off, int64_t c
 		if (i > h) { /* a segment's first 32 bytes */
 			for (int64_t k = 0; k < 32 / es; k += 8, i += 8)
 				a2 = _mm256_fmadd_ps(ld8(dt, w, off + i), _mm256_loadu_ps(x + i), a2);
-		} else if (head) { /* the loop's first step, apart */
+		} else if (apart) { /* the loop's first step */
 			step_32(dt, w, off + i, x + i, &a0, &a1, &a2, &a3);
 			i += 32;
 		}
@@ -338,7 +339,7 @@ static TGT_INLINE void step_32_bf16(const uint16_t *w, const float *xp, __m256 *
 }
 
 static TGT_INLINE float row_1_bf16(const uint16_t *w, int64_t cols, const float *xp, int64_t h,
-				   int head)
+				   int apart)
 {
 	__m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
 	int64_t i = h;
@@ -351,7 +352,7 @@ static TGT_INLINE float row_1_bf16(const uint16_t *w, int64_t cols, const float 
 			a2 = _mm256_fmadd_ps(bf16_even(v0), _mm256_loadu_ps(xp + i), a2);
 			a3 = _mm256_fmadd_ps(bf16_odd(v0), _mm256_loadu_ps(xp + i + 8), a3);
 			i += 16;
-		} else if (head) { /* the loop's first step, apart */
+		} else if (apart) { /* the loop's first step */
 			step_32_bf16(w + i, xp + i, &a0, &a1, &a2, &a3);
 			i += 32;
 		}
@@ -424,25 +425,26 @@ static TGT_INLINE void rows_dt(mh_dtype dt, float *y, int64_t ldy, const float *
 	 * step on every row: BF16 81 -> 92% of a plain read, F16 83 -> 91%;
 	 * with the data 8 bytes off a 64-byte boundary, as Hugging Face's
 	 * files may have it (an alignment head on every row), BF16 81 -> 93%
-	 * (12 runs), F16 88 -> 100% (4 runs).  A step every row or none at all were the slowest, one every
-	 * 3.6-5.4 KB the fastest, every 9 KB in between; TinyLlama's rows (4
-	 * KiB and more) are unchanged.  Aligned rows peel nothing (peel_1()):
-	 * a 32-byte head on every row as well read 2 points slower.  The step
-	 * leaves the sum as it was (a variant that changed it read F16 2 points
-	 * faster, but a row's sum must not depend on where the pool's ranges
-	 * start).  F32 keeps peel() on every row and no such step (above): on
-	 * Qwen's 3584-byte rows a step every other row read at 96% against 95%
-	 * (noise), every row at 89%. */
+	 * (12 runs), F16 88 -> 100% (4 runs).  A step every row or none at
+	 * all were the slowest, one every 3.6-5.4 KB the fastest, every 9 KB
+	 * in between; TinyLlama's rows (4 KiB and more) are unchanged.
+	 * Aligned rows peel nothing (peel_1()): a 32-byte head on every row as
+	 * well read 2 points slower.  The step leaves the sum as it was (a
+	 * variant that changed it read F16 2 points faster, but a row's sum
+	 * must not depend on where the pool's ranges start).  F32 keeps peel()
+	 * on every row and no such step (above): on Qwen's 3584-byte rows a
+	 * step every other row read at 96% against 95% (noise), every row at
+	 * 89%. */
 	if (n == 1) {
 		const int64_t rb = cols * 2;
 		int64_t h = peel_1(dt, w, cols), since = SEG_BYTES;
 		for (int64_t r = r0; r < r1; r++) {
-			int head = since >= SEG_BYTES;
-			since = head ? rb : since + rb;
+			int apart = since >= SEG_BYTES;
+			since = apart ? rb : since + rb;
 			if (dt == MH_BF16) /* x as kern_prepare_x reordered it */
-				y[r] = row_1_bf16((const uint16_t *)w + r * cols, cols, x, h, head);
+				y[r] = row_1_bf16((const uint16_t *)w + r * cols, cols, x, h, apart);
 			else
-				y[r] = row_1(dt, w, r * cols, cols, x, h, head);
+				y[r] = row_1(dt, w, r * cols, cols, x, h, apart);
 		}
 		return;
 	}
