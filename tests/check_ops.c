@@ -191,6 +191,56 @@ START_TEST(matmul_one_token_at_every_alignment)
 }
 END_TEST
 
+/* A row's sum does not depend on where its range of rows starts: the
+ * one-token kernels take a step of some rows apart, chosen from the range's
+ * start (rows_dt), and the pool's ranges change from run to run.  Rows of
+ * 896 columns (1792 bytes of 16-bit weights: steps on some rows only),
+ * 32-byte aligned and 8 bytes off; every split point against one whole
+ * range, bit for bit, and ops_matmul (the pool's ranges) the same. */
+START_TEST(one_token_rows_do_not_depend_on_their_range)
+{
+	if (!use_kernels(_i))
+		return;
+	const mh_dtype dts[] = { MH_F32, MH_BF16, MH_F16 };
+	enum { ROWS = 24, COLS = 896 };
+	float x[COLS], whole[ROWS], part[ROWS], pooled[ROWS];
+	float *buf = NULL;
+	ck_assert_int_eq(posix_memalign((void **)&buf, 64, (COLS + KERN_X_SLACK) * sizeof *buf), 0);
+	for (int i = 0; i < COLS; i++)
+		x[i] = frand();
+	for (int d = 0; d < 3; d++) {
+		weight w = make_weight(dts[d], ROWS, COLS);
+		char *block = NULL;
+		ck_assert_int_eq(posix_memalign((void **)&block, 64, w.t.nbytes + 64), 0);
+		for (size_t off = 0; off <= 8; off += 8) {
+			mh_tensor t = w.t;
+			t.data = memcpy(block + off, w.store, w.t.nbytes);
+			const float *xp = kern_prepare_x(t.dtype, t.data, x, 1, COLS, buf);
+			kern_rows(t.dtype, whole, ROWS, xp, COLS, 1, t.data, 0, ROWS, COLS);
+			for (int start = 1; start < ROWS; start++) {
+				kern_rows(t.dtype, part, ROWS, xp, COLS, 1, t.data, 0, start, COLS);
+				kern_rows(t.dtype, part, ROWS, xp, COLS, 1, t.data, start, ROWS, COLS);
+				for (int r = 0; r < ROWS; r++)
+					ck_assert_msg(part[r] == whole[r],
+						      "%s at %zu mod 64, ranges split at row %d: row %d "
+						      "%.9g != %.9g",
+						      mh_dtype_name(t.dtype), off, start, r, part[r], whole[r]);
+			}
+			for (int rep = 0; rep < 20; rep++) {
+				ops_matmul(pooled, x, &t, NULL, 1);
+				for (int r = 0; r < ROWS; r++)
+					ck_assert_msg(pooled[r] == whole[r], "%s pooled row %d: %.9g != %.9g",
+						      mh_dtype_name(t.dtype), r, pooled[r], whole[r]);
+			}
+		}
+		free(block);
+		free(w.ref);
+		free(w.store);
+	}
+	free(buf);
+}
+END_TEST
+
 /* matmul_n is matmul for each weight, whatever their dtypes and sizes; a
  * weight of another width starts a new group; NULL biases are skipped. */
 START_TEST(matmul_n_is_matmul_for_each)
@@ -739,6 +789,7 @@ int main(void)
 	tcase_add_loop_test(tc, matmul_every_dtype_and_path, 0, N_KSETS);
 	tcase_add_loop_test(tc, matmul_n_is_matmul_for_each, 0, N_KSETS);
 	tcase_add_loop_test(tc, matmul_one_token_at_every_alignment, 0, N_KSETS);
+	tcase_add_loop_test(tc, one_token_rows_do_not_depend_on_their_range, 0, N_KSETS);
 	tcase_add_loop_test(tc, embed_and_convert, 0, N_KSETS);
 	tcase_add_loop_test(tc, attention_windows, 0, N_KSETS);
 	tcase_add_test(tc, norms_and_activations);
