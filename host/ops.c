@@ -181,33 +181,52 @@ static void mm_small(void *ctx, int64_t b, int64_t e, int thread)
 	kern_rows(j->w->dtype, j->y, j->rows, j->x, j->cols, j->n, j->w->data, b, e, j->cols);
 }
 
-/* Rows [b, e) of the output for all n tokens: every pool thread runs its
- * own single-threaded SGEMM over its share of the weight rows, converting
- * 16-bit rows block by block into its scratch. */
+/* SGEMM's blocks of weight rows: a matrix is cut into GEMM_BLOCKS blocks
+ * of a multiple of 16 rows (whole panels), fixed by its shape alone, each
+ * block one SGEMM call (per conversion block for 16-bit weights).
+ * OpenBLAS rounds a row's sums differently with the number of rows in the
+ * call (a split at any 16-row boundary changed some bits, every time), so
+ * the calls must not follow the pool's ranges, which change from run to
+ * run and with the thread count.  16 blocks share out evenly among 2 or 4
+ * threads. */
+#define GEMM_BLOCKS 16
+
+static int64_t gemm_block(int64_t rows)
+{
+	int64_t block = (rows + GEMM_BLOCKS - 1) / GEMM_BLOCKS;
+	return (block + 15) / 16 * 16;
+}
+
+/* Rows [b, e) of the output for all n tokens, whole blocks (gemm_block):
+ * every pool thread runs its own single-threaded SGEMM, block by block,
+ * 16-bit rows converted into its scratch about BLOCK_BYTES at a time. */
 static void mm_gemm(void *ctx, int64_t b, int64_t e, int thread)
 {
 	const mm_job *j = ctx;
-	if (j->w->dtype == MH_F32) {
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->n, (int)(e - b), (int)j->cols,
-			    1.0f, j->x, (int)j->cols, (const float *)j->w->data + b * j->cols,
-			    (int)j->cols, 0.0f, j->y + b, (int)j->rows);
-		return;
+	int64_t block = gemm_block(j->rows), step = block;
+	float *buf = NULL;
+	if (j->w->dtype != MH_F32) {
+		step = BLOCK_BYTES / (j->cols * (int64_t)sizeof(float));
+		step = step < 16 ? 16 : step / 16 * 16;
+		if (step > block)
+			step = block;
+		buf = grow(&wscratch[thread], &wscratch_len[thread], (size_t)(step * j->cols));
+		if (!buf)
+			return;
 	}
-	int64_t block = BLOCK_BYTES / (j->cols * (int64_t)sizeof(float));
-	if (block < 16)
-		block = 16;
-	block = (block + 15) / 16 * 16;
-	if (block > e - b)
-		block = e - b;
-	float *buf = grow(&wscratch[thread], &wscratch_len[thread], (size_t)(block * j->cols));
-	if (!buf)
-		return;
-	for (int64_t r0 = b; r0 < e; r0 += block) {
-		int64_t nr = e - r0 < block ? e - r0 : block;
-		ops_to_f32(buf, j->w, r0 * j->cols, nr * j->cols);
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->n, (int)nr, (int)j->cols,
-			    1.0f, j->x, (int)j->cols, buf, (int)j->cols, 0.0f, j->y + r0,
-			    (int)j->rows);
+	for (int64_t b0 = b; b0 < e; b0 += block) {
+		int64_t e0 = e - b0 < block ? e : b0 + block;
+		for (int64_t r0 = b0; r0 < e0; r0 += step) {
+			int64_t nr = e0 - r0 < step ? e0 - r0 : step;
+			const float *w = (const float *)j->w->data + r0 * j->cols;
+			if (buf) {
+				ops_to_f32(buf, j->w, r0 * j->cols, nr * j->cols);
+				w = buf;
+			}
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->n, (int)nr,
+				    (int)j->cols, 1.0f, j->x, (int)j->cols, w, (int)j->cols, 0.0f,
+				    j->y + r0, (int)j->rows);
+		}
 	}
 }
 
@@ -283,8 +302,8 @@ void ops_matmul(float *y, const float *x, const mh_tensor *w, const float *bias,
 	} else if (gemm_mode == GEMM_BLAS_THREADS) {
 		mm_gemm_blas(y, x, &j);
 	} else {
-		/* split on 16-row boundaries so SGEMM sees whole panels */
-		pool_run_chunks(pool, rows, 16, CHUNKS_PER_THREAD * pool_size(pool), mm_gemm, &j);
+		pool_run_chunks(pool, rows, gemm_block(rows), CHUNKS_PER_THREAD * pool_size(pool),
+				mm_gemm, &j);
 	}
 	if (bias)
 		for (int t = 0; t < n; t++)
@@ -533,14 +552,18 @@ static void silu_task(void *ctx, int64_t b, int64_t e, int thread)
 	kern_silu_mul(j->a + b, j->b + b, e - b);
 }
 
-/* Element-wise ops go through the pool only when large enough (prefill). */
+/* Element-wise ops go through the pool only when large enough (prefill),
+ * in ranges of whole 64-element runs: the kernels' vector loop and their
+ * scalar tail round differently, so a range's end must not decide which
+ * elements take the tail (the pool's ranges change from run to run). */
 #define EW_PARALLEL 32768
+#define EW_ALIGN 64
 
 void ops_silu_mul(float *gate, const float *up, size_t n)
 {
 	ew_job j = { gate, up };
 	if (n >= EW_PARALLEL)
-		pool_run(pool, (int64_t)n, silu_task, &j);
+		pool_run_aligned(pool, (int64_t)n, EW_ALIGN, silu_task, &j);
 	else
 		kern_silu_mul(gate, up, (int64_t)n);
 }

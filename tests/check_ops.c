@@ -241,6 +241,93 @@ START_TEST(one_token_rows_do_not_depend_on_their_range)
 }
 END_TEST
 
+/* Prefill gives the same bits whatever the pool: the same input through
+ * pools of 1, 2 and 3 threads, and 10 times through 2, for a batched
+ * matmul of each dtype (SGEMM, whose rounding depends on how many rows
+ * each call gets) and for silu_mul over more elements than it does
+ * serially (whose vector loop and scalar tail round differently). */
+START_TEST(prefill_does_not_depend_on_the_pool)
+{
+	if (!use_kernels(_i))
+		return;
+	enum { ROWS = 896, COLS = 896, N = 20, EW = 40000 };
+	const mh_dtype dts[] = { MH_F32, MH_BF16, MH_F16 };
+	mh_pool *services_pool = ops_pool();
+	float *x = malloc(N * COLS * sizeof *x), *g0 = malloc(EW * sizeof *g0);
+	float *up = malloc(EW * sizeof *up), *g = malloc(EW * sizeof *g);
+	float *want[3], *y = malloc((size_t)N * ROWS * sizeof *y);
+	for (int i = 0; i < N * COLS; i++)
+		x[i] = frand();
+	/* silu's inputs: pairs that the AVX2 vector loop and the scalar tail
+	 * round differently, so that any element a range's end leaves to the
+	 * tail shows */
+	enum { PAIRS = 64 };
+	float pg[PAIRS], pu[PAIRS];
+	int found = 0, vector = kern_select("avx2") == 0;
+	for (int tries = 0; found < PAIRS; tries++) {
+		float t = 8 * frand(), m = frand(), v[8], u[8], sv = t;
+		for (int k = 0; k < 8; k++)
+			v[k] = t, u[k] = m;
+		if (vector && tries < 100000) { /* else: any pairs */
+			kern_select("avx2");
+			kern_silu_mul(v, u, 8);
+			kern_select("scalar");
+			kern_silu_mul(&sv, &m, 1);
+			if (v[0] == sv)
+				continue;
+		}
+		pg[found] = t;
+		pu[found++] = m;
+	}
+	ck_assert(use_kernels(_i));
+	for (int i = 0; i < EW; i++) {
+		g0[i] = pg[i % PAIRS];
+		up[i] = pu[i % PAIRS];
+	}
+	weight w[3];
+	for (int d = 0; d < 3; d++) {
+		w[d] = make_weight(dts[d], ROWS, COLS);
+		want[d] = malloc((size_t)N * ROWS * sizeof *want[d]);
+	}
+	float *gwant = malloc(EW * sizeof *gwant);
+	for (int threads = 1; threads <= 3; threads++) {
+		mh_pool *p = pool_new(threads);
+		ops_set_pool(p);
+		for (int rep = 0; rep < (threads == 2 ? 10 : 1); rep++) {
+			for (int d = 0; d < 3; d++) {
+				ops_matmul(threads == 1 ? want[d] : y, x, &w[d].t, NULL, N);
+				if (threads > 1)
+					for (int e = 0; e < N * ROWS; e++)
+						ck_assert_msg(y[e] == want[d][e],
+							      "%s matmul, %d threads: [%d] %.9g != %.9g",
+							      mh_dtype_name(dts[d]), threads, e, y[e],
+							      want[d][e]);
+			}
+			memcpy(g, g0, EW * sizeof *g);
+			ops_silu_mul(g, up, EW);
+			if (threads == 1)
+				memcpy(gwant, g, EW * sizeof *g);
+			for (int e = 0; e < EW; e++)
+				ck_assert_msg(g[e] == gwant[e], "silu_mul, %d threads: [%d] %.9g != %.9g",
+					      threads, e, g[e], gwant[e]);
+		}
+		ops_set_pool(services_pool);
+		pool_free(p);
+	}
+	for (int d = 0; d < 3; d++) {
+		free(want[d]);
+		free(w[d].ref);
+		free(w[d].store);
+	}
+	free(gwant);
+	free(x);
+	free(g0);
+	free(up);
+	free(g);
+	free(y);
+}
+END_TEST
+
 /* matmul_n is matmul for each weight, whatever their dtypes and sizes; a
  * weight of another width starts a new group; NULL biases are skipped. */
 START_TEST(matmul_n_is_matmul_for_each)
@@ -790,6 +877,7 @@ int main(void)
 	tcase_add_loop_test(tc, matmul_n_is_matmul_for_each, 0, N_KSETS);
 	tcase_add_loop_test(tc, matmul_one_token_at_every_alignment, 0, N_KSETS);
 	tcase_add_loop_test(tc, one_token_rows_do_not_depend_on_their_range, 0, N_KSETS);
+	tcase_add_loop_test(tc, prefill_does_not_depend_on_the_pool, 0, N_KSETS);
 	tcase_add_loop_test(tc, embed_and_convert, 0, N_KSETS);
 	tcase_add_loop_test(tc, attention_windows, 0, N_KSETS);
 	tcase_add_test(tc, norms_and_activations);
