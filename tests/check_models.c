@@ -3,12 +3,12 @@
  * at a time through the KV cache) within 1e-4 of expected.safetensors,
  * greedy decoding token for token; the same weights stored as BF16/F16;
  * and the load-time errors a user can run into. */
-#include "modeldir.h"
-#include "ops.h"
-#include "registry.h"
-#include "safetensors.h"
-#include "services.h"
-#include "session.h"
+#include "model/modeldir.h"
+#include "compute/ops.h"
+#include "plugin/registry.h"
+#include "model/safetensors.h"
+#include "plugin/services.h"
+#include "plugin/session.h"
 #include "testutil.h"
 
 #include <check.h>

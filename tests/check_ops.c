@@ -3,14 +3,14 @@
  * path, attention with and without a sliding window, norms, activations,
  * and the rotary variants (linear, dynamic, llama3) against values
  * computed with transformers' formulas. */
-#include "kernels.h"
-#include "modeldir.h"
-#include "ops.h"
-#include "rope.h"
-#include "safetensors.h"
-#include "services.h"
+#include "compute/kernels.h"
+#include "model/modeldir.h"
+#include "compute/ops.h"
+#include "compute/rope.h"
+#include "model/safetensors.h"
+#include "plugin/services.h"
 #include "testutil.h"
-#include "threadpool.h"
+#include "compute/threadpool.h"
 
 #include <check.h>
 #include <math.h>

@@ -1,10 +1,10 @@
 /* check_registry.c - plugin discovery: rejection reasons, shadowing,
  * ranking, forcing, and replacing a plugin at runtime while a model loaded
  * from the old file keeps running. */
-#include "registry.h"
-#include "safetensors.h"
-#include "services.h"
-#include "session.h"
+#include "plugin/registry.h"
+#include "model/safetensors.h"
+#include "plugin/services.h"
+#include "plugin/session.h"
 #include "testutil.h"
 
 #include <check.h>

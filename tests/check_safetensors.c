@@ -1,9 +1,9 @@
 /* check_safetensors.c - the checkpoint reader: safetensors validation
  * (hostile and truncated files), sharded directories, config.json access
  * through the service table (single keys, and the decoder hyper-parameters). */
-#include "modeldir.h"
-#include "safetensors.h"
-#include "services.h"
+#include "model/modeldir.h"
+#include "model/safetensors.h"
+#include "plugin/services.h"
 #include "testutil.h"
 
 #include <check.h>

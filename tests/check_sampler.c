@@ -1,6 +1,6 @@
 /* check_sampler.c - the sampler: greedy, repetition penalty, top-k, top-p,
  * min-p, seeding and the distribution it draws from. */
-#include "sampler.h"
+#include "text/sampler.h"
 #include "testutil.h"
 
 #include <check.h>

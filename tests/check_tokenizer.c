@@ -5,7 +5,7 @@
  * The reference data is found through $MODELHOST_SHARED, else ../shared;
  * without it the test is skipped (exit 77). */
 #include "testutil.h"
-#include "tokenizer.h"
+#include "text/tokenizer.h"
 
 #include <cJSON.h>
 #include <check.h>

@@ -227,7 +227,7 @@ error "bench -r 0" "bench: -r expects a whole number from 1" "$MH" bench -m "$L"
 # --- the same weights wherever their data starts ------------------------------------
 # Hugging Face files leave tensor data at any multiple of 8 mod 64, and the
 # one-token kernels take each row's head apart up to a 32-byte boundary
-# (host/kernels.c, peel()): decoding one token at a time, the logits must
+# (host/compute/kernels.c, peel()): decoding one token at a time, the logits must
 # not depend on where the data starts.
 for dt in f32 bf16 f16; do
 	for off in 0 8 24; do

@@ -12,12 +12,12 @@
  *
  *   mmprobe [-t THREADS] [-r REPS] [-k scalar|avx2] [-s] DIR
  */
-#include "kernels.h"
-#include "modeldir.h"
-#include "ops.h"
-#include "readprobe.h"
-#include "threadpool.h"
-#include "util.h"
+#include "compute/kernels.h"
+#include "model/modeldir.h"
+#include "compute/ops.h"
+#include "compute/readprobe.h"
+#include "compute/threadpool.h"
+#include "base/util.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -5,9 +5,9 @@
  * forward pass over two tokens.
  * Build and run: tests/fuzz/run.sh config [SECONDS]. */
 #define _GNU_SOURCE
-#include "registry.h"
-#include "services.h"
-#include "session.h"
+#include "plugin/registry.h"
+#include "plugin/services.h"
+#include "plugin/session.h"
 
 #include <dirent.h>
 #include <fcntl.h>

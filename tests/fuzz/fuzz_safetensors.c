@@ -3,8 +3,8 @@
  * tensors whose every byte lies inside the mapping (all are read here).
  * Build and run: tests/fuzz/run.sh safetensors [SECONDS]. */
 #define _GNU_SOURCE
-#include "safetensors.h"
-#include "util.h"
+#include "model/safetensors.h"
+#include "base/util.h"
 
 #include <stdint.h>
 #include <stdio.h>

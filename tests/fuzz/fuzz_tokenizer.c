@@ -6,7 +6,7 @@
  * gives unless that holds a U+FFFD.
  * Build and run: tests/fuzz/run.sh tokenizer [SECONDS]. */
 #define _GNU_SOURCE /* memmem */
-#include "tokenizer.h"
+#include "text/tokenizer.h"
 
 #include <stdint.h>
 #include <stdio.h>

@@ -36,7 +36,7 @@ flags="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefine
        -I host -I sdk/include $(pkg-config --cflags libcjson)"
 case $t in
 safetensors)
-	${CC:-clang} $flags tests/fuzz/fuzz_safetensors.c host/safetensors.c host/util.c \
+	${CC:-clang} $flags tests/fuzz/fuzz_safetensors.c host/model/safetensors.c host/base/util.c \
 		$(pkg-config --libs libcjson) -o "$out/fuzz_safetensors"
 	mkdir -p "$out/corpus-safetensors"
 	find "$shared" -name '*.safetensors' -size -64k -exec cp {} "$out/corpus-safetensors/" \;
@@ -44,7 +44,7 @@ safetensors)
 		-timeout=10 -artifact_prefix="$out/" "$out/corpus-safetensors"
 	;;
 tokenizer)
-	${CC:-clang} $flags tests/fuzz/fuzz_tokenizer.c host/tokenizer.c host/util.c \
+	${CC:-clang} $flags tests/fuzz/fuzz_tokenizer.c host/text/tokenizer.c host/base/util.c \
 		$(pkg-config --libs libcjson libpcre2-8 libutf8proc) -lpthread -lm \
 		-o "$out/fuzz_tokenizer"
 	set -- "$shared"/models/stories260K/tokenizer.json "$shared"/tokenizers/*/tokenizer.json
@@ -65,7 +65,7 @@ config)
 			-fno-sanitize-recover=undefined -fPIC -shared -I sdk/include \
 			plugins/$p/*.c -o "$out/plugins/$p.so"
 	done
-	host=$(ls host/*.c | grep -v -e host/main.c -e 'host/cmd_')
+	host=$(ls host/*/*.c | grep -v '^host/cli/')
 	${CC:-clang} $flags -DMH_PLUGINDIR='"/nonexistent"' -DMH_PKGDATADIR='"/nonexistent"' \
 		-DMH_BUILDDIR='"/nonexistent"' -DMH_SRCDIR='"/nonexistent"' \
 		$(pkg-config --cflags openblas libpcre2-8 libutf8proc) tests/fuzz/fuzz_config.c $host \

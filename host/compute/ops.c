@@ -1,9 +1,9 @@
 /* ops.c - see ops.h.  The numeric core: each step a small named function,
  * written to match Hugging Face transformers' float32 computation.  The
  * inner loops live in kernels.c (vectorised per stored dtype). */
-#include "ops.h"
-#include "kernels.h"
-#include "util.h"
+#include "compute/ops.h"
+#include "compute/kernels.h"
+#include "base/util.h"
 
 #include <cblas.h>
 #include <math.h>

@@ -2,14 +2,14 @@
  * the style of llama-bench, next to this machine's limits measured in the
  * same run (memory read bandwidth for decoding, the BLAS's SGEMM rate for
  * prefill). */
-#include "cli.h"
-#include "kernels.h"
-#include "modeldir.h"
-#include "ops.h"
-#include "readprobe.h"
-#include "services.h"
-#include "threadpool.h"
-#include "util.h"
+#include "cli/cli.h"
+#include "compute/kernels.h"
+#include "model/modeldir.h"
+#include "compute/ops.h"
+#include "compute/readprobe.h"
+#include "plugin/services.h"
+#include "compute/threadpool.h"
+#include "base/util.h"
 
 #include <cJSON.h>
 #include <cblas.h>

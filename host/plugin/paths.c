@@ -1,6 +1,6 @@
 /* paths.c - see paths.h. */
-#include "paths.h"
-#include "util.h"
+#include "plugin/paths.h"
+#include "base/util.h"
 
 #include <glob.h>
 #include <limits.h>

@@ -6,8 +6,8 @@
  * sorts only the last 64 or fewer undecided candidates).  Ties between equal
  * values always go to the lower id, which makes every step deterministic. */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime, getpid */
-#include "sampler.h"
-#include "kernels.h"
+#include "text/sampler.h"
+#include "compute/kernels.h"
 
 #include <math.h>
 #include <stdlib.h>

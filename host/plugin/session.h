@@ -4,8 +4,8 @@
 #ifndef MH_SESSION_H
 #define MH_SESSION_H
 
-#include "registry.h"
-#include "util.h"
+#include "plugin/registry.h"
+#include "base/util.h"
 
 typedef struct mh_session {
 	plugin_lib *lib;

@@ -1,3 +1,5 @@
+/* host/plugin/: the plugin machinery (search paths, registry, the services
+ * table, sessions).  May include base/, model/, compute/ and the SDK. */
 /* registry.h - plugin discovery, validation, ranking and runtime rescans.
  *
  * Directories are searched in the order they were added.  Every *.so in

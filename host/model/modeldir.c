@@ -1,5 +1,5 @@
 /* modeldir.c - see modeldir.h. */
-#include "modeldir.h"
+#include "model/modeldir.h"
 
 #include <errno.h>
 #include <stdarg.h>

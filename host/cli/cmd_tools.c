@@ -1,12 +1,12 @@
 /* cmd_tools.c - the commands for operators and plugin authors: plugins,
  * info, tokenize, detokenize, logits, verify. */
-#include "cli.h"
-#include "kernels.h"
-#include "modeldir.h"
-#include "paths.h"
-#include "safetensors.h"
-#include "services.h"
-#include "util.h"
+#include "cli/cli.h"
+#include "compute/kernels.h"
+#include "model/modeldir.h"
+#include "plugin/paths.h"
+#include "model/safetensors.h"
+#include "plugin/services.h"
+#include "base/util.h"
 
 #include <cJSON.h>
 #include <math.h>

@@ -1,10 +1,10 @@
 /* main.c - `modelhost COMMAND [OPTIONS]`: dispatch, and the helpers the
  * commands share. */
 #include "config.h"
-#include "cli.h"
-#include "paths.h"
-#include "services.h"
-#include "util.h"
+#include "cli/cli.h"
+#include "plugin/paths.h"
+#include "plugin/services.h"
+#include "base/util.h"
 
 #include <errno.h>
 #include <stdarg.h>

@@ -1,3 +1,5 @@
+/* host/base/: what every other host folder may use (errors, files, strings).
+ * Includes only the C library. */
 /* util.h - small helpers shared by the host: error buffers, files, strings. */
 #ifndef MH_UTIL_H
 #define MH_UTIL_H

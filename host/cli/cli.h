@@ -1,11 +1,12 @@
-/* cli.h - the modelhost command line: options every command shares and
- * the commands themselves (main.c dispatches). */
+/* cli.h - host/cli/: the modelhost command line.  main.c dispatches to one
+ * file per command; common.c holds what they share.  May include every other
+ * host folder; nothing outside host/cli/ includes this. */
 #ifndef MH_CLI_H
 #define MH_CLI_H
 
-#include "registry.h"
-#include "session.h"
-#include "tokenizer.h"
+#include "plugin/registry.h"
+#include "plugin/session.h"
+#include "text/tokenizer.h"
 
 #include <getopt.h>
 #include <stdio.h>

@@ -1,6 +1,6 @@
 /* rope.c - see rope.h. */
-#include "rope.h"
-#include "modeldir.h"
+#include "compute/rope.h"
+#include "model/modeldir.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -1,6 +1,6 @@
 /* session.c - see session.h. */
-#include "session.h"
-#include "modeldir.h"
+#include "plugin/session.h"
+#include "model/modeldir.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -19,7 +19,7 @@
  *
  * Workers spin briefly for the next job (decode posts hundreds of short
  * jobs per token), then yield, then sleep on a condition variable. */
-#include "threadpool.h"
+#include "compute/threadpool.h"
 
 #include <pthread.h>
 #include <sched.h>

@@ -1,3 +1,5 @@
+/* host/model/: model files, a directory and its safetensors, validated and
+ * mapped.  May include base/ and the SDK header. */
 /* modeldir.h - a Hugging Face model directory: config.json (+
  * generation_config.json) and the weights, from model.safetensors or from
  * the shards named in model.safetensors.index.json.  This is the host side
@@ -5,8 +7,8 @@
 #ifndef MH_MODELDIR_H
 #define MH_MODELDIR_H
 
-#include "safetensors.h"
-#include "util.h"
+#include "model/safetensors.h"
+#include "base/util.h"
 
 #include <cJSON.h>
 

@@ -1,6 +1,6 @@
 /* kernels.c - see kernels.h. */
-#include "kernels.h"
-#include "util.h"
+#include "compute/kernels.h"
+#include "base/util.h"
 
 #include <math.h>
 #include <stdatomic.h>

@@ -1,3 +1,5 @@
+/* host/compute/: tensors and compute (ops, kernels, rope, thread pool, the
+ * decoder scaffold).  May include base/, model/ and the SDK header. */
 /* ops.h - the tensor operations the host lends to plugins (see the
  * mh_services documentation in modelhost/plugin.h for their contracts).
  * Activations are row-major F32; weights may be F32, BF16 or F16 and are
@@ -6,7 +8,7 @@
 #ifndef MH_OPS_H
 #define MH_OPS_H
 
-#include "threadpool.h"
+#include "compute/threadpool.h"
 #include <modelhost/plugin.h>
 
 /* Use this pool (and as many OpenBLAS threads) from now on. */

@@ -1,8 +1,8 @@
 /* safetensors.c - see safetensors.h.  Format: 8-byte little-endian header
  * length N, N bytes of JSON {name: {dtype, shape, data_offsets: [b, e]}},
  * then the data area; offsets are relative to the data area. */
-#include "safetensors.h"
-#include "util.h"
+#include "model/safetensors.h"
+#include "base/util.h"
 
 #include <cJSON.h>
 #include <errno.h>

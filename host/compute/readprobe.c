@@ -1,8 +1,8 @@
 /* readprobe.c - see readprobe.h. */
-#include "readprobe.h"
-#include "kernels.h"
-#include "ops.h"
-#include "util.h"
+#include "compute/readprobe.h"
+#include "compute/kernels.h"
+#include "compute/ops.h"
+#include "base/util.h"
 
 #include <stdlib.h>
 

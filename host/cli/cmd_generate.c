@@ -1,11 +1,11 @@
 /* cmd_generate.c - `modelhost generate`: prompt in one batched pass, then
  * sample token by token through the KV cache, streaming text as it comes;
  * with -i, a prompt per line of stdin, and plugins reloaded on request. */
-#include "cli.h"
-#include "modeldir.h"
-#include "paths.h"
-#include "sampler.h"
-#include "util.h"
+#include "cli/cli.h"
+#include "model/modeldir.h"
+#include "plugin/paths.h"
+#include "text/sampler.h"
+#include "base/util.h"
 
 #include <signal.h>
 #include <stdio.h>

@@ -1,7 +1,7 @@
 /* registry.c - see registry.h. */
-#include "registry.h"
-#include "modeldir.h"
-#include "util.h"
+#include "plugin/registry.h"
+#include "model/modeldir.h"
+#include "base/util.h"
 
 #include <dirent.h>
 #include <dlfcn.h>

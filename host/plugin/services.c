@@ -1,13 +1,13 @@
 /* services.c - the service table: thin wrappers that give plugins the
  * host's model directory, tensor ops and device services through one
  * versioned struct (plugins never link a host symbol). */
-#include "services.h"
-#include "decoder.h"
-#include "modeldir.h"
-#include "ops.h"
-#include "rope.h"
-#include "threadpool.h"
-#include "util.h"
+#include "plugin/services.h"
+#include "compute/decoder.h"
+#include "model/modeldir.h"
+#include "compute/ops.h"
+#include "compute/rope.h"
+#include "compute/threadpool.h"
+#include "base/util.h"
 
 #include <stdarg.h>
 #include <stddef.h>

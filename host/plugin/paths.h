@@ -3,7 +3,7 @@
 #ifndef MH_PATHS_H
 #define MH_PATHS_H
 
-#include "registry.h"
+#include "plugin/registry.h"
 
 /* True when this executable is the one in the build tree. */
 int paths_uninstalled(void);

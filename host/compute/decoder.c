@@ -2,10 +2,10 @@
  * otherwise repeat: its activation buffers and KV cache, and the forward
  * loop that feeds a prompt through in chunks and computes logits only for
  * the positions that are wanted. */
-#include "decoder.h"
-#include "modeldir.h"
-#include "ops.h"
-#include "util.h"
+#include "compute/decoder.h"
+#include "model/modeldir.h"
+#include "compute/ops.h"
+#include "base/util.h"
 
 #include <stdlib.h>
 

@@ -36,7 +36,7 @@
  * state (PCRE2 match data, heap, cache) on its own, so calls are thread-safe.
  */
 #define _GNU_SOURCE
-#include "tokenizer.h"
+#include "text/tokenizer.h"
 
 #include <cJSON.h>
 #define PCRE2_CODE_UNIT_WIDTH 8
