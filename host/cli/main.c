@@ -1,13 +1,10 @@
-/* main.c - `modelhost COMMAND [OPTIONS]`: dispatch, and the helpers the
- * commands share. */
+/* main.c - `modelhost COMMAND [OPTIONS]`: the table of commands and the
+ * dispatch to them.  What commands share is in common.c. */
 #include "config.h"
 #include "cli/cli.h"
-#include "plugin/paths.h"
 #include "plugin/services.h"
-#include "base/util.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,116 +77,4 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	return rc;
-}
-
-/* ---- shared helpers ------------------------------------------------------- */
-
-int cli_fail(const char *fmt, ...)
-{
-	char msg[2 * MH_ERRLEN];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof msg, fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "modelhost: %s\n", mh_one_line(msg));
-	return 1;
-}
-
-int cli_usage(const char *cmd, const char *text)
-{
-	fprintf(stderr, "Try 'modelhost %s --help'.\n", cmd);
-	(void)text;
-	return 1;
-}
-
-int cli_int(const char *cmd, const char *opt, const char *arg, long lo, long hi, int *out)
-{
-	char *end;
-	errno = 0;
-	long v = strtol(arg, &end, 10);
-	if (!*arg || *end || errno || v < lo || v > hi) {
-		cli_fail("%s: %s expects a whole number from %ld to %ld, not '%s'", cmd, opt, lo, hi,
-			 arg);
-		return -1;
-	}
-	*out = (int)v;
-	return 0;
-}
-
-int cli_float(const char *cmd, const char *opt, const char *arg, double lo, double hi, float *out)
-{
-	char *end;
-	errno = 0;
-	double v = strtod(arg, &end);
-	if (!*arg || *end || errno || !(v >= lo && v <= hi)) {
-		cli_fail("%s: %s expects a number from %g to %g, not '%s'", cmd, opt, lo, hi, arg);
-		return -1;
-	}
-	*out = (float)v;
-	return 0;
-}
-
-int cli_common_opt(cli_common *o, int c, const char *arg)
-{
-	switch (c) {
-	case OPT_PLUGIN_DIR:
-		if (o->n_plugin_dirs == (int)(sizeof o->plugin_dirs / sizeof *o->plugin_dirs)) {
-			cli_fail("%s: too many --plugin-dir options", o->cmd);
-			return -1;
-		}
-		o->plugin_dirs[o->n_plugin_dirs++] = (char *)arg;
-		return 1;
-	case OPT_PLUGIN:
-		o->plugin = arg;
-		return 1;
-	case 't':
-		return cli_int(o->cmd, "--threads", arg, 1, 256, &o->threads) ? -1 : 1;
-	case 'c':
-		return cli_int(o->cmd, "--ctx-size", arg, 1, 1 << 24, &o->n_ctx) ? -1 : 1;
-	case 'v':
-		services_set_verbosity(MH_LOG_DEBUG);
-		return 1;
-	default:
-		return 0;
-	}
-}
-
-mh_registry *cli_registry(cli_common *o)
-{
-	mh_registry *r = registry_new(services_init(o->threads));
-	if (!r) {
-		cli_fail("out of memory");
-		return NULL;
-	}
-	paths_add_plugin_dirs(r, o->plugin_dirs, o->n_plugin_dirs);
-	registry_scan(r);
-	return r;
-}
-
-mh_session *cli_open_model(cli_common *o, mh_registry *r, const char *dir)
-{
-	char err[MH_ERRLEN] = "";
-	mh_session *s = session_open(r, dir, o->plugin, o->n_ctx, err);
-	if (!s)
-		cli_fail("%s", err);
-	return s;
-}
-
-mh_tokenizer *cli_tokenizer(const char *dir, const char *file, int quiet_missing)
-{
-	char err[MH_ERRLEN] = "";
-	char *path = file ? strdup(file) : mh_path_join(dir, "tokenizer.json");
-	if (!path) {
-		cli_fail("out of memory");
-		return NULL;
-	}
-	if (!file && quiet_missing && !mh_is_file(path)) {
-		free(path);
-		return NULL;
-	}
-	mh_tokenizer *t = tokenizer_load(path, err, sizeof err);
-	if (!t)
-		cli_fail("%s", err);
-	free(path);
-	return t;
 }
