@@ -10,7 +10,7 @@
  * Tensor data starts 64-byte aligned, unless --data-offset N (a multiple
  * of 8 below 64) puts it at N mod 64, as Hugging Face's writers leave it
  * (they pad the header to 8 bytes only): the decode kernels' speed and
- * their head path depend on it (host/kernels.c, peel()).
+ * their head path depend on it (host/compute/kernels.c, peel()).
  */
 #include <errno.h>
 #include <stdint.h>

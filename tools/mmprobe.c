@@ -2,7 +2,7 @@
  * of the same bytes.  Every 2-D weight of a checkpoint goes through
  * ops_matmul with one token, one pool job each, in the order of the file's
  * index; in between, one pool job reads the same bytes with no arithmetic
- * (bench's decode limit, host/readprobe.c).  Memory speed on a shared
+ * (bench's decode limit, host/compute/readprobe.c).  Memory speed on a shared
  * machine drifts within seconds, so each matmul pass is compared with the
  * read pass next to it, and the report gives medians and quartiles of those
  * ratios.  Unlike bench, no model is run: the kernels, the pool and the
