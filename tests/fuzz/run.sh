@@ -44,7 +44,7 @@ safetensors)
 		-timeout=10 -artifact_prefix="$out/" "$out/corpus-safetensors"
 	;;
 tokenizer)
-	${CC:-clang} $flags tests/fuzz/fuzz_tokenizer.c host/text/tokenizer.c host/base/util.c \
+	${CC:-clang} $flags tests/fuzz/fuzz_tokenizer.c host/text/tokenizer/bpe.c host/base/util.c \
 		$(pkg-config --libs libcjson libpcre2-8 libutf8proc) -lpthread -lm \
 		-o "$out/fuzz_tokenizer"
 	set -- "$shared"/models/stories260K/tokenizer.json "$shared"/tokenizers/*/tokenizer.json
