@@ -44,7 +44,7 @@ safetensors)
 		-timeout=10 -artifact_prefix="$out/" "$out/corpus-safetensors"
 	;;
 tokenizer)
-	${CC:-clang} $flags tests/fuzz/fuzz_tokenizer.c host/text/tokenizer/bpe.c host/base/util.c \
+	${CC:-clang} $flags tests/fuzz/fuzz_tokenizer.c host/text/tokenizer/*.c host/base/util.c \
 		$(pkg-config --libs libcjson libpcre2-8 libutf8proc) -lpthread -lm \
 		-o "$out/fuzz_tokenizer"
 	set -- "$shared"/models/stories260K/tokenizer.json "$shared"/tokenizers/*/tokenizer.json
@@ -65,7 +65,7 @@ config)
 			-fno-sanitize-recover=undefined -fPIC -shared -I sdk/include \
 			plugins/$p/*.c -o "$out/plugins/$p.so"
 	done
-	host=$(ls host/*/*.c | grep -v '^host/cli/')
+	host=$(find host -name '*.c' | grep -v '^host/cli/' | sort)
 	${CC:-clang} $flags -DMH_PLUGINDIR='"/nonexistent"' -DMH_PKGDATADIR='"/nonexistent"' \
 		-DMH_BUILDDIR='"/nonexistent"' -DMH_SRCDIR='"/nonexistent"' \
 		$(pkg-config --cflags openblas libpcre2-8 libutf8proc) tests/fuzz/fuzz_config.c $host \

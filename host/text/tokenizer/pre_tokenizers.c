@@ -1,0 +1,328 @@
+/* pre_tokenizers.c - pre-tokenizers over a list of pieces (tokenizers'
+ * pre_tokenizers), the byte-level byte <-> character map, and loading them. */
+#include "text/tokenizer/internal.h"
+
+#include <pthread.h>
+
+static const char GPT2_REGEX[] =
+	"'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
+static const char WHITESPACE_REGEX[] = "\\w+|[^\\w\\s]+";
+
+/* ========================================================================
+ * Byte-level (GPT-2) byte <-> character mapping
+ * ====================================================================== */
+
+static char bl_enc[256][3];      /* UTF-8 of the char for each byte */
+static uint8_t bl_enc_len[256];
+int16_t bl_dec[324];      /* code point -> byte, -1 if none */
+
+static void bytelevel_build(void)
+{
+	int n = 0;
+	for (int i = 0; i < 324; i++)
+		bl_dec[i] = -1;
+	for (int b = 0; b < 256; b++) {
+		uint32_t cp;
+		if ((b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF))
+			cp = (uint32_t)b;
+		else
+			cp = 256 + (uint32_t)n++;
+		bl_dec[cp] = (int16_t)b;
+		if (cp < 0x80) {
+			bl_enc[b][0] = (char)cp;
+			bl_enc_len[b] = 1;
+		} else {
+			bl_enc[b][0] = (char)(0xC0 | (cp >> 6));
+			bl_enc[b][1] = (char)(0x80 | (cp & 0x3F));
+			bl_enc_len[b] = 2;
+		}
+	}
+}
+
+void bytelevel_init(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, bytelevel_build);
+}
+
+void bytelevel_map(sbuf *out, const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		sb_put(out, bl_enc[c], bl_enc_len[c]);
+	}
+}
+
+/* ========================================================================
+ * Pre-tokenizers
+ * ====================================================================== */
+
+enum { P_SEQ, P_SPLIT, P_BYTELEVEL, P_METASPACE };
+
+struct pretok {
+	int type;
+	struct pretok **kids;
+	size_t nkids;
+	pattern pat;           /* Split; ByteLevel's regex */
+	int behavior;
+	bool invert;
+	bool add_prefix_space; /* ByteLevel */
+	bool use_regex;
+	char rep[5];           /* Metaspace replacement (UTF-8) */
+	size_t rep_len;
+	int prepend_scheme;
+	bool split;
+};
+
+void pretok_free(pretok *p)
+{
+	if (!p)
+		return;
+	for (size_t i = 0; i < p->nkids; i++)
+		pretok_free(p->kids[i]);
+	free(p->kids);
+	pat_free(&p->pat);
+	free(p);
+}
+
+static void pl_clear(plist *p)
+{
+	sb_clear(&p->b);
+	p->n = 0;
+}
+
+void pl_free(plist *p)
+{
+	sb_free(&p->b);
+	free(p->v);
+	memset(p, 0, sizeof *p);
+}
+
+void pl_add(plist *p, const char *s, size_t n, bool first)
+{
+	if (!n || p->oom)
+		return;
+	if (!grow_array((void **)&p->v, &p->cap, p->n + 1, sizeof *p->v)) {
+		p->oom = true;
+		return;
+	}
+	p->v[p->n++] = (piece){ p->b.n, n, first };
+	sb_put(&p->b, s, n);
+}
+
+static int pretok_split_piece(const pretok *p, const char *s, size_t n, bool first,
+			      plist *out, ectx *c, bool bytelevel)
+{
+	if (pat_find(&p->pat, s, n, &c->m, &c->matches) < 0)
+		return -1;
+	if (split_by_behavior(&c->matches, n, p->behavior, p->invert, &c->spans, &c->keep) < 0)
+		return -1;
+	for (size_t i = 0; i < c->keep.n; i++) {
+		const char *ps = s + c->keep.v[i].a;
+		size_t pn = c->keep.v[i].b - c->keep.v[i].a;
+		bool f = first && c->keep.v[i].a == 0;
+		if (bytelevel) {
+			sb_clear(&c->tmp2);
+			bytelevel_map(&c->tmp2, ps, pn);
+			pl_add(out, c->tmp2.p, c->tmp2.n, f);
+		} else {
+			pl_add(out, ps, pn, f);
+		}
+	}
+	return 0;
+}
+
+static int pretok_bytelevel(const pretok *p, const char *s, size_t n, bool first,
+			    plist *out, ectx *c)
+{
+	sbuf *t = &c->tmp;
+	sb_clear(t);
+	if (p->add_prefix_space && s[0] != ' ')
+		sb_putc(t, ' ');
+	sb_put(t, s, n);
+	if (t->oom)
+		return -1;
+	if (p->use_regex)
+		return pretok_split_piece(p, t->p, t->n, first, out, c, true);
+	sb_clear(&c->tmp2);
+	bytelevel_map(&c->tmp2, t->p, t->n);
+	pl_add(out, c->tmp2.p, c->tmp2.n, first);
+	return 0;
+}
+
+static int pretok_metaspace(const pretok *p, const char *s, size_t n, bool first,
+			    plist *out, ectx *c)
+{
+	sbuf *t = &c->tmp;
+	sb_clear(t);
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] == ' ')
+			sb_put(t, p->rep, p->rep_len);
+		else
+			sb_putc(t, s[i]);
+	}
+	bool starts = t->n >= p->rep_len && !memcmp(t->p, p->rep, p->rep_len);
+	bool prepend = !starts && (p->prepend_scheme == PREPEND_ALWAYS ||
+				   (p->prepend_scheme == PREPEND_FIRST && first));
+	if (prepend) {
+		sbuf *u = &c->tmp2;
+		sb_clear(u);
+		sb_put(u, p->rep, p->rep_len);
+		sb_put(u, t->p, t->n);
+		sbuf x = *t;
+		*t = *u;
+		*u = x;
+	}
+	if (t->oom)
+		return -1;
+	if (!p->split) {
+		pl_add(out, t->p, t->n, first);
+		return 0;
+	}
+	return pretok_split_piece(p, t->p, t->n, first, out, c, false);
+}
+
+int pretok_run(const pretok *p, const plist *in, plist *out, ectx *c)
+{
+	pl_clear(out);
+	if (p->type == P_SEQ) {
+		plist a = { 0 }, b = { 0 };
+		for (size_t i = 0; i < in->n; i++)
+			pl_add(&a, in->b.p + in->v[i].off, in->v[i].len, in->v[i].first);
+		int rc = a.oom || a.b.oom ? -1 : 0;
+		for (size_t k = 0; k < p->nkids && rc == 0; k++) {
+			rc = pretok_run(p->kids[k], &a, &b, c);
+			plist t = a;
+			a = b;
+			b = t;
+		}
+		for (size_t i = 0; rc == 0 && i < a.n; i++)
+			pl_add(out, a.b.p + a.v[i].off, a.v[i].len, a.v[i].first);
+		pl_free(&a);
+		pl_free(&b);
+		return rc < 0 || out->oom || out->b.oom ? -1 : 0;
+	}
+	for (size_t i = 0; i < in->n; i++) {
+		const char *s = in->b.p + in->v[i].off;
+		size_t n = in->v[i].len;
+		bool first = in->v[i].first;
+		int rc = 0;
+		switch (p->type) {
+		case P_SPLIT:
+			rc = pretok_split_piece(p, s, n, first, out, c, false);
+			break;
+		case P_BYTELEVEL:
+			rc = pretok_bytelevel(p, s, n, first, out, c);
+			break;
+		case P_METASPACE:
+			rc = pretok_metaspace(p, s, n, first, out, c);
+			break;
+		}
+		if (rc < 0)
+			return -1;
+	}
+	return out->oom || out->b.oom || c->tmp.oom || c->tmp2.oom ? -1 : 0;
+}
+
+bool load_pretok(loadctx *L, const cJSON *j, pretok **out, int depth)
+{
+	*out = NULL;
+	if (!j || cJSON_IsNull(j))
+		return true;
+	char b[48];
+	const char *type = jstr(j, "type");
+	if (!type)
+		return fail(L, "pre_tokenizer without a type");
+	if (depth > 32)
+		return fail(L, "pre_tokenizer nested too deeply");
+	pretok *p = calloc(1, sizeof *p);
+	if (!p)
+		return fail(L, "out of memory");
+	*out = p;
+	if (!strcmp(type, "Sequence")) {
+		p->type = P_SEQ;
+		const cJSON *arr = jget(j, "pretokenizers");
+		if (!load_kids(L, arr, (void ***)&p->kids, &p->nkids, "pre_tokenizer"))
+			return false;
+		const cJSON *it;
+		cJSON_ArrayForEach(it, arr) {
+			bool ok = load_pretok(L, it, &p->kids[p->nkids], depth + 1);
+			if (p->kids[p->nkids]) /* freed with the parent */
+				p->nkids++;
+			if (!ok)
+				return false;
+		}
+	} else if (!strcmp(type, "Split")) {
+		p->type = P_SPLIT;
+		p->behavior = load_behavior(jstr(j, "behavior"));
+		if (p->behavior < 0)
+			return fail(L, "pre_tokenizer Split: unknown behavior '%s'",
+				    shown(jstr(j, "behavior"), b));
+		p->invert = jbool(j, "invert", false);
+		return load_pattern(L, jget(j, "pattern"), &p->pat, "pre_tokenizer Split");
+	} else if (!strcmp(type, "ByteLevel")) {
+		p->type = P_BYTELEVEL;
+		p->add_prefix_space = jbool(j, "add_prefix_space", true);
+		p->use_regex = jbool(j, "use_regex", true);
+		p->behavior = SPLIT_ISOLATED;
+		if (p->use_regex)
+			return compile_regex(L, &p->pat, GPT2_REGEX);
+	} else if (!strcmp(type, "Metaspace")) {
+		p->type = P_METASPACE;
+		const char *r = jstr(j, "replacement");
+		uint32_t cp;
+		if (!load_char(L, r ? r : "\xE2\x96\x81", &cp, "Metaspace replacement"))
+			return false;
+		p->rep_len = strlen(r ? r : "\xE2\x96\x81");
+		memcpy(p->rep, r ? r : "\xE2\x96\x81", p->rep_len);
+		p->prepend_scheme = load_prepend_scheme(j);
+		if (p->prepend_scheme < 0)
+			return fail(L, "Metaspace: unknown prepend_scheme");
+		p->split = jbool(j, "split", true);
+		p->behavior = SPLIT_MERGED_NEXT;
+		p->pat.kind = PAT_LITERAL;
+		p->pat.lit = xstrdup(p->rep, &p->pat.lit_len);
+		if (!p->pat.lit)
+			return fail(L, "out of memory");
+	} else if (!strcmp(type, "Whitespace")) {
+		p->type = P_SPLIT;
+		p->behavior = SPLIT_REMOVED;
+		p->invert = true;
+		return compile_regex(L, &p->pat, WHITESPACE_REGEX);
+	} else if (!strcmp(type, "WhitespaceSplit")) {
+		p->type = P_SPLIT;
+		p->behavior = SPLIT_REMOVED;
+		p->pat.kind = PAT_CHAR;
+		p->pat.pred = is_ws;
+	} else if (!strcmp(type, "Digits")) {
+		p->type = P_SPLIT;
+		p->behavior = jbool(j, "individual_digits", false) ? SPLIT_ISOLATED : SPLIT_CONTIGUOUS;
+		p->pat.kind = PAT_CHAR;
+		p->pat.pred = is_numeric;
+	} else if (!strcmp(type, "Punctuation")) {
+		p->type = P_SPLIT;
+		p->behavior = load_behavior(jstr(j, "behavior"));
+		if (p->behavior < 0)
+			return fail(L, "pre_tokenizer Punctuation: unknown behavior");
+		p->pat.kind = PAT_CHAR;
+		p->pat.pred = is_punct;
+	} else if (!strcmp(type, "BertPreTokenizer")) {
+		p->type = P_SEQ;
+		p->kids = calloc(2, sizeof *p->kids);
+		if (!p->kids)
+			return fail(L, "out of memory");
+		for (int i = 0; i < 2; i++) {
+			pretok *k = calloc(1, sizeof *k);
+			if (!k)
+				return fail(L, "out of memory");
+			p->kids[p->nkids++] = k;
+			k->type = P_SPLIT;
+			k->behavior = i ? SPLIT_ISOLATED : SPLIT_REMOVED;
+			k->pat.kind = PAT_CHAR;
+			k->pat.pred = i ? is_punct : is_ws;
+		}
+	} else {
+		return fail(L, "pre_tokenizer type '%s' is not supported", shown(type, b));
+	}
+	return true;
+}

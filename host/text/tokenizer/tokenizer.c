@@ -1,0 +1,247 @@
+/* tokenizer.c - Hugging Face tokenizer.json with a BPE model.
+ *
+ * Encoding (tokenizer_encode) follows the Hugging Face tokenizers pipeline:
+ *
+ *   1. added tokens: the raw text is scanned (leftmost-longest, a byte trie)
+ *      for added tokens whose "normalized" flag is false, honouring their
+ *      lstrip / rstrip / single_word flags.  Those become ids directly; the
+ *      text between them is processed by the next steps, segment by segment.
+ *   2. normalize: the normalizer tree (Sequence, Prepend, Replace, NFC, ...).
+ *      Added tokens with normalized=true are then matched in the normalized
+ *      text (against their normalized content).
+ *   3. pre-tokenize: a list of pieces, each stage (Split with the file's
+ *      PCRE2 regex, ByteLevel, Metaspace, Digits, ...) splitting or
+ *      rewriting every piece.  A piece remembers whether it starts at
+ *      offset 0 of the input (Metaspace prepend_scheme "first").
+ *   4. BPE per piece: characters (or <0xXX> byte-fallback tokens, or unk)
+ *      are merged by rank with a min-heap over a linked list of symbols, as
+ *      tokenizers' Word::merge_all does (lowest rank, then leftmost first).
+ *      Results are cached per encode call for pieces up to 256 bytes.
+ *   5. post-process (only when add_special): TemplateProcessing,
+ *      Roberta/Bert processing (reduced to templates), Sequence; ByteLevel
+ *      only touches offsets and is a no-op here.
+ *
+ * Decoding maps ids to token strings (added tokens first), drops special
+ * tokens when asked, and runs the decoder chain over the list of strings
+ * (Replace, ByteFallback, Fuse, Strip, ByteLevel, Metaspace, BPEDecoder,
+ * Sequence); without a decoder tokens are joined with spaces.  The result is
+ * made valid UTF-8 the way Rust's from_utf8_lossy does it.
+ *
+ * A loaded tokenizer is read-only; each encode/decode call keeps its scratch
+ * state (PCRE2 match data, heap, cache) on its own, so calls are thread-safe.
+ *
+ * Each stage lives in a file of its own, named as in the tokenizers crate
+ * (the map is at the top of internal.h); this file runs them in order.
+ */
+#include "text/tokenizer/internal.h"
+
+static void ectx_free(ectx *c)
+{
+	mctx_free(&c->m);
+	free(c->matches.v);
+	free(c->keep.v);
+	free(c->spans.v);
+	sb_free(&c->tmp);
+	sb_free(&c->tmp2);
+	free(c->syms);
+	free(c->heap);
+	free(c->cache.e);
+	arena_free(c->cache_keys);
+	free(c->cache_ids.v);
+}
+
+/* ---- encode ---------------------------------------------------------- */
+
+static int encode_pretokenized(const mh_tokenizer *t, ectx *c, const char *s, size_t n,
+			       bool first, i32vec *out)
+{
+	if (!n)
+		return 0;
+	if (!t->pre)
+		return bpe_piece(&t->bpe, s, n, c, out);
+	plist in = { 0 }, pieces = { 0 };
+	pl_add(&in, s, n, first);
+	int rc = in.oom || in.b.oom ? -1 : pretok_run(t->pre, &in, &pieces, c);
+	for (size_t i = 0; rc == 0 && i < pieces.n; i++)
+		rc = bpe_piece(&t->bpe, pieces.b.p + pieces.v[i].off, pieces.v[i].len, c, out);
+	pl_free(&in);
+	pl_free(&pieces);
+	return rc;
+}
+
+static int encode_segment(const mh_tokenizer *t, ectx *c, const char *s, size_t n,
+			  bool first, i32vec *out)
+{
+	sbuf norm = { 0 };
+	if (t->norm) {
+		if (norm_run(t->norm, s, n, &norm, &c->m) < 0 || norm.oom) {
+			sb_free(&norm);
+			return -1;
+		}
+		s = norm.p ? norm.p : "";
+		n = norm.n;
+	}
+	int rc = 0;
+	if (t->norm_trie.n) {
+		segvec segs = { 0 };
+		rc = added_split(t, &t->norm_trie, s, n, &segs);
+		for (size_t i = 0; rc == 0 && i < segs.n; i++) {
+			if (segs.v[i].tok >= 0)
+				iv_push(out, t->added[segs.v[i].tok].id);
+			else
+				rc = encode_pretokenized(t, c, s + segs.v[i].a,
+							 segs.v[i].b - segs.v[i].a,
+							 first && segs.v[i].a == 0, out);
+		}
+		free(segs.v);
+	} else {
+		rc = encode_pretokenized(t, c, s, n, first, out);
+	}
+	sb_free(&norm);
+	return rc;
+}
+
+int tokenizer_encode(const mh_tokenizer *t, const char *text, size_t len, int add_special,
+		     int32_t **ids, size_t *n_ids)
+{
+	if (ids)
+		*ids = NULL;
+	if (n_ids)
+		*n_ids = 0;
+	if (!t || !ids || !n_ids || (!text && len))
+		return -1;
+	if (!text)
+		text = "";
+	if (!utf8_valid(text, len))
+		return -1;
+	ectx c = { 0 };
+	i32vec out = { 0 };
+	segvec segs = { 0 };
+	int rc = added_split(t, &t->raw_trie, text, len, &segs);
+	for (size_t i = 0; rc == 0 && i < segs.n; i++) {
+		if (segs.v[i].tok >= 0)
+			iv_push(&out, t->added[segs.v[i].tok].id);
+		else
+			rc = encode_segment(t, &c, text + segs.v[i].a, segs.v[i].b - segs.v[i].a,
+					    segs.v[i].a == 0, &out);
+	}
+	if (rc == 0 && add_special && t->post)
+		rc = post_run(t->post, &out);
+	if (rc == 0 && !out.v && !(out.v = malloc(sizeof *out.v)))
+		rc = -1; /* a non-NULL array even when empty */
+	free(segs.v);
+	ectx_free(&c);
+	if (rc < 0 || out.oom) {
+		free(out.v);
+		return -1;
+	}
+	*ids = out.v;
+	*n_ids = out.n;
+	return 0;
+}
+
+/* ---- decode ---------------------------------------------------------- */
+
+/* Decoded text (valid UTF-8) appended to out. */
+int decode_into(const mh_tokenizer *t, const int32_t *ids, size_t n, bool skip_special,
+		       sbuf *out)
+{
+	tlist toks = { 0 }, res = { 0 };
+	for (size_t i = 0; i < n; i++) {
+		int32_t id = ids[i];
+		if (id < 0 || id >= t->n_ids || !t->id_str[id])
+			continue;
+		if (skip_special && (t->id_flags[id] & F_SPECIAL))
+			continue;
+		tl_add(&toks, t->id_str[id], t->id_len[id]);
+	}
+	int rc = toks.oom || toks.b.oom ? -1 : 0;
+	const tlist *fin = &toks;
+	mctx m = { 0 };
+	if (rc == 0 && t->dec) {
+		rc = dec_run(t->dec, &toks, &res, &m);
+		fin = &res;
+	}
+	if (rc == 0) {
+		sbuf raw = { 0 };
+		for (size_t i = 0; i < fin->n; i++) {
+			if (i && !t->dec)
+				sb_putc(&raw, ' ');
+			sb_put(&raw, TOK(fin, i), TOKLEN(fin, i));
+		}
+		utf8_lossy(out, raw.p ? raw.p : "", raw.n);
+		if (raw.oom)
+			rc = -1;
+		sb_free(&raw);
+	}
+	mctx_free(&m);
+	tl_free(&toks);
+	tl_free(&res);
+	return rc < 0 || out->oom ? -1 : 0;
+}
+
+char *tokenizer_decode(const mh_tokenizer *t, const int32_t *ids, size_t n, int skip_special,
+		       size_t *len)
+{
+	if (len)
+		*len = 0;
+	if (!t || (!ids && n))
+		return NULL;
+	sbuf out = { 0 };
+	if (decode_into(t, ids, n, skip_special != 0, &out) < 0 || !sb_reserve(&out, 0)) {
+		sb_free(&out);
+		return NULL;
+	}
+	out.p[out.n] = 0;
+	if (len)
+		*len = out.n;
+	return out.p;
+}
+
+/* ---- small queries ----------------------------------------------------- */
+
+int32_t tokenizer_vocab_size(const mh_tokenizer *t)
+{
+	return t ? t->n_ids : 0;
+}
+
+int32_t tokenizer_token_id(const mh_tokenizer *t, const char *token)
+{
+	if (!t || !token)
+		return -1;
+	size_t n = strlen(token);
+	int32_t id = sm_get(&t->added_map, token, n);
+	return id >= 0 ? id : sm_get(&t->bpe.vocab, token, n);
+}
+
+int tokenizer_is_special(const mh_tokenizer *t, int32_t id)
+{
+	return t && id >= 0 && id < t->n_ids && (t->id_flags[id] & F_SPECIAL);
+}
+
+const char *tokenizer_id_to_token(const mh_tokenizer *t, int32_t id)
+{
+	if (!t || id < 0 || id >= t->n_ids)
+		return NULL;
+	return t->id_str[id];
+}
+
+void tokenizer_free(mh_tokenizer *t)
+{
+	if (!t)
+		return;
+	bpe_free(&t->bpe);
+	free(t->id_str);
+	free(t->id_len);
+	free(t->id_flags);
+	free(t->added);
+	free(t->added_map.e);
+	free(t->raw_trie.v);
+	free(t->norm_trie.v);
+	norm_free(t->norm);
+	pretok_free(t->pre);
+	post_free(t->post);
+	dec_free(t->dec);
+	arena_free(t->arena);
+	free(t);
+}
