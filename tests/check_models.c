@@ -19,8 +19,8 @@
 #include <string.h>
 
 static const struct fixture {
-	const char *dir;       /* model directory, relative to shared/ */
-	const char *expected;  /* expected.safetensors, relative to shared/ */
+	const char *dir;       /* model directory, relative to a data root */
+	const char *expected;  /* expected.safetensors, relative to a data root */
 	const char *plugin;    /* the plugin that must claim it */
 	int stored_16bit;      /* weights already BF16 */
 } fixtures[] = {
@@ -122,7 +122,7 @@ static int argmax(const float *v, int n)
 START_TEST(matches_transformers)
 {
 	const struct fixture *fx = &fixtures[_i];
-	char *dir = tu_shared_path(fx->dir), *exp = tu_shared_path(fx->expected);
+	char *dir = tu_data_path(fx->dir), *exp = tu_data_path(fx->expected);
 	st_file ex;
 	ck_assert_msg(st_open(&ex, exp, err) == 0, "%s", err);
 	mh_session *s = open_model(dir);
@@ -167,7 +167,7 @@ START_TEST(long_prompts_agree_with_decoding)
 {
 	const struct fixture *fx = &fixtures[_i];
 	enum { N = 300 };
-	char *dir = tu_shared_path(fx->dir);
+	char *dir = tu_data_path(fx->dir);
 	mh_session *s = session_open(reg, dir, NULL, N, err);
 	ck_assert_msg(s != NULL, "%s", err);
 	int32_t ids[N];
@@ -227,7 +227,7 @@ START_TEST(half_precision_weights)
 	double rel = dt == MH_BF16 ? 0.03 : 0.005;
 	if (fx->stored_16bit)
 		return;
-	char *dir = tu_shared_path(fx->dir), *exp = tu_shared_path(fx->expected);
+	char *dir = tu_data_path(fx->dir), *exp = tu_data_path(fx->expected);
 	st_file ex;
 	ck_assert_msg(st_open(&ex, exp, err) == 0, "%s", err);
 	const mh_tensor *in = get(&ex, "input_ids", MH_I64), *lt = get(&ex, "logits", MH_F32);
@@ -264,7 +264,7 @@ END_TEST
 static char *phi2_qk_variant(int qk, float ln_w, const float scale[4])
 {
 	char *out = tu_tmpdir(), path[4200];
-	char *dir = tu_shared_path("fixtures/models/phi2");
+	char *dir = tu_data_path("fixtures/models/phi2");
 	mh_dir *d = modeldir_open(dir, err);
 	ck_assert_msg(d != NULL, "%s", err);
 	cJSON *cfg = cJSON_Duplicate(d->config, 1);
@@ -364,7 +364,7 @@ END_TEST
 static char *llama_with_config(const char *config)
 {
 	char *out = tu_tmpdir(), to[4200];
-	char *w = tu_shared_path("fixtures/models/llama/model.safetensors");
+	char *w = tu_data_path("fixtures/models/llama/model.safetensors");
 	snprintf(to, sizeof to, "%s/model.safetensors", out);
 	tu_copy(w, to);
 	free(w);
@@ -441,7 +441,7 @@ END_TEST
  * those of a fresh run over just those 15 tokens. */
 START_TEST(sliding_window_cache_is_a_ring)
 {
-	char *dir = tu_shared_path("fixtures/models/mistral-swa-sharded");
+	char *dir = tu_data_path("fixtures/models/mistral-swa-sharded");
 	uint64_t bytes[3];
 	const int ctx[3] = { 100, 300, 600 };
 	for (int k = 0; k < 3; k++) {
@@ -501,7 +501,6 @@ END_TEST
 
 int main(void)
 {
-	tu_shared();
 	Suite *s = suite_create("models");
 	TCase *tc = tcase_create("reference");
 	tcase_add_checked_fixture(tc, setup, teardown);

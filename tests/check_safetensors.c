@@ -143,7 +143,7 @@ END_TEST
 START_TEST(every_truncation_is_refused)
 {
 	/* a real checkpoint cut at many lengths: never a crash, always an error */
-	char *src = tu_shared_path("fixtures/models/llama/model.safetensors");
+	char *src = tu_data_path("fixtures/models/llama/model.safetensors");
 	size_t len;
 	char *all = mh_read_file(src, &len, err);
 	ck_assert_ptr_nonnull(all);
@@ -202,7 +202,7 @@ END_TEST
 
 START_TEST(sharded_directory)
 {
-	char *dir = tu_shared_path("fixtures/models/mistral-swa-sharded");
+	char *dir = tu_data_path("fixtures/models/mistral-swa-sharded");
 	mh_dir *d = modeldir_open(dir, err);
 	ck_assert_msg(d != NULL, "%s", err);
 	ck_assert_int_eq(d->n_shards, 10);
@@ -222,7 +222,7 @@ static void llama_copy(const char *with_name, const char *with_text)
 	for (int i = 0; i < 2; i++) {
 		char rel[256], to[4200];
 		snprintf(rel, sizeof rel, "fixtures/models/llama/%s", files[i]);
-		char *from = tu_shared_path(rel);
+		char *from = tu_data_path(rel);
 		snprintf(to, sizeof to, "%s/%s", tmp, files[i]);
 		tu_copy(from, to);
 		free(from);
@@ -437,7 +437,6 @@ END_TEST
 
 int main(void)
 {
-	tu_shared();
 	Suite *s = suite_create("safetensors");
 	TCase *tc = tcase_create("core");
 	tcase_add_checked_fixture(tc, setup, teardown);

@@ -1,14 +1,24 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # cli.sh - the modelhost command line end to end, as a user runs it: the
 # bundled model's golden story, every command's happy path, and bad input
 # (flags, files, ids) giving one clear line and exit status 1, never a
 # crash or a partial output file.
 set -u
 B=${MODELHOST_BUILDDIR:-.}
-S=${MODELHOST_SHARED:-../shared}
 MH="$B/modelhost"
-if [ ! -d "$S" ]; then
-	echo "skipping: reference data not found at $S"
+# data REL: the first root of $MODELHOST_TESTDATA (as tests/testutil.h) holding REL
+data() {
+	(IFS=:
+	for r in ${MODELHOST_TESTDATA:-tests/data:data}; do
+		[ -n "$r" ] && [ -e "$r/$1" ] && { echo "$r/$1"; exit 0; }
+	done)
+}
+F=$(data fixtures/models/llama/config.json) && F=${F%/llama/config.json}
+G=$(data models/stories260K/golden_greedy.json)
+if [ -z "$F" ] || [ -z "$G" ]; then
+	echo "skipping: fixtures/models or models/stories260K/golden_greedy.json not found in" \
+		"${MODELHOST_TESTDATA:-tests/data:data} (MODELHOST_TESTDATA)"
 	exit 77
 fi
 T=$(mktemp -d)
@@ -52,8 +62,8 @@ error() {
 }
 
 golden=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["cases"]["Once upon a time"]["text"])' \
-	"$S/models/stories260K/golden_greedy.json" 2>/dev/null)
-[ -n "$golden" ] || golden=$(sed -n 's/^ *"text": "\(.*\)"$/\1/p' "$S/models/stories260K/golden_greedy.json" | sed 's/\\n/\
+	"$G" 2>/dev/null)
+[ -n "$golden" ] || golden=$(sed -n 's/^ *"text": "\(.*\)"$/\1/p' "$G" | sed 's/\\n/\
 /g')
 
 # --- the main job -----------------------------------------------------------------
@@ -76,14 +86,14 @@ run "sampling options" 0 "$MH" generate -p "Tom" -n 20 --temp 0.7 --top-k 10 --t
 
 # --- every architecture from the command line ----------------------------------
 for m in llama llama-bf16 mistral-swa-sharded phi2 phi3 qwen2-tied qwen3-headdim; do
-	dir="$S/fixtures/models/$m"
+	dir="$F/$m"
 	run "verify $m" 0 "$MH" verify -m "$dir" && ok "verify $m"
 	if run "generate $m" 0 "$MH" generate -m "$dir" --ids 1,2,3 -n 5 --temp 0; then
 		[ "$(wc -w <"$T/out")" -eq 5 ] && ok "generate $m prints 5 ids" ||
 			bad "generate $m: $(cat "$T/out")"
 	fi
 done
-run "info" 0 "$MH" info "$S/fixtures/models/qwen2-tied" &&
+run "info" 0 "$MH" info "$F/qwen2-tied" &&
 	{ grep -q "plugin 'qwen'" "$T/out" && grep -q "kv cache" "$T/out" && ok "info names qwen" ||
 		bad "info: $(cat "$T/out")"; }
 run "plugins" 0 "$MH" plugins &&
@@ -99,11 +109,11 @@ run "detokenize" 0 "$MH" detokenize --skip-special 1 403 407 261 378 &&
 run "detokenize a byte 0" 0 "$MH" detokenize 3 68 &&
 	{ [ "$(od -An -c "$T/out" | tr -d ' ')" = '\0A\n' ] && ok "detokenize a byte 0" ||
 		bad "detokenize a byte 0: $(od -An -c "$T/out")"; }
-run "logits" 0 "$MH" logits -m "$S/fixtures/models/llama" --ids 1,5,9 -o "$T/l.safetensors" &&
-	run "logits incremental" 0 "$MH" logits -m "$S/fixtures/models/llama" --ids 1,5,9 \
+run "logits" 0 "$MH" logits -m "$F/llama" --ids 1,5,9 -o "$T/l.safetensors" &&
+	run "logits incremental" 0 "$MH" logits -m "$F/llama" --ids 1,5,9 \
 		--incremental -o "$T/li.safetensors" &&
 	{ [ "$(wc -c <"$T/l.safetensors")" -gt 6144 ] && ok "logits file written" || bad "logits file"; }
-run "verify with a tight atol fails" 1 "$MH" verify -m "$S/fixtures/models/llama" --atol 0 &&
+run "verify with a tight atol fails" 1 "$MH" verify -m "$F/llama" --atol 0 &&
 	{ grep -q MISMATCH "$T/out" && ok "verify reports a mismatch" || bad "verify mismatch output"; }
 
 # --- an operator swaps a plugin under a running host ---------------------------------
@@ -170,28 +180,28 @@ error "bad number" "expects a whole number" "$MH" generate -n lots
 error "bad temperature" "--temp expects a number" "$MH" generate --temp -1
 error "bad top-p" "top-p" "$MH" generate --top-p 1.5
 error "missing model dir" "/nonexistent: No such file" "$MH" generate -m /nonexistent
-error "prompt without tokenizer" "has no tokenizer.json" "$MH" generate -m "$S/fixtures/models/llama" -p hi
+error "prompt without tokenizer" "has no tokenizer.json" "$MH" generate -m "$F/llama" -p hi
 error "id out of range" "token id 9999 is outside the vocabulary" \
-	"$MH" generate -m "$S/fixtures/models/llama" --ids 1,9999
+	"$MH" generate -m "$F/llama" --ids 1,9999
 error "forced unknown plugin" "no usable plugin named 'nope'" \
-	"$MH" info --plugin nope "$S/fixtures/models/llama"
+	"$MH" info --plugin nope "$F/llama"
 mkdir "$T/m"
-cp "$S/fixtures/models/llama/config.json" "$T/m/"
-head -c 5000 "$S/fixtures/models/llama/model.safetensors" >"$T/m/model.safetensors"
+cp "$F/llama/config.json" "$T/m/"
+head -c 5000 "$F/llama/model.safetensors" >"$T/m/model.safetensors"
 error "truncated weights" "m/model.safetensors: tensor '.*' ends past the end of the file" \
 	"$MH" info "$T/m"
 printf '{"architectures": ["LlamaForCausalLM"],' >"$T/m/config.json"
 error "malformed config" "m/config.json: malformed JSON" "$MH" info "$T/m"
 printf '{"architectures": ["MambaForCausalLM"]}' >"$T/m/config.json"
-cp "$S/fixtures/models/llama/model.safetensors" "$T/m/"
+cp "$F/llama/model.safetensors" "$T/m/"
 error "unknown architecture" "no plugin handles architecture 'MambaForCausalLM'" "$MH" info "$T/m"
-sed 's/"hidden_act": "silu"/"hidden_act": "si\\nlu\\u0007"/' "$S/fixtures/models/llama/config.json" >"$T/m/config.json"
+sed 's/"hidden_act": "silu"/"hidden_act": "si\\nlu\\u0007"/' "$F/llama/config.json" >"$T/m/config.json"
 error "a config value with a newline, quoted on one line" "hidden_act 'si lu ' is not supported" \
 	"$MH" info "$T/m"
 error "logits to an unwritable place" "cannot write" \
-	"$MH" logits -m "$S/fixtures/models/llama" --ids 1 -o "$T/no/such/dir/x.safetensors"
+	"$MH" logits -m "$F/llama" --ids 1 -o "$T/no/such/dir/x.safetensors"
 error "logits with bad ids leaves no file" "token id 70000" \
-	"$MH" logits -m "$S/fixtures/models/llama" --ids 1,70000 -o "$T/partial.safetensors"
+	"$MH" logits -m "$F/llama" --ids 1,70000 -o "$T/partial.safetensors"
 [ -e "$T/partial.safetensors" ] && bad "partial output file left" || ok "no partial output file"
 error "bad tokenizer file" "m/config.json: no model" "$MH" tokenize --tokenizer "$T/m/config.json" hi
 bad_utf8=$(printf 'ab\366\371')
@@ -200,11 +210,11 @@ error "prompt not UTF-8" "generate: the prompt is not valid UTF-8 (byte 3)" \
 error "text to tokenize not UTF-8" "tokenize: the text is not valid UTF-8 (byte 3)" \
 	"$MH" tokenize "$bad_utf8"
 error "context overflow" "more than the context length of 2" \
-	"$MH" generate -m "$S/fixtures/models/llama" --ids 1,2,3,4 -c 2
+	"$MH" generate -m "$F/llama" --ids 1,2,3,4 -c 2
 # --- bench ---------------------------------------------------------------------------
 # The fixture is untied F32: a token reads every weight but 511 of the 512
 # embedding rows of 64 floats, 632064 - 511 * 256 = 501248 bytes.
-L="$S/fixtures/models/llama"
+L="$F/llama"
 if run "bench json" 0 "$MH" bench -m "$L" -p 8 -n 4 -r 2 -o json --bw-size 16; then
 	if ! grep -q '"decode_bytes_per_token":[[:space:]]*501248,' "$T/out"; then
 		bad "bench json: decode bytes per token: $(grep decode_bytes "$T/out")"

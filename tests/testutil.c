@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* testutil.c - see testutil.h. */
 #include "testutil.h"
 
@@ -8,25 +9,43 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-const char *tu_shared(void)
+static const char *data_roots(void)
 {
-	const char *s = getenv("MODELHOST_SHARED");
-	if (!s || !*s)
-		s = "../shared";
-	struct stat st;
-	if (stat(s, &st) != 0 || !S_ISDIR(st.st_mode)) {
-		printf("skipping: reference data not found at %s (set MODELHOST_SHARED or "
-		       "configure --with-shared-dir)\n", s);
-		exit(77);
-	}
-	return s;
+	const char *r = getenv("MODELHOST_TESTDATA");
+	return r && *r ? r : "tests/data:data";
 }
 
-char *tu_shared_path(const char *rel)
+char *tu_data(const char *rel)
 {
-	const char *s = tu_shared();
-	char *p = malloc(strlen(s) + strlen(rel) + 2);
-	sprintf(p, "%s/%s", s, rel);
+	const char *roots = data_roots();
+	while (*roots) {
+		size_t n = strcspn(roots, ":");
+		char *p = malloc(n + strlen(rel) + 2);
+		sprintf(p, "%.*s/%s", (int)n, roots, rel);
+		if (n && access(p, R_OK) == 0)
+			return p;
+		free(p);
+		roots += n + (roots[n] == ':');
+	}
+	return NULL;
+}
+
+char *tu_data_path(const char *rel)
+{
+	char *p = tu_data(rel);
+	if (!p) {
+		printf("skipping: %s not found in %s (MODELHOST_TESTDATA)\n", rel, data_roots());
+		exit(77);
+	}
+	return p;
+}
+
+char *tu_data_optional(const char *rel)
+{
+	char *p = tu_data(rel);
+	if (!p)
+		printf("skipping this case: %s is not shipped (its licence keeps it out of the "
+		       "tarball); configure --with-shared-dir=DIR to run it\n", rel);
 	return p;
 }
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* testutil.h - helpers shared by the Check suites. */
 #ifndef TESTUTIL_H
 #define TESTUTIL_H
@@ -6,11 +7,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* $MODELHOST_SHARED (or ../shared); exits 77 (skip) with a message when the
- * reference data is absent. */
-const char *tu_shared(void);
-/* $MODELHOST_SHARED/REL, malloc'd. */
-char *tu_shared_path(const char *rel);
+/* Reference data by its path relative to a data root (the layout of
+ * ../shared): ROOT/REL for the first root of $MODELHOST_TESTDATA (colon-
+ * separated; make check sets it: the build tree's and source tree's
+ * tests/data, data/, then configure's --with-shared-dir) that holds it,
+ * malloc'd; NULL when none does. */
+char *tu_data(const char *rel);
+/* The same for data the tarball ships (tests/data/README): when it is
+ * missing the suite cannot run at all, so it exits 77 naming the file. */
+char *tu_data_path(const char *rel);
+/* The same for data a Debian main package cannot carry (the Llama
+ * tokenizers, some chat templates): NULL after printing that the case is
+ * skipped and which file it needs; the test then returns. */
+char *tu_data_optional(const char *rel);
 /* A fresh temporary directory (removed by tu_rmtree). */
 char *tu_tmpdir(void);
 void tu_rmtree(const char *dir);

@@ -2,6 +2,7 @@
  * dispatch to them.  What commands share is in common.c. */
 #include "config.h"
 #include "cli/cli.h"
+#include "plugin/paths.h"
 #include "plugin/services.h"
 
 #include <errno.h>
@@ -37,11 +38,12 @@ static void usage(FILE *f)
 		   "  -t, --threads N    worker threads (default: all cores)\n"
 		   "  -c, --ctx-size N   KV cache positions (default: the model's context)\n"
 		   "  -v, --verbose      say more on stderr\n"
-		   "  -h, --help         help for a command\n\n"
-		   "Plugins are searched in --plugin-dir, $MODELHOST_PLUGIN_PATH, "
-		   "~/.local/lib/modelhost/plugins\nand %s.\n"
+		   "  -h, --help         help for a command\n"
+		   "  --version          print the version and plugin ABI (alone, before any command)\n\n"
+		   "Plugins are searched in --plugin-dir, $MODELHOST_PLUGIN_PATH,\n"
+		   "%s and %s.\n"
 		   "Run 'modelhost COMMAND --help' for a command's own options.\n",
-		MH_PLUGINDIR);
+		PATHS_USER_DIRS_TEXT, MH_PLUGINDIR);
 }
 
 int main(int argc, char **argv)

@@ -2,6 +2,7 @@
  * written to match Hugging Face transformers' float32 computation.  The
  * inner loops live in kernels.c (vectorised per stored dtype). */
 #include "compute/ops.h"
+#include "compute/blas.h"
 #include "compute/kernels.h"
 #include "base/util.h"
 
@@ -35,7 +36,7 @@ static int blas_threads_now = -1;
 static void set_blas_threads(int n)
 {
 	if (n != blas_threads_now) {
-		openblas_set_num_threads(n);
+		blas_set_threads(n);
 		blas_threads_now = n;
 	}
 }
@@ -45,8 +46,7 @@ static void set_blas_threads(int n)
  * same CPU its AVX-512 and AVX2 kernels differ 1.5-2.5x in SGEMM rate). */
 const char *ops_blas_core(void)
 {
-	const char *core = openblas_get_corename();
-	return core ? core : "unknown";
+	return blas_describe();
 }
 
 static float *grow(float **buf, size_t *len, size_t want)
