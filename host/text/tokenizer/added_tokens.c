@@ -2,6 +2,15 @@
  * over their contents, and the split of a text at them. */
 #include "text/tokenizer/internal.h"
 
+/* The child of node for byte b, -1 if none. */
+static int32_t trie_child(const trie *t, int32_t node, unsigned char b)
+{
+	int32_t ch = t->v[node].child;
+	while (ch >= 0 && t->v[ch].byte != b)
+		ch = t->v[ch].sibling;
+	return ch;
+}
+
 static bool trie_add(trie *t, const char *s, size_t n, int32_t tok)
 {
 	if (!t->n) {
@@ -13,9 +22,7 @@ static bool trie_add(trie *t, const char *s, size_t n, int32_t tok)
 	int32_t node = 0;
 	for (size_t i = 0; i < n; i++) {
 		unsigned char b = (unsigned char)s[i];
-		int32_t ch = t->v[node].child;
-		while (ch >= 0 && t->v[ch].byte != b)
-			ch = t->v[ch].sibling;
+		int32_t ch = trie_child(t, node, b);
 		if (ch < 0) {
 			if (t->n >= INT32_MAX ||
 			    !grow_array((void **)&t->v, &t->cap, t->n + 1, sizeof *t->v))
@@ -38,9 +45,7 @@ static size_t trie_longest(const trie *t, const char *s, size_t n, int32_t *tok)
 	int32_t node = 0;
 	for (size_t i = 0; i < n; i++) {
 		unsigned char b = (unsigned char)s[i];
-		int32_t ch = t->v[node].child;
-		while (ch >= 0 && t->v[ch].byte != b)
-			ch = t->v[ch].sibling;
+		int32_t ch = trie_child(t, node, b);
 		if (ch < 0)
 			break;
 		node = ch;
@@ -54,13 +59,11 @@ static size_t trie_longest(const trie *t, const char *s, size_t n, int32_t *tok)
 
 static void seg_push(segvec *s, size_t a, size_t b, int32_t tok)
 {
-	if (s->oom)
-		return;
-	if (!grow_array((void **)&s->v, &s->cap, s->n + 1, sizeof *s->v)) {
-		s->oom = true;
-		return;
+	seg *e = vec_more((void **)&s->v, &s->cap, s->n, sizeof *s->v, &s->oom);
+	if (e) {
+		*e = (seg){ a, b, tok };
+		s->n++;
 	}
-	s->v[s->n++] = (seg){ a, b, tok };
 }
 
 static bool ends_with_word(const char *s, size_t n)
@@ -142,10 +145,8 @@ bool load_added(loadctx *L, const cJSON *arr, int32_t *max_id)
 		return true;
 	if (!cJSON_IsArray(arr))
 		return fail(L, "added_tokens must be a list");
-	int cnt = cJSON_GetArraySize(arr);
-	t->added = calloc(cnt ? (size_t)cnt : 1, sizeof *t->added);
-	if (!t->added)
-		return fail(L, "out of memory");
+	if (!(t->added = load_list(L, arr, sizeof *t->added)))
+		return false;
 	const cJSON *it;
 	cJSON_ArrayForEach(it, arr) {
 		added_tok *a = &t->added[t->n_added];

@@ -139,24 +139,14 @@ static int dec_bytelevel(const tlist *in, tlist *out)
 static int dec_replace(const decoder *d, const tlist *in, tlist *out, mctx *c)
 {
 	rangevec m = { 0 };
-	for (size_t i = 0; i < in->n; i++) {
-		const char *s = TOK(in, i);
-		size_t n = TOKLEN(in, i), prev = 0;
-		if (pat_find(&d->pat, s, n, c, &m) < 0) {
-			free(m.v);
-			return -1;
-		}
+	int rc = 0;
+	for (size_t i = 0; i < in->n && rc == 0; i++) {
 		tl_begin(out);
-		for (size_t k = 0; k < m.n; k++) {
-			sb_put(&out->b, s + prev, m.v[k].a - prev);
-			sb_put(&out->b, d->s, d->slen);
-			prev = m.v[k].b;
-		}
-		sb_put(&out->b, s + prev, n - prev);
+		rc = pat_replace(&d->pat, TOK(in, i), TOKLEN(in, i), d->s, d->slen, &out->b, c, &m);
 		tl_end(out);
 	}
 	free(m.v);
-	return 0;
+	return rc;
 }
 
 static void dec_strip(const decoder *d, const tlist *in, tlist *out)
@@ -289,34 +279,23 @@ int dec_run(const decoder *d, const tlist *in, tlist *out, mctx *c)
 	return out->oom || out->b.oom ? -1 : 0;
 }
 
+static bool load_decoder_kid(loadctx *L, const cJSON *j, void *slot, int depth)
+{
+	return load_decoder(L, j, slot, depth);
+}
+
 bool load_decoder(loadctx *L, const cJSON *j, decoder **out, int depth)
 {
-	*out = NULL;
-	if (!j || cJSON_IsNull(j))
-		return true;
 	char b[48];
-	const char *type = jstr(j, "type");
-	if (!type)
-		return fail(L, "decoder without a type");
-	if (depth > 32)
-		return fail(L, "decoder nested too deeply");
-	decoder *d = calloc(1, sizeof *d);
+	const char *type;
+	decoder *d = *out = load_node(L, j, "decoder", depth, sizeof *d, &type);
 	if (!d)
-		return fail(L, "out of memory");
-	*out = d;
+		return !L->failed;
 	if (!strcmp(type, "Sequence")) {
 		d->type = D_SEQ;
-		const cJSON *arr = jget(j, "decoders");
-		if (!load_kids(L, arr, (void ***)&d->kids, &d->nkids, "decoder"))
+		if (!load_seq(L, jget(j, "decoders"), "decoder", depth, (void ***)&d->kids,
+			      &d->nkids, load_decoder_kid))
 			return false;
-		const cJSON *it;
-		cJSON_ArrayForEach(it, arr) {
-			bool ok = load_decoder(L, it, &d->kids[d->nkids], depth + 1);
-			if (d->kids[d->nkids]) /* freed with the parent */
-				d->nkids++;
-			if (!ok)
-				return false;
-		}
 	} else if (!strcmp(type, "ByteLevel")) {
 		d->type = D_BYTELEVEL;
 	} else if (!strcmp(type, "Metaspace")) {

@@ -69,6 +69,19 @@ static inline bool grow_array(void **p, size_t *cap, size_t need, size_t elsz)
 	return true;
 }
 
+/* The address of a new last element of a growable array, NULL (and *oom
+ * set) when there is no memory; the caller fills it and counts it. */
+static inline void *vec_more(void **v, size_t *cap, size_t n, size_t elsz, bool *oom)
+{
+	if (*oom)
+		return NULL;
+	if (!grow_array(v, cap, n + 1, elsz)) {
+		*oom = true;
+		return NULL;
+	}
+	return (char *)*v + n * elsz;
+}
+
 static inline bool sb_reserve(sbuf *b, size_t extra)
 {
 	if (b->oom)
@@ -146,13 +159,11 @@ typedef struct {
 
 static inline void iv_push(i32vec *v, int32_t x)
 {
-	if (v->oom)
-		return;
-	if (!grow_array((void **)&v->v, &v->cap, v->n + 1, sizeof *v->v)) {
-		v->oom = true;
-		return;
+	int32_t *e = vec_more((void **)&v->v, &v->cap, v->n, sizeof *v->v, &v->oom);
+	if (e) {
+		*e = x;
+		v->n++;
 	}
-	v->v[v->n++] = x;
 }
 
 static inline void iv_put(i32vec *v, const int32_t *x, size_t n)
@@ -334,6 +345,10 @@ void mctx_free(mctx *c);
 void pat_free(pattern *p);
 /* All non-overlapping matches of p in s[0..n), left to right. */
 int pat_find(const pattern *p, const char *s, size_t n, mctx *c, rangevec *out);
+/* s[0..n) with every match of p replaced by with[0..wlen), appended to out
+ * (m: scratch for the matches). */
+int pat_replace(const pattern *p, const char *s, size_t n, const char *with, size_t wlen,
+		sbuf *out, mctx *c, rangevec *m);
 /* Turn matches of a string of length n into the kept sub-ranges (non-empty)
  * according to the split behavior; tokenizers' NormalizedString::split. */
 int split_by_behavior(const rangevec *m, size_t n, int behavior, bool invert,
@@ -361,8 +376,18 @@ char *xstrdup(const char *s, size_t *len);
 /* One character given as a JSON string (Metaspace replacement, Strip content). */
 bool load_char(loadctx *L, const char *s, uint32_t *cp, const char *what);
 int load_prepend_scheme(const cJSON *j);
-/* Allocate n child pointers for a Sequence-like node. */
-bool load_kids(loadctx *L, const cJSON *arr, void ***kids, size_t *n, const char *what);
+/* Zeroed room for one element per item of the JSON array arr (at least
+ * one); NULL on failure (L->failed). */
+void *load_list(loadctx *L, const cJSON *arr, size_t elsz);
+/* A stage's node (what: "normalizer", ...) of size bytes, zeroed, its
+ * "type" in *type; NULL when j is absent or null, or on failure
+ * (L->failed). */
+void *load_node(loadctx *L, const cJSON *j, const char *what, int depth, size_t size,
+		const char **type);
+/* A Sequence's list: one() loads each item into the next slot of *kids,
+ * which keeps what it built even on failure, for the parent to free. */
+bool load_seq(loadctx *L, const cJSON *arr, const char *what, int depth, void ***kids,
+	      size_t *n, bool (*one)(loadctx *L, const cJSON *j, void *slot, int depth));
 /* A pattern object {"String": "..."} or {"Regex": "..."} (pattern.c). */
 bool load_pattern(loadctx *L, const cJSON *j, pattern *p, const char *what);
 bool compile_regex(loadctx *L, pattern *p, const char *rx);

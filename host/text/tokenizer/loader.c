@@ -99,16 +99,47 @@ int load_prepend_scheme(const cJSON *j)
 	return jbool(j, "add_prefix_space", true) ? PREPEND_ALWAYS : PREPEND_NEVER;
 }
 
-/* Allocate n child pointers for a Sequence-like node. */
-bool load_kids(loadctx *L, const cJSON *arr, void ***kids, size_t *n, const char *what)
+void *load_list(loadctx *L, const cJSON *arr, size_t elsz)
+{
+	int cnt = cJSON_GetArraySize(arr);
+	void *p = calloc(cnt ? (size_t)cnt : 1, elsz);
+	if (!p)
+		fail(L, "out of memory");
+	return p;
+}
+
+void *load_node(loadctx *L, const cJSON *j, const char *what, int depth, size_t size,
+		const char **type)
+{
+	if (!j || cJSON_IsNull(j))
+		return NULL;
+	*type = jstr(j, "type");
+	if (!*type)
+		return fail(L, "%s without a type", what), NULL;
+	if (depth > 32)
+		return fail(L, "%s nested too deeply", what), NULL;
+	void *node = calloc(1, size);
+	if (!node)
+		fail(L, "out of memory");
+	return node;
+}
+
+bool load_seq(loadctx *L, const cJSON *arr, const char *what, int depth, void ***kids,
+	      size_t *n, bool (*one)(loadctx *L, const cJSON *j, void *slot, int depth))
 {
 	if (!cJSON_IsArray(arr))
 		return fail(L, "%s: Sequence without a list", what);
-	int cnt = cJSON_GetArraySize(arr);
-	*kids = calloc(cnt ? (size_t)cnt : 1, sizeof(void *));
-	if (!*kids)
-		return fail(L, "out of memory");
+	if (!(*kids = load_list(L, arr, sizeof(void *))))
+		return false;
 	*n = 0;
+	const cJSON *it;
+	cJSON_ArrayForEach(it, arr) {
+		bool ok = one(L, it, &(*kids)[*n], depth + 1);
+		if ((*kids)[*n]) /* freed with the parent */
+			(*n)++;
+		if (!ok)
+			return false;
+	}
 	return true;
 }
 

@@ -150,19 +150,9 @@ static int norm_bert(const normalizer *nz, const char *s, size_t n, sbuf *out)
 static int norm_replace(const normalizer *nz, const char *s, size_t n, sbuf *out, mctx *c)
 {
 	rangevec m = { 0 };
-	if (pat_find(&nz->pat, s, n, c, &m) < 0) {
-		free(m.v);
-		return -1;
-	}
-	size_t prev = 0;
-	for (size_t i = 0; i < m.n; i++) {
-		sb_put(out, s + prev, m.v[i].a - prev);
-		sb_put(out, nz->s, nz->slen);
-		prev = m.v[i].b;
-	}
-	sb_put(out, s + prev, n - prev);
+	int rc = pat_replace(&nz->pat, s, n, nz->s, nz->slen, out, c, &m);
 	free(m.v);
-	return 0;
+	return rc;
 }
 
 int norm_run(const normalizer *nz, const char *s, size_t n, sbuf *out, mctx *c)
@@ -224,34 +214,40 @@ int norm_run(const normalizer *nz, const char *s, size_t n, sbuf *out, mctx *c)
 	return out->oom ? -1 : 0;
 }
 
+/* The normalizers without settings; -1 if type is not one. */
+static int plain_type(const char *type)
+{
+	static const struct {
+		const char *name;
+		int type;
+	} plain[] = {
+		{ "NFC", N_NFC }, { "NFD", N_NFD }, { "NFKC", N_NFKC }, { "NFKD", N_NFKD },
+		{ "Lowercase", N_LOWER }, { "StripAccents", N_STRIP_ACCENTS },
+		{ "ByteLevel", N_BYTELEVEL },
+	};
+	for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++)
+		if (!strcmp(type, plain[i].name))
+			return plain[i].type;
+	return -1;
+}
+
+static bool load_normalizer_kid(loadctx *L, const cJSON *j, void *slot, int depth)
+{
+	return load_normalizer(L, j, slot, depth);
+}
+
 bool load_normalizer(loadctx *L, const cJSON *j, normalizer **out, int depth)
 {
-	*out = NULL;
-	if (!j || cJSON_IsNull(j))
-		return true;
 	char b[48];
-	const char *type = jstr(j, "type");
-	if (!type)
-		return fail(L, "normalizer without a type");
-	if (depth > 32)
-		return fail(L, "normalizer nested too deeply");
-	normalizer *n = calloc(1, sizeof *n);
+	const char *type;
+	normalizer *n = *out = load_node(L, j, "normalizer", depth, sizeof *n, &type);
 	if (!n)
-		return fail(L, "out of memory");
-	*out = n;
+		return !L->failed;
 	if (!strcmp(type, "Sequence")) {
 		n->type = N_SEQ;
-		const cJSON *arr = jget(j, "normalizers");
-		if (!load_kids(L, arr, (void ***)&n->kids, &n->nkids, "normalizer"))
+		if (!load_seq(L, jget(j, "normalizers"), "normalizer", depth, (void ***)&n->kids,
+			      &n->nkids, load_normalizer_kid))
 			return false;
-		const cJSON *it;
-		cJSON_ArrayForEach(it, arr) {
-			bool ok = load_normalizer(L, it, &n->kids[n->nkids], depth + 1);
-			if (n->kids[n->nkids]) /* freed with the parent */
-				n->nkids++;
-			if (!ok)
-				return false;
-		}
 	} else if (!strcmp(type, "Prepend") || !strcmp(type, "Append")) {
 		bool pre = type[0] == 'P';
 		n->type = pre ? N_PREPEND : N_APPEND;
@@ -269,24 +265,12 @@ bool load_normalizer(loadctx *L, const cJSON *j, normalizer **out, int depth)
 			return fail(L, "out of memory");
 		if (!load_pattern(L, jget(j, "pattern"), &n->pat, "normalizer Replace"))
 			return false;
-	} else if (!strcmp(type, "NFC")) {
-		n->type = N_NFC;
-	} else if (!strcmp(type, "NFD")) {
-		n->type = N_NFD;
-	} else if (!strcmp(type, "NFKC")) {
-		n->type = N_NFKC;
-	} else if (!strcmp(type, "NFKD")) {
-		n->type = N_NFKD;
-	} else if (!strcmp(type, "Lowercase")) {
-		n->type = N_LOWER;
+	} else if ((n->type = plain_type(type)) >= 0) {
+		/* nothing to set */
 	} else if (!strcmp(type, "Strip")) {
 		n->type = N_STRIP;
 		n->left = jbool(j, "strip_left", true);
 		n->right = jbool(j, "strip_right", true);
-	} else if (!strcmp(type, "StripAccents")) {
-		n->type = N_STRIP_ACCENTS;
-	} else if (!strcmp(type, "ByteLevel")) {
-		n->type = N_BYTELEVEL;
 	} else if (!strcmp(type, "BertNormalizer")) {
 		n->type = N_BERT;
 		n->clean = jbool(j, "clean_text", true);

@@ -6,15 +6,11 @@
 
 void rv_push(rangevec *r, size_t a, size_t b)
 {
-	if (r->oom)
-		return;
-	if (!grow_array((void **)&r->v, &r->cap, r->n + 1, sizeof *r->v)) {
-		r->oom = true;
-		return;
+	range *e = vec_more((void **)&r->v, &r->cap, r->n, sizeof *r->v, &r->oom);
+	if (e) {
+		*e = (range){ a, b };
+		r->n++;
 	}
-	r->v[r->n].a = a;
-	r->v[r->n].b = b;
-	r->n++;
 }
 
 bool mctx_ready(mctx *c)
@@ -101,15 +97,28 @@ int pat_find(const pattern *p, const char *s, size_t n, mctx *c, rangevec *out)
 	return out->oom ? -1 : 0;
 }
 
+int pat_replace(const pattern *p, const char *s, size_t n, const char *with, size_t wlen,
+		sbuf *out, mctx *c, rangevec *m)
+{
+	if (pat_find(p, s, n, c, m) < 0)
+		return -1;
+	size_t prev = 0;
+	for (size_t i = 0; i < m->n; i++) {
+		sb_put(out, s + prev, m->v[i].a - prev);
+		sb_put(out, with, wlen);
+		prev = m->v[i].b;
+	}
+	sb_put(out, s + prev, n - prev);
+	return 0;
+}
+
 static void sv_push(spanvec *s, size_t a, size_t b, bool flag)
 {
-	if (s->oom)
-		return;
-	if (!grow_array((void **)&s->v, &s->cap, s->n + 1, sizeof *s->v)) {
-		s->oom = true;
-		return;
+	span *e = vec_more((void **)&s->v, &s->cap, s->n, sizeof *s->v, &s->oom);
+	if (e) {
+		*e = (span){ a, b, flag };
+		s->n++;
 	}
-	s->v[s->n++] = (span){ a, b, flag };
 }
 
 int split_by_behavior(const rangevec *m, size_t n, int behavior, bool invert,
@@ -141,21 +150,13 @@ int split_by_behavior(const rangevec *m, size_t n, int behavior, bool invert,
 		break;
 	case SPLIT_ISOLATED:
 		break;
-	case SPLIT_CONTIGUOUS:
+	case SPLIT_CONTIGUOUS:  /* runs of the same kind join */
+	case SPLIT_MERGED_PREV: /* a match joins the text before it */
 		for (size_t i = 0; i < cnt; i++) {
 			bool is_match = v[i].flag;
-			if (is_match == prev_match && w > 0)
-				v[w - 1].b = v[i].b;
-			else
-				v[w++] = (span){ v[i].a, v[i].b, false };
-			prev_match = is_match;
-		}
-		cnt = w;
-		break;
-	case SPLIT_MERGED_PREV:
-		for (size_t i = 0; i < cnt; i++) {
-			bool is_match = v[i].flag;
-			if (is_match && !prev_match && w > 0)
+			bool join = behavior == SPLIT_CONTIGUOUS ? is_match == prev_match
+								 : is_match && !prev_match;
+			if (join && w > 0)
 				v[w - 1].b = v[i].b;
 			else
 				v[w++] = (span){ v[i].a, v[i].b, false };

@@ -56,6 +56,16 @@ int post_run(const postproc *p, i32vec *ids)
 	return 0;
 }
 
+static bool one_id(loadctx *L, tmpl_item *it, int32_t id)
+{
+	it->ids = malloc(sizeof *it->ids);
+	if (!it->ids)
+		return fail(L, "out of memory");
+	it->ids[0] = id;
+	it->n = 1;
+	return true;
+}
+
 /* Ids of a special token named in a post-processor: TemplateProcessing's
  * special_tokens map, else the vocabulary. */
 static bool template_ids(loadctx *L, const cJSON *specials, const char *name, tmpl_item *it)
@@ -64,10 +74,8 @@ static bool template_ids(loadctx *L, const cJSON *specials, const char *name, tm
 	const cJSON *sp = jget(specials, name);
 	const cJSON *ids = jget(sp, "ids");
 	if (cJSON_IsArray(ids)) {
-		int cnt = cJSON_GetArraySize(ids);
-		it->ids = malloc((cnt ? (size_t)cnt : 1) * sizeof *it->ids);
-		if (!it->ids)
-			return fail(L, "out of memory");
+		if (!(it->ids = load_list(L, ids, sizeof *it->ids)))
+			return false;
 		const cJSON *x;
 		cJSON_ArrayForEach(x, ids) {
 			int32_t id;
@@ -80,12 +88,7 @@ static bool template_ids(loadctx *L, const cJSON *specials, const char *name, tm
 	int32_t id = tokenizer_token_id(L->t, name);
 	if (id < 0)
 		return fail(L, "post_processor: special token '%s' is unknown", shown(name, b));
-	it->ids = malloc(sizeof *it->ids);
-	if (!it->ids)
-		return fail(L, "out of memory");
-	it->ids[0] = id;
-	it->n = 1;
-	return true;
+	return one_id(L, it, id);
 }
 
 static bool load_template(loadctx *L, const cJSON *j, postproc *p)
@@ -94,10 +97,8 @@ static bool load_template(loadctx *L, const cJSON *j, postproc *p)
 	const cJSON *specials = jget(j, "special_tokens");
 	if (!cJSON_IsArray(single))
 		return fail(L, "TemplateProcessing: 'single' must be a list");
-	int cnt = cJSON_GetArraySize(single);
-	p->items = calloc(cnt ? (size_t)cnt : 1, sizeof *p->items);
-	if (!p->items)
-		return fail(L, "out of memory");
+	if (!(p->items = load_list(L, single, sizeof *p->items)))
+		return false;
 	const cJSON *it;
 	cJSON_ArrayForEach(it, single) {
 		tmpl_item *ti = &p->items[p->nitems++];
@@ -131,45 +132,28 @@ static bool load_cls_sep(loadctx *L, const cJSON *j, postproc *p)
 		int32_t id;
 		if (!cJSON_IsArray(pair) || !jid(cJSON_GetArrayItem(pair, 1), &id))
 			return fail(L, "post_processor: '%s' must be [token, id]", keys[i]);
-		tmpl_item *ti = &p->items[i ? 2 : 0];
-		ti->ids = malloc(sizeof *ti->ids);
-		if (!ti->ids)
-			return fail(L, "out of memory");
-		ti->ids[0] = id;
-		ti->n = 1;
+		if (!one_id(L, &p->items[i ? 2 : 0], id))
+			return false;
 	}
 	return true;
 }
 
+static bool load_post_kid(loadctx *L, const cJSON *j, void *slot, int depth)
+{
+	return load_post(L, j, slot, depth);
+}
+
 bool load_post(loadctx *L, const cJSON *j, postproc **out, int depth)
 {
-	*out = NULL;
-	if (!j || cJSON_IsNull(j))
-		return true;
 	char b[48];
-	const char *type = jstr(j, "type");
-	if (!type)
-		return fail(L, "post_processor without a type");
-	if (depth > 32)
-		return fail(L, "post_processor nested too deeply");
-	postproc *p = calloc(1, sizeof *p);
+	const char *type;
+	postproc *p = *out = load_node(L, j, "post_processor", depth, sizeof *p, &type);
 	if (!p)
-		return fail(L, "out of memory");
-	*out = p;
+		return !L->failed;
 	if (!strcmp(type, "Sequence")) {
 		p->is_seq = true;
-		const cJSON *arr = jget(j, "processors");
-		if (!load_kids(L, arr, (void ***)&p->kids, &p->nkids, "post_processor"))
-			return false;
-		const cJSON *it;
-		cJSON_ArrayForEach(it, arr) {
-			bool ok = load_post(L, it, &p->kids[p->nkids], depth + 1);
-			if (p->kids[p->nkids]) /* freed with the parent */
-				p->nkids++;
-			if (!ok)
-				return false;
-		}
-		return true;
+		return load_seq(L, jget(j, "processors"), "post_processor", depth,
+				(void ***)&p->kids, &p->nkids, load_post_kid);
 	}
 	if (!strcmp(type, "ByteLevel")) {
 		p->noop = true; /* only adjusts offsets */

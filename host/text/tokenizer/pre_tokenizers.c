@@ -224,34 +224,23 @@ int pretok_run(const pretok *p, const plist *in, plist *out, ectx *c)
 	return out->oom || out->b.oom || c->tmp.oom || c->tmp2.oom ? -1 : 0;
 }
 
+static bool load_pretok_kid(loadctx *L, const cJSON *j, void *slot, int depth)
+{
+	return load_pretok(L, j, slot, depth);
+}
+
 bool load_pretok(loadctx *L, const cJSON *j, pretok **out, int depth)
 {
-	*out = NULL;
-	if (!j || cJSON_IsNull(j))
-		return true;
 	char b[48];
-	const char *type = jstr(j, "type");
-	if (!type)
-		return fail(L, "pre_tokenizer without a type");
-	if (depth > 32)
-		return fail(L, "pre_tokenizer nested too deeply");
-	pretok *p = calloc(1, sizeof *p);
+	const char *type;
+	pretok *p = *out = load_node(L, j, "pre_tokenizer", depth, sizeof *p, &type);
 	if (!p)
-		return fail(L, "out of memory");
-	*out = p;
+		return !L->failed;
 	if (!strcmp(type, "Sequence")) {
 		p->type = P_SEQ;
-		const cJSON *arr = jget(j, "pretokenizers");
-		if (!load_kids(L, arr, (void ***)&p->kids, &p->nkids, "pre_tokenizer"))
+		if (!load_seq(L, jget(j, "pretokenizers"), "pre_tokenizer", depth, (void ***)&p->kids,
+			      &p->nkids, load_pretok_kid))
 			return false;
-		const cJSON *it;
-		cJSON_ArrayForEach(it, arr) {
-			bool ok = load_pretok(L, it, &p->kids[p->nkids], depth + 1);
-			if (p->kids[p->nkids]) /* freed with the parent */
-				p->nkids++;
-			if (!ok)
-				return false;
-		}
 	} else if (!strcmp(type, "Split")) {
 		p->type = P_SPLIT;
 		p->behavior = load_behavior(jstr(j, "behavior"));
