@@ -143,9 +143,7 @@ bool load_added(loadctx *L, const cJSON *arr, int32_t *max_id)
 	mh_tokenizer *t = L->t;
 	if (!arr || cJSON_IsNull(arr))
 		return true;
-	if (!cJSON_IsArray(arr))
-		return fail(L, "added_tokens must be a list");
-	if (!(t->added = load_list(L, arr, sizeof *t->added)))
+	if (!(t->added = load_list(L, arr, sizeof *t->added, "added_tokens")))
 		return false;
 	const cJSON *it;
 	cJSON_ArrayForEach(it, arr) {

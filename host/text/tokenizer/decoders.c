@@ -3,6 +3,8 @@
  * BPEDecoder, Sequence), and loading them. */
 #include "text/tokenizer/internal.h"
 
+#include <stddef.h>
+
 enum { D_SEQ, D_BYTELEVEL, D_METASPACE, D_REPLACE, D_BYTEFALLBACK, D_FUSE, D_STRIP, D_BPE };
 
 struct decoder {
@@ -17,58 +19,11 @@ struct decoder {
 	size_t start, stop;
 };
 
-void dec_free(decoder *d)
+static void dec_fields_free(void *node)
 {
-	if (!d)
-		return;
-	for (size_t i = 0; i < d->nkids; i++)
-		dec_free(d->kids[i]);
-	free(d->kids);
+	decoder *d = node;
 	pat_free(&d->pat);
 	free(d->s);
-	free(d);
-}
-
-static void tl_begin(tlist *t)
-{
-	if (t->oom)
-		return;
-	/* the text buffer exists once there is a token, even an empty one:
-	 * TOK() never offsets a null pointer (Fuse of no tokens gives one) */
-	if (!sb_reserve(&t->b, 0) ||
-	    !grow_array((void **)&t->v, &t->cap, t->n + 1, sizeof *t->v)) {
-		t->oom = true;
-		return;
-	}
-	t->v[t->n].a = t->b.n;
-	t->v[t->n].b = t->b.n;
-	t->n++;
-}
-
-static void tl_end(tlist *t)
-{
-	if (t->n)
-		t->v[t->n - 1].b = t->b.n;
-}
-
-void tl_add(tlist *t, const char *s, size_t n)
-{
-	tl_begin(t);
-	sb_put(&t->b, s, n);
-	tl_end(t);
-}
-
-static void tl_clear(tlist *t)
-{
-	sb_clear(&t->b);
-	t->n = 0;
-}
-
-void tl_free(tlist *t)
-{
-	sb_free(&t->b);
-	free(t->v);
-	memset(t, 0, sizeof *t);
 }
 
 static bool parse_byte_token(const char *s, size_t n, unsigned char *byte)
@@ -279,23 +234,11 @@ int dec_run(const decoder *d, const tlist *in, tlist *out, mctx *c)
 	return out->oom || out->b.oom ? -1 : 0;
 }
 
-static bool load_decoder_kid(loadctx *L, const cJSON *j, void *slot, int depth)
+static bool setup_decoder(loadctx *L, const cJSON *j, const char *type, void *node)
 {
-	return load_decoder(L, j, slot, depth);
-}
-
-bool load_decoder(loadctx *L, const cJSON *j, decoder **out, int depth)
-{
-	char b[48];
-	const char *type;
-	decoder *d = *out = load_node(L, j, "decoder", depth, sizeof *d, &type);
-	if (!d)
-		return !L->failed;
+	decoder *d = node;
 	if (!strcmp(type, "Sequence")) {
 		d->type = D_SEQ;
-		if (!load_seq(L, jget(j, "decoders"), "decoder", depth, (void ***)&d->kids,
-			      &d->nkids, load_decoder_kid))
-			return false;
 	} else if (!strcmp(type, "ByteLevel")) {
 		d->type = D_BYTELEVEL;
 	} else if (!strcmp(type, "Metaspace")) {
@@ -334,7 +277,12 @@ bool load_decoder(loadctx *L, const cJSON *j, decoder **out, int depth)
 		if (!(d->s = xstrdup(s ? s : "</w>", &d->slen)))
 			return fail(L, "out of memory");
 	} else {
-		return fail(L, "decoder type '%s' is not supported", shown(type, b));
+		return false; /* not a type of this stage */
 	}
 	return true;
 }
+
+const stage decoder_stage = {
+	"decoder", "decoders", sizeof(decoder), offsetof(decoder, kids),
+	offsetof(decoder, nkids), setup_decoder, dec_fields_free
+};

@@ -377,17 +377,24 @@ char *xstrdup(const char *s, size_t *len);
 bool load_char(loadctx *L, const char *s, uint32_t *cp, const char *what);
 int load_prepend_scheme(const cJSON *j);
 /* Zeroed room for one element per item of the JSON array arr (at least
- * one); NULL on failure (L->failed). */
-void *load_list(loadctx *L, const cJSON *arr, size_t elsz);
-/* A stage's node (what: "normalizer", ...) of size bytes, zeroed, its
- * "type" in *type; NULL when j is absent or null, or on failure
- * (L->failed). */
-void *load_node(loadctx *L, const cJSON *j, const char *what, int depth, size_t size,
-		const char **type);
-/* A Sequence's list: one() loads each item into the next slot of *kids,
- * which keeps what it built even on failure, for the parent to free. */
-bool load_seq(loadctx *L, const cJSON *arr, const char *what, int depth, void ***kids,
-	      size_t *n, bool (*one)(loadctx *L, const cJSON *j, void *slot, int depth));
+ * one); NULL on failure (L->failed), "WHAT must be a list" if arr is not. */
+void *load_list(loadctx *L, const cJSON *arr, size_t elsz, const char *what);
+/* What load_tree needs to know of a stage's node type (normalizer, ...). */
+typedef struct {
+	const char *what;      /* "normalizer", for messages */
+	const char *list;      /* the key of a Sequence's list: "normalizers" */
+	size_t size;           /* of a node */
+	size_t kids, nkids;    /* offsets of its children array and their count */
+	/* sets a node up from its JSON (a Sequence's children are loaded);
+	 * false without failing: type is not one of the stage's */
+	bool (*setup)(loadctx *L, const cJSON *j, const char *type, void *node);
+	void (*fields_free)(void *node);  /* what a node owns besides its children */
+} stage;
+/* A node of a stage's tree, zeroed and set up; NULL when j is absent or
+ * null, or loading failed before.  On failure (L->failed) what was built
+ * is returned for the caller to free. */
+void *load_tree(loadctx *L, const cJSON *j, const stage *st, int depth);
+void tree_free(const stage *st, void *node);
 /* A pattern object {"String": "..."} or {"Regex": "..."} (pattern.c). */
 bool load_pattern(loadctx *L, const cJSON *j, pattern *p, const char *what);
 bool compile_regex(loadctx *L, pattern *p, const char *rx);
@@ -396,19 +403,6 @@ int load_behavior(const char *s);
 /* ---- the stages ------------------------------------------------------- */
 
 enum { PREPEND_ALWAYS, PREPEND_FIRST, PREPEND_NEVER };
-
-typedef struct {
-	size_t off, len;
-	bool first; /* starts at offset 0 of the whole input */
-} piece;
-
-typedef struct {
-	sbuf b;
-	piece *v;
-	size_t n, cap;
-	bool oom;
-} plist;
-
 
 /* Scratch state of one encode call. */
 typedef struct {
@@ -442,28 +436,34 @@ typedef struct {
 	mergemap bigrams;
 } bpe_model;
 
+/* A list of strings in one buffer: the tokens decoders work on, the
+ * pieces pre-tokenizers cut (flag: the piece starts at offset 0 of the
+ * input) (util.c). */
 typedef struct {
 	sbuf b;
-	range *v;
+	span *v;
 	size_t n, cap;
 	bool oom;
 } tlist;
 
 #define TOK(t, i) ((t)->b.p + (t)->v[i].a)
 #define TOKLEN(t, i) ((t)->v[i].b - (t)->v[i].a)
+void tl_begin(tlist *t);        /* a new empty string, appended to by the */
+void tl_end(tlist *t);          /* caller into t->b, ended by tl_end */
+void tl_add(tlist *t, const char *s, size_t n);
+void tl_clear(tlist *t);
+void tl_free(tlist *t);
 
 typedef struct normalizer normalizer;
 /* Normalize s[0..n) into out (cleared first). */
 int norm_run(const normalizer *nz, const char *s, size_t n, sbuf *out, mctx *c);
-void norm_free(normalizer *n);
-bool load_normalizer(loadctx *L, const cJSON *j, normalizer **out, int depth);
+extern const stage normalizer_stage; /* load_tree of a normalizer */
 
 typedef struct pretok pretok;
-int pretok_run(const pretok *p, const plist *in, plist *out, ectx *c);
-void pretok_free(pretok *p);
-bool load_pretok(loadctx *L, const cJSON *j, pretok **out, int depth);
-void pl_add(plist *p, const char *s, size_t n, bool first);
-void pl_free(plist *p);
+int pretok_run(const pretok *p, const tlist *in, tlist *out, ectx *c);
+extern const stage pretok_stage; /* load_tree of a pretok */
+/* a piece into a list; empty ones are dropped */
+void pl_add(tlist *p, const char *s, size_t n, bool first);
 extern int16_t bl_dec[324];      /* byte-level char (code point) -> byte, -1 if none */
 void bytelevel_init(void);
 void bytelevel_map(sbuf *out, const char *s, size_t n);
@@ -475,15 +475,11 @@ bool load_model(loadctx *L, const cJSON *model, int32_t *max_id);
 
 typedef struct postproc postproc;
 int post_run(const postproc *p, i32vec *ids);
-void post_free(postproc *p);
-bool load_post(loadctx *L, const cJSON *j, postproc **out, int depth);
+extern const stage post_stage; /* load_tree of a postproc */
 
 typedef struct decoder decoder;
 int dec_run(const decoder *d, const tlist *in, tlist *out, mctx *c);
-void dec_free(decoder *d);
-bool load_decoder(loadctx *L, const cJSON *j, decoder **out, int depth);
-void tl_add(tlist *t, const char *s, size_t n);
-void tl_free(tlist *t);
+extern const stage decoder_stage; /* load_tree of a decoder */
 
 /* ---- added_tokens.c and the tokenizer itself -------------------------- */
 

@@ -99,8 +99,10 @@ int load_prepend_scheme(const cJSON *j)
 	return jbool(j, "add_prefix_space", true) ? PREPEND_ALWAYS : PREPEND_NEVER;
 }
 
-void *load_list(loadctx *L, const cJSON *arr, size_t elsz)
+void *load_list(loadctx *L, const cJSON *arr, size_t elsz, const char *what)
 {
+	if (!cJSON_IsArray(arr))
+		return fail(L, "%s must be a list", what), NULL;
 	int cnt = cJSON_GetArraySize(arr);
 	void *p = calloc(cnt ? (size_t)cnt : 1, elsz);
 	if (!p)
@@ -108,39 +110,52 @@ void *load_list(loadctx *L, const cJSON *arr, size_t elsz)
 	return p;
 }
 
-void *load_node(loadctx *L, const cJSON *j, const char *what, int depth, size_t size,
-		const char **type)
+void tree_free(const stage *st, void *node)
 {
-	if (!j || cJSON_IsNull(j))
-		return NULL;
-	*type = jstr(j, "type");
-	if (!*type)
-		return fail(L, "%s without a type", what), NULL;
-	if (depth > 32)
-		return fail(L, "%s nested too deeply", what), NULL;
-	void *node = calloc(1, size);
 	if (!node)
-		fail(L, "out of memory");
-	return node;
+		return;
+	void **kids = *(void ***)((char *)node + st->kids);
+	size_t n = *(size_t *)((char *)node + st->nkids);
+	for (size_t i = 0; i < n; i++)
+		tree_free(st, kids[i]);
+	free(kids);
+	st->fields_free(node);
+	free(node);
 }
 
-bool load_seq(loadctx *L, const cJSON *arr, const char *what, int depth, void ***kids,
-	      size_t *n, bool (*one)(loadctx *L, const cJSON *j, void *slot, int depth))
+void *load_tree(loadctx *L, const cJSON *j, const stage *st, int depth)
 {
-	if (!cJSON_IsArray(arr))
-		return fail(L, "%s: Sequence without a list", what);
-	if (!(*kids = load_list(L, arr, sizeof(void *))))
-		return false;
-	*n = 0;
-	const cJSON *it;
-	cJSON_ArrayForEach(it, arr) {
-		bool ok = one(L, it, &(*kids)[*n], depth + 1);
-		if ((*kids)[*n]) /* freed with the parent */
-			(*n)++;
-		if (!ok)
-			return false;
+	if (L->failed || !j || cJSON_IsNull(j))
+		return NULL;
+	const char *type = jstr(j, "type");
+	if (!type)
+		return fail(L, "%s without a type", st->what), NULL;
+	if (depth > 32)
+		return fail(L, "%s nested too deeply", st->what), NULL;
+	char *node = calloc(1, st->size);
+	if (!node)
+		return fail(L, "out of memory"), NULL;
+	if (!strcmp(type, "Sequence")) {
+		const cJSON *arr = jget(j, st->list), *it;
+		void ***kids = (void ***)(node + st->kids);
+		size_t *n = (size_t *)(node + st->nkids);
+		if (!cJSON_IsArray(arr))
+			return fail(L, "%s: Sequence without a list", st->what), node;
+		if (!(*kids = load_list(L, arr, sizeof(void *), st->list)))
+			return node;
+		cJSON_ArrayForEach(it, arr) {
+			void *kid = load_tree(L, it, st, depth + 1);
+			if (kid) /* freed with the parent, even half built */
+				(*kids)[(*n)++] = kid;
+			if (L->failed)
+				return node;
+		}
 	}
-	return true;
+	if (!st->setup(L, j, type, node) && !L->failed) {
+		char b[48];
+		fail(L, "%s type '%s' is not supported", st->what, shown(type, b));
+	}
+	return node;
 }
 
 /* id -> string tables: model vocab first, added tokens override. */
@@ -230,12 +245,13 @@ mh_tokenizer *tokenizer_load(const char *path, char *err, size_t errlen)
 	int32_t max_id = -1;
 	bool ok = load_model(&L, jget(root, "model"), &max_id) &&
 		  load_added(&L, jget(root, "added_tokens"), &max_id) &&
-		  build_id_tables(&L, max_id) &&
-		  load_normalizer(&L, jget(root, "normalizer"), &t->norm, 0) &&
-		  load_pretok(&L, jget(root, "pre_tokenizer"), &t->pre, 0) &&
-		  load_post(&L, jget(root, "post_processor"), &t->post, 0) &&
-		  load_decoder(&L, jget(root, "decoder"), &t->dec, 0) &&
-		  build_tries(&L);
+		  build_id_tables(&L, max_id);
+	/* each load_tree does nothing once loading has failed */
+	t->norm = load_tree(&L, jget(root, "normalizer"), &normalizer_stage, 0);
+	t->pre = load_tree(&L, jget(root, "pre_tokenizer"), &pretok_stage, 0);
+	t->post = load_tree(&L, jget(root, "post_processor"), &post_stage, 0);
+	t->dec = load_tree(&L, jget(root, "decoder"), &decoder_stage, 0);
+	ok = ok && !L.failed && build_tries(&L);
 	cJSON_Delete(root);
 	if (!ok) {
 		tokenizer_free(t);

@@ -2,6 +2,8 @@
  * loading it. */
 #include "text/tokenizer/internal.h"
 
+#include <stddef.h>
+
 enum {
 	N_SEQ, N_PREPEND, N_APPEND, N_REPLACE, N_NFC, N_NFD, N_NFKC, N_NFKD,
 	N_LOWER, N_STRIP, N_STRIP_ACCENTS, N_BERT, N_BYTELEVEL
@@ -18,16 +20,11 @@ typedef struct normalizer {
 	bool clean, chinese, accents, lower;   /* BertNormalizer */
 } normalizer;
 
-void norm_free(normalizer *n)
+static void norm_fields_free(void *node)
 {
-	if (!n)
-		return;
-	for (size_t i = 0; i < n->nkids; i++)
-		norm_free(n->kids[i]);
-	free(n->kids);
+	normalizer *n = node;
 	free(n->s);
 	pat_free(&n->pat);
-	free(n);
 }
 
 static int norm_unicode(const char *s, size_t n, sbuf *out, int options)
@@ -231,23 +228,11 @@ static int plain_type(const char *type)
 	return -1;
 }
 
-static bool load_normalizer_kid(loadctx *L, const cJSON *j, void *slot, int depth)
+static bool setup_normalizer(loadctx *L, const cJSON *j, const char *type, void *node)
 {
-	return load_normalizer(L, j, slot, depth);
-}
-
-bool load_normalizer(loadctx *L, const cJSON *j, normalizer **out, int depth)
-{
-	char b[48];
-	const char *type;
-	normalizer *n = *out = load_node(L, j, "normalizer", depth, sizeof *n, &type);
-	if (!n)
-		return !L->failed;
+	normalizer *n = node;
 	if (!strcmp(type, "Sequence")) {
 		n->type = N_SEQ;
-		if (!load_seq(L, jget(j, "normalizers"), "normalizer", depth, (void ***)&n->kids,
-			      &n->nkids, load_normalizer_kid))
-			return false;
 	} else if (!strcmp(type, "Prepend") || !strcmp(type, "Append")) {
 		bool pre = type[0] == 'P';
 		n->type = pre ? N_PREPEND : N_APPEND;
@@ -278,7 +263,12 @@ bool load_normalizer(loadctx *L, const cJSON *j, normalizer **out, int depth)
 		n->lower = jbool(j, "lowercase", true);
 		n->accents = jbool(j, "strip_accents", n->lower);
 	} else {
-		return fail(L, "normalizer type '%s' is not supported", shown(type, b));
+		return false; /* not a type of this stage */
 	}
 	return true;
 }
+
+const stage normalizer_stage = {
+	"normalizer", "normalizers", sizeof(normalizer), offsetof(normalizer, kids),
+	offsetof(normalizer, nkids), setup_normalizer, norm_fields_free
+};

@@ -2,6 +2,8 @@
  * around $A (tokenizers' processors), and loading them. */
 #include "text/tokenizer/internal.h"
 
+#include <stddef.h>
+
 typedef struct {
 	bool is_seq;
 	int32_t *ids;
@@ -17,17 +19,12 @@ struct postproc {
 	bool noop;
 };
 
-void post_free(postproc *p)
+static void post_fields_free(void *node)
 {
-	if (!p)
-		return;
-	for (size_t i = 0; i < p->nkids; i++)
-		post_free(p->kids[i]);
-	free(p->kids);
+	postproc *p = node;
 	for (size_t i = 0; i < p->nitems; i++)
 		free(p->items[i].ids);
 	free(p->items);
-	free(p);
 }
 
 int post_run(const postproc *p, i32vec *ids)
@@ -74,7 +71,7 @@ static bool template_ids(loadctx *L, const cJSON *specials, const char *name, tm
 	const cJSON *sp = jget(specials, name);
 	const cJSON *ids = jget(sp, "ids");
 	if (cJSON_IsArray(ids)) {
-		if (!(it->ids = load_list(L, ids, sizeof *it->ids)))
+		if (!(it->ids = load_list(L, ids, sizeof *it->ids, "post_processor: ids")))
 			return false;
 		const cJSON *x;
 		cJSON_ArrayForEach(x, ids) {
@@ -95,9 +92,7 @@ static bool load_template(loadctx *L, const cJSON *j, postproc *p)
 {
 	const cJSON *single = jget(j, "single");
 	const cJSON *specials = jget(j, "special_tokens");
-	if (!cJSON_IsArray(single))
-		return fail(L, "TemplateProcessing: 'single' must be a list");
-	if (!(p->items = load_list(L, single, sizeof *p->items)))
+	if (!(p->items = load_list(L, single, sizeof *p->items, "TemplateProcessing: 'single'")))
 		return false;
 	const cJSON *it;
 	cJSON_ArrayForEach(it, single) {
@@ -138,22 +133,12 @@ static bool load_cls_sep(loadctx *L, const cJSON *j, postproc *p)
 	return true;
 }
 
-static bool load_post_kid(loadctx *L, const cJSON *j, void *slot, int depth)
+static bool setup_post(loadctx *L, const cJSON *j, const char *type, void *node)
 {
-	return load_post(L, j, slot, depth);
-}
-
-bool load_post(loadctx *L, const cJSON *j, postproc **out, int depth)
-{
-	char b[48];
-	const char *type;
-	postproc *p = *out = load_node(L, j, "post_processor", depth, sizeof *p, &type);
-	if (!p)
-		return !L->failed;
+	postproc *p = node;
 	if (!strcmp(type, "Sequence")) {
-		p->is_seq = true;
-		return load_seq(L, jget(j, "processors"), "post_processor", depth,
-				(void ***)&p->kids, &p->nkids, load_post_kid);
+		p->is_seq = true; /* the children are loaded */
+		return true;
 	}
 	if (!strcmp(type, "ByteLevel")) {
 		p->noop = true; /* only adjusts offsets */
@@ -163,5 +148,10 @@ bool load_post(loadctx *L, const cJSON *j, postproc **out, int depth)
 		return load_template(L, j, p);
 	if (!strcmp(type, "RobertaProcessing") || !strcmp(type, "BertProcessing"))
 		return load_cls_sep(L, j, p);
-	return fail(L, "post_processor type '%s' is not supported", shown(type, b));
+	return false; /* not a type of this stage */
 }
+
+const stage post_stage = {
+	"post_processor", "processors", sizeof(postproc), offsetof(postproc, kids),
+	offsetof(postproc, nkids), setup_post, post_fields_free
+};

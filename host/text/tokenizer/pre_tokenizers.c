@@ -2,6 +2,8 @@
  * pre_tokenizers), the byte-level byte <-> character map, and loading them. */
 #include "text/tokenizer/internal.h"
 
+#include <stddef.h>
+
 #include <pthread.h>
 
 static const char GPT2_REGEX[] =
@@ -74,44 +76,23 @@ struct pretok {
 	bool split;
 };
 
-void pretok_free(pretok *p)
+static void pretok_fields_free(void *node)
 {
-	if (!p)
-		return;
-	for (size_t i = 0; i < p->nkids; i++)
-		pretok_free(p->kids[i]);
-	free(p->kids);
+	pretok *p = node;
 	pat_free(&p->pat);
-	free(p);
 }
 
-static void pl_clear(plist *p)
+void pl_add(tlist *p, const char *s, size_t n, bool first)
 {
-	sb_clear(&p->b);
-	p->n = 0;
-}
-
-void pl_free(plist *p)
-{
-	sb_free(&p->b);
-	free(p->v);
-	memset(p, 0, sizeof *p);
-}
-
-void pl_add(plist *p, const char *s, size_t n, bool first)
-{
-	if (!n || p->oom)
-		return;
-	if (!grow_array((void **)&p->v, &p->cap, p->n + 1, sizeof *p->v)) {
-		p->oom = true;
-		return;
-	}
-	p->v[p->n++] = (piece){ p->b.n, n, first };
-	sb_put(&p->b, s, n);
+	size_t at = p->n;
+	if (n)
+		tl_add(p, s, n);
+	if (p->n > at)
+		p->v[at].flag = first;
 }
 
 static int pretok_split_piece(const pretok *p, const char *s, size_t n, bool first,
-			      plist *out, ectx *c, bool bytelevel)
+			      tlist *out, ectx *c, bool bytelevel)
 {
 	if (pat_find(&p->pat, s, n, &c->m, &c->matches) < 0)
 		return -1;
@@ -133,7 +114,7 @@ static int pretok_split_piece(const pretok *p, const char *s, size_t n, bool fir
 }
 
 static int pretok_bytelevel(const pretok *p, const char *s, size_t n, bool first,
-			    plist *out, ectx *c)
+			    tlist *out, ectx *c)
 {
 	sbuf *t = &c->tmp;
 	sb_clear(t);
@@ -151,7 +132,7 @@ static int pretok_bytelevel(const pretok *p, const char *s, size_t n, bool first
 }
 
 static int pretok_metaspace(const pretok *p, const char *s, size_t n, bool first,
-			    plist *out, ectx *c)
+			    tlist *out, ectx *c)
 {
 	sbuf *t = &c->tmp;
 	sb_clear(t);
@@ -182,30 +163,30 @@ static int pretok_metaspace(const pretok *p, const char *s, size_t n, bool first
 	return pretok_split_piece(p, t->p, t->n, first, out, c, false);
 }
 
-int pretok_run(const pretok *p, const plist *in, plist *out, ectx *c)
+int pretok_run(const pretok *p, const tlist *in, tlist *out, ectx *c)
 {
-	pl_clear(out);
+	tl_clear(out);
 	if (p->type == P_SEQ) {
-		plist a = { 0 }, b = { 0 };
+		tlist a = { 0 }, b = { 0 };
 		for (size_t i = 0; i < in->n; i++)
-			pl_add(&a, in->b.p + in->v[i].off, in->v[i].len, in->v[i].first);
+			pl_add(&a, TOK(in, i), TOKLEN(in, i), in->v[i].flag);
 		int rc = a.oom || a.b.oom ? -1 : 0;
 		for (size_t k = 0; k < p->nkids && rc == 0; k++) {
 			rc = pretok_run(p->kids[k], &a, &b, c);
-			plist t = a;
+			tlist t = a;
 			a = b;
 			b = t;
 		}
 		for (size_t i = 0; rc == 0 && i < a.n; i++)
-			pl_add(out, a.b.p + a.v[i].off, a.v[i].len, a.v[i].first);
-		pl_free(&a);
-		pl_free(&b);
+			pl_add(out, TOK(&a, i), TOKLEN(&a, i), a.v[i].flag);
+		tl_free(&a);
+		tl_free(&b);
 		return rc < 0 || out->oom || out->b.oom ? -1 : 0;
 	}
 	for (size_t i = 0; i < in->n; i++) {
-		const char *s = in->b.p + in->v[i].off;
-		size_t n = in->v[i].len;
-		bool first = in->v[i].first;
+		const char *s = TOK(in, i);
+		size_t n = TOKLEN(in, i);
+		bool first = in->v[i].flag;
 		int rc = 0;
 		switch (p->type) {
 		case P_SPLIT:
@@ -224,23 +205,12 @@ int pretok_run(const pretok *p, const plist *in, plist *out, ectx *c)
 	return out->oom || out->b.oom || c->tmp.oom || c->tmp2.oom ? -1 : 0;
 }
 
-static bool load_pretok_kid(loadctx *L, const cJSON *j, void *slot, int depth)
-{
-	return load_pretok(L, j, slot, depth);
-}
-
-bool load_pretok(loadctx *L, const cJSON *j, pretok **out, int depth)
+static bool setup_pretok(loadctx *L, const cJSON *j, const char *type, void *node)
 {
 	char b[48];
-	const char *type;
-	pretok *p = *out = load_node(L, j, "pre_tokenizer", depth, sizeof *p, &type);
-	if (!p)
-		return !L->failed;
+	pretok *p = node;
 	if (!strcmp(type, "Sequence")) {
 		p->type = P_SEQ;
-		if (!load_seq(L, jget(j, "pretokenizers"), "pre_tokenizer", depth, (void ***)&p->kids,
-			      &p->nkids, load_pretok_kid))
-			return false;
 	} else if (!strcmp(type, "Split")) {
 		p->type = P_SPLIT;
 		p->behavior = load_behavior(jstr(j, "behavior"));
@@ -311,7 +281,12 @@ bool load_pretok(loadctx *L, const cJSON *j, pretok **out, int depth)
 			k->pat.pred = i ? is_punct : is_ws;
 		}
 	} else {
-		return fail(L, "pre_tokenizer type '%s' is not supported", shown(type, b));
+		return false; /* not a type of this stage */
 	}
 	return true;
 }
+
+const stage pretok_stage = {
+	"pre_tokenizer", "pretokenizers", sizeof(pretok), offsetof(pretok, kids),
+	offsetof(pretok, nkids), setup_pretok, pretok_fields_free
+};

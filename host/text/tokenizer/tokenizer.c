@@ -59,13 +59,13 @@ static int encode_pretokenized(const mh_tokenizer *t, ectx *c, const char *s, si
 		return 0;
 	if (!t->pre)
 		return bpe_piece(&t->bpe, s, n, c, out);
-	plist in = { 0 }, pieces = { 0 };
+	tlist in = { 0 }, pieces = { 0 };
 	pl_add(&in, s, n, first);
 	int rc = in.oom || in.b.oom ? -1 : pretok_run(t->pre, &in, &pieces, c);
 	for (size_t i = 0; rc == 0 && i < pieces.n; i++)
-		rc = bpe_piece(&t->bpe, pieces.b.p + pieces.v[i].off, pieces.v[i].len, c, out);
-	pl_free(&in);
-	pl_free(&pieces);
+		rc = bpe_piece(&t->bpe, TOK(&pieces, i), TOKLEN(&pieces, i), c, out);
+	tl_free(&in);
+	tl_free(&pieces);
 	return rc;
 }
 
@@ -238,10 +238,10 @@ void tokenizer_free(mh_tokenizer *t)
 	free(t->added_map.e);
 	free(t->raw_trie.v);
 	free(t->norm_trie.v);
-	norm_free(t->norm);
-	pretok_free(t->pre);
-	post_free(t->post);
-	dec_free(t->dec);
+	tree_free(&normalizer_stage, t->norm);
+	tree_free(&pretok_stage, t->pre);
+	tree_free(&post_stage, t->post);
+	tree_free(&decoder_stage, t->dec);
 	arena_free(t->arena);
 	free(t);
 }

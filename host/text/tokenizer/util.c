@@ -238,3 +238,43 @@ void mm_put(mergemap *m, int32_t a, int32_t b, int32_t rank, int32_t id)
 	m->e[i].rank = rank;
 	m->e[i].id = id;
 }
+
+void tl_begin(tlist *t)
+{
+	if (t->oom)
+		return;
+	/* the text buffer exists once there is a token, even an empty one:
+	 * TOK() never offsets a null pointer (Fuse of no tokens gives one) */
+	if (!sb_reserve(&t->b, 0) ||
+	    !grow_array((void **)&t->v, &t->cap, t->n + 1, sizeof *t->v)) {
+		t->oom = true;
+		return;
+	}
+	t->v[t->n++] = (span){ t->b.n, t->b.n, false };
+}
+
+void tl_end(tlist *t)
+{
+	if (t->n)
+		t->v[t->n - 1].b = t->b.n;
+}
+
+void tl_add(tlist *t, const char *s, size_t n)
+{
+	tl_begin(t);
+	sb_put(&t->b, s, n);
+	tl_end(t);
+}
+
+void tl_clear(tlist *t)
+{
+	sb_clear(&t->b);
+	t->n = 0;
+}
+
+void tl_free(tlist *t)
+{
+	sb_free(&t->b);
+	free(t->v);
+	memset(t, 0, sizeof *t);
+}
