@@ -4,6 +4,7 @@
  * and the rotary variants (linear, dynamic, llama3) against values
  * computed with transformers' formulas. */
 #include "compute/kernels.h"
+#include "compute/quant.h"
 #include "model/modeldir.h"
 #include "compute/ops.h"
 #include "compute/rope.h"
@@ -124,6 +125,260 @@ START_TEST(matmul_every_dtype_and_path)
 			free(w.ref);
 			free(w.store);
 		}
+}
+END_TEST
+
+/* ---- Q8_0 / Q4_0 -------------------------------------------------------------------- */
+
+/* ggml's layout and rounding on values each format holds exactly: Q8_0 of
+ * k / 4 (k in -127..127 with one block's largest |k| = 127: scale 1/4),
+ * Q4_0 of k / 2 (k in -8..7, one block's largest magnitude -8: scale 1/2,
+ * stored values k + 8, element i and i + 16 in byte i's low and high
+ * nibbles); both dequantize to the input, and the bytes are what ggml's
+ * reference quantizers write. */
+START_TEST(quant_blocks_are_ggml_layout)
+{
+	float x[64], back[64];
+	for (int i = 0; i < 64; i++)
+		x[i] = (float)((i * 37) % 255 - 127) / 4;
+	x[5] = 127.0f / 4;
+	x[40] = -127.0f / 4;
+	mh_block_q8_0 q8[2];
+	ck_assert_uint_eq(sizeof q8[0], 34);
+	quant_row_q8_0(q8, x, 64);
+	ck_assert_uint_eq(q8[0].d, mh_f32_to_f16(0.25f));
+	ck_assert_uint_eq(q8[1].d, mh_f32_to_f16(0.25f));
+	for (int i = 0; i < 64; i++)
+		ck_assert_int_eq(q8[i / 32].qs[i % 32], (int)(x[i] * 4));
+	dequant_row(MH_Q8_0, back, q8, 64);
+	ck_assert_mem_eq(back, x, sizeof x);
+
+	for (int i = 0; i < 64; i++)
+		x[i] = (float)((i * 5) % 16 - 8) / 2;
+	x[3] = -4.0f; /* the largest magnitude is negative: scale 1/2 */
+	x[35] = -4.0f;
+	mh_block_q4_0 q4[2];
+	ck_assert_uint_eq(sizeof q4[0], 18);
+	quant_row_q4_0(q4, x, 64);
+	ck_assert_uint_eq(q4[0].d, mh_f32_to_f16(0.5f));
+	for (int i = 0; i < 64; i++) {
+		int b = i / 32, j = i % 32;
+		int v = j < 16 ? q4[b].qs[j] & 15 : q4[b].qs[j - 16] >> 4;
+		ck_assert_int_eq(v, (int)(x[i] * 2) + 8);
+	}
+	dequant_row(MH_Q4_0, back, q4, 64);
+	ck_assert_mem_eq(back, x, sizeof x);
+
+	/* ggml rounds Q4_0 half up (x * id + 8.5 truncated): 0.25 / 0.5 = 0.5 -> 9 */
+	for (int i = 0; i < 32; i++)
+		x[i] = i == 0 ? -4.0f : 0.25f;
+	quant_row_q4_0(q4, x, 32);
+	ck_assert_int_eq(q4[0].qs[1] & 15, 9);
+	/* an all-zero block: scale 0, values 0 (Q8_0) and 8 (Q4_0) */
+	memset(x, 0, sizeof x);
+	quant_row_q8_0(q8, x, 32);
+	quant_row_q4_0(q4, x, 32);
+	ck_assert_uint_eq(q8[0].d, 0);
+	ck_assert_int_eq(q8[0].qs[7], 0);
+	ck_assert_int_eq(q4[0].qs[7], 0x88);
+}
+END_TEST
+
+/* A quantized weight of rows x cols from random values, and its value as
+ * F32 (dequantized). */
+static weight make_quant(mh_dtype dt, int rows, int cols)
+{
+	weight w = { 0 };
+	size_t n = (size_t)rows * cols;
+	float *src = malloc(n * sizeof *src);
+	for (size_t i = 0; i < n; i++)
+		src[i] = frand() * (1 + (float)(i % 7));
+	w.store = malloc(mh_row_bytes(dt, cols) * rows);
+	w.ref = malloc(n * sizeof(float));
+	for (int r = 0; r < rows; r++)
+		quant_row(dt, (char *)w.store + r * mh_row_bytes(dt, cols), src + (size_t)r * cols, cols);
+	dequant_row(dt, w.ref, w.store, (int64_t)n);
+	free(src);
+	w.t = (mh_tensor){ .name = "wq", .dtype = dt, .ndim = 2, .shape = { rows, cols },
+			   .nelem = (int64_t)n, .data = w.store,
+			   .nbytes = mh_row_bytes(dt, cols) * rows };
+	return w;
+}
+
+/* Every kernel set gives the reference's bits for quantized weights, for
+ * 8-bit and for F32 activations (--precise), at 1..8 tokens; a token's
+ * results are the same whatever the other tokens and however many (batch
+ * invariance); widths of 1, 8, 9 and 17 blocks (the kernels' groups of
+ * eight and a tail).  Beyond 8 tokens (prefill: dequantized weights
+ * through SGEMM) the products match the dequantized weights in double. */
+START_TEST(matmul_quant_matches_reference)
+{
+	if (!use_kernels(_i))
+		return;
+	const int shapes[][2] = { { 37, 32 }, { 19, 256 }, { 8, 288 }, { 70, 544 } };
+	for (int q = 0; q < 2; q++)
+		for (int s = 0; s < 4; s++) {
+			mh_dtype dt = q ? MH_Q4_0 : MH_Q8_0;
+			int rows = shapes[s][0], cols = shapes[s][1];
+			weight w = make_quant(dt, rows, cols);
+			size_t rb = mh_row_bytes(dt, cols);
+			float *x = malloc((size_t)17 * cols * sizeof *x);
+			float *y = malloc((size_t)17 * rows * sizeof *y);
+			float *y1 = malloc((size_t)rows * sizeof *y1);
+			void *qx = aligned_alloc(64, QX_BYTES(cols));
+			for (int i = 0; i < 17 * cols; i++)
+				x[i] = frand() * 3;
+			for (int precise = 0; precise < 2; precise++) {
+				kern_set_precise(precise);
+				for (int n = 1; n <= 8; n++) {
+					ops_matmul(y, x, &w.t, NULL, n);
+					for (int t = 0; t < n; t++) {
+						const float *xt = x + (size_t)t * cols;
+						quant_x(qx, xt, cols);
+						for (int r = 0; r < rows; r++) {
+							const char *wr = (const char *)w.store + r * rb;
+							float ref = precise ? quant_dot_f32_ref(dt, wr, xt, cols)
+									    : quant_dot_ref(dt, wr, qx, cols);
+							ck_assert_msg(y[t * rows + r] == ref,
+								      "%s %dx%d n=%d precise=%d: y[%d,%d] = %.9g, "
+								      "reference %.9g", mh_dtype_name(dt), rows,
+								      cols, n, precise, t, r, y[t * rows + r], ref);
+						}
+						/* the token alone gives the same bits */
+						ops_matmul(y1, xt, &w.t, NULL, 1);
+						ck_assert_mem_eq(y1, y + (size_t)t * rows, rows * sizeof *y1);
+					}
+				}
+			}
+			kern_set_precise(0);
+			ops_matmul(y, x, &w.t, NULL, 17);
+			for (int t = 0; t < 17; t++)
+				for (int r = 0; r < rows; r++) {
+					double ref = 0;
+					for (int c = 0; c < cols; c++)
+						ref += (double)x[t * cols + c] * w.ref[r * cols + c];
+					ck_assert_msg(fabs(y[t * rows + r] - ref) < 1e-4 * (1 + fabs(ref)),
+						      "%s prefill y[%d,%d] = %g, expected %g",
+						      mh_dtype_name(dt), t, r, y[t * rows + r], ref);
+				}
+			free(qx);
+			free(y1);
+			free(y);
+			free(x);
+			free(w.ref);
+			free(w.store);
+		}
+}
+END_TEST
+
+/* 8-bit activations cost accuracy only as ggml's do: against the exact
+ * product of the dequantized weights, the error stays within a small
+ * multiple of the activations' rounding; a NaN or infinite activation
+ * gives NaN (not a silent 0) in the rows it reaches. */
+START_TEST(quant_activations_are_close_and_nan_shows)
+{
+	if (!use_kernels(_i))
+		return;
+	const int rows = 16, cols = 256;
+	weight w = make_quant(MH_Q8_0, rows, cols);
+	float x[256], y[16];
+	for (int i = 0; i < cols; i++)
+		x[i] = frand();
+	ops_matmul(y, x, &w.t, NULL, 1);
+	for (int r = 0; r < rows; r++) {
+		double ref = 0, mag = 0;
+		for (int c = 0; c < cols; c++) {
+			ref += (double)x[c] * w.ref[r * cols + c];
+			mag += fabs((double)x[c] * w.ref[r * cols + c]);
+		}
+		ck_assert_msg(fabs(y[r] - ref) <= mag / 127, "row %d: %g vs %g", r, y[r], ref);
+	}
+	x[100] = NAN;
+	ops_matmul(y, x, &w.t, NULL, 1);
+	for (int r = 0; r < rows; r++)
+		ck_assert_msg(isnan(y[r]), "row %d: %g, expected NaN", r, y[r]);
+	free(w.ref);
+	free(w.store);
+}
+END_TEST
+
+/* matmul_n, embed and rows() on quantized weights agree with matmul and
+ * the dequantized values. */
+START_TEST(quant_matmul_n_embed_rows)
+{
+	if (!use_kernels(_i))
+		return;
+	const mh_services *svc = services_init(2);
+	weight a = make_quant(MH_Q8_0, 24, 96), b = make_quant(MH_Q4_0, 40, 96);
+	float x[3 * 96], ya[3 * 24], yb[3 * 40], za[3 * 24], zb[3 * 40], e[2 * 96];
+	for (int i = 0; i < 3 * 96; i++)
+		x[i] = frand();
+	for (int n = 1; n <= 3; n++) {
+		float *ys[2] = { ya, yb };
+		const mh_tensor *ws[2] = { &a.t, &b.t };
+		svc->matmul_n(ys, x, ws, NULL, 2, n);
+		ops_matmul(za, x, &a.t, NULL, n);
+		ops_matmul(zb, x, &b.t, NULL, n);
+		ck_assert_mem_eq(ya, za, (size_t)n * 24 * sizeof(float));
+		ck_assert_mem_eq(yb, zb, (size_t)n * 40 * sizeof(float));
+	}
+	int32_t ids[2] = { 39, 3 };
+	ck_assert_int_eq(ops_embed(e, &b.t, ids, 2), 0);
+	ck_assert_mem_eq(e, b.ref + 39 * 96, 96 * sizeof(float));
+	ck_assert_mem_eq(e + 96, b.ref + 3 * 96, 96 * sizeof(float));
+	mh_tensor v;
+	ck_assert_int_eq(svc->rows(&b.t, 10, 5, &v), 0);
+	ck_assert_int_eq(v.dtype, MH_Q4_0);
+	ck_assert_ptr_eq(v.data, (const char *)b.store + 10 * mh_row_bytes(MH_Q4_0, 96));
+	ck_assert_uint_eq(v.nbytes, 5 * mh_row_bytes(MH_Q4_0, 96));
+	ops_matmul(za, x, &v, NULL, 1);
+	ck_assert_mem_eq(za, yb + 10, 5 * sizeof(float));
+	free(a.ref);
+	free(a.store);
+	free(b.ref);
+	free(b.store);
+}
+END_TEST
+
+/* weight() hands quantized tensors only to plugins built for ABI 1.2 or
+ * later (the session sets quant_ok from the plugin's minor), converts
+ * once (the same tensor again on the next call), and leaves a matrix
+ * whose rows are not whole blocks, and every vector, as stored. */
+START_TEST(weight_quantizes_for_new_plugins_only)
+{
+	const mh_services *svc = services_init(2);
+	char err[MH_ERRLEN], *path = tu_shared_path("fixtures/models/llama");
+	mh_dir *d = modeldir_open(path, err);
+	ck_assert_msg(d != NULL, "%s", err);
+	const char *q = "model.layers.0.self_attn.q_proj.weight";
+	const char *down = "model.layers.0.mlp.down_proj.weight";
+	const mh_tensor *raw = modeldir_tensor(d, q), *raw_down = modeldir_tensor(d, down);
+	int64_t rows = raw->shape[0], cols = raw->shape[1];
+	d->quant = d->quant_io = MH_Q8_0;
+	d->quant_ok = 0;
+	ck_assert_ptr_eq(svc->weight(d, q, 2, rows, cols), raw);
+	d->quant_ok = 1;
+	const mh_tensor *t = svc->weight(d, q, 2, rows, cols);
+	ck_assert_int_eq(t->dtype, MH_Q8_0);
+	ck_assert_int_eq(t->shape[1], cols);
+	ck_assert_uint_eq(t->nbytes, mh_row_bytes(MH_Q8_0, cols) * rows);
+	ck_assert_ptr_eq(svc->weight(d, q, 2, rows, cols), t);
+	float *a = malloc(rows * cols * sizeof *a), *b = malloc(rows * cols * sizeof *b);
+	ops_to_f32(a, raw, 0, rows * cols);
+	ops_to_f32(b, t, 0, rows * cols);
+	for (int64_t i = 0; i < rows * cols; i++) { /* half a step of the block's scale */
+		float amax = 0;
+		for (int64_t k = i / 32 * 32; k < i / 32 * 32 + 32; k++)
+			amax = fabsf(a[k]) > amax ? fabsf(a[k]) : amax;
+		ck_assert_msg(fabsf(a[i] - b[i]) <= amax * (1.0f / 254 + 1e-3f), "%g vs %g", a[i], b[i]);
+	}
+	ck_assert_ptr_eq(svc->weight(d, down, 2, raw_down->shape[0], raw_down->shape[1]), raw_down);
+	const mh_tensor *norm = modeldir_tensor(d, "model.norm.weight");
+	ck_assert_ptr_eq(svc->weight(d, "model.norm.weight", 1, norm->shape[0], 0), norm);
+	free(a);
+	free(b);
+	modeldir_close(d);
+	free(path);
 }
 END_TEST
 
@@ -878,6 +1133,11 @@ int main(void)
 	tcase_add_loop_test(tc, matmul_one_token_at_every_alignment, 0, N_KSETS);
 	tcase_add_loop_test(tc, one_token_rows_do_not_depend_on_their_range, 0, N_KSETS);
 	tcase_add_loop_test(tc, prefill_does_not_depend_on_the_pool, 0, N_KSETS);
+	tcase_add_test(tc, quant_blocks_are_ggml_layout);
+	tcase_add_test(tc, weight_quantizes_for_new_plugins_only);
+	tcase_add_loop_test(tc, matmul_quant_matches_reference, 0, N_KSETS);
+	tcase_add_loop_test(tc, quant_activations_are_close_and_nan_shows, 0, N_KSETS);
+	tcase_add_loop_test(tc, quant_matmul_n_embed_rows, 0, N_KSETS);
 	tcase_add_loop_test(tc, embed_and_convert, 0, N_KSETS);
 	tcase_add_loop_test(tc, attention_windows, 0, N_KSETS);
 	tcase_add_test(tc, norms_and_activations);

@@ -182,6 +182,65 @@ START_TEST(write_roundtrip)
 }
 END_TEST
 
+/* Quantized tensors (ABI 1.2): U8 [rows, row bytes] marked in
+ * __metadata__, back as their block dtype; every way such a file can be
+ * wrong is refused with a message naming the tensor. */
+START_TEST(quantized_tensors)
+{
+	char *p = write_st("q.safetensors",
+			   "{\"__metadata__\":{\"format\":\"pt\",\"modelhost.quant.w\":\"q8_0\","
+			   "\"modelhost.quant.v\":\"Q4_0\"},"
+			   "\"w\":{\"dtype\":\"U8\",\"shape\":[2,34],\"data_offsets\":[0,68]},"
+			   "\"v\":{\"dtype\":\"U8\",\"shape\":[1,36],\"data_offsets\":[68,104]}}",
+			   -1, 104);
+	st_file f;
+	ck_assert_msg(st_open(&f, p, err) == 0, "%s", err);
+	const mh_tensor *w = st_find(&f, "w"), *v = st_find(&f, "v");
+	ck_assert_int_eq(w->dtype, MH_Q8_0);
+	ck_assert_int_eq(w->shape[0], 2);
+	ck_assert_int_eq(w->shape[1], 32);
+	ck_assert_int_eq(w->nelem, 64);
+	ck_assert_uint_eq(w->nbytes, 68);
+	ck_assert_int_eq(v->dtype, MH_Q4_0);
+	ck_assert_int_eq(v->shape[1], 64);
+	/* written back, the same bytes and dtypes */
+	char q[4200];
+	snprintf(q, sizeof q, "%s/q2.safetensors", tmp);
+	mh_tensor both[2] = { *w, *v };
+	ck_assert_int_eq(st_write(q, both, 2, err), 0);
+	st_file g;
+	ck_assert_msg(st_open(&g, q, err) == 0, "%s", err);
+	ck_assert_int_eq(st_find(&g, "w")->dtype, MH_Q8_0);
+	ck_assert_int_eq(st_find(&g, "v")->shape[1], 64);
+	ck_assert_mem_eq(st_find(&g, "v")->data, v->data, 36);
+	st_close(&g);
+	st_close(&f);
+	free(p);
+	/* the dtype names are not safetensors dtypes */
+	expect_bad("{\"w\":{\"dtype\":\"Q8_0\",\"shape\":[1,32],\"data_offsets\":[0,34]}}", -1, 34,
+		   "unknown dtype");
+	expect_bad("{\"__metadata__\":{\"modelhost.quant.w\":\"q8_0\"},"
+		   "\"w\":{\"dtype\":\"U8\",\"shape\":[1,35],\"data_offsets\":[0,35]}}", -1, 35,
+		   "not a multiple of 34");
+	expect_bad("{\"__metadata__\":{\"modelhost.quant.w\":\"q4_0\"},"
+		   "\"w\":{\"dtype\":\"U8\",\"shape\":[1,34],\"data_offsets\":[0,34]}}", -1, 34,
+		   "not a multiple of 18");
+	expect_bad("{\"__metadata__\":{\"modelhost.quant.w\":\"q5_k\"},"
+		   "\"w\":{\"dtype\":\"U8\",\"shape\":[1,34],\"data_offsets\":[0,34]}}", -1, 34,
+		   "unknown quantization format");
+	expect_bad("{\"__metadata__\":{\"modelhost.quant.nope\":\"q8_0\"},"
+		   "\"w\":{\"dtype\":\"U8\",\"shape\":[1,34],\"data_offsets\":[0,34]}}", -1, 34,
+		   "'nope' is marked quantized in __metadata__ but is not in the file");
+	expect_bad("{\"__metadata__\":{\"modelhost.quant.w\":\"q8_0\"},"
+		   "\"w\":{\"dtype\":\"I16\",\"shape\":[1,17],\"data_offsets\":[0,34]}}", -1, 34,
+		   "not stored as U8");
+	/* data bytes are 0, 1, 2...: a block at 123 has scale 0x7c7b, an F16 NaN */
+	expect_bad("{\"__metadata__\":{\"modelhost.quant.w\":\"q8_0\"},"
+		   "\"w\":{\"dtype\":\"U8\",\"shape\":[1,34],\"data_offsets\":[123,157]}}", -1, 157,
+		   "'w' has a block scale that is not a finite number");
+}
+END_TEST
+
 START_TEST(dtype_conversions)
 {
 	ck_assert_float_eq(mh_bf16_to_f32(0x3f80), 1.0f);
@@ -445,6 +504,7 @@ int main(void)
 	tcase_add_test(tc, hostile_files);
 	tcase_add_test(tc, every_truncation_is_refused);
 	tcase_add_test(tc, write_roundtrip);
+	tcase_add_test(tc, quantized_tensors);
 	tcase_add_test(tc, dtype_conversions);
 	tcase_add_test(tc, sharded_directory);
 	tcase_add_test(tc, bad_directories);

@@ -116,6 +116,74 @@ run "logits" 0 "$MH" logits -m "$F/llama" --ids 1,5,9 -o "$T/l.safetensors" &&
 run "verify with a tight atol fails" 1 "$MH" verify -m "$F/llama" --atol 0 &&
 	{ grep -q MISMATCH "$T/out" && ok "verify reports a mismatch" || bad "verify mismatch output"; }
 
+# --- quantized weights (Q8_0 / Q4_0) ------------------------------------------------------
+# The issue's measure: the bundled model over the reference story without
+# its final newline (as the issue's figures were computed), windows of 256,
+# KL against F32.
+TXT="$T/stories.txt"
+printf '%s' "$(cat "$(data fixtures/text/stories.txt)")" >"$TXT"
+M260=${G%/golden_greedy.json}
+field() { sed -n "s/^$1: *\([0-9.]*\).*/\1/p" "$T/out"; }
+# within NAME VALUE LO HI
+within() {
+	if awk -v v="$2" -v lo="$3" -v hi="$4" 'BEGIN { exit !(v != "" && v >= lo && v <= hi) }'; then
+		ok "$1 ($2)"
+	else
+		bad "$1: '$2' not in [$3, $4]"
+	fi
+}
+run "perplexity F32" 0 "$MH" perplexity -f "$TXT" -m "$M260" -c 256 \
+	--save-kl-base "$T/base.st" && within "perplexity F32 is the reference's 3.806" \
+	"$(field perplexity)" 3.800 3.811
+run "perplexity q8_0" 0 "$MH" perplexity -f "$TXT" -m "$M260" -c 256 \
+	--quant q8_0 --kl-base "$T/base.st" && cp "$T/out" "$T/ppl-q8" && {
+	within "q8_0 mean KL at most 0.001" "$(field 'mean KL')" 0 0.001
+	within "q8_0 top-1 agreement at least 98%" "$(field 'top-1 agreement')" 98 100
+	within "q8_0 perplexity" "$(field perplexity)" 3.78 3.83
+}
+run "perplexity q4_0" 0 "$MH" perplexity -f "$TXT" -m "$M260" -c 256 \
+	--quant q4_0 --quant-io q4_0 --kl-base "$T/base.st" &&
+	within "q4_0 everywhere: perplexity at most 4.20" "$(field perplexity)" 3.9 4.20
+run "perplexity q4_0, output layer q8_0" 0 "$MH" perplexity -f "$TXT" -c 256 \
+	-m "$M260" --quant q4_0 &&
+	within "q4_0 default: perplexity at most 4.20" "$(field perplexity)" 3.9 4.20
+error "perplexity against another window" "saved for another text" "$MH" perplexity -f "$TXT" \
+	-m "$M260" -c 128 --kl-base "$T/base.st"
+error "perplexity of a tiny text" "nothing to score" "$MH" perplexity -f /dev/null \
+	-m "$M260"
+error "--quant q5_k" "--quant expects q8_0 or q4_0, not 'q5_k'" "$MH" generate --quant q5_k -n 1
+error "quantize needs --quant" "--quant are required" "$MH" quantize -m "$M260" \
+	-o "$T/q8"
+run "quantize" 0 "$MH" quantize -m "$M260" -o "$T/q8" --quant q8_0 &&
+	[ -f "$T/q8/tokenizer.json" ] && [ -f "$T/q8/config.json" ] && ok "quantize copies the side files"
+run "a quantized checkpoint measures as --quant" 0 "$MH" perplexity -f "$TXT" -m "$T/q8" -c 256 \
+	--kl-base "$T/base.st" && { cmp -s "$T/out" "$T/ppl-q8" && ok "quantized file = --quant q8_0" ||
+		bad "quantized file: $(cat "$T/out") vs $(cat "$T/ppl-q8")"; }
+run "info on a quantized checkpoint" 0 "$MH" info "$T/q8" &&
+	{ grep -q "Q8_0 7[0-9]" "$T/out" && ok "info shows Q8_0" || bad "info: $(cat "$T/out")"; }
+error "quantize over a model" "not overwriting" "$MH" quantize -m "$M260" \
+	-o "$T/q8" --quant q4_0
+run "info --quant" 0 "$MH" info --quant q4_0 "$M260" &&
+	{ grep -q "down_proj.weight *F32 *\[64, 172\] (rows not a multiple of 32)" "$T/out" &&
+		grep -q "gate_proj.weight *Q4_0" "$T/out" && grep -q "embed_tokens.weight *Q8_0" "$T/out" &&
+		ok "info lists what was quantized" || bad "info --quant: $(cat "$T/out")"; }
+cp "$T/q8/model.safetensors" "$T/q8.st"
+python3 - "$T/q8/model.safetensors" <<'PY' && error "a NaN scale" "not a finite number" "$MH" info "$T/q8"
+import json, struct, sys
+p = sys.argv[1]
+b = bytearray(open(p, "rb").read())
+n = struct.unpack("<Q", b[:8])[0]
+h = json.loads(b[8:8 + n])
+name = next(k for k in h if k != "__metadata__" and "q_proj" in k)
+b[8 + n + h[name]["data_offsets"][0] + 1] = 0x7e
+open(p, "wb").write(b)
+PY
+cp "$T/q8.st" "$T/q8/model.safetensors"
+for m in llama llama-bf16 mistral-swa-sharded phi2 phi3 qwen2-tied qwen3-headdim; do
+	run "verify --quant q8_0 $m" 0 "$MH" verify -m "$F/$m" --quant q8_0 --atol 0.2 &&
+		ok "verify --quant q8_0 $m"
+done
+
 # --- an operator swaps a plugin under a running host ---------------------------------
 # The toy test plugin (logits = toy.logits, so greedy decoding repeats id 1)
 # serves a long-running `generate -i`; version 2 is installed over it the way

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -111,6 +112,9 @@ static const struct {
 	[MH_F64] = { "F64", 8 },  [MH_I64] = { "I64", 8 },  [MH_I32] = { "I32", 4 },
 	[MH_I16] = { "I16", 2 },  [MH_I8] = { "I8", 1 },    [MH_U8] = { "U8", 1 },
 	[MH_BOOL] = { "BOOL", 1 },
+	/* block formats: no element size (mh_row_bytes), and no safetensors
+	 * dtype of their own (a quantized file stores them as U8) */
+	[MH_Q8_0] = { "Q8_0", 0 }, [MH_Q4_0] = { "Q4_0", 0 },
 };
 
 size_t mh_dtype_size(mh_dtype t)
@@ -126,11 +130,36 @@ const char *mh_dtype_name(mh_dtype t)
 int mh_dtype_from_name(const char *name, mh_dtype *out)
 {
 	for (int i = 0; i < MH_DTYPE_COUNT; i++)
-		if (strcmp(name, dtypes[i].name) == 0) {
+		if (dtypes[i].size && strcmp(name, dtypes[i].name) == 0) {
 			*out = (mh_dtype)i;
 			return 0;
 		}
 	return -1;
+}
+
+int mh_dtype_is_quant(mh_dtype t)
+{
+	return t == MH_Q8_0 || t == MH_Q4_0;
+}
+
+int mh_quant_from_name(const char *name, mh_dtype *out)
+{
+	if (strcasecmp(name, "q8_0") == 0)
+		*out = MH_Q8_0;
+	else if (strcasecmp(name, "q4_0") == 0)
+		*out = MH_Q4_0;
+	else
+		return -1;
+	return 0;
+}
+
+size_t mh_row_bytes(mh_dtype t, int64_t cols)
+{
+	if (t == MH_Q8_0)
+		return (size_t)(cols / MH_QBLOCK) * sizeof(mh_block_q8_0);
+	if (t == MH_Q4_0)
+		return (size_t)(cols / MH_QBLOCK) * sizeof(mh_block_q4_0);
+	return (size_t)cols * mh_dtype_size(t);
 }
 
 int mh_dtype_is_float(mh_dtype t)

@@ -29,6 +29,13 @@ size_t mh_dtype_size(mh_dtype t);
 const char *mh_dtype_name(mh_dtype t);
 int mh_dtype_from_name(const char *name, mh_dtype *out);
 int mh_dtype_is_float(mh_dtype t);
+/* Q8_0 or Q4_0 (since ABI 1.2): blocks of MH_QBLOCK weights along a row. */
+int mh_dtype_is_quant(mh_dtype t);
+/* "q8_0" / "q4_0" (any case) to the dtype; -1 for anything else. */
+int mh_quant_from_name(const char *name, mh_dtype *out);
+/* Bytes of a row of cols weights (for a block format, cols a multiple of
+ * MH_QBLOCK). */
+size_t mh_row_bytes(mh_dtype t, int64_t cols);
 
 /* Scalar conversions. */
 static inline float mh_bf16_to_f32(uint16_t h)

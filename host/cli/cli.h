@@ -18,6 +18,9 @@ enum {
 	OPT_TOKENIZER,
 	OPT_IDS,
 	OPT_JSON,
+	OPT_QUANT,
+	OPT_QUANT_IO,
+	OPT_PRECISE,
 	OPT_FIRST_COMMAND_OPT /* commands number their own options from here */
 };
 
@@ -27,6 +30,9 @@ enum {
 	{ "threads", required_argument, NULL, 't' },                          \
 	{ "ctx-size", required_argument, NULL, 'c' },                         \
 	{ "verbose", no_argument, NULL, 'v' },                                \
+	{ "quant", required_argument, NULL, OPT_QUANT },                      \
+	{ "quant-io", required_argument, NULL, OPT_QUANT_IO },                \
+	{ "precise", no_argument, NULL, OPT_PRECISE },                        \
 	{ "help", no_argument, NULL, 'h' }
 #define COMMON_SHORT_OPTIONS "t:c:vh"
 
@@ -36,12 +42,20 @@ typedef struct cli_common {
 	const char *plugin;   /* --plugin NAME */
 	int threads;          /* 0: all cores */
 	int n_ctx;            /* 0: the model's */
+	session_quant quant;  /* --quant, --quant-io */
+	int quant_io_set;
 	const char *cmd;
 } cli_common;
 
 /* Handle a shared option; 1 if it was one, 0 if not, -1 on a bad value
  * (message printed). */
 int cli_common_opt(cli_common *o, int c, const char *arg);
+/* Parse the shared options plus the command's own (own returns 0 when it
+ * took the option); returns the index of the first operand, or -1
+ * (message printed) / -2 (help printed). */
+typedef int (*cli_own_opt_fn)(void *ctx, int c, const char *arg);
+int cli_parse(cli_common *o, int argc, char **argv, const char *shortopts,
+	      const struct option *longopts, cli_own_opt_fn own, void *ctx, const char *help);
 /* Build the registry in the standard search order and scan it. */
 mh_registry *cli_registry(cli_common *o);
 /* Load a model; prints the error and returns NULL on failure. */
@@ -67,5 +81,7 @@ int cmd_detokenize(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_perplexity(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
 
 #endif

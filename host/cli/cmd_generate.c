@@ -321,7 +321,7 @@ static void reload(cli_common *o, mh_registry *r, const char *dir, mh_session **
 	mh_session *ns = NULL;
 	if (l) { /* session_open makes the same choice and takes its own reference */
 		plugin_lib_unref(l);
-		ns = session_open(r, dir, o->plugin, o->n_ctx, err);
+		ns = session_open_quant(r, dir, o->plugin, o->n_ctx, &o->quant, err);
 	}
 	if (!ns) {
 		fprintf(stderr, "modelhost: reload: %s; %s keeps serving %s\n", err,

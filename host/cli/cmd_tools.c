@@ -14,38 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Parse the shared options plus the command's own; returns the index of
- * the first operand, or -1 (message printed) / -2 (help printed). */
-typedef int (*own_opt_fn)(void *ctx, int c, const char *arg);
-
 static int parse(cli_common *o, int argc, char **argv, const char *shortopts,
-		 const struct option *longopts, own_opt_fn own, void *ctx, const char *help)
+		 const struct option *longopts, cli_own_opt_fn own, void *ctx, const char *help)
 {
-	optind = 1;
-	opterr = 0;
-	int c;
-	char shorts[64];
-	snprintf(shorts, sizeof shorts, "+%s%s", COMMON_SHORT_OPTIONS, shortopts);
-	while ((c = getopt_long(argc, argv, shorts, longopts, NULL)) != -1) {
-		if (c == 'h') {
-			fputs(help, stdout);
-			return -2;
-		}
-		if (c == '?' || c == ':') {
-			if (optopt && optopt < 256)
-				cli_fail("%s: invalid option or missing value: -%c", o->cmd, optopt);
-			else
-				cli_fail("%s: invalid option or missing value: %s", o->cmd, argv[optind - 1]);
-			cli_usage(o->cmd, help);
-			return -1;
-		}
-		int r = cli_common_opt(o, c, optarg);
-		if (r < 0)
-			return -1;
-		if (r == 0 && (!own || own(ctx, c, optarg) != 0))
-			return -1;
-	}
-	return optind;
+	return cli_parse(o, argc, argv, shortopts, longopts, own, ctx, help);
 }
 
 /* ---- plugins --------------------------------------------------------------- */
@@ -165,6 +137,31 @@ static int model_opt(void *ctx, int c, const char *arg)
 	return 0;
 }
 
+/* t as the plugin got it: converted at load (--quant), or as stored */
+static const mh_tensor *loaded_as(const mh_dir *d, const mh_tensor *t)
+{
+	for (int k = 0; k < d->n_conv; k++)
+		if (strcmp(d->conv[k]->name, t->name) == 0)
+			return d->conv[k];
+	return t;
+}
+
+/* With --quant: every matrix, and what it became or why it stayed. */
+static void print_quantized(const mh_dir *d)
+{
+	printf("quantized:      %d tensors; the matrices:\n", d->n_conv);
+	for (int i = 0; i < d->n_tensors; i++) {
+		const mh_tensor *t = d->index[i], *l = loaded_as(d, t);
+		if (t->ndim != 2)
+			continue;
+		const char *why = l != t ? "" : t->shape[1] % MH_QBLOCK ? " (rows not a multiple of 32)"
+					 : mh_dtype_is_quant(t->dtype) ? " (stored so)"
+					 : " (kept)";
+		printf("  %-48s %-5s [%lld, %lld]%s\n", t->name, mh_dtype_name(l->dtype),
+		       (long long)t->shape[0], (long long)t->shape[1], why);
+	}
+}
+
 int cmd_info(int argc, char **argv)
 {
 	static const struct option lo[] = { COMMON_LONG_OPTIONS,
@@ -172,7 +169,8 @@ int cmd_info(int argc, char **argv)
 	static const char help[] =
 		"Usage: modelhost info [-m] DIR\n"
 		"Which plugin claims the model and why, its architecture, parameter count,\n"
-		"dtypes, bytes, context length and KV cache size.\n";
+		"dtypes, bytes, context length and KV cache size; with --quant, which\n"
+		"matrices were quantized and which were not, and why.\n";
 	cli_common o = { .cmd = "info" };
 	const char *dir = NULL;
 	int first = parse(&o, argc, argv, "m:", lo, model_opt, &dir, help);
@@ -195,9 +193,10 @@ int cmd_info(int argc, char **argv)
 	size_t bytes = 0;
 	int64_t per_dtype[MH_DTYPE_COUNT] = { 0 };
 	for (int i = 0; i < d->n_tensors; i++) {
-		params += d->index[i]->nelem;
-		bytes += d->index[i]->nbytes;
-		per_dtype[d->index[i]->dtype] += d->index[i]->nelem;
+		const mh_tensor *t = loaded_as(d, d->index[i]);
+		params += t->nelem;
+		bytes += t->nbytes;
+		per_dtype[t->dtype] += t->nelem;
 	}
 	const char *arch = modeldir_architecture(d);
 	const cJSON *mt = modeldir_config(d, "model_type");
@@ -223,6 +222,8 @@ int cmd_info(int argc, char **argv)
 	for (int i = 0; i < s->n_eos; i++)
 		printf(" %d", s->eos[i]);
 	printf("\n");
+	if (d->quant != MH_F32 || d->quant_io != MH_F32)
+		print_quantized(d);
 	session_close(s);
 	registry_free(r);
 	free(def);

@@ -4,6 +4,7 @@
 #include "cli/cli.h"
 #include "plugin/paths.h"
 #include "plugin/services.h"
+#include "compute/kernels.h"
 #include "base/util.h"
 
 #include <errno.h>
@@ -77,9 +78,57 @@ int cli_common_opt(cli_common *o, int c, const char *arg)
 	case 'v':
 		services_set_verbosity(MH_LOG_DEBUG);
 		return 1;
+	case OPT_QUANT:
+		if (mh_quant_from_name(arg, &o->quant.quant) != 0) {
+			cli_fail("%s: --quant expects q8_0 or q4_0, not '%s'", o->cmd, arg);
+			return -1;
+		}
+		return 1;
+	case OPT_QUANT_IO:
+		if (strcmp(arg, "keep") == 0) {
+			o->quant.quant_io = MH_F32;
+		} else if (mh_quant_from_name(arg, &o->quant.quant_io) != 0) {
+			cli_fail("%s: --quant-io expects keep, q8_0 or q4_0, not '%s'", o->cmd, arg);
+			return -1;
+		}
+		o->quant_io_set = 1;
+		return 1;
+	case OPT_PRECISE:
+		kern_set_precise(1);
+		return 1;
 	default:
 		return 0;
 	}
+}
+
+int cli_parse(cli_common *o, int argc, char **argv, const char *shortopts,
+	      const struct option *longopts, cli_own_opt_fn own, void *ctx, const char *help)
+{
+	optind = 1;
+	opterr = 0;
+	int c;
+	char shorts[64];
+	snprintf(shorts, sizeof shorts, "+%s%s", COMMON_SHORT_OPTIONS, shortopts);
+	while ((c = getopt_long(argc, argv, shorts, longopts, NULL)) != -1) {
+		if (c == 'h') {
+			fputs(help, stdout);
+			return -2;
+		}
+		if (c == '?' || c == ':') {
+			if (optopt && optopt < 256)
+				cli_fail("%s: invalid option or missing value: -%c", o->cmd, optopt);
+			else
+				cli_fail("%s: invalid option or missing value: %s", o->cmd, argv[optind - 1]);
+			cli_usage(o->cmd, help);
+			return -1;
+		}
+		int r = cli_common_opt(o, c, optarg);
+		if (r < 0)
+			return -1;
+		if (r == 0 && (!own || own(ctx, c, optarg) != 0))
+			return -1;
+	}
+	return optind;
 }
 
 mh_registry *cli_registry(cli_common *o)
@@ -97,7 +146,11 @@ mh_registry *cli_registry(cli_common *o)
 mh_session *cli_open_model(cli_common *o, mh_registry *r, const char *dir)
 {
 	char err[MH_ERRLEN] = "";
-	mh_session *s = session_open(r, dir, o->plugin, o->n_ctx, err);
+	/* the embedding table and output layer: Q8_0 unless told, as
+	 * llama.cpp keeps its output layer at the higher precision */
+	if (!o->quant_io_set)
+		o->quant.quant_io = o->quant.quant != MH_F32 ? MH_Q8_0 : MH_F32;
+	mh_session *s = session_open_quant(r, dir, o->plugin, o->n_ctx, &o->quant, err);
 	if (!s)
 		cli_fail("%s", err);
 	return s;

@@ -23,6 +23,8 @@ static const struct command {
 	{ "logits", cmd_logits, "write the logits of a token sequence to a safetensors file" },
 	{ "verify", cmd_verify, "check a model against reference logits (expected.safetensors)" },
 	{ "bench", cmd_bench, "measure prompt processing and generation speed" },
+	{ "perplexity", cmd_perplexity, "perplexity of a text, and KL divergence from a saved run" },
+	{ "quantize", cmd_quantize, "write a copy of a model with Q8_0 or Q4_0 weights" },
 };
 
 static void usage(FILE *f)
@@ -38,6 +40,10 @@ static void usage(FILE *f)
 		   "  -t, --threads N    worker threads (default: all cores)\n"
 		   "  -c, --ctx-size N   KV cache positions (default: the model's context)\n"
 		   "  -v, --verbose      say more on stderr\n"
+		   "  --quant q8_0|q4_0  quantize the 2-D weights at load (commands that load a model)\n"
+		   "  --quant-io T       the embedding table and output layer: keep, q8_0 (default\n"
+		   "                     with --quant) or q4_0\n"
+		   "  --precise          F32 activations with quantized weights (for verification)\n"
 		   "  -h, --help         help for a command\n"
 		   "  --version          print the version and plugin ABI (alone, before any command)\n\n"
 		   "Plugins are searched in --plugin-dir, $MODELHOST_PLUGIN_PATH,\n"

@@ -1,5 +1,6 @@
 /* kernels.c - see kernels.h. */
 #include "compute/kernels.h"
+#include "compute/quant.h"
 #include "base/util.h"
 
 #include <math.h>
@@ -25,9 +26,33 @@ static inline float load_scalar(mh_dtype dt, const void *w, int64_t i)
 	}
 }
 
+/* --precise: quantized weights multiply F32 activations (kern_set_precise) */
+static _Atomic int precise;
+
+/* Quantized rows: each row against each token's x, the row read from
+ * memory for the first token and from L1 for the rest; a token's sum is
+ * the same whatever the others (quant.h gives the order). */
+static void rows_quant_scalar(mh_dtype dt, float *y, int64_t ldy, const float *x, int64_t ldx,
+			      int n, const void *w, int64_t r0, int64_t r1, int64_t cols)
+{
+	size_t rb = mh_row_bytes(dt, cols);
+	int exact = atomic_load_explicit(&precise, memory_order_relaxed);
+	for (int64_t r = r0; r < r1; r++) {
+		const char *wr = (const char *)w + r * rb;
+		for (int t = 0; t < n; t++)
+			y[t * ldy + r] = exact ? quant_dot_f32_ref(dt, wr, x + t * ldx, cols)
+					       : quant_dot_ref(dt, wr, (const char *)x + t * QX_BYTES(cols),
+							       cols);
+	}
+}
+
 static void rows_scalar(mh_dtype dt, float *y, int64_t ldy, const float *x, int64_t ldx, int n,
 			const void *w, int64_t r0, int64_t r1, int64_t cols)
 {
+	if (mh_dtype_is_quant(dt)) {
+		rows_quant_scalar(dt, y, ldy, x, ldx, n, w, r0, r1, cols);
+		return;
+	}
 	for (int64_t r = r0; r < r1; r++) {
 		for (int t0 = 0; t0 < n; t0 += 4) {
 			int nt = n - t0 < 4 ? n - t0 : 4;
@@ -45,6 +70,10 @@ static void rows_scalar(mh_dtype dt, float *y, int64_t ldy, const float *x, int6
 
 static void to_f32_scalar(mh_dtype dt, float *dst, const void *src, int64_t n)
 {
+	if (mh_dtype_is_quant(dt)) {
+		dequant_row(dt, dst, src, n);
+		return;
+	}
 	if (dt == MH_F32) {
 		memcpy(dst, src, n * sizeof(float));
 		return;
@@ -467,6 +496,156 @@ static TGT_INLINE void rows_dt(mh_dtype dt, float *y, int64_t ldy, const float *
 	}
 }
 
+/* ---- Q8_0 / Q4_0 ------------------------------------------------------------------ */
+
+/* A block's 32 products of weights by 8-bit activations as eight int32
+ * partial sums (exact).  Q8_0: vpmaddubsw needs an unsigned operand, so
+ * |w| times x with w's sign (|-128| is 128 unsigned: a foreign file's
+ * -128 is fine); Q4_0: the nibbles are unsigned already, the offset of 8
+ * comes off later (quant_x's block sums). */
+static TGT_INLINE __m256i bsum_q8_0(const mh_block_q8_0 *b, const int8_t *xq)
+{
+	__m256i w = _mm256_loadu_si256((const __m256i *)b->qs);
+	__m256i x = _mm256_load_si256((const __m256i *)xq);
+	__m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
+	return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+}
+
+static TGT_INLINE __m256i q4_nibbles(const mh_block_q4_0 *b)
+{
+	__m128i q = _mm_loadu_si128((const __m128i *)b->qs);
+	return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), _mm256_set1_epi8(15));
+}
+
+static TGT_INLINE __m256i bsum_q4_0(const mh_block_q4_0 *b, const int8_t *xq)
+{
+	__m256i p = _mm256_maddubs_epi16(q4_nibbles(b), _mm256_load_si256((const __m256i *)xq));
+	return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+}
+
+/* [sum of v[0], ..., sum of v[7]] */
+static TGT_INLINE __m256i hsum_8x8(const __m256i *v)
+{
+	__m256i a = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+	__m256i b = _mm256_hadd_epi32(_mm256_hadd_epi32(v[4], v[5]), _mm256_hadd_epi32(v[6], v[7]));
+	return _mm256_add_epi32(_mm256_permute2x128_si256(a, b, 0x20),
+				_mm256_permute2x128_si256(a, b, 0x31));
+}
+
+/* One row of nb blocks against one token's 8-bit x (quant_x), in
+ * quant_dot_ref's order: eight blocks a step, block k's sum into lane k. */
+static TGT_INLINE float qdot_avx2(mh_dtype dt, const void *w, const void *qx, int64_t cols)
+{
+	const int8_t *xq = qx_q(qx);
+	const float *xd = qx_d(qx, cols);
+	const int32_t *xs = qx_sum(qx, cols);
+	const int64_t nb = cols / MH_QBLOCK;
+	const size_t bs = dt == MH_Q8_0 ? sizeof(mh_block_q8_0) : sizeof(mh_block_q4_0);
+	const char *wb = w;
+	__m256 acc = _mm256_setzero_ps();
+	for (int64_t g = 0; g < nb; g += 8) {
+		int k = nb - g < 8 ? (int)(nb - g) : 8;
+		__m256i v[8];
+		uint16_t ds[8] = { 0 };
+		PF(wb + (size_t)g * bs + PF_DIST);
+		PF(wb + (size_t)g * bs + PF_DIST + 64);
+		PF(wb + (size_t)g * bs + PF_DIST + 128);
+		if (dt == MH_Q8_0)
+			PF(wb + (size_t)g * bs + PF_DIST + 192);
+		for (int i = 0; i < 8; i++) {
+			const void *b = wb + (size_t)(g + i) * bs;
+			if (i >= k) {
+				v[i] = _mm256_setzero_si256();
+				continue;
+			}
+			v[i] = dt == MH_Q8_0 ? bsum_q8_0(b, xq + (g + i) * MH_QBLOCK)
+					     : bsum_q4_0(b, xq + (g + i) * MH_QBLOCK);
+			memcpy(&ds[i], b, 2);
+		}
+		__m256i sum = hsum_8x8(v);
+		__m256 dx;
+		if (k == 8) {
+			dx = _mm256_loadu_ps(xd + g);
+			if (dt == MH_Q4_0)
+				sum = _mm256_sub_epi32(sum, _mm256_slli_epi32(
+					_mm256_loadu_si256((const __m256i *)(xs + g)), 3));
+		} else {
+			float t[8] = { 0 };
+			int32_t o[8] = { 0 };
+			for (int i = 0; i < k; i++) {
+				t[i] = xd[g + i];
+				o[i] = dt == MH_Q4_0 ? 8 * xs[g + i] : 0;
+			}
+			dx = _mm256_loadu_ps(t);
+			sum = _mm256_sub_epi32(sum, _mm256_loadu_si256((const __m256i *)o));
+		}
+		__m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)ds)), dx);
+		acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sum), acc);
+	}
+	return hsum8(acc);
+}
+
+/* A block's 32 weights as floats (scale * value), by eight. */
+static TGT_INLINE void block_f32(mh_dtype dt, const void *b, __m256 *w)
+{
+	__m256 d;
+	__m256i q;
+	if (dt == MH_Q8_0) {
+		d = _mm256_set1_ps(_cvtsh_ss(((const mh_block_q8_0 *)b)->d));
+		q = _mm256_loadu_si256((const __m256i *)((const mh_block_q8_0 *)b)->qs);
+	} else {
+		d = _mm256_set1_ps(_cvtsh_ss(((const mh_block_q4_0 *)b)->d));
+		q = _mm256_sub_epi8(q4_nibbles(b), _mm256_set1_epi8(8));
+	}
+	__m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
+	w[0] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo)), d);
+	w[1] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8))), d);
+	w[2] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi)), d);
+	w[3] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8))), d);
+}
+
+/* --precise: against F32 x, in quant_dot_f32_ref's order. */
+static TGT_INLINE float qdot_f32_avx2(mh_dtype dt, const void *w, const float *x, int64_t cols)
+{
+	const size_t bs = dt == MH_Q8_0 ? sizeof(mh_block_q8_0) : sizeof(mh_block_q4_0);
+	__m256 a[4] = { _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+			_mm256_setzero_ps() };
+	for (int64_t b = 0; b < cols / MH_QBLOCK; b++) {
+		__m256 wv[4];
+		block_f32(dt, (const char *)w + (size_t)b * bs, wv);
+#pragma GCC unroll 4
+		for (int k = 0; k < 4; k++)
+			a[k] = _mm256_fmadd_ps(wv[k], _mm256_loadu_ps(x + b * MH_QBLOCK + 8 * k), a[k]);
+	}
+	return hsum8(_mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3])));
+}
+
+static TGT_INLINE void rows_quant_dt(mh_dtype dt, float *y, int64_t ldy, const float *x,
+				     int64_t ldx, int n, const void *w, int64_t r0, int64_t r1,
+				     int64_t cols)
+{
+	size_t rb = mh_row_bytes(dt, cols);
+	int exact = atomic_load_explicit(&precise, memory_order_relaxed);
+	for (int64_t r = r0; r < r1; r++) {
+		const char *wr = (const char *)w + r * rb;
+		for (int t = 0; t < n; t++)
+			y[t * ldy + r] = exact ? qdot_f32_avx2(dt, wr, x + t * ldx, cols)
+					       : qdot_avx2(dt, wr, (const char *)x + t * QX_BYTES(cols),
+							   cols);
+	}
+}
+
+static TGT void dequant_avx2(mh_dtype dt, float *dst, const void *src, int64_t n)
+{
+	const size_t bs = dt == MH_Q8_0 ? sizeof(mh_block_q8_0) : sizeof(mh_block_q4_0);
+	for (int64_t b = 0; b < n / MH_QBLOCK; b++) {
+		__m256 wv[4];
+		block_f32(dt, (const char *)src + (size_t)b * bs, wv);
+		for (int k = 0; k < 4; k++)
+			_mm256_storeu_ps(dst + b * MH_QBLOCK + 8 * k, wv[k]);
+	}
+}
+
 static TGT void rows_avx2(mh_dtype dt, float *y, int64_t ldy, const float *x, int64_t ldx,
 			  int n, const void *w, int64_t r0, int64_t r1, int64_t cols)
 {
@@ -474,12 +653,18 @@ static TGT void rows_avx2(mh_dtype dt, float *y, int64_t ldy, const float *x, in
 	case MH_F32: rows_dt(MH_F32, y, ldy, x, ldx, n, w, r0, r1, cols); break;
 	case MH_F16: rows_dt(MH_F16, y, ldy, x, ldx, n, w, r0, r1, cols); break;
 	case MH_BF16: rows_dt(MH_BF16, y, ldy, x, ldx, n, w, r0, r1, cols); break;
+	case MH_Q8_0: rows_quant_dt(MH_Q8_0, y, ldy, x, ldx, n, w, r0, r1, cols); break;
+	case MH_Q4_0: rows_quant_dt(MH_Q4_0, y, ldy, x, ldx, n, w, r0, r1, cols); break;
 	default: rows_scalar(dt, y, ldy, x, ldx, n, w, r0, r1, cols);
 	}
 }
 
 static TGT void to_f32_avx2(mh_dtype dt, float *dst, const void *src, int64_t n)
 {
+	if (mh_dtype_is_quant(dt)) {
+		dequant_avx2(dt, dst, src, n);
+		return;
+	}
 	int64_t i = 0;
 	if (dt == MH_F16) {
 		for (; i + 16 <= n; i += 16) {
@@ -727,17 +912,37 @@ static TGT uint64_t read_avx2(const void *p, int64_t n, int way)
 
 /* ---- dispatch ------------------------------------------------------------------------ */
 
+/* Quantized weights (unless --precise): x to 8 bits per token, QX_BYTES
+ * apart (quant_x), the same for every kernel set; NULL for other dtypes. */
+static const float *prepare_x_quant(mh_dtype dt, const float *x, int n, int64_t cols, float *buf)
+{
+	if (!mh_dtype_is_quant(dt) || atomic_load_explicit(&precise, memory_order_relaxed))
+		return NULL;
+	for (int t = 0; t < n; t++)
+		quant_x((char *)buf + t * QX_BYTES(cols), x + t * cols, cols);
+	return buf;
+}
+
+/* kern_x_key's value for x quantized by prepare_x_quant */
+#define X_KEY_QUANT (-1)
+
+static int x_key_quant(mh_dtype dt)
+{
+	return mh_dtype_is_quant(dt) && !atomic_load_explicit(&precise, memory_order_relaxed);
+}
+
 static const float *prepare_x_scalar(mh_dtype dt, const void *w, const float *x, int n,
 				     int64_t cols, float *buf)
 {
-	(void)dt, (void)w, (void)n, (void)cols, (void)buf;
-	return x;
+	(void)w;
+	const float *q = prepare_x_quant(dt, x, n, cols, buf);
+	return q ? q : x;
 }
 
 static int x_key_scalar(mh_dtype dt, const void *w, int n, int64_t cols)
 {
-	(void)dt, (void)w, (void)n, (void)cols;
-	return 0;
+	(void)w, (void)n, (void)cols;
+	return x_key_quant(dt) ? X_KEY_QUANT : 0;
 }
 
 #ifdef HAVE_X86_KERNELS
@@ -747,6 +952,10 @@ static int x_key_scalar(mh_dtype dt, const void *w, int n, int64_t cols)
 static const float *prepare_x_avx2(mh_dtype dt, const void *w, const float *x, int n,
 				   int64_t cols, float *buf)
 {
+	if (mh_dtype_is_quant(dt)) {
+		const float *q = prepare_x_quant(dt, x, n, cols, buf);
+		return q ? q : x;
+	}
 	if (n != 1)
 		return x;
 	int64_t h = peel_1(dt, w, cols);
@@ -762,6 +971,8 @@ static const float *prepare_x_avx2(mh_dtype dt, const void *w, const float *x, i
 
 static int x_key_avx2(mh_dtype dt, const void *w, int n, int64_t cols)
 {
+	if (mh_dtype_is_quant(dt))
+		return x_key_quant(dt) ? X_KEY_QUANT : 0;
 	return n != 1 ? 0 : (int)dt * 64 + (int)peel_1(dt, w, cols) + 1;
 }
 
@@ -844,6 +1055,16 @@ int kern_select(const char *name)
 			return 0;
 		}
 	return -1;
+}
+
+void kern_set_precise(int on)
+{
+	atomic_store_explicit(&precise, on != 0, memory_order_relaxed);
+}
+
+int kern_precise(void)
+{
+	return atomic_load_explicit(&precise, memory_order_relaxed);
 }
 
 const char *kern_name(void)

@@ -12,8 +12,12 @@
 #include <stdint.h>
 
 /* y[t * ldy + r] = dot(row r of w, x + t * ldx) for r in [r0, r1), t < n.
- * w is rows x cols of dtype F32, F16 or BF16; each weight row is read once
- * for all n tokens.  x is as kern_prepare_x returned it for the same dt, n
+ * w is rows x cols of dtype F32, F16, BF16, Q8_0 or Q4_0; each weight row
+ * is read from memory once for all n tokens, and a token's results do not
+ * depend on n or on the other tokens.  Quantized weights multiply x
+ * quantized to 8 bits per block (quant_x, ggml's way), unless
+ * kern_set_precise(1): then F32 x; either way every kernel set gives the
+ * same bits (quant.h).  x is as kern_prepare_x returned it for the same dt, n
  * and cols, with the same kernel set in use. */
 void kern_rows(mh_dtype dt, float *y, int64_t ldy, const float *x, int64_t ldx, int n,
 	       const void *w, int64_t r0, int64_t r1, int64_t cols);
@@ -55,6 +59,9 @@ uint64_t kern_read(const void *p, int64_t n, int way);
 int64_t kern_argmax(const float *x, int64_t n);
 void kern_silu_mul(float *gate, const float *up, int64_t n);
 void kern_add(float *y, const float *x, int64_t n);
+/* --precise: quantized weights multiply F32 activations from now on. */
+void kern_set_precise(int on);
+int kern_precise(void);
 /* Name of the kernel set in use: "avx2" or "scalar". */
 const char *kern_name(void);
 /* Use the named set from now on; -1 if the CPU lacks it or there is no

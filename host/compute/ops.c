@@ -125,6 +125,11 @@ static void convert_rows(void *ctx, int64_t b, int64_t e, int thread)
 
 void ops_to_f32(float *dst, const mh_tensor *t, int64_t first, int64_t count)
 {
+	if (mh_dtype_is_quant(t->dtype)) { /* first and count are whole blocks */
+		kern_to_f32(t->dtype, dst, (const char *)t->data + mh_row_bytes(t->dtype, first),
+			    count);
+		return;
+	}
 	if (!mh_dtype_is_float(t->dtype) || t->dtype == MH_F64) {
 		memset(dst, 0, count * sizeof(float));
 		return;

@@ -191,8 +191,25 @@ fail:
 
 void modeldir_populate(mh_dir *d)
 {
-	for (int i = 0; i < d->n_shards; i++)
-		st_populate(&d->shards[i]);
+	if (!d->replaced) {
+		for (int i = 0; i < d->n_shards; i++)
+			st_populate(&d->shards[i]);
+		return;
+	}
+	for (int i = 0; i < d->n_tensors; i++)
+		if (!d->replaced[i])
+			st_populate_range(&d->shards[d->index_shard[i]], d->index[i]->data,
+					  d->index[i]->nbytes);
+}
+
+void modeldir_drop(mh_dir *d, int i)
+{
+	if (!d->replaced)
+		d->replaced = calloc(d->n_tensors ? d->n_tensors : 1, 1);
+	if (!d->replaced)
+		return;
+	d->replaced[i] = 1;
+	st_drop_range(&d->shards[d->index_shard[i]], d->index[i]->data, d->index[i]->nbytes);
 }
 
 void modeldir_close(mh_dir *d)
@@ -204,6 +221,12 @@ void modeldir_close(mh_dir *d)
 	for (int i = 0; i < d->n_vec_copies; i++)
 		free(d->vec_copies[i]);
 	free(d->vec_copies);
+	for (int i = 0; i < d->n_conv; i++) {
+		free((void *)d->conv[i]->data);
+		free(d->conv[i]);
+	}
+	free(d->conv);
+	free(d->replaced);
 	free(d->shards);
 	free(d->index);
 	free(d->index_shard);
@@ -226,6 +249,11 @@ static int find_index(const mh_dir *d, const char *name)
 			lo = mid + 1;
 	}
 	return -1;
+}
+
+int modeldir_find(const mh_dir *d, const char *name)
+{
+	return find_index(d, name);
 }
 
 const mh_tensor *modeldir_tensor(const mh_dir *d, const char *name)

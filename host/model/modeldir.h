@@ -23,16 +23,30 @@ struct mh_dir {
 	int n_tensors;
 	void **vec_copies;       /* vec_f32 conversions, freed with the dir */
 	int n_vec_copies;
+	/* --quant (host/plugin/quantize.c): the dtype for 2-D weights and for
+	 * the embedding table and output layer (MH_F32: none, keep them) */
+	mh_dtype quant, quant_io;
+	int quant_ok;            /* the plugin takes quantized tensors (ABI >= 1.2) */
+	int quant_notice;        /* "--quant ignored" said once */
+	mh_tensor **conv;        /* weights converted at load, owned; by name */
+	int n_conv;
+	unsigned char *replaced; /* per index entry: its mapped bytes are no longer used */
 	char err[MH_ERRLEN];     /* first error recorded through the services */
 };
 
 /* Open and validate DIR.  NULL + "DIR/FILE: problem" in err. */
 mh_dir *modeldir_open(const char *path, char *err);
 void modeldir_close(mh_dir *d);
-/* Fault every shard's pages in now: once, before the first forward pass. */
+/* Fault every shard's pages in now: once, before the first forward pass
+ * (but not those of tensors replaced by a converted copy). */
 void modeldir_populate(mh_dir *d);
 
 const mh_tensor *modeldir_tensor(const mh_dir *d, const char *name);
+/* Index of a tensor by name, -1 if none. */
+int modeldir_find(const mh_dir *d, const char *name);
+/* Give back the pages of index entry i's mapped bytes (a converted copy
+ * replaces them); populate skips them from now on. */
+void modeldir_drop(mh_dir *d, int i);
 /* The file (relative to the dir) a tensor came from. */
 const char *modeldir_file_of(const mh_dir *d, const mh_tensor *t);
 

@@ -106,6 +106,45 @@ static const char *parse_entry(const cJSON *e, uint64_t data_size, mh_tensor *t,
 	return "";
 }
 
+/* The block bytes of a quantized dtype. */
+static size_t block_bytes(mh_dtype t)
+{
+	return t == MH_Q8_0 ? sizeof(mh_block_q8_0) : sizeof(mh_block_q4_0);
+}
+
+/* Turn the U8 tensors that __metadata__ marks as quantized into their
+ * block dtype (safetensors.h); "" or a problem, naming the tensor in nb. */
+static const char *apply_quant(st_file *f, const cJSON *meta, char *nb, size_t len)
+{
+	const cJSON *e;
+	size_t kl = strlen(ST_QUANT_KEY);
+	cJSON_ArrayForEach(e, meta) {
+		if (!e->string || strncmp(e->string, ST_QUANT_KEY, kl) != 0)
+			continue;
+		printable(e->string + kl, nb, len);
+		mh_tensor *t = (mh_tensor *)st_find(f, e->string + kl);
+		mh_dtype q;
+		if (!t)
+			return "is marked quantized in __metadata__ but is not in the file";
+		if (!cJSON_IsString(e) || mh_quant_from_name(e->valuestring, &q) != 0)
+			return "has an unknown quantization format (expected q8_0 or q4_0)";
+		if (t->dtype != MH_U8 || t->ndim != 2)
+			return "is marked quantized but is not stored as U8 [rows, row bytes]";
+		size_t bs = block_bytes(q);
+		if (t->shape[1] == 0 || t->shape[1] % (int64_t)bs != 0)
+			return q == MH_Q8_0 ? "has a byte count per row that is not a multiple of 34 (Q8_0 blocks)"
+					    : "has a byte count per row that is not a multiple of 18 (Q4_0 blocks)";
+		const unsigned char *p = t->data;
+		for (size_t b = 0; b < t->nbytes; b += bs)
+			if ((p[b + 1] & 0x7c) == 0x7c) /* F16 exponent all ones: Inf or NaN */
+				return "has a block scale that is not a finite number";
+		t->dtype = q;
+		t->shape[1] = t->shape[1] / (int64_t)bs * MH_QBLOCK;
+		t->nelem = t->shape[0] * t->shape[1];
+	}
+	return "";
+}
+
 int st_open(st_file *f, const char *path, char *err)
 {
 	memset(f, 0, sizeof *f);
@@ -218,10 +257,19 @@ int st_open(st_file *f, const char *path, char *err)
 				printable(f->tensors[i].name, nb, sizeof nb));
 			goto fail;
 		}
+	const cJSON *meta = cJSON_GetObjectItemCaseSensitive(hdr, "__metadata__");
+	if (meta) {
+		char nb[128] = "";
+		const char *why = apply_quant(f, meta, nb, sizeof nb);
+		if (*why) {
+			mh_errf(err, "%s: tensor '%s' %s", path, nb, why);
+			goto fail;
+		}
+	}
 	/* Misaligned data is legal: give those tensors an aligned copy. */
 	for (int i = 0; i < f->n; i++) {
 		mh_tensor *t = &f->tensors[i];
-		size_t es = mh_dtype_size(t->dtype);
+		size_t es = mh_dtype_is_quant(t->dtype) ? 2 : mh_dtype_size(t->dtype);
 		if ((uintptr_t)t->data % es == 0 || t->nbytes == 0)
 			continue;
 		void *copy = NULL;
@@ -271,16 +319,29 @@ const mh_tensor *st_find(const st_file *f, const char *name)
 int st_write(const char *path, const mh_tensor *tensors, int n, char *err)
 {
 	cJSON *hdr = cJSON_CreateObject();
+	cJSON *meta = NULL;
 	uint64_t off = 0;
 	for (int i = 0; i < n && hdr; i++) {
 		const mh_tensor *t = &tensors[i];
+		int q = mh_dtype_is_quant(t->dtype);
+		if (q && !meta) {
+			meta = cJSON_AddObjectToObject(hdr, "__metadata__");
+			cJSON_AddStringToObject(meta, "format", "pt");
+		}
+		if (q) {
+			char key[512];
+			snprintf(key, sizeof key, "%s%s", ST_QUANT_KEY, t->name);
+			cJSON_AddStringToObject(meta, key, t->dtype == MH_Q8_0 ? "q8_0" : "q4_0");
+		}
 		cJSON *e = cJSON_AddObjectToObject(hdr, t->name);
 		if (!e)
 			break;
-		cJSON_AddStringToObject(e, "dtype", mh_dtype_name(t->dtype));
+		cJSON_AddStringToObject(e, "dtype", mh_dtype_name(q ? MH_U8 : t->dtype));
 		cJSON *sh = cJSON_AddArrayToObject(e, "shape");
 		for (int d = 0; d < t->ndim; d++)
-			cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)t->shape[d]));
+			cJSON_AddItemToArray(sh, cJSON_CreateNumber(
+				(double)(q && d == 1 ? (int64_t)mh_row_bytes(t->dtype, t->shape[1])
+						     : t->shape[d])));
 		cJSON *of = cJSON_AddArrayToObject(e, "data_offsets");
 		cJSON_AddItemToArray(of, cJSON_CreateNumber((double)off));
 		off += t->nbytes;
@@ -343,4 +404,29 @@ void st_populate(st_file *f)
 		return;
 #endif
 	madvise(f->map, f->size, MADV_WILLNEED);
+}
+
+void st_populate_range(st_file *f, const void *p, size_t n)
+{
+	const char *m = f->map, *c = p;
+	if (!m || c < m || c + n > m + f->size || n == 0)
+		return;
+	uintptr_t ps = (uintptr_t)sysconf(_SC_PAGESIZE);
+	uintptr_t b = (uintptr_t)c / ps * ps, e = ((uintptr_t)c + n + ps - 1) / ps * ps;
+#ifdef MADV_POPULATE_READ
+	if (madvise((void *)b, e - b, MADV_POPULATE_READ) == 0)
+		return;
+#endif
+	madvise((void *)b, e - b, MADV_WILLNEED);
+}
+
+void st_drop_range(st_file *f, const void *p, size_t n)
+{
+	const char *m = f->map, *c = p;
+	if (!m || c < m || c + n > m + f->size)
+		return;
+	uintptr_t ps = (uintptr_t)sysconf(_SC_PAGESIZE);
+	uintptr_t b = ((uintptr_t)c + ps - 1) / ps * ps, e = ((uintptr_t)c + n) / ps * ps;
+	if (e > b)
+		madvise((void *)b, e - b, MADV_DONTNEED);
 }

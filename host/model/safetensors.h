@@ -29,8 +29,19 @@ typedef struct st_file {
 int st_open(st_file *f, const char *path, char *err);
 /* Fault the whole mapping in now (before the first forward pass). */
 void st_populate(st_file *f);
+/* The same for the pages of [p, p + n) (no-op outside the mapping), and
+ * giving them back (whole pages inside the range only). */
+void st_populate_range(st_file *f, const void *p, size_t n);
+void st_drop_range(st_file *f, const void *p, size_t n);
 void st_close(st_file *f);
 const mh_tensor *st_find(const st_file *f, const char *name);
+
+/* Quantized tensors (ABI 1.2's Q8_0 / Q4_0) are stored as U8 [rows,
+ * row bytes] with "modelhost.quant.NAME": "q8_0" (or "q4_0") in the
+ * header's __metadata__; st_open gives them back as their block dtype
+ * with shape [rows, cols], after checking the byte count and that every
+ * scale is a finite number. */
+#define ST_QUANT_KEY "modelhost.quant."
 
 /* Write tensors to path atomically (temp file + rename): on failure no
  * partial file is left.  data[i] holds tensors[i].nbytes bytes. */

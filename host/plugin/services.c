@@ -5,6 +5,7 @@
 #include "compute/decoder.h"
 #include "model/modeldir.h"
 #include "compute/ops.h"
+#include "plugin/quantize.h"
 #include "compute/rope.h"
 #include "compute/threadpool.h"
 #include "base/util.h"
@@ -149,7 +150,7 @@ static const mh_tensor *check_weight(mh_dir *d, const char *name, int ndim, int6
 		return NULL;
 	}
 	const char *file = modeldir_file_of(d, t);
-	if (!mh_dtype_is_float(t->dtype)) {
+	if (!mh_dtype_is_float(t->dtype) && !(mh_dtype_is_quant(t->dtype) && ndim == 2)) {
 		modeldir_error(d, file, "tensor '%s' has dtype %s, expected F32, F16 or BF16", name,
 			       mh_dtype_name(t->dtype));
 		return NULL;
@@ -167,7 +168,7 @@ static const mh_tensor *check_weight(mh_dir *d, const char *name, int ndim, int6
 		modeldir_error(d, file, "tensor '%s' has shape [%s], expected [%s]", name, got, want);
 		return NULL;
 	}
-	return t;
+	return quantize_weight(d, t);
 }
 
 static const mh_tensor *svc_weight(mh_dir *d, const char *name, int ndim, int64_t d0, int64_t d1)
@@ -185,7 +186,7 @@ static int svc_rows(const mh_tensor *t, int64_t first, int64_t count, mh_tensor 
 {
 	if (t->ndim != 2 || first < 0 || count < 0 || first + count > t->shape[0])
 		return -1;
-	size_t row_bytes = (size_t)t->shape[1] * mh_dtype_size(t->dtype);
+	size_t row_bytes = mh_row_bytes(t->dtype, t->shape[1]);
 	*view = *t;
 	view->shape[0] = count;
 	view->nelem = count * t->shape[1];

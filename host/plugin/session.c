@@ -18,6 +18,31 @@ static void add_eos(mh_session *s, int32_t id)
 mh_session *session_open(mh_registry *r, const char *path, const char *force, int n_ctx,
 			 char *err)
 {
+	return session_open_quant(r, path, force, n_ctx, NULL, err);
+}
+
+/* Quantized tensors go only to plugins built for ABI 1.2 or later (they
+ * know to check a weight's dtype before reading its data); older ones get
+ * floats, and the user one line saying so. */
+static void set_quant(mh_session *s, const session_quant *q)
+{
+	mh_dir *d = s->dir;
+	const struct model_plugin *p = s->lib->desc;
+	d->quant = q ? q->quant : MH_F32;
+	d->quant_io = q ? q->quant_io : MH_F32;
+	d->quant_ok = p->abi_major == MODELHOST_ABI_MAJOR && p->abi_minor >= 2;
+	int stored = 0;
+	for (int i = 0; i < d->n_tensors; i++)
+		stored |= mh_dtype_is_quant(d->index[i]->dtype);
+	if (!d->quant_ok && (d->quant != MH_F32 || d->quant_io != MH_F32 || stored))
+		fprintf(stderr, "modelhost: plugin '%s' is built for ABI %u.%u, older than quantized "
+				"weights (1.2): it gets float weights\n",
+			p->name, (unsigned)p->abi_major, (unsigned)p->abi_minor);
+}
+
+mh_session *session_open_quant(mh_registry *r, const char *path, const char *force, int n_ctx,
+			       const session_quant *q, char *err)
+{
 	mh_session *s = calloc(1, sizeof *s);
 	if (!s) {
 		mh_errf(err, "%s: out of memory", path);
@@ -30,6 +55,7 @@ mh_session *session_open(mh_registry *r, const char *path, const char *force, in
 	if (!s->lib)
 		goto fail;
 	s->dir->err[0] = 0;
+	set_quant(s, q);
 	s->model = s->lib->desc->load(registry_services(r), s->dir, n_ctx);
 	if (!s->model) {
 		mh_errf(err, "%s", s->dir->err[0] ? s->dir->err : "plugin failed to load the model");

@@ -22,6 +22,14 @@ typedef struct mh_session {
 /* Load DIR.  force: a plugin name or NULL; n_ctx 0: the model's limit. */
 mh_session *session_open(mh_registry *r, const char *path, const char *force, int n_ctx,
 			 char *err);
+/* How weights are loaded (--quant, --quant-io): MH_F32 for "as stored". */
+typedef struct session_quant {
+	mh_dtype quant;      /* 2-D weights whose rows are whole blocks */
+	mh_dtype quant_io;   /* the embedding table and output layer */
+} session_quant;
+/* session_open with weights quantized at load (q NULL: none). */
+mh_session *session_open_quant(mh_registry *r, const char *path, const char *force, int n_ctx,
+			       const session_quant *q, char *err);
 void session_close(mh_session *s);
 /* Append n tokens at the current position; logits per MH_LOGITS_*. */
 int session_forward(mh_session *s, const int32_t *ids, int n, float *logits, int flags, char *err);

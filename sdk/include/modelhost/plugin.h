@@ -40,7 +40,7 @@ extern "C" {
 #endif
 
 #define MODELHOST_ABI_MAJOR 1
-#define MODELHOST_ABI_MINOR 1
+#define MODELHOST_ABI_MINOR 2
 
 #define MH_MAX_DIMS 8
 #define MH_MAX_EOS 8
@@ -56,6 +56,10 @@ typedef enum mh_dtype {
 	MH_I8,
 	MH_U8,
 	MH_BOOL,
+	/* since ABI 1.2: ggml's block formats, 32 weights along a row per
+	 * block (see mh_block_q8_0, mh_block_q4_0) */
+	MH_Q8_0,
+	MH_Q4_0,
 	MH_DTYPE_COUNT
 } mh_dtype;
 
@@ -72,6 +76,25 @@ typedef struct mh_tensor {
 	const void *data;
 	size_t nbytes;
 } mh_tensor;
+
+/* Since ABI 1.2, weight() may hand a plugin built for 1.2 or later a 2-D
+ * weight of a quantized dtype when the user asked for one (--quant): its
+ * rows are cols / 32 blocks each, `data` is rows * cols / 32 blocks in row
+ * order, nbytes their size, and nelem and shape count weights, as for a
+ * float tensor.  The layouts are ggml's Q8_0 and Q4_0, byte for byte.  The
+ * host's ops take them wherever they take a float weight (matmul,
+ * matmul_n, embed, rows); a plugin that reads a weight's data itself must
+ * check its dtype.  Plugins built for 1.0 or 1.1 only ever get floats. */
+#define MH_QBLOCK 32
+typedef struct mh_block_q8_0 {
+	uint16_t d;             /* scale, F16 */
+	int8_t qs[MH_QBLOCK];   /* weight i = d * qs[i] */
+} mh_block_q8_0;
+typedef struct mh_block_q4_0 {
+	uint16_t d;             /* scale, F16 */
+	/* weight i < 16 = d * ((qs[i] & 15) - 8), weight i + 16 = d * ((qs[i] >> 4) - 8) */
+	uint8_t qs[MH_QBLOCK / 2];
+} mh_block_q4_0;
 
 /* An open model directory (config.json + safetensors), owned by the host.
  * It outlives the model loaded from it. */

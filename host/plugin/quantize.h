@@ -1,0 +1,22 @@
+/* quantize.h - --quant: the weights plugins get as Q8_0 / Q4_0 (or, for a
+ * plugin that predates them, as floats), converted once at load. */
+#ifndef MH_QUANTIZE_H
+#define MH_QUANTIZE_H
+
+#include "model/modeldir.h"
+
+/* 1 for the embedding table and the output layer by their usual names
+ * (embed_tokens, wte, lm_head, output.weight): --quant-io's tensors. */
+int quantize_is_io(const char *name);
+/* The dtype --quant gives tensor t in d (t's own when it stays). */
+mh_dtype quantize_target(const mh_dir *d, const mh_tensor *t);
+/* What weight() hands the plugin for t, which it checked: t itself, or a
+ * copy converted once (quantized, or dequantized to F32 for a plugin
+ * older than ABI 1.2), owned by d; the mapped pages of a converted tensor
+ * are given back.  NULL + an error on d when out of memory. */
+const mh_tensor *quantize_weight(mh_dir *d, const mh_tensor *t);
+/* Convert rows x cols of t into dst as dtype q (a block dtype, or F32),
+ * over the thread pool. */
+void quantize_into(void *dst, mh_dtype q, const mh_tensor *t);
+
+#endif
