@@ -347,7 +347,7 @@ END_TEST
 START_TEST(weight_quantizes_for_new_plugins_only)
 {
 	const mh_services *svc = services_init(2);
-	char err[MH_ERRLEN], *path = tu_shared_path("fixtures/models/llama");
+	char err[MH_ERRLEN], *path = tu_data_path("fixtures/models/llama");
 	mh_dir *d = modeldir_open(path, err);
 	ck_assert_msg(d != NULL, "%s", err);
 	const char *q = "model.layers.0.self_attn.q_proj.weight";
