@@ -25,6 +25,7 @@ static const struct command {
 	{ "bench", cmd_bench, "measure prompt processing and generation speed" },
 	{ "perplexity", cmd_perplexity, "perplexity of a text, and KL divergence from a saved run" },
 	{ "quantize", cmd_quantize, "write a copy of a model with Q8_0 or Q4_0 weights" },
+	{ "serve", cmd_serve, "serve a model over HTTP with OpenAI's API" },
 };
 
 static void usage(FILE *f)

@@ -4,10 +4,12 @@
  *
  * Architecture "ToyForCausalLM": the logits at every position are the
  * tensor "toy.logits" [vocab] plus TOY_BIAS, so a test can tell which build
- * computed them. */
+ * computed them.  "toy_delay_ms" in config.json makes every forward pass
+ * take that long, for the server's tests of queues, disconnects and stops. */
 #include <modelhost/plugin.h>
 
 #include <string.h>
+#include <time.h>
 
 #ifndef TOY_VERSION
 #define TOY_VERSION "1.0.0"
@@ -23,6 +25,7 @@ struct mh_model {
 	const mh_services *svc;
 	mh_dir *dir;
 	const float *logits;
+	int64_t delay_ms;
 	mh_model_info info;
 };
 
@@ -42,6 +45,9 @@ static mh_model *load(const mh_services *svc, mh_dir *dir, int32_t n_ctx)
 	m->svc = svc;
 	m->dir = dir;
 	m->logits = svc->vec_f32(dir, t);
+	if (svc->config_int(dir, "toy_delay_ms", 0, &m->delay_ms) <= 0 || m->delay_ms < 0 ||
+	    m->delay_ms > 10000)
+		m->delay_ms = 0;
 	m->info = (mh_model_info){ .struct_size = sizeof m->info, .vocab_size = (int32_t)vocab,
 				   .n_ctx = n_ctx > 0 ? n_ctx : 64, .max_context = 64, .bos_id = 0 };
 	m->info.n_eos = svc->config_ids(dir, "eos_token_id", m->info.eos_ids, MH_MAX_EOS);
@@ -61,6 +67,10 @@ static const mh_model_info *info(const mh_model *m)
 static int forward(mh_model *m, const int32_t *ids, int n, int pos, float *logits, int flags)
 {
 	int rows = (flags & MH_LOGITS_ALL) ? n : 1;
+	if (m->delay_ms) {
+		struct timespec ts = { m->delay_ms / 1000, (long)(m->delay_ms % 1000) * 1000000L };
+		nanosleep(&ts, NULL);
+	}
 	for (int r = 0; r < rows; r++)
 		for (int i = 0; i < m->info.vocab_size; i++)
 			logits[(size_t)r * m->info.vocab_size + i] = m->logits[i] + TOY_BIAS;

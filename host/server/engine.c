@@ -1,0 +1,763 @@
+/* engine.c - see engine.h.
+ *
+ * The model: one mh_session per slot (each load maps the same files; only
+ * the KV caches are per slot).  step() is the one place that runs forward
+ * passes: a prompt goes in chunks of at most CHUNK tokens, so a new prompt
+ * holds the others back by one chunk at most. */
+#include "server/engine.h"
+#include "server/metrics.h"
+#include "model/modeldir.h"
+#include "plugin/session.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* Prompt tokens per forward.  generate runs a prompt in one pass; so do
+ * we up to this length, which is what keeps greedy output identical. */
+#define CHUNK 512
+
+typedef struct slot {
+	mh_session *s;
+	unsigned gen;           /* the plugin generation s was loaded with */
+	engine_req *r;          /* NULL: free */
+	int32_t *hist;          /* prompt + generated */
+	int n_hist, cap;
+	int fed;                /* tokens of hist in the KV cache */
+	mh_sampler *sm;
+	mh_detok_stream *ds;
+	float *logits;
+} slot;
+
+struct engine {
+	engine_config c;
+	engine_info info;
+	char *path;
+	mh_dir *dir;            /* for registry_choose on reloads */
+	plugin_lib *lib;        /* what new requests run on */
+	unsigned gen;
+
+	pthread_mutex_t mu;
+	pthread_cond_t wake;    /* the engine thread waits on it */
+	pthread_cond_t changed; /* loading, reloads and draining wait on it */
+	pthread_t th;
+	int started;
+
+	/* under mu */
+	int ready, failed, quit, stopping;
+	char load_err[MH_ERRLEN];
+	engine_req **queue;     /* ring of c.queue */
+	int q_head, q_n;
+	int busy;
+	unsigned reload_asked, reload_done;
+	int reload_rc;
+	char reload_msg[MH_ERRLEN + 400];
+	char plugin_name[64], plugin_version[64];
+
+	slot slots[ENGINE_MAX_PARALLEL];
+};
+
+static void lib_names(engine *e)
+{
+	snprintf(e->plugin_name, sizeof e->plugin_name, "%s", e->lib->desc->name);
+	snprintf(e->plugin_version, sizeof e->plugin_version, "%s", e->lib->desc->version);
+}
+
+/* ---- requests ----------------------------------------------------------------- */
+
+engine_req *engine_req_new(int32_t *prompt, int n_prompt)
+{
+	engine_req *r = calloc(1, sizeof *r);
+	if (!r)
+		return NULL;
+	pthread_condattr_t a;
+	pthread_condattr_init(&a);
+	pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+	pthread_cond_init(&r->cond, &a);
+	pthread_condattr_destroy(&a);
+	r->prompt = prompt;
+	r->n_prompt = n_prompt;
+	r->refs = 1;
+	r->hold_at = -1;
+	return r;
+}
+
+static void req_free(engine_req *r)
+{
+	free(r->prompt);
+	for (int i = 0; i < r->n_stop; i++)
+		free(r->stop[i]);
+	free(r->text);
+	free(r->ends);
+	pthread_cond_destroy(&r->cond);
+	free(r);
+}
+
+/* Under mu. */
+static void req_unref(engine_req *r)
+{
+	if (--r->refs == 0)
+		req_free(r);
+}
+
+void engine_release(engine *e, engine_req *r)
+{
+	if (!r)
+		return;
+	pthread_mutex_lock(&e->mu);
+	req_unref(r);
+	pthread_mutex_unlock(&e->mu);
+}
+
+void engine_lock(engine *e)
+{
+	pthread_mutex_lock(&e->mu);
+}
+
+void engine_unlock(engine *e)
+{
+	pthread_mutex_unlock(&e->mu);
+}
+
+/* Under mu: the request ends; wake its HTTP thread. */
+static void req_finish(engine_req *r, const char *finish, int status, const char *err)
+{
+	if (r->done)
+		return;
+	r->done = 1;
+	r->finish = finish;
+	if (err) {
+		r->status = status;
+		snprintf(r->err, sizeof r->err, "%s", err);
+	}
+	r->safe = r->len;
+	pthread_cond_broadcast(&r->cond);
+}
+
+int engine_submit(engine *e, engine_req *r)
+{
+	pthread_mutex_lock(&e->mu);
+	if (e->stopping || !e->ready || e->q_n >= e->c.queue) {
+		pthread_mutex_unlock(&e->mu);
+		return -1;
+	}
+	r->refs++;
+	r->t_submit = mh_now();
+	e->queue[(e->q_head + e->q_n++) % e->c.queue] = r;
+	pthread_cond_signal(&e->wake);
+	pthread_mutex_unlock(&e->mu);
+	return 0;
+}
+
+void engine_cancel(engine *e, engine_req *r)
+{
+	pthread_mutex_lock(&e->mu);
+	r->cancelled = 1;
+	pthread_cond_signal(&e->wake);
+	pthread_mutex_unlock(&e->mu);
+}
+
+void engine_wait(engine *e, engine_req *r, size_t have, int ms)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_nsec += (long)ms * 1000000L;
+	ts.tv_sec += ts.tv_nsec / 1000000000L;
+	ts.tv_nsec %= 1000000000L;
+	pthread_mutex_lock(&e->mu);
+	while (!r->done && r->safe <= have)
+		if (pthread_cond_timedwait(&r->cond, &e->mu, &ts) == ETIMEDOUT)
+			break;
+	pthread_mutex_unlock(&e->mu);
+}
+
+/* ---- text out ------------------------------------------------------------------ */
+
+static int text_reserve(engine_req *r, size_t more)
+{
+	if (r->len + more + 1 <= r->cap)
+		return 0;
+	size_t cap = r->cap ? r->cap : 256;
+	while (cap < r->len + more + 1)
+		cap *= 2;
+	char *t = realloc(r->text, cap);
+	if (!t)
+		return -1;
+	r->text = t;
+	r->cap = cap;
+	return 0;
+}
+
+/* Append a piece of decoded text, as valid UTF-8 without NULs: a byte that
+ * starts no valid character, or a NUL (which JSON strings through cJSON
+ * cannot carry), becomes U+FFFD. */
+static int text_append(engine_req *r, const char *p, size_t n)
+{
+	if (text_reserve(r, n * 3) != 0)
+		return -1;
+	while (n) {
+		size_t ok = tokenizer_utf8_valid_prefix(p, n);
+		const char *nul = memchr(p, 0, ok);
+		if (nul)
+			ok = (size_t)(nul - p);
+		memcpy(r->text + r->len, p, ok);
+		r->len += ok;
+		p += ok;
+		n -= ok;
+		if (n) {
+			memcpy(r->text + r->len, "\xEF\xBF\xBD", 3);
+			r->len += 3;
+			p++;
+			n--;
+		}
+	}
+	r->text[r->len] = 0;
+	return 0;
+}
+
+/* Mark the end of a token's text (nothing when it added none). */
+static int text_mark(engine_req *r)
+{
+	if (r->n_ends && r->ends[r->n_ends - 1] >= r->len)
+		return 0;
+	if (r->n_ends == r->cap_ends) {
+		int cap = r->cap_ends ? 2 * r->cap_ends : 64;
+		size_t *e = realloc(r->ends, (size_t)cap * sizeof *e);
+		if (!e)
+			return -1;
+		r->ends = e;
+		r->cap_ends = cap;
+	}
+	r->ends[r->n_ends++] = r->len;
+	return 0;
+}
+
+/* How many trailing bytes of text could start s (a proper prefix of s). */
+static size_t partial_suffix(const char *text, size_t len, const char *s)
+{
+	size_t n = strlen(s);
+	for (size_t k = n - 1 < len ? n - 1 : len; k > 0; k--)
+		if (memcmp(text + len - k, s, k) == 0)
+			return k;
+	return 0;
+}
+
+/* After text grew from `from` bytes: cut at a stop string (1 if one
+ * matched), find the hold text, and move `safe` to what can be sent. */
+static int text_scan(engine_req *r, size_t from)
+{
+	for (int i = 0; i < r->n_stop; i++) {
+		size_t n = strlen(r->stop[i]);
+		size_t start = from >= n ? from - n + 1 : 0;
+		char *hit = strstr(r->text + start, r->stop[i]);
+		if (hit) {
+			r->len = (size_t)(hit - r->text);
+			r->text[r->len] = 0;
+			return 1;
+		}
+	}
+	if (r->hold && r->hold_at < 0) {
+		size_t n = strlen(r->hold);
+		size_t start = from >= n ? from - n + 1 : 0;
+		char *hit = strstr(r->text + start, r->hold);
+		if (hit)
+			r->hold_at = hit - r->text;
+	}
+	size_t safe = r->len;
+	if (r->hold_at >= 0)
+		safe = (size_t)r->hold_at;
+	for (int i = 0; i < r->n_stop; i++) {
+		size_t k = partial_suffix(r->text, r->len, r->stop[i]);
+		if (r->len - k < safe)
+			safe = r->len - k;
+	}
+	if (r->hold && r->hold_at < 0) {
+		size_t k = partial_suffix(r->text, r->len, r->hold);
+		if (r->len - k < safe)
+			safe = r->len - k;
+	}
+	r->safe = safe;
+	return 0;
+}
+
+/* ---- slots ---------------------------------------------------------------------- */
+
+/* Engine thread: end the slot's request (under mu) and free what it used. */
+static void slot_end(engine *e, slot *sl, const char *finish, int status, const char *err)
+{
+	engine_req *r = sl->r;
+	pthread_mutex_lock(&e->mu);
+	if (!err && !r->cancelled && sl->ds) { /* the text the stream still holds */
+		size_t n, from = r->len;
+		const char *rest = tokenizer_stream_flush(sl->ds, &n);
+		if (n && text_append(r, rest, n) == 0 && text_scan(r, from))
+			finish = "stop";
+		text_mark(r);
+	}
+	if (!err)
+		metrics_tokens(r->n_prompt, r->n_gen);
+	req_finish(r, finish, status, err);
+	req_unref(r);
+	e->busy--;
+	pthread_cond_broadcast(&e->changed);
+	pthread_mutex_unlock(&e->mu);
+	sl->r = NULL;
+	sampler_free(sl->sm);
+	sl->sm = NULL;
+	tokenizer_stream_free(sl->ds);
+	sl->ds = NULL;
+	free(sl->hist);
+	sl->hist = NULL;
+}
+
+/* Engine thread: make sure a free slot runs the current plugin. */
+static int slot_refresh(engine *e, slot *sl, char *err)
+{
+	if (sl->s && sl->gen == e->gen)
+		return 0;
+	session_close(sl->s);
+	sl->s = session_open(e->c.registry, e->path, e->c.force_plugin, e->c.n_ctx, err);
+	sl->gen = e->gen;
+	return sl->s ? 0 : -1;
+}
+
+/* Engine thread, mu held: move a queued request into the slot. */
+static int slot_admit(engine *e, slot *sl, engine_req *r, char *err)
+{
+	sl->cap = r->n_prompt + r->max_tokens + 1;
+	sl->hist = malloc((size_t)sl->cap * sizeof *sl->hist);
+	sl->sm = sampler_new(&r->sp, e->info.vocab_size);
+	sl->ds = e->c.tk ? tokenizer_stream_new(e->c.tk, 1) : NULL;
+	if (!sl->hist || !sl->sm || (e->c.tk && !sl->ds)) {
+		mh_errf(err, "out of memory");
+		return -1;
+	}
+	memcpy(sl->hist, r->prompt, (size_t)r->n_prompt * sizeof *sl->hist);
+	sl->n_hist = r->n_prompt;
+	sl->fed = 0;
+	sl->r = r;
+	session_reset(sl->s);
+	snprintf(r->plugin, sizeof r->plugin, "%s %s", sl->s->lib->desc->name,
+		 sl->s->lib->desc->version);
+	return 0;
+}
+
+/* Engine thread: the slot's logits are fresh; pick a token and publish. */
+static void slot_sample(engine *e, slot *sl)
+{
+	engine_req *r = sl->r;
+	int32_t id = sampler_sample(sl->sm, sl->logits, sl->hist, (size_t)sl->n_hist);
+	double now = mh_now();
+	const char *finish = NULL;
+	size_t n = 0;
+	const char *piece = NULL;
+	int eos = !r->ignore_eos && session_is_eos(sl->s, id);
+	if (!eos) {
+		sl->hist[sl->n_hist++] = id;
+		if (sl->ds)
+			piece = tokenizer_stream_push(sl->ds, id, &n);
+	}
+	pthread_mutex_lock(&e->mu);
+	r->n_gen++;
+	if (r->n_gen == 1) {
+		r->t_first = now;
+		metrics_ttft(now - r->t_submit);
+	} else {
+		metrics_token_latency(now - r->t_last);
+	}
+	r->t_last = now;
+	if (eos) {
+		finish = "stop";
+	} else {
+		size_t from = r->len;
+		if (!sl->ds) { /* no tokenizer: the ids, space-separated */
+			char b[16];
+			int k = snprintf(b, sizeof b, "%s%d", r->len ? " " : "", id);
+			if (text_append(r, b, (size_t)k) != 0)
+				finish = "oom";
+		} else if (n && text_append(r, piece, n) != 0) {
+			finish = "oom";
+		}
+		if (!finish && text_scan(r, from))
+			finish = "stop";
+		if (!finish && text_mark(r) != 0)
+			finish = "oom";
+	}
+	if (!finish && r->n_gen >= r->max_tokens)
+		finish = "length";
+	if (!finish && sl->fed >= e->info.n_ctx)
+		finish = "length";
+	pthread_cond_broadcast(&r->cond);
+	pthread_mutex_unlock(&e->mu);
+	if (finish && strcmp(finish, "oom") == 0)
+		slot_end(e, sl, NULL, 500, "out of memory");
+	else if (finish)
+		slot_end(e, sl, finish, 0, NULL);
+}
+
+/* One step: a chunk of prompt or one token for every busy slot. */
+static void step(engine *e)
+{
+	char err[MH_ERRLEN];
+	for (int i = 0; i < e->c.parallel; i++) {
+		slot *sl = &e->slots[i];
+		if (!sl->r)
+			continue;
+		pthread_mutex_lock(&e->mu);
+		int cancelled = sl->r->cancelled;
+		pthread_mutex_unlock(&e->mu);
+		if (cancelled) {
+			slot_end(e, sl, "cancelled", 499, "the client went away");
+			continue;
+		}
+		int n = sl->n_hist - sl->fed;
+		if (n > CHUNK)
+			n = CHUNK;
+		err[0] = 0;
+		if (session_forward(sl->s, sl->hist + sl->fed, n, sl->logits, MH_LOGITS_LAST, err) != 0) {
+			slot_end(e, sl, NULL, 500, err);
+			continue;
+		}
+		sl->fed += n;
+		if (sl->fed == sl->n_hist)
+			slot_sample(e, sl);
+	}
+}
+
+/* ---- reloads ---------------------------------------------------------------------- */
+
+static void reload(engine *e, char *msg, size_t msglen, int *rc)
+{
+	char err[MH_ERRLEN] = "", why[320];
+	mh_registry *reg = e->c.registry;
+	registry_scan(reg);
+	plugin_lib *l = registry_choose(reg, e->dir, e->c.force_plugin, why, sizeof why, err);
+	if (l == e->lib) {
+		plugin_lib_unref(l);
+		snprintf(msg, msglen, "plugins rescanned; %s %s still serves %s", e->plugin_name,
+			 e->plugin_version, e->path);
+		*rc = 0;
+		return;
+	}
+	mh_session *ns = NULL;
+	if (l) { /* session_open makes the same choice and takes its own reference */
+		plugin_lib_unref(l);
+		ns = session_open(reg, e->path, e->c.force_plugin, e->c.n_ctx, err);
+	}
+	if (!ns) {
+		snprintf(msg, msglen, "reload: %s; %s %s keeps serving %s", err, e->plugin_name,
+			 e->plugin_version, e->path);
+		*rc = -1;
+		return;
+	}
+	plugin_lib_unref(e->lib);
+	e->lib = ns->lib;
+	plugin_lib_ref(e->lib);
+	e->gen++;
+	pthread_mutex_lock(&e->mu);
+	lib_names(e);
+	pthread_mutex_unlock(&e->mu);
+	/* free slots move now (the first takes ns); busy ones when their request ends */
+	for (int i = 0; i < e->c.parallel; i++) {
+		slot *sl = &e->slots[i];
+		if (sl->r)
+			continue;
+		if (ns) {
+			session_close(sl->s);
+			sl->s = ns;
+			sl->gen = e->gen;
+			ns = NULL;
+		} else if (slot_refresh(e, sl, err) != 0) {
+			/* tried again when a request needs it */
+			fprintf(stderr, "modelhost: serve: %s\n", mh_one_line(err));
+		}
+	}
+	session_close(ns);
+	snprintf(msg, msglen, "%s is now served by %s %s (%s)", e->path, e->plugin_name,
+		 e->plugin_version, e->lib->path);
+	*rc = 0;
+}
+
+/* ---- the thread --------------------------------------------------------------------- */
+
+static int load(engine *e, char *err)
+{
+	e->dir = modeldir_open(e->path, err);
+	if (!e->dir)
+		return -1;
+	for (int i = 0; i < e->c.parallel; i++) {
+		slot *sl = &e->slots[i];
+		sl->s = session_open(e->c.registry, e->path, e->c.force_plugin, e->c.n_ctx, err);
+		if (!sl->s)
+			return -1;
+		sl->gen = e->gen;
+	}
+	mh_session *s = e->slots[0].s;
+	e->lib = s->lib;
+	plugin_lib_ref(e->lib);
+	e->info.vocab_size = s->info->vocab_size;
+	e->info.bos_id = s->info->bos_id;
+	e->info.n_ctx = s->info->n_ctx;
+	for (int i = 0; i < e->c.parallel; i++) {
+		e->slots[i].logits = malloc((size_t)e->info.vocab_size * sizeof(float));
+		if (!e->slots[i].logits) {
+			mh_errf(err, "out of memory");
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Engine thread, mu held: move queued requests into free slots. */
+static void admit(engine *e)
+{
+	char err[MH_ERRLEN];
+	for (int i = 0; i < e->c.parallel && e->q_n > 0; i++) {
+		slot *sl = &e->slots[i];
+		if (sl->r)
+			continue;
+		engine_req *r = e->queue[e->q_head];
+		e->q_head = (e->q_head + 1) % e->c.queue;
+		e->q_n--;
+		if (r->cancelled) {
+			req_finish(r, "cancelled", 499, "the client went away");
+			req_unref(r);
+			continue;
+		}
+		pthread_mutex_unlock(&e->mu); /* a reload may have left it to reopen */
+		err[0] = 0;
+		int bad = slot_refresh(e, sl, err) != 0;
+		pthread_mutex_lock(&e->mu);
+		if (!bad && slot_admit(e, sl, r, err) == 0) {
+			e->busy++;
+			continue;
+		}
+		sl->r = NULL;
+		sampler_free(sl->sm);
+		sl->sm = NULL;
+		tokenizer_stream_free(sl->ds);
+		sl->ds = NULL;
+		free(sl->hist);
+		sl->hist = NULL;
+		req_finish(r, NULL, 500, err);
+		req_unref(r);
+	}
+}
+
+static void *run(void *arg)
+{
+	engine *e = arg;
+	char err[MH_ERRLEN] = "";
+	int ok = load(e, err) == 0;
+	pthread_mutex_lock(&e->mu);
+	if (ok) {
+		lib_names(e);
+		e->ready = 1;
+	} else {
+		e->failed = 1;
+		snprintf(e->load_err, sizeof e->load_err, "%s", err);
+	}
+	pthread_cond_broadcast(&e->changed);
+	while (ok) {
+		if (e->reload_asked != e->reload_done) {
+			unsigned want = e->reload_asked;
+			pthread_mutex_unlock(&e->mu);
+			char msg[sizeof e->reload_msg];
+			int rc = 0;
+			reload(e, msg, sizeof msg, &rc);
+			fprintf(stderr, "modelhost: %s\n", mh_one_line(msg));
+			metrics_reload(rc == 0);
+			pthread_mutex_lock(&e->mu);
+			e->reload_done = want;
+			e->reload_rc = rc;
+			snprintf(e->reload_msg, sizeof e->reload_msg, "%s", msg);
+			pthread_cond_broadcast(&e->changed);
+		}
+		admit(e);
+		if (e->busy == 0) {
+			pthread_cond_broadcast(&e->changed);
+			if (e->quit)
+				break;
+			if (e->reload_asked == e->reload_done && e->q_n == 0)
+				pthread_cond_wait(&e->wake, &e->mu);
+			continue;
+		}
+		pthread_mutex_unlock(&e->mu);
+		step(e);
+		pthread_mutex_lock(&e->mu);
+	}
+	pthread_mutex_unlock(&e->mu);
+	return NULL;
+}
+
+/* ---- the interface ------------------------------------------------------------------ */
+
+engine *engine_start(const engine_config *c, char *err)
+{
+	if (c->parallel < 1 || c->parallel > ENGINE_MAX_PARALLEL || c->queue < 1) {
+		mh_errf(err, "serve: bad slot or queue count");
+		return NULL;
+	}
+	engine *e = calloc(1, sizeof *e);
+	if (!e || !(e->path = strdup(c->model_dir)) ||
+	    !(e->queue = calloc((size_t)c->queue, sizeof *e->queue))) {
+		if (e)
+			free(e->path);
+		free(e);
+		mh_errf(err, "out of memory");
+		return NULL;
+	}
+	e->c = *c;
+	e->c.model_dir = e->path;
+	pthread_mutex_init(&e->mu, NULL);
+	pthread_cond_init(&e->wake, NULL);
+	pthread_condattr_t a;
+	pthread_condattr_init(&a);
+	pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+	pthread_cond_init(&e->changed, &a);
+	pthread_condattr_destroy(&a);
+	if (pthread_create(&e->th, NULL, run, e) != 0) {
+		mh_errf(err, "serve: cannot start the engine thread");
+		engine_free(e);
+		return NULL;
+	}
+	e->started = 1;
+	return e;
+}
+
+/* Wait on e->changed until `deadline` (monotonic seconds); mu held. */
+static int wait_changed(engine *e, double deadline)
+{
+	double left = deadline - mh_now();
+	if (left <= 0)
+		return ETIMEDOUT;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	double t = ts.tv_sec + ts.tv_nsec / 1e9 + left;
+	ts.tv_sec = (time_t)t;
+	ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
+	return pthread_cond_timedwait(&e->changed, &e->mu, &ts);
+}
+
+int engine_wait_ready(engine *e, char *err)
+{
+	pthread_mutex_lock(&e->mu);
+	while (!e->ready && !e->failed)
+		pthread_cond_wait(&e->changed, &e->mu);
+	int rc = e->ready ? 0 : -1;
+	if (rc)
+		snprintf(err, MH_ERRLEN, "%s", e->load_err);
+	pthread_mutex_unlock(&e->mu);
+	return rc;
+}
+
+const engine_info *engine_model(engine *e)
+{
+	pthread_mutex_lock(&e->mu);
+	int ready = e->ready;
+	pthread_mutex_unlock(&e->mu);
+	return ready ? &e->info : NULL;
+}
+
+void engine_drain(engine *e, double deadline)
+{
+	pthread_mutex_lock(&e->mu);
+	e->stopping = 1;
+	while ((e->busy || e->q_n) && !e->failed)
+		if (wait_changed(e, deadline) == ETIMEDOUT)
+			break;
+	/* past the deadline: cancel the rest, each gone within a step */
+	for (int i = 0; i < e->q_n; i++) {
+		engine_req *r = e->queue[(e->q_head + i) % e->c.queue];
+		req_finish(r, NULL, 503, "the server is shutting down");
+		req_unref(r);
+	}
+	e->q_n = 0;
+	for (int i = 0; i < e->c.parallel; i++)
+		if (e->slots[i].r)
+			e->slots[i].r->cancelled = 1;
+	e->quit = 1;
+	pthread_cond_signal(&e->wake);
+	while (e->busy && !e->failed)
+		pthread_cond_wait(&e->changed, &e->mu);
+	pthread_mutex_unlock(&e->mu);
+}
+
+void engine_free(engine *e)
+{
+	if (!e)
+		return;
+	if (e->started) {
+		pthread_mutex_lock(&e->mu);
+		e->quit = 1;
+		e->stopping = 1;
+		for (int i = 0; i < e->c.parallel; i++)
+			if (e->slots[i].r)
+				e->slots[i].r->cancelled = 1;
+		pthread_cond_signal(&e->wake);
+		pthread_mutex_unlock(&e->mu);
+		pthread_join(e->th, NULL);
+	}
+	for (int i = 0; i < e->q_n; i++)
+		req_unref(e->queue[(e->q_head + i) % e->c.queue]);
+	for (int i = 0; i < ENGINE_MAX_PARALLEL; i++) {
+		session_close(e->slots[i].s);
+		free(e->slots[i].logits);
+	}
+	plugin_lib_unref(e->lib);
+	modeldir_close(e->dir);
+	pthread_cond_destroy(&e->changed);
+	pthread_cond_destroy(&e->wake);
+	pthread_mutex_destroy(&e->mu);
+	free(e->queue);
+	free(e->path);
+	free(e);
+}
+
+int engine_reload(engine *e, char *msg, size_t msglen, int ms)
+{
+	pthread_mutex_lock(&e->mu);
+	if (!e->ready || e->stopping) {
+		snprintf(msg, msglen, "the server is not ready");
+		pthread_mutex_unlock(&e->mu);
+		return -1;
+	}
+	unsigned want = ++e->reload_asked;
+	pthread_cond_signal(&e->wake);
+	double deadline = mh_now() + ms / 1e3;
+	while ((int)(e->reload_done - want) < 0)
+		if (wait_changed(e, deadline) == ETIMEDOUT)
+			break;
+	int rc;
+	if ((int)(e->reload_done - want) < 0) {
+		snprintf(msg, msglen, "the reload is still running; see the server's log");
+		rc = -1;
+	} else {
+		snprintf(msg, msglen, "%s", e->reload_msg);
+		rc = e->reload_done == want ? e->reload_rc : 0;
+	}
+	pthread_mutex_unlock(&e->mu);
+	return rc;
+}
+
+void engine_reload_async(engine *e)
+{
+	pthread_mutex_lock(&e->mu);
+	e->reload_asked++;
+	pthread_cond_signal(&e->wake);
+	pthread_mutex_unlock(&e->mu);
+}
+
+void engine_get_stats(engine *e, engine_stats *st)
+{
+	pthread_mutex_lock(&e->mu);
+	st->queued = e->q_n;
+	st->busy = e->busy;
+	st->parallel = e->c.parallel;
+	st->ready = e->ready && !e->stopping;
+	snprintf(st->plugin, sizeof st->plugin, "%s", e->plugin_name);
+	snprintf(st->version, sizeof st->version, "%s", e->plugin_version);
+	pthread_mutex_unlock(&e->mu);
+}

@@ -1,0 +1,352 @@
+#!/bin/sh
+# serve.sh - `modelhost serve` end to end with curl, on 127.0.0.1 and ports
+# the kernel picks: every endpoint, every class of error, the API key,
+# greedy output against `generate --temp 0`, streaming and stop strings,
+# and, with the slow toy test plugin (toy_delay_ms), a full queue, a client
+# that hangs up, plugin reloads under a running request and SIGTERM.
+# Every wait is bounded, and every server started is killed on exit.
+set -u
+B=${MODELHOST_BUILDDIR:-.}
+MH="$B/modelhost"
+if ! command -v curl >/dev/null 2>&1; then
+	echo "skipping: curl not found (apt-get install curl)"
+	exit 77
+fi
+T=$(mktemp -d)
+PIDS=
+cleanup() {
+	for p in $PIDS; do kill -9 "$p" 2>/dev/null; done
+	rm -rf "$T"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+pass=0
+fail=0
+ok() { pass=$((pass + 1)); echo "ok: $1"; }
+bad() { fail=$((fail + 1)); echo "FAIL: $1"; }
+
+# start NAME ARGS...: a server in the background; sets PORT and SPID, its
+# stderr in $T/NAME.log.  Waits (at most 60 s) until /health says ok.
+start() {
+	name=$1
+	shift
+	: >"$T/$name.log"
+	"$MH" serve --port 0 "$@" 2>"$T/$name.log" &
+	SPID=$!
+	PIDS="$PIDS $SPID"
+	PORT=
+	i=0
+	while [ "$i" -lt 600 ]; do
+		PORT=$(sed -n 's/^modelhost: serve: listening on http:\/\/127\.0\.0\.1:\([0-9]*\)\/.*/\1/p' \
+			"$T/$name.log")
+		if [ -n "$PORT" ] && [ "$(curl -s -m 5 -o /dev/null -w '%{http_code}' \
+			"http://127.0.0.1:$PORT/health")" = 200 ]; then
+			return 0
+		fi
+		kill -0 "$SPID" 2>/dev/null || break
+		i=$((i + 1))
+		sleep 0.1
+	done
+	bad "$name: the server did not come up: $(cat "$T/$name.log")"
+	return 1
+}
+
+# req NAME METHOD PATH [BODY] [CURL ARGS...]: status in $CODE, body in $T/body,
+# headers in $T/head.  Bounded by 60 s.
+req() {
+	rname=$1 method=$2 path=$3
+	shift 3
+	body=
+	if [ $# -gt 0 ]; then
+		body=$1
+		shift
+	fi
+	if [ -n "$body" ]; then
+		CODE=$(curl -s -m 60 -X "$method" -D "$T/head" -o "$T/body" -w '%{http_code}' \
+			-H 'Content-Type: application/json' --data-binary "$body" "$@" \
+			"http://127.0.0.1:$PORT$path")
+	else
+		CODE=$(curl -s -m 60 -X "$method" -D "$T/head" -o "$T/body" -w '%{http_code}' \
+			"$@" "http://127.0.0.1:$PORT$path")
+	fi
+}
+
+# expect NAME CODE PATTERN...: the last req gave CODE and a body with every PATTERN (grep -F)
+expect() {
+	ename=$1 ecode=$2
+	shift 2
+	if [ "$CODE" != "$ecode" ]; then
+		bad "$ename: HTTP $CODE, expected $ecode: $(head -c 300 "$T/body")"
+		return 1
+	fi
+	for p in "$@"; do
+		if ! grep -qF -- "$p" "$T/body"; then
+			bad "$ename: the body lacks '$p': $(head -c 400 "$T/body")"
+			return 1
+		fi
+	done
+	ok "$ename"
+}
+
+# An OpenAI error object with this status, type and param.
+expect_error() {
+	ename=$1 ecode=$2 type=$3 param=$4
+	expect "$ename" "$ecode" "\"error\":{\"message\":\"" "\"type\":\"$type\"" "\"param\":$param"
+}
+
+# JSON string escaping of stdin, for comparing texts with bodies.
+json_escape() {
+	sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' | awk 'NR > 1 { printf "\\n" } { printf "%s", $0 }'
+}
+
+KEY='s3cret-key-for-tests'
+printf '%s\n' "$KEY" >"$T/keyfile"
+AUTH="Authorization: Bearer $KEY"
+
+# === the bundled model: the API, errors, the key ======================================
+start main --parallel 2 --api-key-file "$T/keyfile" --body-limit 65536 -t 1 || exit 1
+
+req "health" GET /health
+expect "health answers without the key" 200 '"status":"ok"'
+req "no key" GET /v1/models
+expect_error "a missing key is refused" 401 authentication_error null
+req "wrong key" GET /v1/models '' -H "Authorization: Bearer s3cret-key-for-test"
+expect_error "a wrong key is refused" 401 authentication_error null
+req "models" GET /v1/models '' -H "$AUTH"
+expect "/v1/models lists the model by its directory's name" 200 '"object":"list"' \
+	'"id":"stories260K"' '"object":"model"'
+
+# greedy output equals generate --temp 0
+"$MH" generate -p "Once upon a time" --temp 0 -n 40 -t 1 >"$T/gen" 2>/dev/null
+want=$(sed '1s/^Once upon a time//' "$T/gen" | json_escape)
+req "completion" POST /v1/completions \
+	'{"model":"stories260K","prompt":"Once upon a time","max_tokens":40,"temperature":0}' -H "$AUTH"
+expect "greedy completion equals generate --temp 0" 200 '"object":"text_completion"' \
+	"\"text\":\"$want\"" '"finish_reason":"length"' \
+	'"usage":{"prompt_tokens":5,"completion_tokens":40,"total_tokens":45}'
+req "id out of range" POST /v1/completions \
+	'{"prompt":[1,403,407,261,378,600],"max_tokens":40,"temperature":0}' -H "$AUTH"
+expect_error "a token id outside the vocabulary" 400 invalid_request_error '"prompt"'
+ids=$(curl -s -m 10 -H "$AUTH" -d '{"content":"Once upon a time"}' "http://127.0.0.1:$PORT/tokenize" |
+	sed -n 's/.*"tokens":\(\[[0-9,]*\]\).*/\1/p')
+[ -n "$ids" ] && ok "tokenize: $ids" || bad "tokenize gave no ids"
+req "completion from ids" POST /v1/completions \
+	"{\"prompt\":$ids,\"max_tokens\":40,\"temperature\":0}" -H "$AUTH"
+expect "a prompt of token ids gives the same text" 200 "\"text\":\"$want\""
+req "detokenize" POST /detokenize "{\"tokens\":$ids}" -H "$AUTH"
+expect "detokenize" 200 '"content":"<s> Once upon a time"'
+
+# streaming: the events' texts join into the same text, then [DONE]
+curl -s -N -m 60 -H "$AUTH" -d '{"prompt":"Once upon a time","max_tokens":40,"temperature":0,"stream":true,"stream_options":{"include_usage":true}}' \
+	"http://127.0.0.1:$PORT/v1/completions" >"$T/sse"
+joined=$(grep '^data: {' "$T/sse" | sed -n 's/.*"text":"\(\([^"\\]\|\\.\)*\)".*/\1/p' | tr -d '\n')
+if [ "$joined" = "$want" ] && [ "$(tail -n 2 "$T/sse" | head -n 1)" = "data: [DONE]" ] &&
+	grep -q '"finish_reason":"length"' "$T/sse" &&
+	grep -q '"choices":\[\],"usage":{"prompt_tokens":5,"completion_tokens":40' "$T/sse" &&
+	[ "$(grep -c '^data: ' "$T/sse")" -gt 5 ]; then
+	ok "streamed text_completion events join into the greedy text, usage, [DONE]"
+else
+	bad "streaming: '$joined' vs '$want': $(head -c 600 "$T/sse")"
+fi
+
+# a stop string ends the text before it and is never streamed in part
+req "stop" POST /v1/completions \
+	'{"prompt":"Once upon a time","max_tokens":40,"temperature":0,"stop":["Lily"]}' -H "$AUTH"
+expect "a stop string ends the text" 200 \
+	'"text":", there was a little girl named ","logprobs":null,"finish_reason":"stop"'
+curl -s -N -m 60 -H "$AUTH" -d '{"prompt":"Once upon a time","max_tokens":40,"temperature":0,"stream":true,"stop":"Lily. She"}' \
+	"http://127.0.0.1:$PORT/v1/completions" >"$T/sse"
+joined=$(grep '^data: {' "$T/sse" | sed -n 's/.*"text":"\(\([^"\\]\|\\.\)*\)".*/\1/p' | tr -d '\n')
+if [ "$joined" = ", there was a little girl named " ] && ! grep -q '"text":"L' "$T/sse" &&
+	grep -q '"finish_reason":"stop"' "$T/sse"; then
+	ok "a streamed stop string is never sent in part"
+else
+	bad "streamed stop: '$joined': $(cat "$T/sse")"
+fi
+
+# sampling with a seed is repeatable
+s1=$(curl -s -m 60 -H "$AUTH" -d '{"prompt":"Once","max_tokens":30,"temperature":1,"seed":7}' \
+	"http://127.0.0.1:$PORT/v1/completions" | sed 's/"id":"[^"]*","object":"text_completion","created":[0-9]*//')
+s2=$(curl -s -m 60 -H "$AUTH" -d '{"prompt":"Once","max_tokens":30,"temperature":1,"seed":7}' \
+	"http://127.0.0.1:$PORT/v1/completions" | sed 's/"id":"[^"]*","object":"text_completion","created":[0-9]*//')
+case "$s1" in
+*'"finish_reason":"length"'*) [ "$s1" = "$s2" ] && ok "the same seed gives the same text" ||
+	bad "seeded sampling: $s1 / $s2" ;;
+*) bad "seeded sampling: $s1" ;;
+esac
+
+# bad input: 400s with the parameter named, 404s, 405, 413
+req "malformed" POST /v1/completions '{"prompt": "x",' -H "$AUTH"
+expect_error "malformed JSON" 400 invalid_request_error null
+req "not an object" POST /v1/completions '[1,2]' -H "$AUTH"
+expect_error "a body that is not an object" 400 invalid_request_error null
+req "wrong type" POST /v1/completions '{"prompt":"x","temperature":"hot"}' -H "$AUTH"
+expect_error "a wrong type names the parameter" 400 invalid_request_error '"temperature"'
+req "max_tokens 0" POST /v1/completions '{"prompt":"x","max_tokens":0}' -H "$AUTH"
+expect_error "max_tokens 0" 400 invalid_request_error '"max_tokens"'
+req "max_tokens -3" POST /v1/completions '{"prompt":"x","max_tokens":-3}' -H "$AUTH"
+expect_error "max_tokens below 0" 400 invalid_request_error '"max_tokens"'
+req "n 2" POST /v1/completions '{"prompt":"x","n":2}' -H "$AUTH"
+expect_error "n other than 1" 400 invalid_request_error '"n"'
+req "stop type" POST /v1/completions '{"prompt":"x","stop":[1]}' -H "$AUTH"
+expect_error "a stop that is not a string" 400 invalid_request_error '"stop"'
+long=$(awk 'BEGIN { printf "[1"; for (i = 0; i < 600; i++) printf ",400"; printf "]" }')
+req "too long" POST /v1/completions "{\"prompt\":$long}" -H "$AUTH"
+expect "a prompt longer than the context" 400 'more than the context length of 512' '"param":"prompt"'
+printf '{"prompt":"caf\351"}' >"$T/latin1"
+CODE=$(curl -s -m 10 -o "$T/body" -w '%{http_code}' -H "$AUTH" --data-binary @"$T/latin1" \
+	"http://127.0.0.1:$PORT/v1/completions")
+expect_error "invalid UTF-8" 400 invalid_request_error null
+req "unknown model" POST /v1/completions '{"model":"gpt-4","prompt":"x"}' -H "$AUTH"
+expect "an unknown model" 404 '"code":"model_not_found"' '"param":"model"'
+req "unknown path" GET /v1/nothing '' -H "$AUTH"
+expect_error "an unknown path" 404 invalid_request_error null
+req "wrong method" GET /v1/completions '' -H "$AUTH"
+expect_error "a wrong method" 405 invalid_request_error null
+awk 'BEGIN { printf "{\"prompt\":\""; for (i = 0; i < 70000; i++) printf "a"; printf "\"}" }' >"$T/big"
+CODE=$(curl -s -m 30 -o "$T/body" -w '%{http_code}' -H "$AUTH" --data-binary @"$T/big" \
+	"http://127.0.0.1:$PORT/v1/completions")
+expect "a body over --body-limit" 413 'larger than the limit of 65536 bytes'
+req "chat without template" POST /v1/chat/completions \
+	'{"messages":[{"role":"user","content":"hi"}]}' -H "$AUTH"
+expect "chat with a model that has no template" 400 'has no chat template' '"param":"messages"'
+req "health after errors" GET /health
+expect "still serving after every error" 200 '"status":"ok"'
+req "metrics" GET /metrics '' -H "$AUTH"
+expect "metrics in Prometheus text format" 200 \
+	'modelhost_requests_total{path="/v1/completions",status="200"}' \
+	'modelhost_requests_total{path="/v1/completions",status="400"}' \
+	'modelhost_requests_total{path="other",status="404"}' \
+	'# TYPE modelhost_time_to_first_token_seconds histogram' \
+	'modelhost_token_latency_seconds_bucket{le="+Inf"}' \
+	'modelhost_plugin_info{name="llama",version="1.0.0"} 1' 'modelhost_busy_sequences 0'
+if grep -qF "$KEY" "$T/body" "$T/main.log"; then
+	bad "the API key shows in the log or the metrics"
+else
+	ok "the API key is in neither the log nor the metrics"
+fi
+kill -TERM "$SPID"
+wait "$SPID"
+st=$?
+[ "$st" -eq 0 ] && ok "SIGTERM on an idle server: exit 0" || bad "SIGTERM: exit $st: $(cat "$T/main.log")"
+
+# === the slow toy plugin: queue, disconnects, reloads, SIGTERM =========================
+TOY="$B/tests/plugins/.libs"
+if [ ! -f "$TOY/toy_v1.so" ] || [ ! -f "$TOY/toy_v2.so" ] || [ ! -f "$TOY/toy_badabi.so" ]; then
+	echo "skip: test plugins not built (make check builds them)"
+	[ "$fail" -eq 0 ] || exit 1
+	exit 0
+fi
+P="$T/plugins" M="$T/toy"
+mkdir -p "$P" "$M"
+cp "$TOY/toy_v1.so" "$P/toy.so"
+# each forward pass takes 25 ms; greedy decoding repeats id 1; 3 is EOS
+printf '{"architectures": ["ToyForCausalLM"], "vocab_size": 4, "eos_token_id": 3, "toy_delay_ms": 25}' \
+	>"$M/config.json"
+hdr='{"toy.logits":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}'
+while [ $((${#hdr} % 8)) -ne 0 ]; do hdr="$hdr "; done
+{
+	printf "\\$(printf %03o ${#hdr})\\000\\000\\000\\000\\000\\000\\000"
+	printf '%s' "$hdr"
+	printf '\000\000\000\077\000\000\000\100\000\000\200\077\000\000\000\000'
+} >"$M/model.safetensors"
+
+# metric NAME: its value on the toy server
+metric() {
+	curl -s -m 5 "http://127.0.0.1:$PORT/metrics" | sed -n "s/^$1 //p"
+}
+# wait_until CMD...: up to 10 s
+wait_until() {
+	i=0
+	while ! "$@"; do
+		i=$((i + 1))
+		[ "$i" -gt 100 ] && return 1
+		sleep 0.1
+	done
+}
+first_event() { grep -q '^data: {' "$1" 2>/dev/null; }
+queued_is() { [ "$(metric modelhost_queue_depth)" = "$1" ]; }
+busy_is() { [ "$(metric modelhost_busy_sequences)" = "$1" ]; }
+LONG='{"prompt":[0],"max_tokens":60,"temperature":0,"ignore_eos":true,"stream":true}'
+
+start toy -m "$M" --plugin-dir "$P" --parallel 1 --queue 1 --timeout 20 || exit 1
+# one running, one waiting, the third turned away
+curl -s -N -m 60 -d "$LONG" "http://127.0.0.1:$PORT/v1/completions" >"$T/a" &
+ca=$!
+wait_until first_event "$T/a"
+curl -s -N -m 60 -d "$LONG" "http://127.0.0.1:$PORT/v1/completions" >"$T/b" &
+cb=$!
+wait_until queued_is 1
+req "full" POST /v1/completions '{"prompt":[0],"max_tokens":2}'
+if expect_error "past --queue: 503" 503 server_error null; then
+	grep -qi '^Retry-After: 1' "$T/head" && ok "503 carries Retry-After" ||
+		bad "no Retry-After: $(cat "$T/head")"
+fi
+wait "$ca" "$cb"
+a=$(grep -c '"text":"' "$T/a") b=$(grep -c '"text":"' "$T/b")
+if grep -q '"finish_reason":"length"' "$T/a" && grep -q '"finish_reason":"length"' "$T/b" &&
+	[ "$(grep '^data: {' "$T/a" | sed -n 's/.*"text":"\([0-9 ]*\)".*/\1/p' | tr -d '\n' | wc -w)" -eq 60 ]; then
+	ok "the running and the queued request both finish ($a and $b events)"
+else
+	bad "queued requests: $(tail -c 300 "$T/a") / $(tail -c 300 "$T/b")"
+fi
+
+# a client that hangs up frees its sequence within a step
+curl -s -N -m 60 -d "$LONG" "http://127.0.0.1:$PORT/v1/completions" >"$T/c" &
+cc=$!
+wait_until first_event "$T/c"
+kill "$cc"
+wait "$cc" 2>/dev/null
+t0=$(date +%s%N)
+if wait_until busy_is 0; then
+	ms=$((($(date +%s%N) - t0) / 1000000))
+	[ "$ms" -lt 1000 ] && ok "a client that hangs up frees its sequence (${ms} ms)" ||
+		bad "hang-up freed the sequence only after $ms ms"
+else
+	bad "a client that hung up still holds its sequence"
+fi
+
+# a plugin reinstalled under a running request: it finishes on the old code
+curl -s -N -m 60 -d "$LONG" "http://127.0.0.1:$PORT/v1/completions" >"$T/d" &
+cd_=$!
+wait_until first_event "$T/d"
+cp "$TOY/toy_v2.so" "$P/.toy.so.new" && mv "$P/.toy.so.new" "$P/toy.so"
+kill -HUP "$SPID"
+wait_until grep -q "is now served by toy 2.0.0" "$T/toy.log" &&
+	ok "SIGHUP: the reinstalled plugin takes over" || bad "SIGHUP reload: $(cat "$T/toy.log")"
+wait "$cd_"
+n=$(grep '^data: {' "$T/d" | sed -n 's/.*"text":"\([0-9 ]*\)".*/\1/p' | tr -d '\n' | wc -w)
+[ "$n" -eq 60 ] && grep -q '"finish_reason":"length"' "$T/d" &&
+	ok "the request running across the swap finishes whole" || bad "across the swap: $n tokens: $(tail -c 300 "$T/d")"
+req "after swap" POST /v1/completions '{"prompt":[0],"max_tokens":3,"temperature":0}'
+expect "a new request runs on the new plugin" 200 '"text":"1 1 1"'
+metric 'modelhost_plugin_info{name="toy",version="2.0.0"}' | grep -qx 1 &&
+	ok "metrics name the new plugin" || bad "plugin_info after the swap"
+req "reload again" POST /admin/reload
+expect "/admin/reload: nothing new, the same plugin" 200 '"status":"ok"' 'still serves' '"version":"2.0.0"'
+# a broken build installed: the reload fails and the old code keeps serving
+cp "$TOY/toy_badabi.so" "$P/.toy.so.new" && mv "$P/.toy.so.new" "$P/toy.so"
+req "bad reload" POST /admin/reload
+expect "a plugin that fails to load leaves the old one serving" 500 'keeps serving'
+req "after bad reload" POST /v1/completions '{"prompt":[0],"max_tokens":3,"temperature":0}'
+expect "still served after a failed reload" 200 '"text":"1 1 1"'
+
+# SIGTERM: the running request finishes, then exit 0 and no more connections
+curl -s -N -m 60 -d "$LONG" "http://127.0.0.1:$PORT/v1/completions" >"$T/e" &
+ce=$!
+wait_until first_event "$T/e"
+kill -TERM "$SPID"
+wait "$ce"
+wait "$SPID"
+st=$?
+n=$(grep '^data: {' "$T/e" | sed -n 's/.*"text":"\([0-9 ]*\)".*/\1/p' | tr -d '\n' | wc -w)
+if [ "$st" -eq 0 ] && [ "$n" -eq 60 ] && grep -q '^data: \[DONE\]' "$T/e"; then
+	ok "SIGTERM: the running request finishes, exit 0"
+else
+	bad "SIGTERM under load: exit $st, $n tokens: $(tail -n 5 "$T/toy.log")"
+fi
+curl -s -m 5 "http://127.0.0.1:$PORT/health" >/dev/null 2>&1 &&
+	bad "the server still answers after SIGTERM" || ok "no connections after exit"
+
+echo "serve: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
