@@ -12,16 +12,21 @@ if ! command -v curl >/dev/null 2>&1; then
 	echo "skipping: curl not found (apt-get install curl)"
 	exit 77
 fi
+pass=0
+fail=0
 T=$(mktemp -d)
 PIDS=
 cleanup() {
 	for p in $PIDS; do kill -9 "$p" 2>/dev/null; done
+	if [ "$fail" -ne 0 ]; then
+		for f in "$T"/*.log; do
+			[ -f "$f" ] && { echo "=== server log $f"; tail -n 40 "$f"; }
+		done
+	fi
 	rm -rf "$T"
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM
-pass=0
-fail=0
 ok() { pass=$((pass + 1)); echo "ok: $1"; }
 bad() { fail=$((fail + 1)); echo "FAIL: $1"; }
 

@@ -431,8 +431,9 @@ static int take(server *sv, api_call *c, size_t from, snap *s)
 	s->finish = r->finish;
 	s->n_gen = r->n_gen;
 	snprintf(s->err, sizeof s->err, "%s", r->err);
+	int lost_tail = r->done && r->hold_at >= 0 && !s->err[0] && !s->tail;
 	engine_unlock(sv->eng);
-	if (!s->text || (r->done && r->hold_at >= 0 && !s->err[0] && !s->tail)) {
+	if (!s->text || lost_tail) {
 		free(s->text);
 		free(s->tail);
 		return -1;

@@ -300,10 +300,10 @@ static void slot_end(engine *e, slot *sl, const char *finish, int status, const 
 		metrics_tokens(r->n_prompt, r->n_gen);
 	req_finish(r, finish, status, err);
 	req_unref(r);
+	sl->r = NULL; /* drain and free read it under mu */
 	e->busy--;
 	pthread_cond_broadcast(&e->changed);
 	pthread_mutex_unlock(&e->mu);
-	sl->r = NULL;
 	sampler_free(sl->sm);
 	sl->sm = NULL;
 	tokenizer_stream_free(sl->ds);
