@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # serve.sh - `modelhost serve` end to end with curl, on 127.0.0.1 and ports
 # the kernel picks: every endpoint, every class of error, the API key,
 # greedy output against `generate --temp 0`, streaming and stop strings,
