@@ -553,6 +553,178 @@ START_TEST(small_features)
 }
 END_TEST
 
+/* A tokenizer from JSON text; NULL when it does not load (message in err). */
+static mh_tokenizer *load_text(const char *json, char *err, size_t errlen)
+{
+	const char *path = temp_json(json);
+	mh_tokenizer *t = tokenizer_load(path, err, errlen);
+	unlink(path);
+	return t;
+}
+
+/* "{"type": "Replace", ...}" steps that double every "a", n of them. */
+static char *doubling_steps(const char *type, int n)
+{
+	static const char step[] = "{\"type\": \"Replace\", \"pattern\": {\"String\": \"a\"}, "
+				   "\"content\": \"aa\"}";
+	char *s = malloc((size_t)n * sizeof step + 256);
+	ck_assert_ptr_nonnull(s);
+	int k = sprintf(s, "{\"type\": \"Sequence\", \"%s\": [", type);
+	for (int i = 0; i < n; i++)
+		k += sprintf(s + k, "%s%s", i ? ", " : "", step);
+	strcpy(s + k, "]}");
+	return s;
+}
+
+#define A_MODEL "\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, \"aa\": 2}, " \
+		"\"merges\": [\"a a\"]}"
+
+/* Issue 16 #3: a small file may not make a text grow without bound. */
+START_TEST(growth_is_bounded)
+{
+	char json[16384], err[512] = "";
+	int32_t *ids;
+	size_t n;
+	/* normalizer: 24 doublings of "aaaa" would be 64 MiB */
+	char *steps = doubling_steps("normalizers", 24);
+	snprintf(json, sizeof json, "{" A_MODEL ", \"normalizer\": %s}", steps);
+	mh_tokenizer *t = load_text(json, err, sizeof err);
+	ck_assert_msg(t != NULL, "%s", err);
+	ck_assert_int_eq(tokenizer_encode_n(t, "aaaa", 4, 0, 0, &ids, &n), TOKENIZER_EGROWTH);
+	ck_assert_ptr_null(ids);
+	ck_assert_int_eq(tokenizer_encode(t, "aaaa", 4, 0, &ids, &n), -1);
+	ck_assert_int_eq(tokenizer_encode_n(t, "b", 1, 0, 0, &ids, &n), 0); /* no "a": no growth */
+	ck_assert_uint_eq(n, 1);
+	free(ids);
+	tokenizer_free(t);
+	/* the same normalizer runs at load over added tokens */
+	snprintf(json, sizeof json, "{" A_MODEL ", \"normalizer\": %s, \"added_tokens\": "
+		 "[{\"id\": 3, \"content\": \"aaaa\", \"normalized\": true}]}", steps);
+	t = load_text(json, err, sizeof err);
+	ck_assert_ptr_null(t);
+	ck_assert_msg(strstr(err, "more than 64 times as long (at 'aaaa')"), "%s", err);
+	free(steps);
+
+	/* decoder: 24 doublings of one token */
+	steps = doubling_steps("decoders", 24);
+	snprintf(json, sizeof json, "{" A_MODEL ", \"decoder\": %s}", steps);
+	t = load_text(json, err, sizeof err);
+	ck_assert_msg(t != NULL, "%s", err);
+	int32_t two[] = { 2, 2 };
+	ck_assert_ptr_null(tokenizer_decode(t, two, 2, 0, NULL));
+	int32_t b = 1;
+	char *s = tokenizer_decode(t, &b, 1, 0, NULL); /* no "a": no growth */
+	ck_assert_str_eq(s, "b");
+	free(s);
+	tokenizer_free(t);
+	free(steps);
+
+	/* pre-tokenizer: each ByteLevel doubles a non-ASCII text */
+	int k = snprintf(json, sizeof json, "{" A_MODEL ", \"pre_tokenizer\": {\"type\": "
+			 "\"Sequence\", \"pretokenizers\": [");
+	for (int i = 0; i < 20; i++)
+		k += snprintf(json + k, sizeof json - (size_t)k, "%s{\"type\": \"ByteLevel\", "
+			      "\"add_prefix_space\": false, \"use_regex\": false}", i ? ", " : "");
+	snprintf(json + k, sizeof json - (size_t)k, "]}}");
+	t = load_text(json, err, sizeof err);
+	ck_assert_msg(t != NULL, "%s", err);
+	ck_assert_int_eq(tokenizer_encode_n(t, "\xC3\xA9", 2, 0, 0, &ids, &n), TOKENIZER_EGROWTH);
+	tokenizer_free(t);
+
+	/* post-processor: [$A, $A] would double the ids at every template */
+	t = load_text("{" A_MODEL ", \"post_processor\": {\"type\": \"TemplateProcessing\", "
+		      "\"single\": [{\"Sequence\": {\"id\": \"A\"}}, {\"Sequence\": {\"id\": \"A\"}}]}}",
+		      err, sizeof err);
+	ck_assert_ptr_null(t);
+	ck_assert_msg(strstr(err, "names the sequence more than once"), "%s", err);
+}
+END_TEST
+
+/* Issue 16 #6: encoding stops past max_ids. */
+START_TEST(encode_stops_at_max)
+{
+	char err[512];
+	mh_tokenizer *t = load_text("{" A_MODEL ", \"pre_tokenizer\": {\"type\": \"WhitespaceSplit\"},"
+				    " \"added_tokens\": [{\"id\": 3, \"content\": \"<s>\", "
+				    "\"special\": true}], \"post_processor\": {\"type\": "
+				    "\"TemplateProcessing\", \"single\": [{\"SpecialToken\": "
+				    "{\"id\": \"<s>\"}}, {\"Sequence\": {\"id\": \"A\"}}]}}",
+				    err, sizeof err);
+	ck_assert_msg(t != NULL, "%s", err);
+	int32_t *ids;
+	size_t n;
+	const char *text = "a b aa b a";
+	size_t len = strlen(text);
+	ck_assert_int_eq(tokenizer_encode_n(t, text, len, 0, 5, &ids, &n), 0);
+	ck_assert_uint_eq(n, 5);
+	free(ids);
+	ck_assert_int_eq(tokenizer_encode_n(t, text, len, 0, 4, &ids, &n), TOKENIZER_ETOOLONG);
+	ck_assert_ptr_null(ids);
+	ck_assert_uint_eq(n, 5); /* max_ids + 1 */
+	/* the post-processor's BOS counts */
+	ck_assert_int_eq(tokenizer_encode_n(t, text, len, 1, 5, &ids, &n), TOKENIZER_ETOOLONG);
+	ck_assert_int_eq(tokenizer_encode_n(t, text, len, 1, 6, &ids, &n), 0);
+	ck_assert_int_eq(ids[0], 3);
+	free(ids);
+	/* a long text stops early: 4 MiB of words, at most 10 ids */
+	size_t big = 4 << 20;
+	char *s = malloc(big);
+	for (size_t i = 0; i < big; i++)
+		s[i] = i % 2 ? ' ' : 'a';
+	ck_assert_int_eq(tokenizer_encode_n(t, s, big, 0, 10, &ids, &n), TOKENIZER_ETOOLONG);
+	ck_assert_uint_eq(n, 11);
+	free(s);
+	ck_assert_str_eq(tokenizer_strerror(TOKENIZER_ETOOLONG), "the text gives more tokens than allowed");
+	tokenizer_free(t);
+}
+END_TEST
+
+/* Issue 16 #14: regex work is bounded, and a word may give no ids. */
+START_TEST(regex_limits_and_empty_words)
+{
+	char err[512];
+	mh_tokenizer *t = load_text("{" A_MODEL ", \"pre_tokenizer\": {\"type\": \"Split\", "
+				    "\"pattern\": {\"Regex\": \"a*b|a\"}, \"behavior\": \"Isolated\"}}",
+				    err, sizeof err);
+	ck_assert_msg(t != NULL, "%s", err);
+	int32_t *ids;
+	size_t n, big = 100000;
+	char *s = malloc(big);
+	memset(s, 'a', big);
+	/* from every position a*b scans to the end: quadratic, so refused */
+	ck_assert_int_eq(tokenizer_encode_n(t, s, big, 0, 0, &ids, &n), TOKENIZER_ELIMIT);
+	ck_assert_str_eq(tokenizer_strerror(TOKENIZER_ELIMIT),
+			 "a regex of the tokenizer needs too much work on this text");
+	/* a short text is fine, and matches as before: aab | a | a */
+	ck_assert_int_eq(tokenizer_encode_n(t, "aaba", 4, 0, 0, &ids, &n), 0);
+	ck_assert_uint_eq(n, 3);
+	ck_assert_int_eq(ids[0], 2);
+	ck_assert_int_eq(ids[1], 1);
+	ck_assert_int_eq(ids[2], 0);
+	free(ids);
+	/* a long text where matches run past the search window still matches
+	 * as a whole: 10000 b then one a */
+	memset(s, 'b', 10000);
+	s[10000] = 'a';
+	ck_assert_int_eq(tokenizer_encode_n(t, s, 10001, 0, 0, &ids, &n), 0);
+	ck_assert_uint_eq(n, 10001);
+	free(ids);
+	free(s);
+	tokenizer_free(t);
+
+	/* "c" is in no vocabulary entry, there is no unk: the first word
+	 * gives no ids (NULL + 0 in the word cache before) */
+	t = load_text("{" A_MODEL ", \"pre_tokenizer\": {\"type\": \"WhitespaceSplit\"}}",
+		      err, sizeof err);
+	ck_assert_msg(t != NULL, "%s", err);
+	ck_assert_int_eq(tokenizer_encode(t, "c a", 3, 0, &ids, &n), 0);
+	ck_assert_uint_eq(n, 1);
+	ck_assert_int_eq(ids[0], 0);
+	free(ids);
+	tokenizer_free(t);
+}
+END_TEST
+
 static Suite *tokenizer_suite(void)
 {
 	Suite *s = suite_create("tokenizer");
@@ -568,6 +740,12 @@ static Suite *tokenizer_suite(void)
 	tcase_add_test(te, load_errors);
 	tcase_add_test(te, small_features);
 	suite_add_tcase(s, te);
+	TCase *th = tcase_create("hostile");
+	tcase_set_timeout(th, 60);
+	tcase_add_test(th, growth_is_bounded);
+	tcase_add_test(th, encode_stops_at_max);
+	tcase_add_test(th, regex_limits_and_empty_words);
+	suite_add_tcase(s, th);
 	return s;
 }
 

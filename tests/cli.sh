@@ -279,6 +279,9 @@ error "text to tokenize not UTF-8" "tokenize: the text is not valid UTF-8 (byte 
 	"$MH" tokenize "$bad_utf8"
 error "context overflow" "more than the context length of 2" \
 	"$MH" generate -m "$F/llama" --ids 1,2,3,4 -c 2
+long=$(awk 'BEGIN { for (i = 0; i < 4000; i++) printf "Once upon a time "; }')
+error "prompt longer than the context" "generate: the prompt is longer than the context (8 tokens)" \
+	"$MH" generate -p "$long" -c 8 -n 1
 # --- bench ---------------------------------------------------------------------------
 # The fixture is untied F32: a token reads every weight but 511 of the 512
 # embedding rows of 64 floats, 632064 - 511 * 256 = 501248 bytes.

@@ -160,8 +160,13 @@ static int prompt_ids(const gen_opts *g, mh_tokenizer *tk, const mh_session *s, 
 		size_t len = strlen(p), ok = tokenizer_utf8_valid_prefix(p, len);
 		if (ok < len)
 			return cli_fail("generate: the prompt is not valid UTF-8 (byte %zu)", ok + 1);
-		if (tokenizer_encode(tk, p, len, 1, ids, n) != 0)
-			return cli_fail("generate: out of memory tokenizing the prompt");
+		/* stops past the context: a long prompt costs little more */
+		int rc = tokenizer_encode_n(tk, p, len, 1, (size_t)s->info->n_ctx, ids, n);
+		if (rc == TOKENIZER_ETOOLONG)
+			return cli_fail("generate: the prompt is longer than the context (%d tokens)",
+					s->info->n_ctx);
+		if (rc != 0)
+			return cli_fail("generate: tokenizing the prompt: %s", tokenizer_strerror(rc));
 		if (*n > 0)
 			return 0;
 		free(*ids);

@@ -287,11 +287,12 @@ int cmd_tokenize(int argc, char **argv)
 	size_t n = 0;
 	const char *text = argv[first];
 	size_t len = strlen(text), ok = tokenizer_utf8_valid_prefix(text, len);
-	if (ok < len || tokenizer_encode(tk, text, len, t.special, &ids, &n) != 0) {
+	int rc = ok < len ? 0 : tokenizer_encode_n(tk, text, len, t.special, 0, &ids, &n);
+	if (ok < len || rc != 0) {
 		tokenizer_free(tk);
 		if (ok < len)
 			return cli_fail("tokenize: the text is not valid UTF-8 (byte %zu)", ok + 1);
-		return cli_fail("tokenize: out of memory encoding the text");
+		return cli_fail("tokenize: encoding the text: %s", tokenizer_strerror(rc));
 	}
 	putchar('[');
 	for (size_t i = 0; i < n; i++)

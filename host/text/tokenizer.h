@@ -23,6 +23,22 @@ mh_tokenizer *tokenizer_load(const char *path, char *err, size_t errlen);
 void tokenizer_free(mh_tokenizer *t);
 /* Encode len bytes of UTF-8. add_special: apply the post-processor (e.g. BOS). 0 ok (*ids malloc'd, caller frees), -1 on error (out of memory, or text not valid UTF-8). */
 int tokenizer_encode(const mh_tokenizer *t, const char *text, size_t len, int add_special, int32_t **ids, size_t *n_ids);
+/* tokenizer_encode that stops once the text has given more than max_ids
+ * ids (0: no limit), so that a text longer than a context costs little
+ * more than the context, and says why it failed: */
+enum {
+	TOKENIZER_ENOMEM = -1,   /* out of memory */
+	TOKENIZER_EUTF8 = -2,    /* the text is not valid UTF-8 */
+	TOKENIZER_ETOOLONG = -3, /* more than max_ids ids (*n_ids is max_ids + 1) */
+	TOKENIZER_ELIMIT = -4,   /* a regex of the file needs too much work on this text */
+	TOKENIZER_EGROWTH = -5,  /* a normalizer or pre-tokenizer step makes the text more
+				  * than TOKENIZER_MAX_GROWTH times as long */
+};
+#define TOKENIZER_MAX_GROWTH 64  /* times the input, plus 4 KiB; decoders too */
+int tokenizer_encode_n(const mh_tokenizer *t, const char *text, size_t len, int add_special,
+		       size_t max_ids, int32_t **ids, size_t *n_ids);
+/* A TOKENIZER_E* code as a phrase ("out of memory", ...). */
+const char *tokenizer_strerror(int code);
 /* How many leading bytes of s form valid UTF-8 (n when all do): what
  * encode accepts, for saying where a text goes wrong. */
 size_t tokenizer_utf8_valid_prefix(const char *s, size_t n);

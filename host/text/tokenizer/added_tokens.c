@@ -178,15 +178,30 @@ bool build_tries(loadctx *L)
 	mctx m = { 0 };
 	sbuf nb = { 0 };
 	bool ok = true;
+	/* all normalized contents together may grow as one text may */
+	size_t total = 0, used = 0;
+	for (size_t i = 0; i < t->n_added; i++)
+		total += t->added[i].len;
+	size_t most = growth_cap(total);
 	for (size_t i = 0; i < t->n_added && ok; i++) {
 		added_tok *a = &t->added[i];
 		const char *s = a->content;
 		size_t n = a->len;
 		if (a->normalized && t->norm) {
-			if (norm_run(t->norm, s, n, &nb, &m) < 0 || nb.oom) {
-				ok = fail(L, "cannot normalize added token");
+			char b[48];
+			nb.max = most - used;
+			if (norm_run(t->norm, s, n, &nb, &m) < 0) {
+				ok = m.err == TOKENIZER_EGROWTH
+				     ? fail(L, "the normalizer makes the added tokens more than %d "
+						    "times as long (at '%s')", TOKENIZER_MAX_GROWTH,
+						    shown(a->content, b))
+					     : m.err == TOKENIZER_ELIMIT
+					     ? fail(L, "a normalizer regex needs too much work on "
+						    "added token '%s'", shown(a->content, b))
+					     : fail(L, "cannot normalize added token");
 				break;
 			}
+			used += nb.n;
 			s = a->norm = arena_strndup(&t->arena, nb.p ? nb.p : "", nb.n);
 			n = a->norm_len = nb.n;
 			if (!s) {

@@ -223,7 +223,8 @@ static int bpe_cached(const bpe_model *m, const char *w, size_t n, ectx *c, i32v
 		char *key = arena_strndup(&c->cache_keys, w, n);
 		int32_t pos = (int32_t)c->cache_ids.n;
 		iv_push(&c->cache_ids, (int32_t)(out->n - start));
-		iv_put(&c->cache_ids, out->v + start, out->n - start);
+		if (out->n > start) /* out->v may still be NULL */
+			iv_put(&c->cache_ids, out->v + start, out->n - start);
 		if (!key || c->cache_ids.oom || !sm_put(&c->cache, key, n, pos))
 			return -1;
 	}
@@ -245,7 +246,7 @@ int bpe_piece(const bpe_model *m, const char *w, size_t n, ectx *c, i32vec *out)
 		bool in_vocab = sm_get(&m->vocab, w + i, l) >= 0;
 		if (i > start && prev_in_vocab && in_vocab &&
 		    !mm_get(&m->bigrams, (int32_t)prev, (int32_t)cp)) {
-			if (bpe_cached(m, w + start, i - start, c, out) < 0)
+			if (bpe_cached(m, w + start, i - start, c, out) < 0 || past_max(c, out))
 				return -1;
 			start = i;
 		}

@@ -62,7 +62,7 @@ static void dec_flush_bytes(tlist *out, sbuf *bytes)
 
 static int dec_bytelevel(const tlist *in, tlist *out)
 {
-	sbuf raw = { 0 };
+	sbuf raw = { .max = out->b.max };
 	for (size_t i = 0; i < in->n; i++) {
 		const char *s = TOK(in, i);
 		size_t n = TOKLEN(in, i), j = 0, l;
@@ -171,7 +171,7 @@ int dec_run(const decoder *d, const tlist *in, tlist *out, mctx *c)
 	tl_clear(out);
 	switch (d->type) {
 	case D_SEQ: {
-		tlist a = { 0 }, b = { 0 };
+		tlist a = { .b.max = out->b.max }, b = { .b.max = out->b.max };
 		for (size_t i = 0; i < in->n; i++)
 			tl_add(&a, TOK(in, i), TOKLEN(in, i));
 		int rc = a.oom || a.b.oom ? -1 : 0;
@@ -201,7 +201,7 @@ int dec_run(const decoder *d, const tlist *in, tlist *out, mctx *c)
 			return -1;
 		break;
 	case D_BYTEFALLBACK: {
-		sbuf bytes = { 0 };
+		sbuf bytes = { .max = out->b.max };
 		for (size_t i = 0; i < in->n; i++) {
 			unsigned char byte;
 			if (parse_byte_token(TOK(in, i), TOKLEN(in, i), &byte)) {

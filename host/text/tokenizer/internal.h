@@ -48,7 +48,8 @@
 typedef struct {
 	char *p;
 	size_t n, cap;
-	bool oom;
+	size_t max;     /* 0, or the most it may hold: past it, over and oom */
+	bool oom, over;
 } sbuf;
 
 static inline bool grow_array(void **p, size_t *cap, size_t need, size_t elsz)
@@ -86,6 +87,10 @@ static inline bool sb_reserve(sbuf *b, size_t extra)
 {
 	if (b->oom)
 		return false;
+	if (b->max && extra > b->max - b->n) {
+		b->over = b->oom = true;
+		return false;
+	}
 	if (extra > SIZE_MAX / 4 - b->n) {
 		b->oom = true;
 		return false;
@@ -324,7 +329,20 @@ typedef struct {
 	pcre2_match_data *md;
 	pcre2_match_context *mc;
 	pcre2_jit_stack *js;
+	int err;            /* why a step failed: TOKENIZER_E*; 0: out of memory */
 } mctx;
+
+/* Limits on the work of one regex search (PCRE2's own counters), and on
+ * how far all searches over a text may scan past where they match: a
+ * search looks at most REGEX_WINDOW bytes ahead, more only where a match
+ * may go on (PCRE2's hard partial matching says so), and those extra
+ * bytes may add up to REGEX_BUDGET(n) over a text of n bytes.  So a
+ * pattern like a*b|a, which scans to the end from every position, fails
+ * (TOKENIZER_ELIMIT) instead of taking quadratic time. */
+#define REGEX_MATCH_LIMIT 1000000
+#define REGEX_DEPTH_LIMIT 100000
+#define REGEX_WINDOW 4096
+#define REGEX_BUDGET(n) (8 * (n) + (1u << 20))
 
 enum { SPLIT_REMOVED, SPLIT_ISOLATED, SPLIT_MERGED_PREV, SPLIT_MERGED_NEXT, SPLIT_CONTIGUOUS };
 
@@ -420,7 +438,25 @@ typedef struct {
 	ablk *cache_keys;
 	i32vec cache_ids;
 	bool oom;
+	size_t max_ids;    /* stop past this many ids (0: never) */
+	size_t max_text;   /* the most text a step may make (growth_cap) */
 } ectx;
+
+/* Whether out holds more ids than the caller wants (then says so). */
+static inline bool past_max(ectx *c, const i32vec *out)
+{
+	if (!c->max_ids || out->n <= c->max_ids)
+		return false;
+	c->m.err = TOKENIZER_ETOOLONG;
+	return true;
+}
+
+/* The most text a step of the pipeline may make out of n bytes. */
+static inline size_t growth_cap(size_t n)
+{
+	size_t most = (SIZE_MAX / 4 - 4096) / TOKENIZER_MAX_GROWTH;
+	return n > most ? SIZE_MAX / 4 : TOKENIZER_MAX_GROWTH * n + 4096;
+}
 
 typedef struct {
 	strmap vocab;

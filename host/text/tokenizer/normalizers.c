@@ -100,7 +100,7 @@ static bool is_chinese_char(uint32_t c)
 
 static int norm_bert(const normalizer *nz, const char *s, size_t n, sbuf *out)
 {
-	sbuf a = { 0 };
+	sbuf a = { .max = out->max };
 	size_t i = 0, l;
 	while (i < n) {
 		uint32_t cp = u8cp(s + i, n - i, &l);
@@ -128,8 +128,10 @@ static int norm_bert(const normalizer *nz, const char *s, size_t n, sbuf *out)
 	}
 	int rc = 0;
 	if (nz->accents) {
-		sbuf d = { 0 };
+		sbuf d = { .max = out->max };
 		rc = norm_unicode(a.p, a.n, &d, UTF8PROC_DECOMPOSE);
+		out->over |= d.over;
+		out->oom |= d.oom;
 		sb_clear(&a);
 		norm_strip_accents(d.p, d.n, &a);
 		sb_free(&d);
@@ -140,6 +142,8 @@ static int norm_bert(const normalizer *nz, const char *s, size_t n, sbuf *out)
 		sb_put(out, a.p, a.n);
 	if (a.oom)
 		out->oom = true;
+	if (a.over)
+		out->over = true;
 	sb_free(&a);
 	return rc;
 }
@@ -152,12 +156,12 @@ static int norm_replace(const normalizer *nz, const char *s, size_t n, sbuf *out
 	return rc;
 }
 
-int norm_run(const normalizer *nz, const char *s, size_t n, sbuf *out, mctx *c)
+static int norm_step(const normalizer *nz, const char *s, size_t n, sbuf *out, mctx *c)
 {
 	sb_clear(out);
 	switch (nz->type) {
 	case N_SEQ: {
-		sbuf a = { 0 }, b = { 0 };
+		sbuf a = { .max = out->max }, b = { .max = out->max };
 		sb_put(&a, s, n);
 		int rc = 0;
 		for (size_t i = 0; i < nz->nkids && rc == 0; i++) {
@@ -209,6 +213,15 @@ int norm_run(const normalizer *nz, const char *s, size_t n, sbuf *out, mctx *c)
 		break;
 	}
 	return out->oom ? -1 : 0;
+}
+
+/* Normalize s[0..n) into out (cleared first). */
+int norm_run(const normalizer *nz, const char *s, size_t n, sbuf *out, mctx *c)
+{
+	int rc = norm_step(nz, s, n, out, c);
+	if (out->over && !c->err)
+		c->err = TOKENIZER_EGROWTH;
+	return rc < 0 || out->oom ? -1 : rc;
 }
 
 /* The normalizers without settings; -1 if type is not one. */

@@ -24,7 +24,63 @@ bool mctx_ready(mctx *c)
 	c->js = pcre2_jit_stack_create(32 * 1024, 8 * 1024 * 1024, NULL);
 	if (c->js)
 		pcre2_jit_stack_assign(c->mc, NULL, c->js);
+	pcre2_set_match_limit(c->mc, REGEX_MATCH_LIMIT);
+	pcre2_set_depth_limit(c->mc, REGEX_DEPTH_LIMIT);
 	return true;
+}
+
+/* One search from off in s[0..end), JIT first; the interpreter when the
+ * JIT stack runs out. */
+static int regex_match(const pattern *p, const char *s, size_t end, size_t off, uint32_t opt,
+		       mctx *c)
+{
+	int rc = pcre2_match(p->re, (PCRE2_SPTR)s, end, off, opt, c->md, c->mc);
+	if (rc == PCRE2_ERROR_JIT_STACKLIMIT)
+		rc = pcre2_match(p->re, (PCRE2_SPTR)s, end, off, opt | PCRE2_NO_JIT, c->md, c->mc);
+	return rc;
+}
+
+/* The first match at or after off in s[0..n): 1 with [*a, *b), 0 if
+ * none, -1 on failure (c->err).  The search sees a window of the text
+ * that grows while a match may run past its end (see REGEX_WINDOW). */
+static int regex_next(const pattern *p, const char *s, size_t n, size_t off, mctx *c,
+		      size_t *spent, size_t *a, size_t *b)
+{
+	size_t win = REGEX_WINDOW;
+	for (;;) {
+		size_t end = n;
+		if (n - off > win) {
+			end = off + win;
+			while (end > off && ((unsigned char)s[end] & 0xC0) == 0x80)
+				end--; /* a character boundary */
+		}
+		uint32_t opt = PCRE2_NO_UTF_CHECK | (end < n ? PCRE2_PARTIAL_HARD : 0);
+		int rc = regex_match(p, s, end, off, opt, c);
+		if (rc == PCRE2_ERROR_NOMATCH && end < n) {
+			off = end; /* no match starts before end */
+			continue;
+		}
+		if (rc == PCRE2_ERROR_NOMATCH)
+			return 0;
+		if (rc == PCRE2_ERROR_PARTIAL) {
+			*spent += end - off;
+			if (*spent > REGEX_BUDGET(n)) {
+				c->err = TOKENIZER_ELIMIT;
+				return -1;
+			}
+			win *= 2;
+			continue;
+		}
+		if (rc == PCRE2_ERROR_MATCHLIMIT || rc == PCRE2_ERROR_DEPTHLIMIT ||
+		    rc == PCRE2_ERROR_HEAPLIMIT || rc == PCRE2_ERROR_JIT_STACKLIMIT)
+			c->err = TOKENIZER_ELIMIT;
+		if (rc < 0)
+			return -1;
+		PCRE2_SIZE *ov = pcre2_get_ovector_pointer(c->md);
+		*a = ov[0];
+		*b = ov[1];
+		return *a <= n && *b <= n && *a <= *b ? 1 : -1;
+	}
 }
 
 void mctx_free(mctx *c)
@@ -68,21 +124,12 @@ int pat_find(const pattern *p, const char *s, size_t n, mctx *c, rangevec *out)
 	} else if (p->kind == PAT_REGEX) {
 		if (!mctx_ready(c))
 			return -1;
-		size_t off = 0;
+		size_t off = 0, spent = 0, a, b;
 		while (off <= n) {
-			int rc = pcre2_match(p->re, (PCRE2_SPTR)s, n, off,
-					     PCRE2_NO_UTF_CHECK, c->md, c->mc);
-			if (rc == PCRE2_ERROR_JIT_STACKLIMIT)
-				rc = pcre2_match(p->re, (PCRE2_SPTR)s, n, off,
-						 PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT,
-						 c->md, c->mc);
-			if (rc == PCRE2_ERROR_NOMATCH)
+			int rc = regex_next(p, s, n, off, c, &spent, &a, &b);
+			if (rc == 0)
 				break;
 			if (rc < 0)
-				return -1;
-			PCRE2_SIZE *ov = pcre2_get_ovector_pointer(c->md);
-			size_t a = ov[0], b = ov[1];
-			if (a > n || b > n || b < a)
 				return -1;
 			rv_push(out, a, b);
 			if (b == a) {
@@ -208,7 +255,8 @@ bool load_pattern(loadctx *L, const cJSON *j, pattern *p, const char *what)
 		return fail(L, "%s: bad regex '%s' at offset %zu: %s", what, shown(rx, b),
 			    (size_t)eo, (char *)msg);
 	}
-	pcre2_jit_compile(p->re, PCRE2_JIT_COMPLETE); /* falls back to the interpreter */
+	/* falls back to the interpreter */
+	pcre2_jit_compile(p->re, PCRE2_JIT_COMPLETE | PCRE2_JIT_PARTIAL_HARD);
 	p->kind = PAT_REGEX;
 	return true;
 }

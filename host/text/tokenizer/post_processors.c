@@ -95,11 +95,16 @@ static bool load_template(loadctx *L, const cJSON *j, postproc *p)
 	if (!(p->items = load_list(L, single, sizeof *p->items, "TemplateProcessing: 'single'")))
 		return false;
 	const cJSON *it;
+	bool seen = false;
 	cJSON_ArrayForEach(it, single) {
 		tmpl_item *ti = &p->items[p->nitems++];
 		const cJSON *st = jget(it, "SpecialToken");
 		if (jget(it, "Sequence")) {
-			ti->is_seq = true;
+			/* twice would double the ids at each template of a chain */
+			if (seen)
+				return fail(L, "TemplateProcessing: 'single' names the sequence "
+					    "more than once");
+			ti->is_seq = seen = true;
 		} else if (st) {
 			const char *name = jstr(st, "id");
 			if (!name)

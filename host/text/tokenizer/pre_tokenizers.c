@@ -163,11 +163,19 @@ static int pretok_metaspace(const pretok *p, const char *s, size_t n, bool first
 	return pretok_split_piece(p, t->p, t->n, first, out, c, false);
 }
 
+/* Whether a step ran out of memory or past the growth cap (then says so). */
+static bool pretok_failed(ectx *c, const tlist *out)
+{
+	if (out->b.over || c->tmp.over || c->tmp2.over)
+		c->m.err = TOKENIZER_EGROWTH;
+	return out->oom || out->b.oom || c->tmp.oom || c->tmp2.oom;
+}
+
 int pretok_run(const pretok *p, const tlist *in, tlist *out, ectx *c)
 {
 	tl_clear(out);
 	if (p->type == P_SEQ) {
-		tlist a = { 0 }, b = { 0 };
+		tlist a = { .b.max = c->max_text }, b = { .b.max = c->max_text };
 		for (size_t i = 0; i < in->n; i++)
 			pl_add(&a, TOK(in, i), TOKLEN(in, i), in->v[i].flag);
 		int rc = a.oom || a.b.oom ? -1 : 0;
@@ -179,9 +187,11 @@ int pretok_run(const pretok *p, const tlist *in, tlist *out, ectx *c)
 		}
 		for (size_t i = 0; rc == 0 && i < a.n; i++)
 			pl_add(out, TOK(&a, i), TOKLEN(&a, i), a.v[i].flag);
+		if (a.b.over || b.b.over)
+			out->b.over = true;
 		tl_free(&a);
 		tl_free(&b);
-		return rc < 0 || out->oom || out->b.oom ? -1 : 0;
+		return pretok_failed(c, out) || rc < 0 ? -1 : 0;
 	}
 	for (size_t i = 0; i < in->n; i++) {
 		const char *s = TOK(in, i);
@@ -199,10 +209,12 @@ int pretok_run(const pretok *p, const tlist *in, tlist *out, ectx *c)
 			rc = pretok_metaspace(p, s, n, first, out, c);
 			break;
 		}
-		if (rc < 0)
+		if (rc < 0) {
+			pretok_failed(c, out);
 			return -1;
+		}
 	}
-	return out->oom || out->b.oom || c->tmp.oom || c->tmp2.oom ? -1 : 0;
+	return pretok_failed(c, out) ? -1 : 0;
 }
 
 static bool setup_pretok(loadctx *L, const cJSON *j, const char *type, void *node)

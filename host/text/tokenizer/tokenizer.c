@@ -59,11 +59,14 @@ static int encode_pretokenized(const mh_tokenizer *t, ectx *c, const char *s, si
 		return 0;
 	if (!t->pre)
 		return bpe_piece(&t->bpe, s, n, c, out);
-	tlist in = { 0 }, pieces = { 0 };
+	tlist in = { .b.max = c->max_text }, pieces = { .b.max = c->max_text };
 	pl_add(&in, s, n, first);
 	int rc = in.oom || in.b.oom ? -1 : pretok_run(t->pre, &in, &pieces, c);
-	for (size_t i = 0; rc == 0 && i < pieces.n; i++)
+	for (size_t i = 0; rc == 0 && i < pieces.n; i++) {
 		rc = bpe_piece(&t->bpe, TOK(&pieces, i), TOKLEN(&pieces, i), c, out);
+		if (rc == 0 && past_max(c, out))
+			rc = -1;
+	}
 	tl_free(&in);
 	tl_free(&pieces);
 	return rc;
@@ -72,7 +75,7 @@ static int encode_pretokenized(const mh_tokenizer *t, ectx *c, const char *s, si
 static int encode_segment(const mh_tokenizer *t, ectx *c, const char *s, size_t n,
 			  bool first, i32vec *out)
 {
-	sbuf norm = { 0 };
+	sbuf norm = { .max = c->max_text };
 	if (t->norm) {
 		if (norm_run(t->norm, s, n, &norm, &c->m) < 0 || norm.oom) {
 			sb_free(&norm);
@@ -92,6 +95,8 @@ static int encode_segment(const mh_tokenizer *t, ectx *c, const char *s, size_t 
 				rc = encode_pretokenized(t, c, s + segs.v[i].a,
 							 segs.v[i].b - segs.v[i].a,
 							 first && segs.v[i].a == 0, out);
+			if (rc == 0 && past_max(c, out))
+				rc = -1;
 		}
 		free(segs.v);
 	} else {
@@ -101,20 +106,21 @@ static int encode_segment(const mh_tokenizer *t, ectx *c, const char *s, size_t 
 	return rc;
 }
 
-int tokenizer_encode(const mh_tokenizer *t, const char *text, size_t len, int add_special,
-		     int32_t **ids, size_t *n_ids)
+int tokenizer_encode_n(const mh_tokenizer *t, const char *text, size_t len, int add_special,
+		       size_t max_ids, int32_t **ids, size_t *n_ids)
 {
 	if (ids)
 		*ids = NULL;
 	if (n_ids)
 		*n_ids = 0;
 	if (!t || !ids || !n_ids || (!text && len))
-		return -1;
+		return TOKENIZER_ENOMEM;
 	if (!text)
 		text = "";
 	if (!utf8_valid(text, len))
-		return -1;
-	ectx c = { 0 };
+		return TOKENIZER_EUTF8;
+	ectx c = { .max_ids = max_ids, .max_text = growth_cap(len) };
+	c.tmp.max = c.tmp2.max = c.max_text;
 	i32vec out = { 0 };
 	segvec segs = { 0 };
 	int rc = added_split(t, &t->raw_trie, text, len, &segs);
@@ -124,20 +130,52 @@ int tokenizer_encode(const mh_tokenizer *t, const char *text, size_t len, int ad
 		else
 			rc = encode_segment(t, &c, text + segs.v[i].a, segs.v[i].b - segs.v[i].a,
 					    segs.v[i].a == 0, &out);
+		if (rc == 0 && past_max(&c, &out))
+			rc = -1;
 	}
 	if (rc == 0 && add_special && t->post)
 		rc = post_run(t->post, &out);
+	if (rc == 0 && past_max(&c, &out))
+		rc = -1;
 	if (rc == 0 && !out.v && !(out.v = malloc(sizeof *out.v)))
 		rc = -1; /* a non-NULL array even when empty */
+	int err = c.m.err ? c.m.err : TOKENIZER_ENOMEM;
 	free(segs.v);
 	ectx_free(&c);
 	if (rc < 0 || out.oom) {
 		free(out.v);
-		return -1;
+		if (err == TOKENIZER_ETOOLONG)
+			*n_ids = max_ids + 1;
+		return err;
 	}
 	*ids = out.v;
 	*n_ids = out.n;
 	return 0;
+}
+
+int tokenizer_encode(const mh_tokenizer *t, const char *text, size_t len, int add_special,
+		     int32_t **ids, size_t *n_ids)
+{
+	return tokenizer_encode_n(t, text, len, add_special, 0, ids, n_ids) < 0 ? -1 : 0;
+}
+
+const char *tokenizer_strerror(int code)
+{
+	switch (code) {
+	case 0:
+		return "no error";
+	case TOKENIZER_EUTF8:
+		return "the text is not valid UTF-8";
+	case TOKENIZER_ETOOLONG:
+		return "the text gives more tokens than allowed";
+	case TOKENIZER_ELIMIT:
+		return "a regex of the tokenizer needs too much work on this text";
+	case TOKENIZER_EGROWTH:
+		return "a normalizer or pre-tokenizer step makes the text too long "
+		       "(more than 64 times)";
+	default:
+		return "out of memory";
+	}
 }
 
 /* ---- decode ---------------------------------------------------------- */
@@ -146,7 +184,13 @@ int tokenizer_encode(const mh_tokenizer *t, const char *text, size_t len, int ad
 int decode_into(const mh_tokenizer *t, const int32_t *ids, size_t n, bool skip_special,
 		       sbuf *out)
 {
-	tlist toks = { 0 }, res = { 0 };
+	size_t bytes = 0;
+	for (size_t i = 0; i < n; i++)
+		if (ids[i] >= 0 && ids[i] < t->n_ids)
+			bytes += t->id_len[ids[i]];
+	/* decoder steps may not grow the text without bound */
+	size_t most = growth_cap(bytes + n);
+	tlist toks = { .b.max = most }, res = { .b.max = most };
 	for (size_t i = 0; i < n; i++) {
 		int32_t id = ids[i];
 		if (id < 0 || id >= t->n_ids || !t->id_str[id])
@@ -163,7 +207,7 @@ int decode_into(const mh_tokenizer *t, const int32_t *ids, size_t n, bool skip_s
 		fin = &res;
 	}
 	if (rc == 0) {
-		sbuf raw = { 0 };
+		sbuf raw = { .max = most };
 		for (size_t i = 0; i < fin->n; i++) {
 			if (i && !t->dec)
 				sb_putc(&raw, ' ');
