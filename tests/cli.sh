@@ -344,6 +344,32 @@ done
 run "mkcheckpoint --data-offset 12" 2 "$B/tools/mkcheckpoint" --shape tiny --data-offset 12 \
 	"$T/tiny-bad" && grep -q -- "--data-offset must be 0, 8, ..., 56" "$T/err" &&
 	ok "mkcheckpoint refuses --data-offset 12"
+# --- chat templates ----------------------------------------------------------------
+D=$(dirname "$(data chatml.jinja)")
+M=${G%/golden_greedy.json}
+if run "chat-template" 0 "$MH" chat-template --template "$D/chatml.jinja" --context "$D/chat-context.json"; then
+	printf '<|im_start|>system\nTell short stories.<|im_end|>\n<|im_start|>user\nA story about a cat, please.<|im_end|>\n<|im_start|>assistant\n' >"$T/want"
+	if cmp -s "$T/out" "$T/want"; then ok "chat-template renders exactly"; else bad "chat-template output: $(od -c "$T/out" | head -5)"; fi
+fi
+printf '{{ bos_token }}{{ strftime_now("%%d %%b %%Y %%H:%%M") }}' >"$T/now.jinja"
+run "chat-template --now" 0 "$MH" chat-template -m "$M" --template "$T/now.jinja" \
+	--context "$D/chat-context.json" --now 2024-07-26T12:00:00 &&
+	[ "$(cat "$T/out")" = "<s>26 Jul 2024 12:00" ] && ok "chat-template --now, tokens from -m" ||
+	bad "chat-template --now: $(cat "$T/out")"
+printf 'line one\n{%% if messages[0].role == "system" %%}{{ raise_exception("System role not supported") }}{%% endif %%}' >"$T/raise.jinja"
+error "chat-template raise_exception" "raise.jinja: line 2: System role not supported" \
+	"$MH" chat-template --template "$T/raise.jinja" --context "$D/chat-context.json"
+printf '{%% for m in messages %%}' >"$T/syntax.jinja"
+error "chat-template syntax error" "syntax.jinja: line 1: syntax error" \
+	"$MH" chat-template --template "$T/syntax.jinja" --context "$D/chat-context.json"
+error "chat-template, no template in the model" "tokenizer_config.json: the model has no chat template" \
+	"$MH" chat-template -m "$M" --context "$D/chat-context.json"
+printf '[1, 2]' >"$T/list.json"
+error "chat-template, context not an object" "list.json: not a JSON object" \
+	"$MH" chat-template --template "$D/chatml.jinja" --context "$T/list.json"
+error "chat-template --now bad" "--now expects" \
+	"$MH" chat-template --template "$D/chatml.jinja" --context "$D/chat-context.json" --now yesterday
+
 run "--help" 0 "$MH" --help && grep -q "Usage: modelhost" "$T/out" && ok "--help"
 run "--version" 0 "$MH" --version && grep -q "modelhost [0-9]" "$T/out" && ok "--version"
 run "generate --help" 0 "$MH" generate --help && grep -q -- "--top-p" "$T/out" && ok "generate --help"

@@ -26,6 +26,7 @@ static const struct command {
 	{ "perplexity", cmd_perplexity, "perplexity of a text, and KL divergence from a saved run" },
 	{ "quantize", cmd_quantize, "write a copy of a model with Q8_0 or Q4_0 weights" },
 	{ "serve", cmd_serve, "serve a model over HTTP with OpenAI's API" },
+	{ "chat-template", cmd_chat_template, "print a chat template's rendering of a conversation" },
 };
 
 static void usage(FILE *f)
@@ -34,7 +35,7 @@ static void usage(FILE *f)
 		   "       modelhost          (same as: modelhost generate)\n\n"
 		   "A plugin-based host for large language models.\n\nCommands:\n");
 	for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
-		fprintf(f, "  %-11s %s\n", commands[i].name, commands[i].summary);
+		fprintf(f, "  %-13s %s\n", commands[i].name, commands[i].summary);
 	fprintf(f, "\nOptions every command takes:\n"
 		   "  --plugin-dir DIR   search DIR for plugins first (repeatable)\n"
 		   "  --plugin NAME      use this plugin whatever the model's architecture\n"

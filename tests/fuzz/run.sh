@@ -9,12 +9,14 @@
 #   config       any bytes as config.json beside each reference checkpoint's
 #                weights, through every plugin (built here, instrumented
 #                too), then a forward pass (seconds split between them)
+#   template     any bytes as a chat template, parsed and rendered over a small
+#                conversation; seeds: the reference templates and tests/data
 # Corpora and the binaries go to $FUZZ_OUT (default /tmp/modelhost-fuzz);
 # a crash leaves its input there as *crash-*, to replay with
 # $FUZZ_OUT/fuzz_TARGET FILE, and makes this script exit 1.
 set -eu
 cd "$(dirname "$0")/../.."
-t=${1:?usage: tests/fuzz/run.sh safetensors|tokenizer|config [SECONDS]}
+t=${1:?usage: tests/fuzz/run.sh safetensors|tokenizer|config|template [SECONDS]}
 secs=${2:-60}
 shared=${MODELHOST_SHARED:-../shared}
 out=${FUZZ_OUT:-/tmp/modelhost-fuzz}
@@ -86,8 +88,21 @@ config)
 			-artifact_prefix="$out/$name-" "$out/corpus-config-$name"
 	done
 	;;
+template)
+	${CC:-clang} $flags $(pkg-config --cflags libutf8proc) tests/fuzz/fuzz_template.c \
+		host/text/template/*.c $(pkg-config --libs libutf8proc) -lm -o "$out/fuzz_template"
+	mkdir -p "$out/corpus-template"
+	cp tests/data/*.jinja "$out/corpus-template/"
+	! command -v python3 >/dev/null || python3 -c 'import json, sys
+d = json.load(open(sys.argv[1]))
+for i, t in enumerate(d["templates"].values()):
+    open("%s/ref%d.jinja" % (sys.argv[2], i), "w").write(t["template"])' \
+		"$shared/fixtures/chat/templates.json" "$out/corpus-template"
+	fuzz template "$out/fuzz_template" -max_total_time="$secs" -max_len=16384 -timeout=10 \
+		-rss_limit_mb=2048 -artifact_prefix="$out/template-" "$out/corpus-template"
+	;;
 *)
-	echo "run.sh: unknown target '$t' (safetensors, tokenizer or config)" >&2
+	echo "run.sh: unknown target '$t' (safetensors, tokenizer, config or template)" >&2
 	exit 2
 	;;
 esac
