@@ -93,11 +93,12 @@ template)
 		host/text/template/*.c $(pkg-config --libs libutf8proc) -lm -o "$out/fuzz_template"
 	mkdir -p "$out/corpus-template"
 	cp tests/data/*.jinja "$out/corpus-template/"
-	! command -v python3 >/dev/null || python3 -c 'import json, sys
-d = json.load(open(sys.argv[1]))
-for i, t in enumerate(d["templates"].values()):
-    open("%s/ref%d.jinja" % (sys.argv[2], i), "w").write(t["template"])' \
-		"$shared/fixtures/chat/templates.json" "$out/corpus-template"
+	! command -v python3 >/dev/null || python3 -c 'import json, os, sys
+for f in sys.argv[2:]:
+    if os.path.exists(f):
+        for n, t in json.load(open(f))["templates"].items():
+            open("%s/%s.jinja" % (sys.argv[1], n), "w").write(t["template"])' "$out/corpus-template" \
+		tests/data/fixtures/chat/templates-open.json "$shared/fixtures/chat/templates.json"
 	fuzz template "$out/fuzz_template" -max_total_time="$secs" -max_len=16384 -timeout=10 \
 		-rss_limit_mb=2048 -artifact_prefix="$out/template-" "$out/corpus-template"
 	;;
