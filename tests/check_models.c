@@ -434,6 +434,47 @@ START_TEST(context_and_ids_are_checked)
 }
 END_TEST
 
+/* session_rewind keeps a prefix of the cache: a different continuation from
+ * there gives the logits of a fresh run over prefix + continuation.  A model
+ * with a sliding window shorter than its context resets instead. */
+START_TEST(rewind_keeps_a_prefix)
+{
+	char *dir = tu_data_path("fixtures/models/llama");
+	mh_session *s = open_model(dir);
+	int vocab = s->info->vocab_size;
+	int32_t a[12], b[12];
+	for (int i = 0; i < 12; i++) {
+		a[i] = (i * 7 + 3) % vocab;
+		b[i] = i < 5 ? a[i] : (i * 11 + 1) % vocab;
+	}
+	float *want = malloc((size_t)vocab * sizeof *want), *got = malloc((size_t)vocab * sizeof *got);
+	ck_assert_int_eq(session_forward(s, b, 12, want, MH_LOGITS_LAST, err), 0);
+	session_reset(s);
+	ck_assert_int_eq(session_forward(s, a, 12, got, MH_LOGITS_LAST, err), 0);
+	ck_assert_int_eq(session_rewind(s, 5), 5);
+	ck_assert_int_eq(s->pos, 5);
+	ck_assert_int_eq(session_forward(s, b + 5, 7, got, MH_LOGITS_LAST, err), 0);
+	for (int v = 0; v < vocab; v++)
+		ck_assert_msg(fabsf(got[v] - want[v]) <= 1e-4f * (1 + fabsf(want[v])), "logit %d: %g vs %g",
+			      v, got[v], want[v]);
+	ck_assert_int_eq(session_rewind(s, 13), 0); /* past the end: a reset */
+	ck_assert_int_eq(s->pos, 0);
+	session_close(s);
+	free(dir);
+	dir = tu_data_path("fixtures/models/mistral-swa-sharded");
+	s = session_open(reg, dir, NULL, 64, err);
+	ck_assert_msg(s != NULL, "%s", err);
+	ck_assert_int_eq(session_forward(s, a, 12, got, MH_LOGITS_LAST, err), 0);
+	ck_assert_int_eq(session_rewind(s, 12), 12);
+	ck_assert_int_eq(session_rewind(s, 5), 0);
+	ck_assert_int_eq(s->pos, 0);
+	session_close(s);
+	free(dir);
+	free(want);
+	free(got);
+}
+END_TEST
+
 /* Sliding-window attention keeps only the cache slots it can still see (a
  * ring of window + 255 for Mistral's window of 8), and positions stored in
  * reused slots are right: with 2 layers of window 8, position i sees tokens
@@ -514,6 +555,7 @@ int main(void)
 	tcase_add_test(tc, phi_qk_layernorm_takes_out_each_heads_scale);
 	tcase_add_test(tc, load_errors_name_the_problem);
 	tcase_add_test(tc, context_and_ids_are_checked);
+	tcase_add_test(tc, rewind_keeps_a_prefix);
 	suite_add_tcase(s, tc);
 	return tu_run(s);
 }

@@ -133,6 +133,20 @@ void session_reset(mh_session *s)
 	s->pos = 0;
 }
 
+int session_rewind(mh_session *s, int pos)
+{
+	const cJSON *w = modeldir_config(s->dir, "sliding_window");
+	const cJSON *use = modeldir_config(s->dir, "use_sliding_window");
+	int windowed = cJSON_IsNumber(w) && w->valuedouble > 0 && w->valuedouble < s->info->n_ctx &&
+		       !cJSON_IsFalse(use);
+	if (pos < 0 || pos > s->pos || (windowed && pos < s->pos)) {
+		session_reset(s);
+		return 0;
+	}
+	s->pos = pos;
+	return pos;
+}
+
 int session_is_eos(const mh_session *s, int32_t id)
 {
 	for (int i = 0; i < s->n_eos; i++)

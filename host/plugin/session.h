@@ -34,6 +34,12 @@ void session_close(mh_session *s);
 /* Append n tokens at the current position; logits per MH_LOGITS_*. */
 int session_forward(mh_session *s, const int32_t *ids, int n, float *logits, int flags, char *err);
 void session_reset(mh_session *s);
+/* Keep the first pos tokens of the KV cache (0 <= pos <= s->pos) so that
+ * the next forward continues from there; returns the position kept: pos, or
+ * 0 after a reset when the model attends through a sliding window shorter
+ * than its context (its plugin may keep the cache as a ring, where later
+ * tokens overwrote the ones pos needs). */
+int session_rewind(mh_session *s, int pos);
 int session_is_eos(const mh_session *s, int32_t id);
 
 #endif
