@@ -6,6 +6,7 @@
 
 #include "plugin/registry.h"
 #include "plugin/session.h"
+#include "text/sampler.h"
 #include "text/tokenizer.h"
 
 #include <getopt.h>
@@ -21,6 +22,13 @@ enum {
 	OPT_QUANT,
 	OPT_QUANT_IO,
 	OPT_PRECISE,
+	OPT_TEMP,              /* sampling: generate, chat */
+	OPT_TOP_K,
+	OPT_TOP_P,
+	OPT_MIN_P,
+	OPT_REPEAT_PENALTY,
+	OPT_REPEAT_LAST_N,
+	OPT_SEED,
 	OPT_FIRST_COMMAND_OPT /* commands number their own options from here */
 };
 
@@ -35,6 +43,15 @@ enum {
 	{ "precise", no_argument, NULL, OPT_PRECISE },                        \
 	{ "help", no_argument, NULL, 'h' }
 #define COMMON_SHORT_OPTIONS "t:c:vh"
+
+#define SAMPLING_LONG_OPTIONS                                                 \
+	{ "temp", required_argument, NULL, OPT_TEMP },                        \
+	{ "top-k", required_argument, NULL, OPT_TOP_K },                      \
+	{ "top-p", required_argument, NULL, OPT_TOP_P },                      \
+	{ "min-p", required_argument, NULL, OPT_MIN_P },                      \
+	{ "repeat-penalty", required_argument, NULL, OPT_REPEAT_PENALTY },    \
+	{ "repeat-last-n", required_argument, NULL, OPT_REPEAT_LAST_N },      \
+	{ "seed", required_argument, NULL, OPT_SEED }
 
 typedef struct cli_common {
 	char *plugin_dirs[32];
@@ -64,6 +81,18 @@ mh_session *cli_open_model(cli_common *o, mh_registry *r, const char *dir);
  * a message when the directory has none. */
 mh_tokenizer *cli_tokenizer(const char *dir, const char *file, int quiet_missing);
 
+/* A sampling option (SAMPLING_LONG_OPTIONS) into sp: 1 if it was one, 0 if
+ * not, -1 on a bad value (message printed). */
+int cli_sampling_opt(const char *cmd, mh_sampler_params *sp, int *seed_given, int c, const char *arg);
+
+/* Interactive sessions: SIGHUP asks for a reload, taken between prompts;
+ * cli_reload rescans the plugin directories and, if another plugin should
+ * now serve the model, loads it with that one (the old stays on failure). */
+void cli_watch_hup(void);
+int cli_take_hup(void);   /* 1 once after each SIGHUP */
+void cli_reload(cli_common *o, mh_registry *r, const char *dir, mh_session **s);
+const char *cli_served_by(const mh_session *s, char *b, size_t n);
+
 /* The text form of `modelhost plugins`. */
 void cli_print_plugins(FILE *f, const mh_registry *r);
 
@@ -85,5 +114,6 @@ int cmd_perplexity(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_chat_template(int argc, char **argv);
+int cmd_chat(int argc, char **argv);
 
 #endif

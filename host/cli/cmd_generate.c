@@ -7,21 +7,10 @@
 #include "text/sampler.h"
 #include "base/util.h"
 
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-enum {
-	OPT_TEMP = OPT_FIRST_COMMAND_OPT,
-	OPT_TOP_K,
-	OPT_TOP_P,
-	OPT_MIN_P,
-	OPT_REPEAT_PENALTY,
-	OPT_REPEAT_LAST_N,
-	OPT_SEED,
-};
 
 static const char help[] =
 	"Usage: modelhost generate [-m DIR] [-p TEXT | --ids 1,2,3] [-n N] [OPTIONS]\n"
@@ -69,25 +58,9 @@ static int gen_opt(gen_opts *g, int c, const char *arg)
 	case OPT_IDS: g->ids = arg; return 0;
 	case OPT_TOKENIZER: g->tokenizer = arg; return 0;
 	case 'n': return cli_int(cmd, "-n", arg, 0, 1 << 24, &g->n_predict);
-	case OPT_TEMP: return cli_float(cmd, "--temp", arg, 0, 100, &g->sp.temperature);
-	case OPT_TOP_K: return cli_int(cmd, "--top-k", arg, 0, 1 << 24, &g->sp.top_k);
-	case OPT_TOP_P: return cli_float(cmd, "--top-p", arg, 0, 1, &g->sp.top_p);
-	case OPT_MIN_P: return cli_float(cmd, "--min-p", arg, 0, 1, &g->sp.min_p);
-	case OPT_REPEAT_PENALTY:
-		return cli_float(cmd, "--repeat-penalty", arg, 0, 100, &g->sp.repeat_penalty);
-	case OPT_REPEAT_LAST_N:
-		return cli_int(cmd, "--repeat-last-n", arg, 0, 1 << 24, &g->sp.repeat_last_n);
-	case OPT_SEED: {
-		char *end;
-		g->sp.seed = strtoull(arg, &end, 10);
-		if (!*arg || *end || *arg == '-')
-			return cli_fail("generate: --seed expects a non-negative whole number, not '%s'",
-					arg), -1;
-		g->seed_given = 1;
-		return 0;
 	}
-	}
-	return -1;
+	int r = cli_sampling_opt(cmd, &g->sp, &g->seed_given, c, arg);
+	return r == 1 ? 0 : -1;
 }
 
 static int parse_generate(cli_common *o, gen_opts *g, int argc, char **argv)
@@ -99,13 +72,7 @@ static int parse_generate(cli_common *o, gen_opts *g, int argc, char **argv)
 		{ "n-predict", required_argument, NULL, 'n' },
 		{ "ids", required_argument, NULL, OPT_IDS },
 		{ "tokenizer", required_argument, NULL, OPT_TOKENIZER },
-		{ "temp", required_argument, NULL, OPT_TEMP },
-		{ "top-k", required_argument, NULL, OPT_TOP_K },
-		{ "top-p", required_argument, NULL, OPT_TOP_P },
-		{ "min-p", required_argument, NULL, OPT_MIN_P },
-		{ "repeat-penalty", required_argument, NULL, OPT_REPEAT_PENALTY },
-		{ "repeat-last-n", required_argument, NULL, OPT_REPEAT_LAST_N },
-		{ "seed", required_argument, NULL, OPT_SEED },
+		SAMPLING_LONG_OPTIONS,
 		{ "interactive", no_argument, NULL, 'i' },
 		{ 0 },
 	};
@@ -295,60 +262,15 @@ out:
 
 /* ---- interactive mode: a prompt per line, plugins swapped without a restart */
 
-static volatile sig_atomic_t hup;
-
-static void on_hup(int sig)
-{
-	(void)sig;
-	hup = 1;
-}
-
-static const char *served_by(const mh_session *s, char *b, size_t n)
-{
-	snprintf(b, n, "%s %s (%s)", s->lib->desc->name, s->lib->desc->version, s->lib->path);
-	return b;
-}
-
-/* Rescan the plugin directories; if another plugin (a replaced file, a new
- * version, a better-ranked rival) should now serve the model, load the
- * model with it and drop the old one.  On failure the old one stays. */
-static void reload(cli_common *o, mh_registry *r, const char *dir, mh_session **s)
-{
-	char err[MH_ERRLEN] = "", why[320], b[600];
-	registry_scan(r);
-	plugin_lib *l = registry_choose(r, (*s)->dir, o->plugin, why, sizeof why, err);
-	if (l && l == (*s)->lib) {
-		plugin_lib_unref(l);
-		fprintf(stderr, "modelhost: plugins rescanned; %s still serves %s\n",
-			served_by(*s, b, sizeof b), dir);
-		return;
-	}
-	mh_session *ns = NULL;
-	if (l) { /* session_open makes the same choice and takes its own reference */
-		plugin_lib_unref(l);
-		ns = session_open_quant(r, dir, o->plugin, o->n_ctx, &o->quant, err);
-	}
-	if (!ns) {
-		fprintf(stderr, "modelhost: reload: %s; %s keeps serving %s\n", err,
-			served_by(*s, b, sizeof b), dir);
-		return;
-	}
-	session_close(*s);
-	*s = ns;
-	fprintf(stderr, "modelhost: %s is now served by %s\n", dir, served_by(*s, b, sizeof b));
-}
-
 static int interactive(cli_common *o, mh_registry *r, const char *dir, mh_session **s,
 		       mh_tokenizer *tk, mh_sampler *sm, int n_predict)
 {
-	struct sigaction sa = { .sa_handler = on_hup, .sa_flags = SA_RESTART };
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGHUP, &sa, NULL);
+	cli_watch_hup();
 	char b[600];
 	fprintf(stderr,
 		"modelhost: %s served by %s; a prompt per line (%s), or /reload, "
 		"/plugins, /quit; SIGHUP reloads too\n",
-		dir, served_by(*s, b, sizeof b), tk ? "text" : "token ids, e.g. 1,2,3");
+		dir, cli_served_by(*s, b, sizeof b), tk ? "text" : "token ids, e.g. 1,2,3");
 	char *line = NULL;
 	size_t cap = 0;
 	ssize_t len;
@@ -360,14 +282,12 @@ static int interactive(cli_common *o, mh_registry *r, const char *dir, mh_sessio
 			break;
 		while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
 			line[--len] = 0;
-		if (hup) {
-			hup = 0;
-			reload(o, r, dir, s);
-		}
+		if (cli_take_hup())
+			cli_reload(o, r, dir, s);
 		if (strcmp(line, "/quit") == 0)
 			break;
 		if (strcmp(line, "/reload") == 0) {
-			reload(o, r, dir, s);
+			cli_reload(o, r, dir, s);
 			continue;
 		}
 		if (strcmp(line, "/plugins") == 0) {

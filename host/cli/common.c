@@ -8,6 +8,7 @@
 #include "base/util.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -173,4 +174,86 @@ mh_tokenizer *cli_tokenizer(const char *dir, const char *file, int quiet_missing
 		cli_fail("%s", err);
 	free(path);
 	return t;
+}
+
+int cli_sampling_opt(const char *cmd, mh_sampler_params *sp, int *seed_given, int c, const char *arg)
+{
+	switch (c) {
+	case OPT_TEMP: return cli_float(cmd, "--temp", arg, 0, 100, &sp->temperature) ? -1 : 1;
+	case OPT_TOP_K: return cli_int(cmd, "--top-k", arg, 0, 1 << 24, &sp->top_k) ? -1 : 1;
+	case OPT_TOP_P: return cli_float(cmd, "--top-p", arg, 0, 1, &sp->top_p) ? -1 : 1;
+	case OPT_MIN_P: return cli_float(cmd, "--min-p", arg, 0, 1, &sp->min_p) ? -1 : 1;
+	case OPT_REPEAT_PENALTY:
+		return cli_float(cmd, "--repeat-penalty", arg, 0, 100, &sp->repeat_penalty) ? -1 : 1;
+	case OPT_REPEAT_LAST_N:
+		return cli_int(cmd, "--repeat-last-n", arg, 0, 1 << 24, &sp->repeat_last_n) ? -1 : 1;
+	case OPT_SEED: {
+		char *end;
+		sp->seed = strtoull(arg, &end, 10);
+		if (!*arg || *end || *arg == '-') {
+			cli_fail("%s: --seed expects a non-negative whole number, not '%s'", cmd, arg);
+			return -1;
+		}
+		*seed_given = 1;
+		return 1;
+	}
+	default:
+		return 0;
+	}
+}
+
+/* ---- interactive sessions: plugins swapped without a restart ---------------- */
+static volatile sig_atomic_t hup;
+
+static void on_hup(int sig)
+{
+	(void)sig;
+	hup = 1;
+}
+
+void cli_watch_hup(void)
+{
+	struct sigaction sa = { .sa_handler = on_hup, .sa_flags = SA_RESTART };
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGHUP, &sa, NULL);
+}
+
+int cli_take_hup(void)
+{
+	if (!hup)
+		return 0;
+	hup = 0;
+	return 1;
+}
+
+const char *cli_served_by(const mh_session *s, char *b, size_t n)
+{
+	snprintf(b, n, "%s %s (%s)", s->lib->desc->name, s->lib->desc->version, s->lib->path);
+	return b;
+}
+
+void cli_reload(cli_common *o, mh_registry *r, const char *dir, mh_session **s)
+{
+	char err[MH_ERRLEN] = "", why[320], b[600];
+	registry_scan(r);
+	plugin_lib *l = registry_choose(r, (*s)->dir, o->plugin, why, sizeof why, err);
+	if (l && l == (*s)->lib) {
+		plugin_lib_unref(l);
+		fprintf(stderr, "modelhost: plugins rescanned; %s still serves %s\n",
+			cli_served_by(*s, b, sizeof b), dir);
+		return;
+	}
+	mh_session *ns = NULL;
+	if (l) { /* session_open makes the same choice and takes its own reference */
+		plugin_lib_unref(l);
+		ns = session_open_quant(r, dir, o->plugin, o->n_ctx, &o->quant, err);
+	}
+	if (!ns) {
+		fprintf(stderr, "modelhost: reload: %s; %s keeps serving %s\n", err,
+			cli_served_by(*s, b, sizeof b), dir);
+		return;
+	}
+	session_close(*s);
+	*s = ns;
+	fprintf(stderr, "modelhost: %s is now served by %s\n", dir, cli_served_by(*s, b, sizeof b));
 }
