@@ -370,6 +370,54 @@ error "chat-template, context not an object" "list.json: not a JSON object" \
 error "chat-template --now bad" "--now expects" \
 	"$MH" chat-template --template "$D/chatml.jinja" --context "$D/chat-context.json" --now yesterday
 
+# chat: the bundled model has no template; with one, greedy replies, the
+# second turn reusing the KV cache gives what a fresh run over the whole
+# conversation gives
+error "chat without a template" "tokenizer_config.json: the model has no chat template (give one with --chat-template FILE)" \
+	"$MH" chat </dev/null
+# json_str: stdin as the body of a JSON string
+json_str() { awk 'BEGIN { ORS = "" } { gsub(/\\/, "\\\\"); gsub(/"/, "\\\""); gsub(/\t/, "\\t"); if (NR > 1) print "\\n"; print }'; }
+printf '[{"role": "user", "content": "Tell me about a cat."}]' >"$T/m1.json"
+if run "chat --messages" 0 "$MH" chat --chat-template "$D/chatml.jinja" --temp 0 -n 24 --messages "$T/m1.json"; then
+	cp "$T/out" "$T/r1"
+	[ -s "$T/r1" ] && grep -q "stopped: length" "$T/err" && ok "chat --messages replies" ||
+		bad "chat --messages: $(cat "$T/out" "$T/err")"
+	printf '[{"role": "user", "content": "Tell me about a cat."}, {"role": "assistant", "content": "%s"}, {"role": "user", "content": "And a dog?"}]' \
+		"$(json_str <"$T/r1")" >"$T/m2.json"
+	run "chat --messages, two turns" 0 "$MH" chat --chat-template "$D/chatml.jinja" --temp 0 -n 24 \
+		--messages "$T/m2.json" && cat "$T/r1" "$T/out" >"$T/fresh"
+	if run "chat, interactive" 0 sh -c "printf 'Tell me about a cat.\nAnd a dog?\n/reset\nTell me about a cat.\n/quit\n' |
+		'$MH' chat --chat-template '$D/chatml.jinja' --temp 0 -n 24"; then
+		head -n "$(wc -l <"$T/fresh")" "$T/out" >"$T/two"
+		if cmp -s "$T/two" "$T/fresh"; then ok "chat: a turn from the cached prefix = a fresh rendering"
+		else bad "chat turns differ: $(cat "$T/two") | $(cat "$T/fresh")"; fi
+		grep -q "([1-9][0-9]* from the cache" "$T/err" && ok "chat: the second turn reuses the KV cache" ||
+			bad "chat cache: $(cat "$T/err")"
+		[ "$(tail -n "$(wc -l <"$T/r1")" "$T/out")" = "$(cat "$T/r1")" ] && ok "chat /reset" ||
+			bad "chat /reset: $(cat "$T/out")"
+	fi
+fi
+# a turn ends at the template's end-of-turn text, which is not printed
+mkdir "$T/chatm"
+for f in config.json model.safetensors tokenizer.json; do ln -s "$(cd "$M" && pwd)/$f" "$T/chatm/$f"; done
+printf '{"bos_token": "<s>", "eos_token": "."}' >"$T/chatm/tokenizer_config.json"
+printf '{%% for m in messages %%}{{ m.content }}\n{%% endfor %%}' >"$T/plain.jinja"
+if run "chat, stop text" 0 "$MH" chat -m "$T/chatm" --chat-template "$T/plain.jinja" --temp 0 -n 40 --messages "$T/m1.json"; then
+	cp "$T/out" "$T/stopped"
+	grep -q "stopped: end of turn" "$T/err" || bad "chat, stop text: $(cat "$T/err")"
+	run "chat, no stop text" 0 "$MH" chat --chat-template "$T/plain.jinja" --temp 0 -n 40 --messages "$T/m1.json"
+	# the same reply, cut before its first "."
+	tr '\n' '\001' <"$T/out" | sed 's/\..*//' | tr '\001' '\n' >"$T/want"
+	echo >>"$T/want"
+	grep -q '\.' "$T/out" && cmp -s "$T/stopped" "$T/want" && ok "chat stops at the end-of-turn text" ||
+		bad "chat stop text: [$(cat "$T/stopped")] vs [$(cat "$T/want")]"
+fi
+run "chat, context outgrown" 0 sh -c "echo 'Tell me a long story.' | '$MH' chat -c 32 --chat-template '$D/chatml.jinja' --temp 0" &&
+	grep -q "the conversation has grown to [0-9]* tokens, the context holds 32: /reset starts a new one" "$T/err" &&
+	ok "chat: a conversation longer than the context" || bad "chat context: $(cat "$T/err")"
+error "chat --messages, not messages" "expected a JSON array of messages" \
+	"$MH" chat --chat-template "$D/chatml.jinja" --messages "$D/chatml.jinja"
+
 run "--help" 0 "$MH" --help && grep -q "Usage: modelhost" "$T/out" && ok "--help"
 run "--version" 0 "$MH" --version && grep -q "modelhost [0-9]" "$T/out" && ok "--version"
 run "generate --help" 0 "$MH" generate --help && grep -q -- "--top-p" "$T/out" && ok "generate --help"

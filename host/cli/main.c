@@ -26,6 +26,7 @@ static const struct command {
 	{ "perplexity", cmd_perplexity, "perplexity of a text, and KL divergence from a saved run" },
 	{ "quantize", cmd_quantize, "write a copy of a model with Q8_0 or Q4_0 weights" },
 	{ "serve", cmd_serve, "serve a model over HTTP with OpenAI's API" },
+	{ "chat", cmd_chat, "a conversation through the model's chat template" },
 	{ "chat-template", cmd_chat_template, "print a chat template's rendering of a conversation" },
 };
 
