@@ -229,6 +229,7 @@ END_TEST
 /* ---- evaluator ------------------------------------------------------------------- */
 static const char CTX1[] = "{\"messages\": [{\"role\": \"system\", \"content\": \"Be brief.\"}, {\"role\": \"user\", \"content\": \" Hi there \\n\"}, {\"role\": \"assistant\", \"content\": \"Hello!\"}, {\"role\": \"user\", \"content\": \"\303\234n\303\257 \360\237\231\202 'q' \\\"d\\\"\"}], \"add_generation_prompt\": true, \"bos_token\": \"<s>\", \"eos_token\": \"</s>\"}";
 static const char CTX2[] = "{\"messages\": [{\"role\": \"system\", \"content\": \"Be brief.\"}, {\"role\": \"user\", \"content\": \"Hi\"}, {\"role\": \"assistant\", \"content\": \"<think>\\nhmm\\n</think>\\n\\nHello!\", \"tool_calls\": [{\"type\": \"function\", \"function\": {\"name\": \"f\", \"arguments\": {\"x\": 1, \"y\": \"\303\251\"}}}]}, {\"role\": \"tool\", \"content\": \"{\\\"r\\\": 2}\"}, {\"role\": \"user\", \"content\": \"again\"}], \"add_generation_prompt\": true, \"bos_token\": \"<s>\", \"eos_token\": \"</s>\", \"tools\": [{\"type\": \"function\", \"function\": {\"name\": \"f\", \"description\": \"does f\", \"parameters\": {\"type\": \"object\", \"properties\": {\"x\": {\"type\": \"integer\"}}, \"required\": [\"x\"]}}}]}";
+static const char CTX3[] = "{\"messages\": [{\"role\": \"system\", \"content\": \"  Be brief. \"}, {\"role\": \"user\", \"content\": \"Weather?\"}, {\"role\": \"assistant\", \"content\": \"<think>\\nlet me see\\n</think>\\n\\nChecking.\", \"tool_calls\": [{\"type\": \"function\", \"function\": {\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\", \"days\": [1, 2], \"opts\": {\"u\": \"c\"}, \"n\": 3, \"f\": 2.5, \"b\": true, \"z\": null}}}]}, {\"role\": \"tool\", \"content\": \"{\\\"t\\\": 21}\"}, {\"role\": \"tool\", \"content\": \"second\"}, {\"role\": \"assistant\", \"content\": \"It is 21.\"}, {\"role\": \"user\", \"content\": \"<tool_response>x</tool_response>\"}], \"tools\": [{\"type\": \"function\", \"function\": {\"name\": \"get_weather\", \"description\": \"Weather\", \"parameters\": {\"type\": \"object\", \"properties\": {\"city\": {\"type\": \"string\"}}}}}], \"add_generation_prompt\": true}";
 /* template, expected: rendered by Jinja2 3.1.6 in transformers' environment */
 static const struct { const char *ctx, *src, *out; } renders[] = {
 	{ CTX1, "a\n  {% if true %}\n  x\n  {% endif %}\n  b\n",
@@ -487,6 +488,86 @@ static const struct { const char *ctx, *src, *out; } renders[] = {
 	  "(1, 2, 3) [1] ab" },
 	{ CTX2, "{{ ['x', 'y'] | tojson }} {{ ('x', 1) | tojson }} {{ none | tojson }} {{ '\303\251' | tojson }}",
 	  "[\"x\", \"y\"] [\"x\", 1] null \"\303\251\"" },
+	{ CTX3, "{% macro f() %}{{ x }}{% endmacro %}{% set x = 1 %}{{ f() }}{% set x = 2 %}{{ f() }}",
+	  "12" },
+	{ CTX3, "{% set x = 'outer' %}{% macro g(x) %}{{ x }}{% endmacro %}{{ g('arg') }}{{ x }}",
+	  "argouter" },
+	{ CTX3, "{% for i in [1,2] %}{% macro h() %}{{ i }}{% endmacro %}{{ h() }}{% endfor %}",
+	  "12" },
+	{ CTX3, "{% macro m() %}{% set y = 5 %}{{ y }}{% endmacro %}{{ m() }}{{ y is defined }}",
+	  "5False" },
+	{ CTX3, "{% macro t(a) %}{{ caller(a * 2) }}|{{ caller(a) }}{% endmacro %}{% call(v) t(3) %}<{{ v }}>{% endcall %}",
+	  "<6>|<3>" },
+	{ CTX3, "{% set ns = namespace(items=[]) %}{% for i in range(3) %}{% set ns.items = ns.items + [i] %}{% endfor %}{{ ns.items }}",
+	  "[0, 1, 2]" },
+	{ CTX3, "{% if true %}{% set z = 3 %}{% endif %}{{ z }}",
+	  "3" },
+	{ CTX3, "{% for m in messages %}{% if loop.first %}{% set first = m %}{% endif %}{% endfor %}{{ first is defined }}",
+	  "False" },
+	{ CTX3, "{{ messages | map(attribute='role') | select('equalto', 'tool') | list | length }}",
+	  "2" },
+	{ CTX3, "{{ (messages | selectattr('role', 'in', ['tool', 'user']) | list)[0].content }}",
+	  "Weather?" },
+	{ CTX3, "{{ messages[2].tool_calls[0].function.arguments | tojson(indent=2) }}",
+	  "{\n  \"city\": \"Paris\",\n  \"days\": [\n    1,\n    2\n  ],\n  \"opts\": {\n    \"u\": \"c\"\n  },\n  \"n\": 3,\n  \"f\": 2.5,\n  \"b\": true,\n  \"z\": null\n}" },
+	{ CTX3, "{{ messages[2].tool_calls[0].function.arguments | items | list }}",
+	  "[('city', 'Paris'), ('days', [1, 2]), ('opts', {'u': 'c'}), ('n', 3), ('f', 2.5), ('b', True), ('z', None)]" },
+	{ CTX3, "{{ messages[2].tool_calls[0].function.arguments.days is sequence }} {{ 'x' is sequence }} {{ 3 is sequence }}",
+	  "True True False" },
+	{ CTX3, "{% for k in messages[2].tool_calls[0].function.arguments %}{{ k }},{% endfor %}",
+	  "city,days,opts,n,f,b,z," },
+	{ CTX3, "{{ enable_thinking is defined and enable_thinking is false }}",
+	  "False" },
+	{ CTX3, "{%- set x = 'a' %}{{- x -}}  \n  {%- set y = 'b' -%}  {{ y }}",
+	  "ab" },
+	{ CTX3, "{% for m in messages %}{{ m.role }}{% if m.role == 'tool' %}{% continue %}{% endif %}!{% endfor %}",
+	  "system!user!assistant!tooltoolassistant!user!" },
+	{ CTX3, "{% for m in messages|reverse %}{{ loop.index }}{{ m.role[0] }}{% endfor %}",
+	  "1u2a3t4t5a6u7s" },
+	{ CTX3, "{{ 'a' if 'b' in 'abc' else 'c' }} {{ 'x' ~ ('y' if false) ~ 'z' }}",
+	  "a xz" },
+	{ CTX3, "{{ {'a': 1} | tojson }}{{ [{'a': [1, {'b': {}}]}] | tojson(indent=1) }}",
+	  "{\"a\": 1}[\n {\n  \"a\": [\n   1,\n   {\n    \"b\": {}\n   }\n  ]\n }\n]" },
+	{ CTX3, "{{ '\303\251\344\270\255' | tojson }} {{ 'tab\there' | tojson }} {{ '' | tojson }}",
+	  "\"\303\251\344\270\255\" \"tab\\there\" \"\"" },
+	{ CTX3, "{% set d = {'b': 1, 'a': 2} %}{% for k, v in d | dictsort %}{{ k }}{{ v }}{% endfor %}{% for k, v in d.items() | sort %}{{ k }}{% endfor %}",
+	  "a2b1ab" },
+	{ CTX3, "{{ messages[-1].content[15:-16] }}",
+	  "x" },
+	{ CTX3, "{{ messages[0].content | trim | length }} {{ messages[0]['content'].strip() | upper }}",
+	  "9 BE BRIEF." },
+	{ CTX3, "{%- for tool in tools %}{{ tool.function.name }}{% endfor %}",
+	  "get_weather" },
+	{ CTX3, "{{ tools | tojson }}",
+	  "[{\"type\": \"function\", \"function\": {\"name\": \"get_weather\", \"description\": \"Weather\", \"parameters\": {\"type\": \"object\", \"properties\": {\"city\": {\"type\": \"string\"}}}}}]" },
+	{ CTX3, "{% set content = messages[2].content %}{{ content.split('</think>')[0].rstrip('\\n').split('<think>')[-1].lstrip('\\n') }}",
+	  "let me see" },
+	{ CTX3, "{{ 'a b c'.split(' ') | join('-') }} {{ 'a-b'.split('-', 1) }} {{ 'x'.split('y') }}",
+	  "a-b-c ['a', 'b'] ['x']" },
+	{ CTX3, "{{ 1.5 | int }} {{ -1.5 | int }} {{ '  12  ' | int }} {{ '1_000' | int }} {{ true | int }} {{ none | int }}",
+	  "1 -1 12 1000 1 0" },
+	{ CTX3, "{{ 0.1 + 0.2 }} {{ 1e300 * 1e10 }} {{ 2 ** 62 }} {{ 3.0 // 2 }} {{ 7.5 % 2 }}",
+	  "0.30000000000000004 inf 4611686018427387904 1.0 1.5" },
+	{ CTX3, "{{ 'abc' < 'abd' }} {{ [1, 2] == [1, 2] }} {{ (1, 2) == [1, 2] }} {{ none == none }} {{ none == false }}",
+	  "True True False True False" },
+	{ CTX3, "{{ messages[0] is mapping }} {{ messages is sequence }} {{ messages is iterable }} {{ none is iterable }}",
+	  "True True True False" },
+	{ CTX3, "{{ x | default(none) is none }}",
+	  "True" },
+	{ CTX3, "{% for i in range(3) %}{{ loop.previtem | default('-') }}{{ loop.nextitem | default('-') }};{% endfor %}",
+	  "-1;02;1-;" },
+	{ CTX3, "{{ 'Hello' | replace('l', 'L', 1) }} {{ 'Hello'.replace('l', '') }}",
+	  "HeLlo Heo" },
+	{ CTX3, "{{ [3, 1, 2] | sort | first }} {{ ['b', 'a'] | sort(reverse=true) | join }} {{ messages | map(attribute='role') | unique | sort | join(',') }}",
+	  "1 ba assistant,system,tool,user" },
+	{ CTX3, "{{ 42 | string | length }} {{ [1, 2] | string }} {{ none | string }} {{ 1.0 | string }}",
+	  "2 [1, 2] None 1.0" },
+	{ CTX3, "{% for k, v in messages[2].tool_calls[0].function.arguments|items %}{% set v = v | tojson | safe if v is mapping or (v is sequence and v is not string) else v | string %}{{ k }}={{ v }};{% endfor %}",
+	  "city=Paris;days=[1, 2];opts={\"u\": \"c\"};n=3;f=2.5;b=True;z=None;" },
+	{ CTX3, "{%- if tools and tools is iterable and tools is not mapping %}T{% endif %}{{ messages[1:] | map(attribute='content') | map('trim') | join('|') }}",
+	  "TWeather?|<think>\nlet me see\n</think>\n\nChecking.|{\"t\": 21}|second|It is 21.|<tool_response>x</tool_response>" },
+	{ CTX3, "{{ messages[2].tool_calls | length }} {{ messages[2].tool_calls[0]['function']['name'] }}",
+	  "1 get_weather" },
 };
 /* templates Jinja2 refuses too (a type error, an undefined value, a syntax error...) */
 static const struct { const char *ctx, *src; } failures[] = {
@@ -512,6 +593,7 @@ static const struct { const char *ctx, *src; } failures[] = {
 	{ CTX2, "{{ 'a' is nosuchtest }}" },
 	{ CTX2, "{{ caller() }}" },
 	{ CTX2, "{% break %}" },
+	{ CTX3, "{{ messages|length - 1 }} {{ (messages|length) // 2 }} {{ -messages|length }}" },
 };
 
 START_TEST(eval_against_jinja2)
@@ -564,8 +646,23 @@ START_TEST(limits)
 	expect_error("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", NOCTX, "nested deeper than");
 	expect_error("{% set ns = namespace(s='x') %}{% for i in range(64) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
 		     NOCTX, "would exceed");
-	expect_error("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
-		     NOCTX, "test: ");
+	/* a runaway loop, under a small step limit (the default is 10 million) */
+	tpl_env e = { .name = "test" };
+	char err[MH_ERRLEN] = "";
+	e.lim = tpl_default_limits;
+	e.lim.steps = 100000;
+	e.err = err;
+	e.errlen = sizeof err;
+	const char *loop = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}";
+	if (setjmp(e.jb) == 0) {
+		tpl_tokens t = { 0 };
+		tpl_lex(&e, loop, strlen(loop), &t);
+		tpl_render_tree(&e, tpl_parse(&e, &t), v_dict(&e), 0);
+		ck_abort_msg("the loop ran to its end");
+	}
+	tpl_arena_free(&e);
+	ck_assert_str_eq(err, "test: line 1: the template ran for more than 100000 steps");
+	ck_assert_int_eq((int)tpl_default_limits.steps, 10000000);
 	expect_error("{{ range(100001) | length }}", NOCTX, "Range too big");
 	expect_error("{{ 'ab' * 100000000 }}", NOCTX, "would exceed");
 	char *deep = malloc(40000);
@@ -737,6 +834,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, parse_errors);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("evaluator");
+	tcase_set_timeout(tc, 300); /* seconds of CPU are few, but the machine may be busy */
 	tcase_add_test(tc, eval_against_jinja2);
 	tcase_add_test(tc, eval_failures);
 	tcase_add_test(tc, eval_messages);
