@@ -24,6 +24,11 @@ static float *wblock;
 static size_t wblock_len;
 static float *xprep[MAX_THREADS];     /* x as the few-token kernels read it */
 static size_t xprep_len[MAX_THREADS];
+/* Per-thread scratch of the few-row path (a plugin may call matmul from
+ * inside parallel_for): the prepared x pointers and the output rows. */
+static const float **xr_bufs[MAX_THREADS];
+static int *row_bufs[MAX_THREADS];
+static size_t xr_lens[MAX_THREADS];
 
 /* How large matmuls are spread over the cores: by default each pool thread
  * runs a single-threaded SGEMM over its share of the rows (OpenBLAS's own
@@ -107,6 +112,13 @@ void ops_cleanup(void)
 	free(wblock);
 	wblock = NULL;
 	wblock_len = 0;
+	for (int i = 0; i < MAX_THREADS; i++) {
+		free(xr_bufs[i]);
+		free(row_bufs[i]);
+		xr_bufs[i] = NULL;
+		row_bufs[i] = NULL;
+		xr_lens[i] = 0;
+	}
 }
 
 typedef struct {
@@ -179,12 +191,6 @@ typedef struct {
 	int64_t rows, cols;
 	int n;
 } mm_job;
-
-static void mm_small(void *ctx, int64_t b, int64_t e, int thread)
-{
-	const mm_job *j = ctx;
-	kern_rows(j->w->dtype, j->y, j->rows, j->x, j->cols, j->n, j->w->data, b, e, j->cols);
-}
 
 /* SGEMM's blocks of weight rows: a matrix is cut into GEMM_BLOCKS blocks
  * of a multiple of 16 rows (whole panels), fixed by its shape alone, each
@@ -270,114 +276,184 @@ static void fill_nan(float *y, size_t n)
 
 #define MATMUL_N_MAX 8
 
-/* x for the few-token kernel of each of count (<= MATMUL_N_MAX) weights
- * into xk (the same pointer for weights the kernels read alike:
- * kern_x_key); -1 when out of memory.  The buffer is the calling thread's: a plugin may call matmul
- * from inside parallel_for. */
-static int prepare_x(const float **xk, const float *x, const mh_tensor *const *w, int count,
-		     int n, int64_t cols)
+/* ---- batch-invariant routing ------------------------------------------------- *
+ *
+ * The rule (docs/batching.md): a row's result must not depend on the other
+ * rows of the call.  The rows of a matmul come in runs, one per sequence
+ * (ops_set_rows; without it, all n rows are one run), and each run is routed
+ * by its own length alone:
+ *  - a run of at most SMALL_N rows (a decode token, a short prompt piece)
+ *    goes through the row kernels one row at a time, each row's bits those
+ *    of a one-token call, whatever else is in the batch; the rows of all such
+ *    runs share one pass over the weights, block by block (ROW_BLOCK_BYTES of
+ *    weights, read from memory once, from cache for the other rows);
+ *  - a longer run (a prompt piece) is an SGEMM of its own, as if alone
+ *    (OpenBLAS rounds a row's sums by the shape of the call).
+ * kern_rows with n > 1 tokens is not used: the AVX2 multi-token loop
+ * (row_nt) sums in another order than the one-token loop.  Kernels that
+ * give every row of an n-row call the bits of its one-row call may be
+ * passed whole groups of rows here (ROWS_AT_ONCE); check_ops tests the rule
+ * on every kernel set. */
+
+static const int *run_len; /* ops_set_rows */
+static int run_count, run_total;
+
+void ops_set_rows(const int *len, int count)
 {
-	int th = pool_thread(), key[MATMUL_N_MAX];
-	size_t slot = (size_t)n * cols + KERN_X_SLACK;
-	float *buf = grow(&xprep[th], &xprep_len[th], (size_t)count * slot);
-	if (!buf)
-		return -1;
-	for (int i = 0; i < count; i++) {
-		key[i] = kern_x_key(w[i]->dtype, w[i]->data, n, cols);
-		int k = 0;
-		while (k < i && key[k] != key[i])
-			k++;
-		xk[i] = k < i ? xk[k]
-			      : kern_prepare_x(w[i]->dtype, w[i]->data, x, n, cols,
-					       buf + (size_t)i * slot);
+	run_len = count > 0 ? len : NULL;
+	run_count = count > 0 ? count : 0;
+	run_total = 0;
+	for (int i = 0; i < run_count; i++)
+		run_total += len[i];
+}
+
+/* Weight bytes a block of the few-row path reads from memory before every
+ * row takes it from cache (L1/L2). */
+#define ROW_BLOCK_BYTES (16 << 10)
+
+typedef struct {
+	float *const *y;
+	const mh_tensor *const *w;
+	const float *const *xr; /* [i * nr + t]: row t's x as weight i's kernel reads it */
+	const int *row;         /* [nr] the output row of each few-row row */
+	int count, nr;
+	int64_t cols, start[MATMUL_N_MAX + 1]; /* weight i owns rows [start[i], start[i+1]) */
+} rows_job;
+
+static void rows_task(void *ctx, int64_t b, int64_t e, int thread)
+{
+	const rows_job *j = ctx;
+	for (int i = 0; i < j->count; i++) {
+		int64_t lo = b > j->start[i] ? b : j->start[i];
+		int64_t hi = e < j->start[i + 1] ? e : j->start[i + 1];
+		if (lo >= hi)
+			continue;
+		const mh_tensor *w = j->w[i];
+		int64_t rows = w->shape[0], r0 = lo - j->start[i], r1 = hi - j->start[i];
+		int64_t blk = j->nr == 1 ? r1 - r0
+					 : ROW_BLOCK_BYTES / (j->cols * (int64_t)mh_dtype_size(w->dtype));
+		if (blk < 8)
+			blk = 8;
+		for (int64_t a = r0; a < r1; a += blk) {
+			int64_t z = r1 - a < blk ? r1 : a + blk;
+			for (int t = 0; t < j->nr; t++)
+				kern_rows(w->dtype, j->y[i] + (size_t)j->row[t] * rows, rows,
+					  j->xr[(size_t)i * j->nr + t], j->cols, 1, w->data, a, z,
+					  j->cols);
+		}
 	}
-	return 0;
+}
+
+
+/* y[i] = x * w[i]^T for count (<= MATMUL_N_MAX) weights of cols columns, n
+ * rows, by the rule above. */
+static void route(float *const *y, const float *x, const mh_tensor *const *w, int count, int n,
+		  int64_t cols)
+{
+	int one = n, *len = &one, runs = 1;
+	if (run_count > 0 && run_total == n) {
+		len = (int *)run_len;
+		runs = run_count;
+	}
+	int nr = 0;
+	for (int r = 0; r < runs; r++)
+		if (len[r] <= SMALL_N)
+			nr += len[r];
+	if (nr > 0) {
+		size_t need = (size_t)count * nr;
+		int th = pool_thread();
+		if (xr_lens[th] < need) {
+			free(xr_bufs[th]);
+			free(row_bufs[th]);
+			xr_bufs[th] = malloc(need * sizeof **xr_bufs);
+			row_bufs[th] = malloc(need * sizeof **row_bufs);
+			xr_lens[th] = xr_bufs[th] && row_bufs[th] ? need : 0;
+		}
+		const float **xr_buf = xr_bufs[th];
+		int *row_buf = row_bufs[th];
+		size_t xr_len = xr_lens[th];
+		size_t slot = (size_t)cols + KERN_X_SLACK;
+		float *buf = xr_len ? grow(&xprep[th], &xprep_len[th], need * slot) : NULL;
+		if (!buf) {
+			for (int i = 0; i < count; i++)
+				fill_nan(y[i], (size_t)n * w[i]->shape[0]);
+			return;
+		}
+		rows_job j = { y, w, xr_buf, row_buf, count, nr, cols, { 0 } };
+		int64_t bytes = 0;
+		for (int i = 0; i < count; i++) {
+			j.start[i + 1] = j.start[i] + w[i]->shape[0];
+			bytes += (int64_t)w[i]->nbytes;
+		}
+		int t = 0, at = 0;
+		for (int r = 0; r < runs; at += len[r++])
+			for (int k = 0; len[r] <= SMALL_N && k < len[r]; k++, t++) {
+				row_buf[t] = at + k;
+				const float *xt = x + (size_t)(at + k) * cols;
+				/* each row once per weight (kern_x_key: shared where alike) */
+				for (int i = 0; i < count; i++) {
+					int s = 0;
+					while (s < i && kern_x_key(w[s]->dtype, w[s]->data, 1, cols) !=
+								kern_x_key(w[i]->dtype, w[i]->data, 1, cols))
+						s++;
+					xr_buf[(size_t)i * nr + t] =
+						s < i ? xr_buf[(size_t)s * nr + t]
+						      : kern_prepare_x(w[i]->dtype, w[i]->data, xt, 1, cols,
+								       buf + ((size_t)i * nr + t) * slot);
+				}
+			}
+		pool_run_chunks(pool, j.start[count], 8, small_chunks(bytes), rows_task, &j);
+	}
+	int at = 0;
+	for (int r = 0; r < runs; at += len[r++]) {
+		if (len[r] <= SMALL_N)
+			continue;
+		for (int i = 0; i < count; i++) {
+			int64_t rows = w[i]->shape[0];
+			mm_job j = { y[i] + (size_t)at * rows, x + (size_t)at * cols, w[i], rows, cols,
+				     len[r] };
+			if (gemm_mode == GEMM_BLAS_THREADS)
+				mm_gemm_blas(j.y, j.x, &j);
+			else
+				pool_run_chunks(pool, rows, gemm_block(rows),
+						CHUNKS_PER_THREAD * pool_size(pool), mm_gemm, &j);
+		}
+	}
 }
 
 void ops_matmul(float *y, const float *x, const mh_tensor *w, const float *bias, int n)
 {
 	int64_t rows = w->shape[0], cols = w->ndim > 1 ? w->shape[1] : 1;
-	mm_job j = { y, x, w, rows, cols, n };
-	if (n <= SMALL_N) {
-		if (prepare_x(&j.x, x, &w, 1, n, cols) != 0) {
-			fill_nan(y, (size_t)n * rows);
-			return;
-		}
-		pool_run_chunks(pool, rows, 8, small_chunks((int64_t)w->nbytes), mm_small, &j);
-	} else if (gemm_mode == GEMM_BLAS_THREADS) {
-		mm_gemm_blas(y, x, &j);
-	} else {
-		pool_run_chunks(pool, rows, gemm_block(rows), CHUNKS_PER_THREAD * pool_size(pool),
-				mm_gemm, &j);
-	}
+	route(&y, x, &w, 1, n, cols);
 	if (bias)
 		for (int t = 0; t < n; t++)
 			kern_add(y + (size_t)t * rows, bias, rows);
 }
 
-/* Several few-token matmuls of one input as a single pool job: the rows of
- * all the weights form one index space, cut into ranges as one matrix's
- * would be, so the threads meet once instead of once per weight (at most
- * MATMUL_N_MAX weights a job, defined above with prepare_x). */
-
-typedef struct {
-	float *const *y;
-	const float *x[MATMUL_N_MAX]; /* as the kernel for each weight reads it */
-	const mh_tensor *const *w;
-	int count, n;
-	int64_t cols, start[MATMUL_N_MAX + 1]; /* weight i owns rows [start[i], start[i+1]) */
-} mmn_job;
-
-static void mmn_small(void *ctx, int64_t b, int64_t e, int thread)
-{
-	const mmn_job *j = ctx;
-	for (int i = 0; i < j->count; i++) {
-		int64_t lo = b > j->start[i] ? b : j->start[i];
-		int64_t hi = e < j->start[i + 1] ? e : j->start[i + 1];
-		if (lo < hi) {
-			const mh_tensor *w = j->w[i];
-			kern_rows(w->dtype, j->y[i], w->shape[0], j->x[i], j->cols, j->n, w->data,
-				  lo - j->start[i], hi - j->start[i], j->cols);
-		}
-	}
-}
-
+/* Several matmuls of one input: the few-row rows of all the weights form
+ * one index space, cut into ranges as one matrix's would be, so the threads
+ * meet once instead of once per weight (at most MATMUL_N_MAX weights of the
+ * same width a job). */
 void ops_matmul_n(float *const *y, const float *x, const mh_tensor *const *w,
 		  const float *const *bias, int count, int n)
 {
 	while (count > 0) {
-		int k = count < MATMUL_N_MAX ? count : MATMUL_N_MAX;
-		mmn_job j = { y, { 0 }, w, 0, n, w[0]->ndim > 1 ? w[0]->shape[1] : 1, { 0 } };
-		/* one job for the leading weights that share x's width */
-		while (j.count < k && (w[j.count]->ndim > 1 ? w[j.count]->shape[1] : 1) == j.cols) {
-			j.start[j.count + 1] = j.start[j.count] + w[j.count]->shape[0];
-			j.count++;
-		}
-		if (n > SMALL_N || j.count == 1) {
-			ops_matmul(y[0], x, w[0], bias ? bias[0] : NULL, n);
-			j.count = 1;
-		} else {
-			int64_t bytes = 0;
-			for (int i = 0; i < j.count; i++)
-				bytes += (int64_t)w[i]->nbytes;
-			if (prepare_x(j.x, x, w, j.count, n, j.cols) != 0) {
-				for (int i = 0; i < j.count; i++)
-					fill_nan(y[i], (size_t)n * w[i]->shape[0]);
-			} else {
-				pool_run_chunks(pool, j.start[j.count], 8, small_chunks(bytes),
-						mmn_small, &j);
-				for (int i = 0; i < j.count; i++)
-					if (bias && bias[i])
-						for (int t = 0; t < n; t++)
-							kern_add(y[i] + (size_t)t * w[i]->shape[0],
-								 bias[i], w[i]->shape[0]);
-			}
-		}
-		y += j.count;
-		w += j.count;
+		int k = 0;
+		int64_t cols = w[0]->ndim > 1 ? w[0]->shape[1] : 1;
+		while (k < count && k < MATMUL_N_MAX &&
+		       (w[k]->ndim > 1 ? w[k]->shape[1] : 1) == cols)
+			k++;
+		route(y, x, w, k, n, cols);
+		for (int i = 0; i < k; i++)
+			if (bias && bias[i])
+				for (int t = 0; t < n; t++)
+					kern_add(y[i] + (size_t)t * w[i]->shape[0], bias[i],
+						 w[i]->shape[0]);
+		y += k;
+		w += k;
 		if (bias)
-			bias += j.count;
-		count -= j.count;
+			bias += k;
+		count -= k;
 	}
 }
 
@@ -564,13 +640,24 @@ static void silu_task(void *ctx, int64_t b, int64_t e, int thread)
 #define EW_PARALLEL 32768
 #define EW_ALIGN 64
 
+/* The last n % 8 elements padded to a whole vector: an element takes the
+ * vector loop wherever it sits, so a row's bits do not depend on whether
+ * it is the last row of a batch. */
 void ops_silu_mul(float *gate, const float *up, size_t n)
 {
 	ew_job j = { gate, up };
-	if (n >= EW_PARALLEL)
-		pool_run_aligned(pool, (int64_t)n, EW_ALIGN, silu_task, &j);
+	size_t body = n / 8 * 8;
+	if (body >= EW_PARALLEL)
+		pool_run_aligned(pool, (int64_t)body, EW_ALIGN, silu_task, &j);
 	else
-		kern_silu_mul(gate, up, (int64_t)n);
+		kern_silu_mul(gate, up, (int64_t)body);
+	if (body < n) {
+		float g[8] = { 0 }, u[8] = { 0 };
+		memcpy(g, gate + body, (n - body) * sizeof *g);
+		memcpy(u, up + body, (n - body) * sizeof *u);
+		kern_silu_mul(g, u, 8);
+		memcpy(gate + body, g, (n - body) * sizeof *g);
+	}
 }
 
 void ops_gelu(float *x, size_t n)

@@ -23,6 +23,12 @@ const char *ops_describe(void);
 /* The core OpenBLAS runs its kernels for, e.g. "SkylakeX", "Haswell". */
 const char *ops_blas_core(void);
 
+/* The rows of the next matmuls come in independent runs (one per sequence
+ * of a batch): len[0..count) rows each, in order.  A matmul over exactly
+ * that many rows routes each run by its own length, so that a row's result
+ * does not depend on the other runs (ops.c, docs/batching.md); any other
+ * row count is one run.  count 0: none.  len must stay valid until reset. */
+void ops_set_rows(const int *len, int count);
 void ops_matmul(float *y, const float *x, const mh_tensor *w, const float *bias, int n);
 void ops_matmul_n(float *const *y, const float *x, const mh_tensor *const *w,
 		  const float *const *bias, int count, int n);

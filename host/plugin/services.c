@@ -246,46 +246,60 @@ static int get_dim(mh_dir *d, const char *key, int64_t def, int32_t *out)
 	return 0;
 }
 
-static int read_decoder_config(mh_dir *d, int32_t n_ctx, mh_decoder_config *c)
+/* The standard key names (mh_decoder_config's comments). */
+static const mh_decoder_keys std_keys = {
+	sizeof std_keys, "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+	"num_key_value_heads", "head_dim", "intermediate_size", "max_position_embeddings",
+	"tie_word_embeddings", "bos_token_id", "eos_token_id", "hidden_act", 0
+};
+
+/* A plugin's key name, or the standard one when it gives none. */
+#define KEY(k, f) ((k)->f ? (k)->f : std_keys.f)
+
+static int read_decoder_config(mh_dir *d, int32_t n_ctx, const mh_decoder_keys *k,
+			       mh_decoder_config *c)
 {
-	if (get_dim(d, "vocab_size", 0, &c->vocab) || get_dim(d, "hidden_size", 0, &c->dim) ||
-	    get_dim(d, "num_hidden_layers", 0, &c->n_layers) ||
-	    get_dim(d, "num_attention_heads", 0, &c->n_heads) ||
-	    get_dim(d, "intermediate_size", 0, &c->ffn_dim) ||
-	    get_dim(d, "max_position_embeddings", c->max_pos > 0 ? c->max_pos : 0, &c->max_pos) ||
-	    get_dim(d, "num_key_value_heads", c->n_heads, &c->n_kv_heads))
+	int64_t ffn;
+	int has_ffn = k->ffn_mult > 0 ? svc_config_int(d, KEY(k, ffn_dim), 0, &ffn) : 1;
+	if (has_ffn < 0 || get_dim(d, KEY(k, vocab), 0, &c->vocab) ||
+	    get_dim(d, KEY(k, dim), 0, &c->dim) || get_dim(d, KEY(k, n_layers), 0, &c->n_layers) ||
+	    get_dim(d, KEY(k, n_heads), 0, &c->n_heads) ||
+	    get_dim(d, KEY(k, ffn_dim), has_ffn ? 0 : (int64_t)k->ffn_mult * c->dim, &c->ffn_dim) ||
+	    get_dim(d, KEY(k, max_pos), c->max_pos > 0 ? c->max_pos : 0, &c->max_pos) ||
+	    get_dim(d, KEY(k, n_kv_heads), c->n_heads, &c->n_kv_heads))
 		return -1;
 	int64_t hd;
-	int has_hd = svc_config_int(d, "head_dim", 0, &hd);
+	int has_hd = svc_config_int(d, KEY(k, head_dim), 0, &hd);
 	if (has_hd < 0)
 		return -1;
 	if (!has_hd && c->dim % c->n_heads != 0) {
-		modeldir_error(d, "config.json", "hidden_size %d is not a multiple of "
-			       "num_attention_heads %d and head_dim is not given", c->dim, c->n_heads);
+		modeldir_error(d, "config.json", "%s %d is not a multiple of %s %d and %s is not "
+			       "given", KEY(k, dim), c->dim, KEY(k, n_heads), c->n_heads,
+			       KEY(k, head_dim));
 		return -1;
 	}
-	if (get_dim(d, "head_dim", c->dim / c->n_heads, &c->head_dim))
+	if (get_dim(d, KEY(k, head_dim), c->dim / c->n_heads, &c->head_dim))
 		return -1;
 	if (c->head_dim > 1024 || c->head_dim % 2) {
-		modeldir_error(d, "config.json", "head_dim %d is not supported (even, at most 1024)",
-			       c->head_dim);
+		modeldir_error(d, "config.json", "%s %d is not supported (even, at most 1024)",
+			       KEY(k, head_dim), c->head_dim);
 		return -1;
 	}
 	if (c->n_heads % c->n_kv_heads != 0) {
-		modeldir_error(d, "config.json", "num_attention_heads %d is not a multiple of "
-			       "num_key_value_heads %d", c->n_heads, c->n_kv_heads);
+		modeldir_error(d, "config.json", "%s %d is not a multiple of %s %d",
+			       KEY(k, n_heads), c->n_heads, KEY(k, n_kv_heads), c->n_kv_heads);
 		return -1;
 	}
 	int tied;
 	int64_t bos;
-	if (svc_config_bool(d, "tie_word_embeddings", 0, &tied) < 0 ||
-	    svc_config_string(d, "hidden_act", c->hidden_act ? c->hidden_act : "silu",
+	if (svc_config_bool(d, KEY(k, tied), 0, &tied) < 0 ||
+	    svc_config_string(d, KEY(k, hidden_act), c->hidden_act ? c->hidden_act : "silu",
 			      &c->hidden_act) < 0 ||
-	    svc_config_int(d, "bos_token_id", -1, &bos) < 0)
+	    svc_config_int(d, KEY(k, bos), -1, &bos) < 0)
 		return -1;
 	c->tied = tied;
 	c->bos = (int32_t)bos;
-	c->n_eos = svc_config_ids(d, "eos_token_id", c->eos, MH_MAX_EOS);
+	c->n_eos = svc_config_ids(d, KEY(k, eos), c->eos, MH_MAX_EOS);
 	if (c->n_eos < 0)
 		return -1;
 	if (n_ctx > 0 && n_ctx > c->max_pos)
@@ -299,8 +313,20 @@ static int read_decoder_config(mh_dir *d, int32_t n_ctx, mh_decoder_config *c)
  * writes only the caller's struct_size. */
 #define DECODER_CONFIG_MIN (offsetof(mh_decoder_config, hidden_act) + sizeof(const char *))
 
-static int svc_decoder_config(mh_dir *d, int32_t n_ctx, mh_decoder_config *out)
+static int svc_decoder_config_keys(mh_dir *d, int32_t n_ctx, const mh_decoder_keys *keys,
+				   mh_decoder_config *out)
 {
+	/* fields past the caller's struct_size are the standard names */
+	mh_decoder_keys k = std_keys;
+	if (keys) {
+		if (keys->struct_size < offsetof(mh_decoder_keys, ffn_mult) + sizeof(int32_t)) {
+			modeldir_error(d, NULL, "decoder_config_keys: struct_size %u is too small",
+				       (unsigned)keys->struct_size);
+			return -1;
+		}
+		memcpy(&k, keys, keys->struct_size < sizeof k ? keys->struct_size : sizeof k);
+		k.struct_size = sizeof k;
+	}
 	if (out->struct_size < DECODER_CONFIG_MIN) {
 		modeldir_error(d, NULL, "decoder_config: struct_size %u is too small",
 			       (unsigned)out->struct_size);
@@ -309,10 +335,15 @@ static int svc_decoder_config(mh_dir *d, int32_t n_ctx, mh_decoder_config *out)
 	mh_decoder_config c = { .struct_size = out->struct_size,
 				.max_pos = out->max_pos,
 				.hidden_act = out->hidden_act };
-	if (read_decoder_config(d, n_ctx, &c) != 0)
+	if (read_decoder_config(d, n_ctx, &k, &c) != 0)
 		return -1;
 	memcpy(out, &c, out->struct_size < sizeof c ? out->struct_size : sizeof c);
 	return 0;
+}
+
+static int svc_decoder_config(mh_dir *d, int32_t n_ctx, mh_decoder_config *out)
+{
+	return svc_decoder_config_keys(d, n_ctx, NULL, out);
 }
 
 static int svc_n_threads(void)
@@ -366,6 +397,11 @@ static const mh_services table = {
 	.decoder_forward = decoder_forward,
 	.matmul_n = ops_matmul_n,
 	.attention_kv = ops_attention_kv,
+	.decoder_seq_new = decoder_seq_new,
+	.decoder_seq_free = decoder_seq_free,
+	.decoder_batch = decoder_batch,
+	.decoder_attention = decoder_attention,
+	.decoder_config_keys = svc_decoder_config_keys,
 };
 
 const mh_services *services_init(int n_threads)

@@ -66,7 +66,13 @@ typedef enum mh_dtype {
 /* A tensor as stored in the checkpoint.  `data` points into the read-only
  * mapping of the file, aligned to the element size (the host copies the rare
  * misaligned tensor once at open), so F32 data can be read in place as a
- * float array.  The host's ops handle every float dtype. */
+ * float array.  The host's ops handle every float dtype.
+ *
+ * A plugin may fill an mh_tensor of its own (a view, or weights it computed
+ * into memory it owns) and pass it to the ops: they read only the fields
+ * above.  The struct has no struct_size and plugins allocate it, so it can
+ * never grow: a new tensor property comes as a new service or a new
+ * versioned struct, never as a field here. */
 typedef struct mh_tensor {
 	const char *name;
 	mh_dtype dtype;
@@ -187,27 +193,74 @@ static inline size_t mh_kv_at(const mh_kv_cache *c, int pos)
  * mh_kv_at(kv, pos).  q_dim = n_heads * head_dim. */
 typedef struct mh_decoder {
 	uint32_t struct_size;
-	int32_t cap;            /* tokens per forward chunk */
+	int32_t cap;            /* tokens per forward chunk (rows of the buffers) */
 	float *x;               /* [cap, dim] the residual stream */
 	float *xn;              /* [cap, dim] the normalized input of a block */
 	float *q;               /* [cap, q_dim] queries */
 	float *att;             /* [cap, q_dim] attention output */
 	float *tmp;             /* [cap, max(dim, q_dim)] a projection's output */
 	float *gate, *up;       /* [cap, ffn_dim] each */
-	mh_kv_cache *kv;        /* n_layers x n_ctx positions */
+	mh_kv_cache *kv;        /* n_layers x n_ctx positions: sequence 0's cache */
+	/* --- since ABI 1.2 (test d->struct_size before reading) ---------- */
+	/* The rows of the current forward chunk, which may belong to several
+	 * sequences (mh_decoder_step.layer_rows): a layer projects their new
+	 * keys and values here and mh_services.decoder_attention rotates them,
+	 * stores them in each row's sequence cache and attends. */
+	float *k, *v;           /* [cap, kv_dim] each */
+	const int32_t *pos;     /* [cap] each row's position in its sequence */
 } mh_decoder;
 
-/* What mh_services.decoder_forward calls back into: the plugin's layer
- * (transforms d->x[0..n) in place for positions pos.., writing the layer's
- * keys and values into the cache) and head (final norm and output
- * projection of n rows of hidden states x into logits[n, vocab]). */
+/* What mh_services.decoder_forward and decoder_batch call back into: the
+ * plugin's layer (transforms d->x[0..n) in place, writing the layer's keys
+ * and values into the cache) and head (final norm and output projection of
+ * n rows of hidden states x into logits[n, vocab]).
+ *
+ * head may use d->xn, q, att, tmp, gate and up as scratch (x holds the rows
+ * it is given); a layer may use every buffer but x for scratch.  Under the
+ * scaffold a plugin's reset() has nothing to do: positions at or past the
+ * caller's pos are never read (the cache is overwritten as it refills).
+ *
+ * ABI 1.1's `layer` sees one sequence (sequence 0, positions pos..) and
+ * writes d->kv itself.  Since ABI 1.2 a plugin sets `layer_rows` instead:
+ * the n rows may come from several sequences (d->pos gives each row's
+ * position), the layer projects keys and values into d->k and d->v and
+ * calls mh_services.decoder_attention, and it may fail (-1 + svc->error,
+ * which ends the forward pass).  With layer_rows set, `layer` is never
+ * called and may be NULL. */
 typedef struct mh_decoder_step {
 	uint32_t struct_size;   /* sizeof(mh_decoder_step) */
 	mh_model *model;        /* passed back to the callbacks */
 	const mh_tensor *embed; /* the token embedding table [vocab, dim] */
 	void (*layer)(mh_model *m, int layer, int n, int pos);
 	void (*head)(mh_model *m, float *logits, const float *x, int n);
+	/* --- since ABI 1.2 ------------------------------------------------ */
+	int (*layer_rows)(mh_model *m, int layer, int n);
+	/* Optional: after the token embeddings are in x[0..n), add what the
+	 * positions pos[0..n) contribute (a learned absolute position table).
+	 * 0, or -1 + svc->error. */
+	int (*positions)(mh_model *m, float *x, const int32_t *pos, int n);
+	/* > 0: positions at or past this are refused with an error (the end of
+	 * a learned position table), whatever the context size. */
+	int32_t max_positions;
 } mh_decoder_step;
+
+/* One token of a batch (since ABI 1.2): the sequence it belongs to, its
+ * position there, its id, and whether its logits are wanted (!= 0). */
+typedef struct mh_batch_item {
+	int32_t seq, pos, id, logits;
+} mh_batch_item;
+
+/* Config key names for mh_services.decoder_config_keys (since ABI 1.2), for
+ * architectures that do not use the Llama-style names (GPT-2: n_embd,
+ * n_layer, n_head, n_positions, n_inner).  NULL: the standard name (in the
+ * comments of mh_decoder_config).  ffn_mult: when the ffn_dim key is absent
+ * or null, ffn_dim = ffn_mult * dim (0: the key is required). */
+typedef struct mh_decoder_keys {
+	uint32_t struct_size;   /* sizeof(mh_decoder_keys) */
+	const char *vocab, *dim, *n_layers, *n_heads, *n_kv_heads, *head_dim, *ffn_dim,
+		*max_pos, *tied, *bos, *eos, *hidden_act;
+	int32_t ffn_mult;
+} mh_decoder_keys;
 
 /* Fill a decoder's mh_model_info from its hyper-parameters. */
 static inline void mh_model_info_init(mh_model_info *info, const mh_decoder_config *hp,
@@ -377,7 +430,38 @@ typedef struct mh_services {
 	void (*attention_kv)(float *out, const float *q, const mh_kv_cache *c, int layer, int n,
 			     int pos0, int n_heads, int head_dim, int window, float scale);
 
-	void *reserved[11];
+	/* --- since ABI 1.2 ------------------------------------------------ */
+	/* Several sequences in one decoder, each with its own KV cache (zeroed
+	 * lazily: it costs memory as it fills); sequence 0 is d->kv, the one
+	 * decoder_forward runs.  decoder_seq_new: a new empty sequence's id
+	 * (> 0), or -1 + an error naming the context size when out of memory. */
+	int (*decoder_seq_new)(mh_decoder *d, mh_dir *dir);
+	void (*decoder_seq_free)(mh_decoder *d, int seq); /* not 0; unknown ids are ignored */
+	/* model_plugin.batch for a standard decoder whose step sets layer_rows:
+	 * checks the items (known sequences, each sequence's items consecutive
+	 * with contiguous positions inside the context, ids inside the
+	 * vocabulary), cuts each sequence's items into pieces of at most d->cap
+	 * tokens exactly as decoder_forward cuts one prompt, packs whole pieces
+	 * into chunks, and runs embed, positions, the layers and head over
+	 * them.  Writes the wanted rows' logits in item order to logits[k][vocab].
+	 * A row's results do not depend on what else is in the batch (bit for
+	 * bit: see docs/batching.md).  0, or -1 + error (the caches of the
+	 * sequences may then hold garbage past their old lengths). */
+	int (*decoder_batch)(mh_decoder *d, mh_dir *dir, const mh_decoder_step *step,
+			     const mh_batch_item *items, int n, float *logits);
+	/* A layer's attention over the rows of the current chunk: rotates the
+	 * queries d->q and keys d->k by each row's position (rope NULL: no
+	 * rotation), stores d->k and d->v in each row's sequence cache, and
+	 * writes d->att [n, n_heads * head_dim].  window > 0: sliding window;
+	 * scale: usually 1/sqrt(head_dim). */
+	void (*decoder_attention)(mh_decoder *d, int layer, const mh_rope *rope, int window,
+				  float scale);
+	/* decoder_config with the architecture's own key names (keys NULL: the
+	 * standard ones); the same checks and messages, naming the keys used. */
+	int (*decoder_config_keys)(mh_dir *dir, int32_t n_ctx, const mh_decoder_keys *keys,
+				   mh_decoder_config *out);
+
+	void *reserved[6];
 } mh_services;
 
 /* Loader shorthands over mh_services.weight and vec_f32, for tensors named
@@ -457,8 +541,151 @@ struct model_plugin {
 	/* Forget the KV cache (the next forward starts at pos 0). */
 	void (*reset)(mh_model *m);
 
-	void *reserved[8];
+	/* --- since ABI 1.2: several sequences in one forward pass ----------
+	 * Optional (all three or none).  Without them the host serves several
+	 * sequences by loading the model once per sequence (over the same
+	 * mapped weights) and running them one after another.  Sequence 0 is
+	 * the one forward() runs; seq_new returns another empty one (> 0), or
+	 * -1 + svc->error.  batch runs n >= 1 items (see mh_batch_item; a
+	 * sequence's items consecutive, positions contiguous, the host has
+	 * checked them against n_ctx and the vocabulary) and writes the wanted
+	 * rows' logits in item order.  0, or -1 + svc->error. */
+	int (*seq_new)(mh_model *m);
+	void (*seq_free)(mh_model *m, int seq);
+	int (*batch)(mh_model *m, const mh_batch_item *items, int n, float *logits);
+
+	void *reserved[5];
 };
+
+/* The token embeddings [vocab, dim] ("model.embed_tokens.weight") and the
+ * output projection ("lm_head.weight"; with tie_word_embeddings and no such
+ * tensor, the embeddings themselves), as Hugging Face decoders store them
+ * (since ABI 1.2; header only). */
+static inline void mh_load_embed_head(mh_loader *ld, const mh_decoder_config *hp,
+				      const mh_tensor **embed, const mh_tensor **lm_head)
+{
+	const mh_services *svc = ld->svc;
+	*embed = svc->weight(ld->dir, "model.embed_tokens.weight", 2, hp->vocab, hp->dim);
+	*lm_head = hp->tied && !svc->tensor(ld->dir, "lm_head.weight")
+			   ? *embed
+			   : svc->weight(ld->dir, "lm_head.weight", 2, hp->vocab, hp->dim);
+	if (!*embed || !*lm_head)
+		ld->ok = 0;
+}
+
+/* ---- the standard decoder model (since ABI 1.2; header only) -------------
+ * What every plugin built on the decoder scaffold would otherwise repeat:
+ * allocation and release of the model, its layer table and the host's
+ * decoder state, and the entry points that only hand over to the scaffold.
+ * A plugin's struct mh_model begins with an mh_decoder_model:
+ *
+ *   struct mh_model { mh_decoder_model base; ...the architecture's fields };
+ *
+ *   mh_model *m = mh_decoder_model_new(svc, dir, &hp, window, sizeof *m,
+ *                                      sizeof(my_layer));
+ *   m->base.step.embed = ...; m->base.step.layer_rows = my_layer; m->base.step.head = my_head;
+ *
+ *   MODELHOST_PLUGIN_DEFINE("mine", "1.0.0", "...", "MIT", archs, .load = load,
+ *                           MH_DECODER_MODEL_ENTRIES);
+ *
+ * The host never sees this struct: it is the plugin's memory, read by the
+ * inline helpers compiled into the plugin. */
+typedef struct mh_decoder_model {
+	const mh_services *svc;
+	mh_dir *dir;
+	mh_decoder *dec;        /* the host's buffers and KV caches */
+	mh_rope *rope;          /* freed with the model; NULL: none */
+	void *layers;           /* n_layers zeroed layer structs */
+	mh_model_info info;
+	mh_decoder_step step;   /* model set; the plugin sets embed, layer_rows, head... */
+} mh_decoder_model;
+
+static inline void mh_decoder_model_free(mh_model *m)
+{
+	mh_decoder_model *b = (mh_decoder_model *)m;
+	if (!b)
+		return;
+	if (b->rope)
+		b->svc->rope_free(b->rope);
+	b->svc->decoder_free(b->dec);
+	b->svc->free(b->layers);
+	b->svc->free(b);
+}
+
+/* A zeroed model of model_size bytes (beginning with mh_decoder_model), its
+ * table of hp->n_layers zeroed layer structs of layer_size bytes, and a
+ * decoder (window: see decoder_new).  NULL + an error on failure. */
+static inline void *mh_decoder_model_new(const mh_services *svc, mh_dir *dir,
+					 const mh_decoder_config *hp, int window,
+					 size_t model_size, size_t layer_size)
+{
+	mh_decoder_model *b = (mh_decoder_model *)svc->alloc(model_size);
+	if (b) {
+		b->svc = svc;
+		b->dir = dir;
+		b->layers = svc->alloc((size_t)hp->n_layers * layer_size);
+	}
+	if (!b || !b->layers) {
+		svc->error(dir, NULL, "out of memory");
+		if (b)
+			svc->free(b);
+		return NULL;
+	}
+	b->dec = svc->decoder_new(dir, hp, window);
+	if (!b->dec) {
+		mh_decoder_model_free((mh_model *)b);
+		return NULL;
+	}
+	mh_model_info_init(&b->info, hp, b->dec->kv->bytes);
+	b->step.struct_size = sizeof b->step;
+	b->step.model = (mh_model *)b;
+	return b;
+}
+
+static inline const mh_model_info *mh_decoder_model_info(const mh_model *m)
+{
+	return &((const mh_decoder_model *)m)->info;
+}
+
+static inline int mh_decoder_model_forward(mh_model *m, const int32_t *ids, int n, int pos,
+					   float *logits, int flags)
+{
+	mh_decoder_model *b = (mh_decoder_model *)m;
+	return b->svc->decoder_forward(b->dec, b->dir, &b->step, ids, n, pos, logits, flags);
+}
+
+/* Under the scaffold there is nothing to forget: positions at or past the
+ * caller's pos are never read. */
+static inline void mh_decoder_model_reset(mh_model *m)
+{
+	(void)m;
+}
+
+static inline int mh_decoder_model_seq_new(mh_model *m)
+{
+	mh_decoder_model *b = (mh_decoder_model *)m;
+	return b->svc->decoder_seq_new(b->dec, b->dir);
+}
+
+static inline void mh_decoder_model_seq_free(mh_model *m, int seq)
+{
+	mh_decoder_model *b = (mh_decoder_model *)m;
+	b->svc->decoder_seq_free(b->dec, seq);
+}
+
+static inline int mh_decoder_model_batch(mh_model *m, const mh_batch_item *items, int n,
+					 float *logits)
+{
+	mh_decoder_model *b = (mh_decoder_model *)m;
+	return b->svc->decoder_batch(b->dec, b->dir, &b->step, items, n, logits);
+}
+
+/* The descriptor's entry points of a standard decoder model (all but load). */
+#define MH_DECODER_MODEL_ENTRIES                                                  \
+	.free = mh_decoder_model_free, .info = mh_decoder_model_info,            \
+	.forward = mh_decoder_model_forward, .reset = mh_decoder_model_reset,    \
+	.seq_new = mh_decoder_model_seq_new, .seq_free = mh_decoder_model_seq_free, \
+	.batch = mh_decoder_model_batch
 
 #if defined(__GNUC__)
 #define MODELHOST_EXPORT __attribute__((visibility("default")))
