@@ -1,5 +1,5 @@
-/* llama.h - private to the llama plugin: the model's structs (components.c),
- * how config.json and the weights fill them (loader.c), and the forward
+/* llama.h - private to the llama plugin: the model's structs (the SDK's
+ * mh_decoder_model holds what every decoder shares), how config.json and the weights fill them (loader.c), and the forward
  * pass (model.c).  Only the SDK is visible from here. */
 #ifndef LLAMA_H
 #define LLAMA_H
@@ -19,23 +19,14 @@ typedef struct llama_layer {
 } llama_layer;
 
 struct mh_model {
-	const mh_services *svc;
-	mh_dir *dir;
+	mh_decoder_model base; /* first: the SDK's helpers run the model through it */
 	llama_config cfg;
 	const mh_tensor *embed, *lm_head;
 	const float *norm;
-	llama_layer *layers;
-	mh_rope *rope;
-	mh_decoder *dec; /* the host's buffers and KV cache */
-	mh_model_info info;
+	llama_layer *layers; /* base.layers */
 };
 
-/* components.c */
-mh_model *llama_alloc(const mh_services *svc, mh_dir *dir, const llama_config *cfg);
-void llama_free(mh_model *m);
-
-/* loader.c */
-int llama_read_config(const mh_services *svc, mh_dir *dir, int32_t n_ctx, llama_config *cfg);
-int llama_load_weights(mh_model *m);
+/* loader.c: the model from config.json and the weights, or NULL + error */
+mh_model *llama_load(const mh_services *svc, mh_dir *dir, int32_t n_ctx);
 
 #endif

@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
-int mistral_read_config(const mh_services *svc, mh_dir *dir, int32_t n_ctx, mistral_config *c)
+static int read_config(const mh_services *svc, mh_dir *dir, int32_t n_ctx, mistral_config *c)
 {
 	*c = (mistral_config){ .hp = { .struct_size = sizeof c->hp, .max_pos = 4096 * 32 } };
 	if (svc->decoder_config(dir, n_ctx, &c->hp) != 0)
@@ -35,19 +35,16 @@ int mistral_read_config(const mh_services *svc, mh_dir *dir, int32_t n_ctx, mist
 
 #define LAYER "model.layers.%d."
 
-int mistral_load_weights(mh_model *m)
+static int load_weights(mh_model *m)
 {
 	const mh_decoder_config *c = &m->cfg.hp;
-	const mh_services *svc = m->svc;
+	const mh_services *svc = m->base.svc;
 	int64_t q_dim = (int64_t)c->n_heads * c->head_dim, kv_dim = (int64_t)c->n_kv_heads * c->head_dim;
-	mh_loader ld = { svc, m->dir, 0, 1 };
-	m->embed = svc->weight(m->dir, "model.embed_tokens.weight", 2, c->vocab, c->dim);
+	mh_loader ld = { svc, m->base.dir, 0, 1 };
 	m->norm = mh_load_vector(&ld, "model.norm.weight", c->dim, 1);
-	/* tied: the checkpoint may store the matrix once, as the embedding */
-	m->lm_head = c->tied && !svc->tensor(m->dir, "lm_head.weight")
-			     ? m->embed
-			     : svc->weight(m->dir, "lm_head.weight", 2, c->vocab, c->dim);
-	if (!m->embed || !m->lm_head || !ld.ok)
+	/* tied: the checkpoint usually stores the matrix once */
+	mh_load_embed_head(&ld, c, &m->embed, &m->lm_head);
+	if (!ld.ok)
 		return -1;
 	for (ld.layer = 0; ld.layer < c->n_layers && ld.ok; ld.layer++) {
 		mistral_layer *L = &m->layers[ld.layer];
@@ -64,6 +61,23 @@ int mistral_load_weights(mh_model *m)
 	}
 	if (!ld.ok)
 		return -1;
-	m->rope = svc->rope_new(m->dir, c->head_dim, c->n_ctx);
-	return m->rope ? 0 : -1;
+	m->base.rope = svc->rope_new(m->base.dir, c->head_dim, c->n_ctx);
+	return m->base.rope ? 0 : -1;
+}
+
+mh_model *mistral_load(const mh_services *svc, mh_dir *dir, int32_t n_ctx)
+{
+	mistral_config cfg;
+	if (read_config(svc, dir, n_ctx, &cfg) != 0)
+		return NULL;
+	mh_model *m = mh_decoder_model_new(svc, dir, &cfg.hp, cfg.window, sizeof *m, sizeof *m->layers);
+	if (!m)
+		return NULL;
+	m->cfg = cfg;
+	m->layers = m->base.layers;
+	if (load_weights(m) != 0) {
+		mh_decoder_model_free(m);
+		return NULL;
+	}
+	return m;
 }

@@ -1,5 +1,5 @@
 /* mistral.h - private to the mistral plugin: the model's structs
- * (components.c), how config.json and the weights fill them (loader.c), and
+ * (the SDK's mh_decoder_model holds what every decoder shares), how config.json and the weights fill them (loader.c), and
  * the forward pass with sliding-window attention (model.c).  Only the SDK is
  * visible from here. */
 #ifndef MISTRAL_H
@@ -19,23 +19,14 @@ typedef struct mistral_layer {
 } mistral_layer;
 
 struct mh_model {
-	const mh_services *svc;
-	mh_dir *dir;
+	mh_decoder_model base; /* first: the SDK's helpers run the model through it */
 	mistral_config cfg;
 	const mh_tensor *embed, *lm_head;
 	const float *norm;
-	mistral_layer *layers;
-	mh_rope *rope;
-	mh_decoder *dec; /* the host's buffers and KV cache */
-	mh_model_info info;
+	mistral_layer *layers; /* base.layers */
 };
 
-/* components.c */
-mh_model *mistral_alloc(const mh_services *svc, mh_dir *dir, const mistral_config *cfg);
-void mistral_free(mh_model *m);
-
-/* loader.c */
-int mistral_read_config(const mh_services *svc, mh_dir *dir, int32_t n_ctx, mistral_config *cfg);
-int mistral_load_weights(mh_model *m);
+/* loader.c: the model from config.json and the weights, or NULL + error */
+mh_model *mistral_load(const mh_services *svc, mh_dir *dir, int32_t n_ctx);
 
 #endif

@@ -1,52 +1,26 @@
-/* model.c - the Mistral forward pass over a KV cache (sliding-window
- * attention: position i sees j with i - window < j <= i), and the plugin
- * descriptor.  The host's decoder_forward runs the layers over the prompt in
- * chunks (matrix-matrix products) and then one token at a time. */
+/* model.c - the Mistral layer (sliding-window attention: position i sees
+ * j with i - window < j <= i) and head, and the plugin descriptor.  The
+ * host's decoder scaffold does the rest: prompts in chunks (matrix-matrix
+ * products), several sequences in one pass, each row's position, cache and
+ * attention (decoder_attention). */
 #include "mistral.h"
 
 #include <math.h>
 
-static mh_model *load(const mh_services *svc, mh_dir *dir, int32_t n_ctx)
+/* Rows x[0..n) of the current chunk through layer l. */
+static int layer(mh_model *m, int l, int n)
 {
-	mistral_config cfg;
-	if (mistral_read_config(svc, dir, n_ctx, &cfg) != 0)
-		return NULL;
-	mh_model *m = mistral_alloc(svc, dir, &cfg);
-	if (m && mistral_load_weights(m) != 0) {
-		mistral_free(m);
-		return NULL;
-	}
-	return m;
-}
-
-static const mh_model_info *info(const mh_model *m)
-{
-	return &m->info;
-}
-
-static void reset(mh_model *m)
-{
-	(void)m; /* positions past the caller's pos are never read */
-}
-
-static void layer_forward(mh_model *m, int l, int n, int pos)
-{
-	const mh_services *svc = m->svc;
+	const mh_services *svc = m->base.svc;
 	const mh_decoder_config *c = &m->cfg.hp;
 	const float eps = m->cfg.eps;
 	const mistral_layer *L = &m->layers[l];
-	mh_decoder *b = m->dec;
-	float *k = mh_kv_k(b->kv, l) + mh_kv_at(b->kv, pos);
-	float *v = mh_kv_v(b->kv, l) + mh_kv_at(b->kv, pos);
+	mh_decoder *b = m->base.dec;
 
 	svc->rmsnorm(b->xn, b->x, L->attn_norm, n, c->dim, eps);
-	svc->matmul_n((float *[]){ b->q, k, v }, b->xn,
+	svc->matmul_n((float *[]){ b->q, b->k, b->v }, b->xn,
 		      (const mh_tensor *[]){ L->wq, L->wk, L->wv },
 		      NULL, 3, n);
-	svc->rope_apply(m->rope, b->q, n, c->n_heads, pos);
-	svc->rope_apply(m->rope, k, n, c->n_kv_heads, pos);
-	svc->attention_kv(b->att, b->q, b->kv, l, n, pos, c->n_heads, c->head_dim, m->cfg.window,
-			  1.0f / sqrtf((float)c->head_dim));
+	svc->decoder_attention(b, l, m->base.rope, m->cfg.window, 1.0f / sqrtf((float)c->head_dim));
 	svc->matmul(b->tmp, b->att, L->wo, NULL, n);
 	svc->add(b->x, b->tmp, (size_t)n * c->dim);
 
@@ -56,28 +30,31 @@ static void layer_forward(mh_model *m, int l, int n, int pos)
 	svc->silu_mul(b->gate, b->up, (size_t)n * c->ffn_dim);
 	svc->matmul(b->tmp, b->gate, L->w_down, NULL, n);
 	svc->add(b->x, b->tmp, (size_t)n * c->dim);
+	return 0;
 }
 
 /* The final norm and the output projection of n rows of x. */
 static void head(mh_model *m, float *logits, const float *x, int n)
 {
-	m->svc->rmsnorm(m->dec->xn, x, m->norm, n, m->cfg.hp.dim, m->cfg.eps);
-	m->svc->matmul(logits, m->dec->xn, m->lm_head, NULL, n);
+	m->base.svc->rmsnorm(m->base.dec->xn, x, m->norm, n, m->cfg.hp.dim, m->cfg.eps);
+	m->base.svc->matmul(logits, m->base.dec->xn, m->lm_head, NULL, n);
 }
 
-static int forward(mh_model *m, const int32_t *ids, int n, int pos, float *logits, int flags)
+static mh_model *load(const mh_services *svc, mh_dir *dir, int32_t n_ctx)
 {
-	const mh_decoder_step step = { sizeof step, m, m->embed, layer_forward, head };
-	return m->svc->decoder_forward(m->dec, m->dir, &step, ids, n, pos, logits, flags);
+	mh_model *m = mistral_load(svc, dir, n_ctx);
+	if (m) {
+		m->base.step.embed = m->embed;
+		m->base.step.layer_rows = layer;
+		m->base.step.head = head;
+	}
+	return m;
 }
 
 static const char *const architectures[] = { "MistralForCausalLM", "mistral", NULL };
 
-MODELHOST_PLUGIN_DEFINE("mistral", "1.0.0",
+MODELHOST_PLUGIN_DEFINE("mistral", "1.1.0",
 			"Mistral: sliding-window attention, GQA, tied or untied head",
 			"MIT", architectures,
 			.load = load,
-			.free = mistral_free,
-			.info = info,
-			.forward = forward,
-			.reset = reset);
+			MH_DECODER_MODEL_ENTRIES);

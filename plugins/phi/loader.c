@@ -53,7 +53,7 @@ static int read_phi3(const mh_services *svc, mh_dir *dir, phi_config *c)
 	return 0;
 }
 
-int phi_read_config(const mh_services *svc, mh_dir *dir, int32_t n_ctx, phi_config *c)
+static int read_config(const mh_services *svc, mh_dir *dir, int32_t n_ctx, phi_config *c)
 {
 	*c = (phi_config){ 0 };
 	const char *arch, *type;
@@ -101,7 +101,7 @@ static void load_phi2_layer(mh_model *m, mh_loader *ld, phi_layer *L)
  * gate_up_proj = gate | up. */
 static void load_phi3_layer(mh_model *m, mh_loader *ld, phi_layer *L)
 {
-	const mh_services *svc = m->svc;
+	const mh_services *svc = m->base.svc;
 	const mh_decoder_config *c = &m->cfg.hp;
 	int64_t q_dim = (int64_t)c->n_heads * c->head_dim, kv_dim = (int64_t)c->n_kv_heads * c->head_dim;
 	L->ln_w = mh_load_vector(ld, LAYER "input_layernorm.weight", c->dim, 1);
@@ -127,13 +127,12 @@ static void load_phi3_layer(mh_model *m, mh_loader *ld, phi_layer *L)
 	L->w_up = &L->up_view;
 }
 
-int phi_load_weights(mh_model *m)
+static int load_weights(mh_model *m)
 {
 	const mh_decoder_config *c = &m->cfg.hp;
-	const mh_services *svc = m->svc;
-	mh_loader ld = { svc, m->dir, 0, 1 };
+	const mh_services *svc = m->base.svc;
+	mh_loader ld = { svc, m->base.dir, 0, 1 };
 	int phi3 = m->cfg.phi3;
-	m->embed = svc->weight(m->dir, "model.embed_tokens.weight", 2, c->vocab, c->dim);
 	if (phi3) {
 		m->norm_w = mh_load_vector(&ld, "model.norm.weight", c->dim, 1);
 	} else {
@@ -141,16 +140,31 @@ int phi_load_weights(mh_model *m)
 		m->norm_b = mh_load_vector(&ld, "model.final_layernorm.bias", c->dim, 1);
 		m->lm_head_b = mh_load_vector(&ld, "lm_head.bias", c->vocab, 1);
 	}
-	/* tied: the checkpoint may store the matrix once, as the embedding */
-	m->lm_head = c->tied && !svc->tensor(m->dir, "lm_head.weight")
-			     ? m->embed
-			     : svc->weight(m->dir, "lm_head.weight", 2, c->vocab, c->dim);
-	if (!m->embed || !m->lm_head || !ld.ok)
+	/* tied: the checkpoint usually stores the matrix once */
+	mh_load_embed_head(&ld, c, &m->embed, &m->lm_head);
+	if (!ld.ok)
 		return -1;
 	for (ld.layer = 0; ld.layer < c->n_layers && ld.ok; ld.layer++)
 		(phi3 ? load_phi3_layer : load_phi2_layer)(m, &ld, &m->layers[ld.layer]);
 	if (!ld.ok)
 		return -1;
-	m->rope = svc->rope_new(m->dir, c->head_dim, c->n_ctx);
-	return m->rope ? 0 : -1;
+	m->base.rope = svc->rope_new(m->base.dir, c->head_dim, c->n_ctx);
+	return m->base.rope ? 0 : -1;
+}
+
+mh_model *phi_load(const mh_services *svc, mh_dir *dir, int32_t n_ctx)
+{
+	phi_config cfg;
+	if (read_config(svc, dir, n_ctx, &cfg) != 0)
+		return NULL;
+	mh_model *m = mh_decoder_model_new(svc, dir, &cfg.hp, cfg.window, sizeof *m, sizeof *m->layers);
+	if (!m)
+		return NULL;
+	m->cfg = cfg;
+	m->layers = m->base.layers;
+	if (load_weights(m) != 0) {
+		mh_decoder_model_free(m);
+		return NULL;
+	}
+	return m;
 }

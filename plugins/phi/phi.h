@@ -1,5 +1,5 @@
 /* phi.h - private to the phi plugin (Phi-2 and Phi-3): the model's structs
- * (components.c), how config.json and the weights fill them (loader.c), and
+ * (the SDK's mh_decoder_model holds what every decoder shares), how config.json and the weights fill them (loader.c), and
  * the forward passes (model.c).  Only the SDK is visible from here.
  *
  * Phi-2: LayerNorm with bias, one norm feeding attention and MLP in parallel
@@ -35,23 +35,14 @@ typedef struct phi_layer {
 } phi_layer;
 
 struct mh_model {
-	const mh_services *svc;
-	mh_dir *dir;
+	mh_decoder_model base; /* first: the SDK's helpers run the model through it */
 	phi_config cfg;
 	const mh_tensor *embed, *lm_head;
 	const float *norm_w, *norm_b, *lm_head_b; /* norm_b, lm_head_b: Phi-2 */
-	phi_layer *layers;
-	mh_rope *rope;
-	mh_decoder *dec; /* the host's buffers and KV cache */
-	mh_model_info info;
+	phi_layer *layers; /* base.layers */
 };
 
-/* components.c */
-mh_model *phi_alloc(const mh_services *svc, mh_dir *dir, const phi_config *cfg);
-void phi_free(mh_model *m);
-
-/* loader.c */
-int phi_read_config(const mh_services *svc, mh_dir *dir, int32_t n_ctx, phi_config *cfg);
-int phi_load_weights(mh_model *m);
+/* loader.c: the model from config.json and the weights, or NULL + error */
+mh_model *phi_load(const mh_services *svc, mh_dir *dir, int32_t n_ctx);
 
 #endif

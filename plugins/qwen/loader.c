@@ -32,7 +32,7 @@ static int check_full_attention(const mh_services *svc, mh_dir *dir, int n_layer
 	return 0;
 }
 
-int qwen_read_config(const mh_services *svc, mh_dir *dir, int32_t n_ctx, qwen_config *c)
+static int read_config(const mh_services *svc, mh_dir *dir, int32_t n_ctx, qwen_config *c)
 {
 	*c = (qwen_config){ .hp = { .struct_size = sizeof c->hp, .max_pos = 32768 } };
 	const char *arch, *type;
@@ -64,20 +64,17 @@ int qwen_read_config(const mh_services *svc, mh_dir *dir, int32_t n_ctx, qwen_co
 
 #define LAYER "model.layers.%d."
 
-int qwen_load_weights(mh_model *m)
+static int load_weights(mh_model *m)
 {
 	const mh_decoder_config *c = &m->cfg.hp;
-	const mh_services *svc = m->svc;
+	const mh_services *svc = m->base.svc;
 	int64_t q_dim = (int64_t)c->n_heads * c->head_dim, kv_dim = (int64_t)c->n_kv_heads * c->head_dim;
-	mh_loader ld = { svc, m->dir, 0, 1 };
+	mh_loader ld = { svc, m->base.dir, 0, 1 };
 	int qwen3 = m->cfg.qwen3, qkv_bias = m->cfg.qkv_bias, o_bias = m->cfg.o_bias;
-	m->embed = svc->weight(m->dir, "model.embed_tokens.weight", 2, c->vocab, c->dim);
 	m->norm = mh_load_vector(&ld, "model.norm.weight", c->dim, 1);
-	/* tied: the checkpoint may store the matrix once, as the embedding */
-	m->lm_head = c->tied && !svc->tensor(m->dir, "lm_head.weight")
-			     ? m->embed
-			     : svc->weight(m->dir, "lm_head.weight", 2, c->vocab, c->dim);
-	if (!m->embed || !m->lm_head || !ld.ok)
+	/* tied: the checkpoint usually stores the matrix once */
+	mh_load_embed_head(&ld, c, &m->embed, &m->lm_head);
+	if (!ld.ok)
 		return -1;
 	for (ld.layer = 0; ld.layer < c->n_layers && ld.ok; ld.layer++) {
 		qwen_layer *L = &m->layers[ld.layer];
@@ -102,6 +99,23 @@ int qwen_load_weights(mh_model *m)
 	}
 	if (!ld.ok)
 		return -1;
-	m->rope = svc->rope_new(m->dir, c->head_dim, c->n_ctx);
-	return m->rope ? 0 : -1;
+	m->base.rope = svc->rope_new(m->base.dir, c->head_dim, c->n_ctx);
+	return m->base.rope ? 0 : -1;
+}
+
+mh_model *qwen_load(const mh_services *svc, mh_dir *dir, int32_t n_ctx)
+{
+	qwen_config cfg;
+	if (read_config(svc, dir, n_ctx, &cfg) != 0)
+		return NULL;
+	mh_model *m = mh_decoder_model_new(svc, dir, &cfg.hp, 0, sizeof *m, sizeof *m->layers);
+	if (!m)
+		return NULL;
+	m->cfg = cfg;
+	m->layers = m->base.layers;
+	if (load_weights(m) != 0) {
+		mh_decoder_model_free(m);
+		return NULL;
+	}
+	return m;
 }

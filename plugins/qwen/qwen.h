@@ -1,5 +1,5 @@
 /* qwen.h - private to the qwen plugin (Qwen2 and Qwen3): the model's structs
- * (components.c), how config.json and the weights fill them (loader.c), and
+ * (the SDK's mh_decoder_model holds what every decoder shares), how config.json and the weights fill them (loader.c), and
  * the forward pass (model.c).  Only the SDK is visible from here. */
 #ifndef QWEN_H
 #define QWEN_H
@@ -22,23 +22,14 @@ typedef struct qwen_layer {
 } qwen_layer;
 
 struct mh_model {
-	const mh_services *svc;
-	mh_dir *dir;
+	mh_decoder_model base; /* first: the SDK's helpers run the model through it */
 	qwen_config cfg;
 	const mh_tensor *embed, *lm_head;
 	const float *norm;
-	qwen_layer *layers;
-	mh_rope *rope;
-	mh_decoder *dec; /* the host's buffers and KV cache */
-	mh_model_info info;
+	qwen_layer *layers; /* base.layers */
 };
 
-/* components.c */
-mh_model *qwen_alloc(const mh_services *svc, mh_dir *dir, const qwen_config *cfg);
-void qwen_free(mh_model *m);
-
-/* loader.c */
-int qwen_read_config(const mh_services *svc, mh_dir *dir, int32_t n_ctx, qwen_config *cfg);
-int qwen_load_weights(mh_model *m);
+/* loader.c: the model from config.json and the weights, or NULL + error */
+mh_model *qwen_load(const mh_services *svc, mh_dir *dir, int32_t n_ctx);
 
 #endif
