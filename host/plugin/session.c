@@ -2,6 +2,7 @@
 #include "plugin/session.h"
 #include "model/modeldir.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,7 +57,9 @@ mh_session *session_open_quant(mh_registry *r, const char *path, const char *for
 		goto fail;
 	s->dir->err[0] = 0;
 	set_quant(s, q);
-	s->model = s->lib->desc->load(registry_services(r), s->dir, n_ctx);
+	s->svc = registry_services(r);
+	s->n_ctx_asked = n_ctx;
+	s->model = s->lib->desc->load(s->svc, s->dir, n_ctx);
 	if (!s->model) {
 		mh_errf(err, "%s", s->dir->err[0] ? s->dir->err : "plugin failed to load the model");
 		goto fail;
@@ -67,6 +70,16 @@ mh_session *session_open_quant(mh_registry *r, const char *path, const char *for
 		mh_errf(err, "%s: plugin '%s' reported no usable model info", path, s->lib->desc->name);
 		goto fail;
 	}
+	const struct model_plugin *d = s->lib->desc;
+	s->batched = d->abi_minor >= 2 && d->struct_size > offsetof(struct model_plugin, batch) &&
+		     d->seq_new && d->seq_free && d->batch;
+	s->seq = calloc(1, sizeof *s->seq);
+	if (!s->seq) {
+		mh_errf(err, "%s: out of memory", path);
+		goto fail;
+	}
+	s->seq[0] = (mh_seq){ .open = 1, .model = s->model };
+	s->n_seq = 1;
 	for (int i = 0; i < s->info->n_eos && i < MH_MAX_EOS; i++)
 		add_eos(s, s->info->eos_ids[i]);
 	/* generation_config.json may name more end-of-sequence ids */
@@ -92,6 +105,11 @@ void session_close(mh_session *s)
 {
 	if (!s)
 		return;
+	for (int i = 1; i < s->n_seq; i++)
+		session_seq_close(s, i);
+	free(s->seq);
+	free(s->items);
+	free(s->scratch);
 	if (s->model)
 		s->lib->desc->free(s->model);
 	plugin_lib_unref(s->lib);
@@ -124,6 +142,8 @@ int session_forward(mh_session *s, const int32_t *ids, int n, float *logits, int
 		return -1;
 	}
 	s->pos += n;
+	s->seq[0].open = 1;
+	s->seq[0].len = s->pos;
 	return 0;
 }
 
@@ -131,6 +151,220 @@ void session_reset(mh_session *s)
 {
 	s->lib->desc->reset(s->model);
 	s->pos = 0;
+	s->seq[0].len = 0;
+}
+
+/* ---- sequences ---------------------------------------------------------------- */
+
+static int seq_ok(const mh_session *s, int seq)
+{
+	return seq >= 0 && seq < s->n_seq && s->seq[seq].open;
+}
+
+int session_seq_open(mh_session *s, char *err)
+{
+	int id = 0;
+	while (id < s->n_seq && s->seq[id].open)
+		id++;
+	if (id == s->n_seq) {
+		mh_seq *ns = realloc(s->seq, (size_t)(s->n_seq + 1) * sizeof *ns);
+		if (!ns) {
+			mh_errf(err, "%s: out of memory for another sequence", s->dir->path);
+			return -1;
+		}
+		s->seq = ns;
+		s->seq[s->n_seq++] = (mh_seq){ 0 };
+	}
+	mh_seq *q = &s->seq[id];
+	if (id == 0) { /* the model's own sequence, closed before */
+		*q = (mh_seq){ .open = 1, .model = s->model };
+		s->lib->desc->reset(s->model);
+		s->pos = 0;
+		return 0;
+	}
+	s->dir->err[0] = 0;
+	if (s->batched) {
+		int pid = s->lib->desc->seq_new(s->model);
+		if (pid <= 0) {
+			mh_errf(err, "%s", s->dir->err[0] ? s->dir->err : "no room for another sequence");
+			return -1;
+		}
+		*q = (mh_seq){ .open = 1, .id = pid };
+		return id;
+	}
+	/* 1.0/1.1: the model again over the same directory, so the same mapped
+	 * weights; only its own buffers and cache are new */
+	mh_model *m = s->lib->desc->load(s->svc, s->dir, s->n_ctx_asked);
+	const mh_model_info *mi = m ? s->lib->desc->info(m) : NULL;
+	if (!mi || mi->vocab_size != s->info->vocab_size || mi->n_ctx != s->info->n_ctx) {
+		mh_errf(err, "%s", s->dir->err[0] ? s->dir->err
+				  : "plugin failed to load the model for another sequence");
+		if (m)
+			s->lib->desc->free(m);
+		return -1;
+	}
+	*q = (mh_seq){ .open = 1, .model = m };
+	return id;
+}
+
+void session_seq_close(mh_session *s, int seq)
+{
+	if (!seq_ok(s, seq))
+		return;
+	mh_seq *q = &s->seq[seq];
+	if (seq == 0) {
+		s->pos = 0;
+	} else if (s->batched) {
+		s->lib->desc->seq_free(s->model, q->id);
+	} else {
+		s->lib->desc->free(q->model);
+	}
+	*q = (mh_seq){ 0 };
+}
+
+int session_seq_rewind(mh_session *s, int seq, int pos)
+{
+	if (!seq_ok(s, seq) || pos < 0 || pos > s->seq[seq].len)
+		return -1;
+	s->seq[seq].len = pos;
+	if (seq == 0)
+		s->pos = pos;
+	return 0;
+}
+
+int session_seq_len(const mh_session *s, int seq)
+{
+	return seq_ok(s, seq) ? s->seq[seq].len : -1;
+}
+
+static void *grow_buf(void **p, size_t *len, size_t want)
+{
+	if (*len < want) {
+		void *np = realloc(*p, want);
+		if (!np)
+			return NULL;
+		*p = np;
+		*len = want;
+	}
+	return *p;
+}
+
+/* The items against the sequences: open, each one's items consecutive,
+ * positions contiguous from its length and inside the context, ids known. */
+static int check_batch(mh_session *s, const mh_batch_item *it, int n, char *err)
+{
+	const char *path = s->dir->path;
+	if (n <= 0) {
+		mh_errf(err, "%s: an empty batch", path);
+		return -1;
+	}
+	for (int i = 0; i < n; i++) {
+		int q = it[i].seq;
+		if (!seq_ok(s, q)) {
+			mh_errf(err, "%s: batch item %d: sequence %d is not open", path, i, q);
+			return -1;
+		}
+		int first = i == 0 || it[i - 1].seq != q;
+		if (first)
+			for (int j = 0; j < i; j++)
+				if (it[j].seq == q) {
+					mh_errf(err, "%s: batch item %d: sequence %d's items are not "
+						"consecutive", path, i, q);
+					return -1;
+				}
+		int want = first ? s->seq[q].len : it[i - 1].pos + 1;
+		if (it[i].pos != want) {
+			mh_errf(err, "%s: batch item %d: sequence %d's next position is %d, not %d",
+				path, i, q, want, it[i].pos);
+			return -1;
+		}
+		if (it[i].pos >= s->info->n_ctx) {
+			mh_errf(err, "%s: batch item %d: position %d of sequence %d is past the "
+				"context length of %d", path, i, it[i].pos, q, s->info->n_ctx);
+			return -1;
+		}
+		if (it[i].id < 0 || it[i].id >= s->info->vocab_size) {
+			mh_errf(err, "%s: batch item %d: token id %d is outside the vocabulary "
+				"(0..%d)", path, i, it[i].id, s->info->vocab_size - 1);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* 1.0/1.1 plugins: each sequence's run of items through its own model. */
+static int batch_serial(mh_session *s, const mh_batch_item *it, int n, float *logits)
+{
+	size_t vocab = (size_t)s->info->vocab_size;
+	int32_t *ids = grow_buf((void **)&s->items, &s->items_len, (size_t)n * sizeof *ids);
+	if (!ids)
+		return -1;
+	float *out = logits;
+	for (int i = 0; i < n;) {
+		int e = i + 1, want = it[i].logits != 0;
+		while (e < n && it[e].seq == it[i].seq)
+			want += it[e++].logits != 0;
+		for (int k = i; k < e; k++)
+			ids[k - i] = it[k].id;
+		mh_model *m = s->seq[it[i].seq].model;
+		int only_last = want == 0 || (want == 1 && it[e - 1].logits);
+		size_t rows = only_last ? 1 : (size_t)(e - i);
+		float *dst = want == 1 && it[e - 1].logits ? out : NULL;
+		if (!dst) {
+			dst = grow_buf((void **)&s->scratch, &s->scratch_len,
+				       rows * vocab * sizeof(float));
+			if (!dst)
+				return -1;
+		}
+		if (s->lib->desc->forward(m, ids, e - i, it[i].pos, dst,
+					  only_last ? MH_LOGITS_LAST : MH_LOGITS_ALL) != 0)
+			return -1;
+		if (dst == out) {
+			out += vocab;
+		} else if (!only_last) {
+			for (int k = i; k < e; k++)
+				if (it[k].logits) {
+					memcpy(out, dst + (size_t)(k - i) * vocab, vocab * sizeof *out);
+					out += vocab;
+				}
+		}
+		i = e;
+	}
+	return 0;
+}
+
+int session_batch(mh_session *s, const mh_batch_item *it, int n, float *logits, char *err)
+{
+	if (check_batch(s, it, n, err) != 0)
+		return -1;
+	if (!s->populated) {
+		modeldir_populate(s->dir);
+		s->populated = 1;
+	}
+	s->dir->err[0] = 0;
+	int rc;
+	if (s->batched) {
+		mh_batch_item *pi = grow_buf((void **)&s->items, &s->items_len, (size_t)n * sizeof *pi);
+		if (!pi) {
+			mh_errf(err, "%s: out of memory", s->dir->path);
+			return -1;
+		}
+		for (int i = 0; i < n; i++) {
+			pi[i] = it[i];
+			pi[i].seq = s->seq[it[i].seq].id;
+		}
+		rc = s->lib->desc->batch(s->model, pi, n, logits);
+	} else {
+		rc = batch_serial(s, it, n, logits);
+	}
+	if (rc != 0) {
+		mh_errf(err, "%s", s->dir->err[0] ? s->dir->err : "forward pass failed");
+		return -1;
+	}
+	for (int i = 0; i < n; i++)
+		s->seq[it[i].seq].len = it[i].pos + 1;
+	s->pos = s->seq[0].len;
+	return 0;
 }
 
 int session_rewind(mh_session *s, int pos)
@@ -144,6 +378,7 @@ int session_rewind(mh_session *s, int pos)
 		return 0;
 	}
 	s->pos = pos;
+	s->seq[0].len = pos;
 	return pos;
 }
 

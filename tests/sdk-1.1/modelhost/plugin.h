@@ -1,0 +1,471 @@
+/* modelhost/plugin.h - the one contract between the modelhost host and its
+ * architecture plugins.
+ *
+ * A plugin is a shared object that exports exactly one symbol, `model_plugin`,
+ * a const `struct model_plugin` filled in with MODELHOST_PLUGIN_DEFINE().  It
+ * links nothing of the host: everything it needs (weights, config values,
+ * tensor operations, threads, memory, error reporting) comes through the
+ * `struct mh_services` table the host passes to every entry point.
+ *
+ * Versioning rules (never change them):
+ *  - The first three fields of `struct model_plugin` and `struct mh_services`
+ *    are `abi_major`, `abi_minor`, `struct_size`, forever.
+ *  - The host loads a plugin when plugin.abi_major == MODELHOST_ABI_MAJOR and
+ *    plugin.abi_minor <= the host's MODELHOST_ABI_MINOR.  Nothing past
+ *    plugin.struct_size is ever read.
+ *  - A minor release only appends fields at the end of these structs (using
+ *    the reserved slots first, so struct_size may not change: test abi_minor,
+ *    not struct_size, before using a newer field) and only appends enum
+ *    values.  A plugin built against minor N may call any service of minor
+ *    <= N; the host guarantees they are present.
+ *  - Anything else is a major release.
+ *
+ * Lifetimes: the service table outlives every model, so a plugin keeps the
+ * pointer it gets in load().  The mh_dir outlives the model loaded from it,
+ * and so do the tensors and strings it hands out.
+ *
+ * Threading: the host calls a model's entry points from one thread at a time.
+ * The tensor ops are called from that thread too (they parallelise inside);
+ * parallel_for callbacks may use only the pure-computation services.
+ */
+#ifndef MODELHOST_PLUGIN_H
+#define MODELHOST_PLUGIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MODELHOST_ABI_MAJOR 1
+#define MODELHOST_ABI_MINOR 1
+
+#define MH_MAX_DIMS 8
+#define MH_MAX_EOS 8
+
+typedef enum mh_dtype {
+	MH_F32 = 0,
+	MH_F16,
+	MH_BF16,
+	MH_F64,
+	MH_I64,
+	MH_I32,
+	MH_I16,
+	MH_I8,
+	MH_U8,
+	MH_BOOL,
+	MH_DTYPE_COUNT
+} mh_dtype;
+
+/* A tensor as stored in the checkpoint.  `data` points into the read-only
+ * mapping of the file, aligned to the element size (the host copies the rare
+ * misaligned tensor once at open), so F32 data can be read in place as a
+ * float array.  The host's ops handle every float dtype. */
+typedef struct mh_tensor {
+	const char *name;
+	mh_dtype dtype;
+	int32_t ndim;
+	int64_t shape[MH_MAX_DIMS];
+	int64_t nelem;
+	const void *data;
+	size_t nbytes;
+} mh_tensor;
+
+/* An open model directory (config.json + safetensors), owned by the host.
+ * It outlives the model loaded from it. */
+typedef struct mh_dir mh_dir;
+
+/* A model, defined privately by each plugin. */
+typedef struct mh_model mh_model;
+
+/* Rotary embedding tables, built by the host from config.json. */
+typedef struct mh_rope mh_rope;
+
+/* What a loaded model tells the host.  Filled by the plugin; the host reads
+ * only fields below struct_size. */
+typedef struct mh_model_info {
+	uint32_t struct_size;
+	int32_t vocab_size;
+	int32_t n_ctx;          /* positions the KV cache holds */
+	int32_t max_context;    /* the model's own limit (max_position_embeddings) */
+	int32_t bos_id;         /* -1 if none */
+	int32_t n_eos;
+	int32_t eos_ids[MH_MAX_EOS];
+	uint64_t kv_cache_bytes;
+} mh_model_info;
+
+/* The hyper-parameters every Hugging Face decoder-only transformer shares,
+ * as mh_services.decoder_config reads them from config.json.  Everything an
+ * architecture adds (norm epsilon, biases, sliding window...) the plugin
+ * reads itself.  The caller sets the fields marked "in"; the rest are
+ * output:
+ *
+ *   mh_decoder_config hp = { .struct_size = sizeof hp, .max_pos = 2048 };
+ *   if (svc->decoder_config(dir, n_ctx, &hp) != 0)
+ *           return NULL;
+ */
+typedef struct mh_decoder_config {
+	uint32_t struct_size;   /* in: sizeof(mh_decoder_config) */
+	int32_t vocab;          /* vocab_size */
+	int32_t dim;            /* hidden_size */
+	int32_t n_layers;       /* num_hidden_layers */
+	int32_t n_heads;        /* num_attention_heads */
+	int32_t n_kv_heads;     /* num_key_value_heads (default n_heads); divides n_heads */
+	int32_t head_dim;       /* head_dim (default dim / n_heads); even, at most 1024 */
+	int32_t ffn_dim;        /* intermediate_size */
+	/* max_position_embeddings.  in: the architecture's default for a
+	 * config without the key (0: the key is required). */
+	int32_t max_pos;
+	int32_t n_ctx;          /* the n_ctx asked for (if > 0), else max_pos */
+	int32_t tied;           /* tie_word_embeddings (default false) */
+	int32_t bos;            /* bos_token_id, -1 if absent */
+	int32_t n_eos;          /* eos_token_id: one id or a list, at most MH_MAX_EOS */
+	int32_t eos[MH_MAX_EOS];
+	/* hidden_act, owned by the dir (the plugin checks that it implements
+	 * it).  in: the default when absent (NULL: "silu"), then returned. */
+	const char *hidden_act;
+} mh_decoder_config;
+
+/* A KV cache, from mh_services.kv_new or decoder_new: for each layer, the
+ * keys and the values of n_ctx slots, [slot][kv_dim] (kv_dim = n_kv_heads *
+ * head_dim), the layout mh_services.attention reads.  Position p lives in
+ * slot p % n_ctx (mh_kv_at): a cache for sliding-window attention
+ * (decoder_new with a window, since ABI 1.1) may hold fewer slots than the
+ * model has positions, and reuses them as a ring. */
+typedef struct mh_kv_cache {
+	float *k, *v;           /* [n_layers][n_ctx][kv_dim] each */
+	int32_t n_layers, n_ctx, kv_dim;
+	uint64_t bytes;         /* k and v together */
+} mh_kv_cache;
+
+/* The [n_ctx][kv_dim] key (mh_kv_k) or value (mh_kv_v) block of a layer. */
+static inline float *mh_kv_k(const mh_kv_cache *c, int layer)
+{
+	return c->k + (size_t)layer * (size_t)c->n_ctx * (size_t)c->kv_dim;
+}
+
+static inline float *mh_kv_v(const mh_kv_cache *c, int layer)
+{
+	return c->v + (size_t)layer * (size_t)c->n_ctx * (size_t)c->kv_dim;
+}
+/* Where position pos starts in a layer's block (in floats). */
+static inline size_t mh_kv_at(const mh_kv_cache *c, int pos)
+{
+	return (size_t)(pos % c->n_ctx) * (size_t)c->kv_dim;
+}
+
+/* The working state of a standard decoder-only transformer (since ABI 1.1),
+ * from mh_services.decoder_new: activation buffers for up to `cap` tokens
+ * and the KV cache.  Longer prompts go through mh_services.decoder_forward
+ * in chunks of at most `cap` tokens, cut so that a chunk's keys and values
+ * never wrap around a ring cache: a layer writes them contiguously at
+ * mh_kv_at(kv, pos).  q_dim = n_heads * head_dim. */
+typedef struct mh_decoder {
+	uint32_t struct_size;
+	int32_t cap;            /* tokens per forward chunk */
+	float *x;               /* [cap, dim] the residual stream */
+	float *xn;              /* [cap, dim] the normalized input of a block */
+	float *q;               /* [cap, q_dim] queries */
+	float *att;             /* [cap, q_dim] attention output */
+	float *tmp;             /* [cap, max(dim, q_dim)] a projection's output */
+	float *gate, *up;       /* [cap, ffn_dim] each */
+	mh_kv_cache *kv;        /* n_layers x n_ctx positions */
+} mh_decoder;
+
+/* What mh_services.decoder_forward calls back into: the plugin's layer
+ * (transforms d->x[0..n) in place for positions pos.., writing the layer's
+ * keys and values into the cache) and head (final norm and output
+ * projection of n rows of hidden states x into logits[n, vocab]). */
+typedef struct mh_decoder_step {
+	uint32_t struct_size;   /* sizeof(mh_decoder_step) */
+	mh_model *model;        /* passed back to the callbacks */
+	const mh_tensor *embed; /* the token embedding table [vocab, dim] */
+	void (*layer)(mh_model *m, int layer, int n, int pos);
+	void (*head)(mh_model *m, float *logits, const float *x, int n);
+} mh_decoder_step;
+
+/* Fill a decoder's mh_model_info from its hyper-parameters. */
+static inline void mh_model_info_init(mh_model_info *info, const mh_decoder_config *hp,
+				      uint64_t kv_cache_bytes)
+{
+	info->struct_size = sizeof(mh_model_info);
+	info->vocab_size = hp->vocab;
+	info->n_ctx = hp->n_ctx;
+	info->max_context = hp->max_pos;
+	info->bos_id = hp->bos;
+	info->n_eos = hp->n_eos;
+	info->kv_cache_bytes = kv_cache_bytes;
+	for (int i = 0; i < MH_MAX_EOS; i++)
+		info->eos_ids[i] = hp->eos[i];
+}
+
+/* Log levels for mh_services.log. */
+enum { MH_LOG_ERROR = 0, MH_LOG_WARN, MH_LOG_INFO, MH_LOG_DEBUG };
+
+/* Flags for model_plugin.forward. */
+enum {
+	MH_LOGITS_LAST = 0,  /* logits for the last token only: [1, vocab] */
+	MH_LOGITS_ALL = 1    /* logits for every token: [n, vocab] */
+};
+
+typedef void (*mh_range_fn)(void *ctx, int64_t begin, int64_t end, int thread);
+
+typedef struct mh_services {
+	uint32_t abi_major;
+	uint32_t abi_minor;
+	uint32_t struct_size;
+
+	/* --- logging and errors ------------------------------------------ */
+	void (*log)(int level, const char *fmt, ...)
+		__attribute__((format(printf, 2, 3)));
+	/* Record why loading or running failed.  dir is never NULL; `file`
+	 * is relative to the model directory ("config.json") or NULL; the
+	 * host prints "modelhost: DIR/FILE: message".  The first error
+	 * recorded wins. */
+	void (*error)(mh_dir *dir, const char *file, const char *fmt, ...)
+		__attribute__((format(printf, 3, 4)));
+
+	/* --- config.json ------------------------------------------------- */
+	/* Keys are paths: "rope_scaling.factor", "architectures.0".
+	 * Each getter returns 1 when the key holds a value, 0 when it is
+	 * absent or null (*out = def), -1 when it holds the wrong type (an
+	 * error naming the key is recorded, *out = def). */
+	int (*config_int)(mh_dir *dir, const char *key, int64_t def, int64_t *out);
+	int (*config_float)(mh_dir *dir, const char *key, double def, double *out);
+	int (*config_bool)(mh_dir *dir, const char *key, int def, int *out);
+	int (*config_string)(mh_dir *dir, const char *key, const char *def,
+			     const char **out);
+	/* An int or a list of ints ("eos_token_id": 2 or [2, 32000]).
+	 * Returns how many were stored (at most max; further ids are
+	 * ignored), 0 if absent, -1 on a wrong type. */
+	int (*config_ids)(mh_dir *dir, const char *key, int32_t *out, int max);
+
+	/* --- weights ----------------------------------------------------- */
+	/* Look a tensor up by name; NULL if the checkpoint has none. */
+	const mh_tensor *(*tensor)(mh_dir *dir, const char *name);
+	/* A required float tensor (F32/F16/BF16) of the given shape.  d1 is
+	 * ignored when ndim == 1.  Records an error naming the file and the
+	 * tensor (missing, wrong dtype, wrong shape) and returns NULL. */
+	const mh_tensor *(*weight)(mh_dir *dir, const char *name, int ndim,
+				   int64_t d0, int64_t d1);
+	/* The same, but NULL without an error when the tensor is absent
+	 * (present with the wrong dtype or shape is still an error: check
+	 * svc->tensor() first when absence means a fallback). */
+	const mh_tensor *(*weight_opt)(mh_dir *dir, const char *name, int ndim,
+				       int64_t d0, int64_t d1);
+	/* Rows [first, first+count) of a 2-D tensor, as a tensor of its own
+	 * (for fused projections such as qkv_proj).  Returns 0, or -1 when
+	 * out of range (no error is recorded: the caller reports it). */
+	int (*rows)(const mh_tensor *t, int64_t first, int64_t count,
+		    mh_tensor *view);
+	/* A small float tensor (a norm weight, a bias) as aligned F32: in
+	 * place when possible, otherwise converted once and owned by dir. */
+	const float *(*vec_f32)(mh_dir *dir, const mh_tensor *t);
+
+	/* --- tensor ops (row-major float32 activations) ------------------- */
+	/* y[n, w.rows] = x[n, w.cols] * w^T (+ bias).  Any float dtype of w. */
+	void (*matmul)(float *y, const float *x, const mh_tensor *w,
+		       const float *bias, int n);
+	/* out[i, :] = table[ids[i], :] as F32.  -1 if an id is out of range
+	 * (no error is recorded: the caller reports it). */
+	int (*embed)(float *out, const mh_tensor *table, const int32_t *ids,
+		     int n);
+	void (*rmsnorm)(float *y, const float *x, const float *w, int n,
+			int dim, float eps);
+	void (*layernorm)(float *y, const float *x, const float *w,
+			  const float *b, int n, int dim, float eps);
+	/* Rotary embedding.  mh_rope reads rope_theta / rope_scaling /
+	 * rope_parameters / partial_rotary_factor from config.json (either
+	 * spelling) and refuses types it does not implement (NULL + error).
+	 * rope_apply rotates x[n, n_heads * head_dim] for positions pos0..,
+	 * rotate-half (Hugging Face) layout, over the first rot_dim dims of
+	 * each head. */
+	mh_rope *(*rope_new)(mh_dir *dir, int head_dim, int n_ctx);
+	void (*rope_free)(mh_rope *r);
+	void (*rope_apply)(const mh_rope *r, float *x, int n, int n_heads,
+			   int pos0);
+	/* Causal attention of n query tokens at positions pos0.. over a KV
+	 * cache laid out [position][n_kv_heads * head_dim] that already holds
+	 * positions 0 .. pos0+n-1.  Position i sees j with i - window < j <= i
+	 * (window <= 0: all j <= i).  q and out are [n, n_heads * head_dim];
+	 * scale is usually 1/sqrt(head_dim). */
+	void (*attention)(float *out, const float *q, const float *k_cache,
+			  const float *v_cache, int n, int pos0, int n_heads,
+			  int n_kv_heads, int head_dim, int window,
+			  float scale);
+	void (*silu_mul)(float *gate, const float *up, size_t n); /* gate = silu(gate) * up */
+	void (*gelu)(float *x, size_t n);      /* exact (erf) */
+	void (*gelu_tanh)(float *x, size_t n); /* gelu_new / gelu_pytorch_tanh */
+	void (*add)(float *y, const float *x, size_t n); /* y += x */
+	void (*softmax)(float *x, int n);
+
+	/* --- device ------------------------------------------------------ */
+	void *(*alloc)(size_t bytes); /* 64-byte aligned, zeroed; NULL on failure */
+	void (*free)(void *p);
+	int (*n_threads)(void);
+	/* Run fn over [0, n) in contiguous ranges on the host's persistent
+	 * thread pool; returns when all are done.  Threads take ranges as
+	 * they come free, so fn may be called several times with the same
+	 * `thread` index (never at once): per-thread scratch indexed by
+	 * `thread` is safe, one call per thread is not guaranteed.  A call
+	 * from inside fn runs serially. */
+	void (*parallel_for)(int64_t n, mh_range_fn fn, void *ctx);
+
+	/* --- decoder building blocks -------------------------------------- */
+	/* Read and check the standard decoder hyper-parameters (see
+	 * mh_decoder_config; out->struct_size and the "in" fields set by the
+	 * caller).  Every dimension must be 1..2^20; head_dim may be absent
+	 * only when num_attention_heads divides hidden_size.  n_ctx is load()'s
+	 * (0: max_pos; larger than max_pos is allowed, with a warning).
+	 * 0, or -1 with an error naming config.json and the key. */
+	int (*decoder_config)(mh_dir *dir, int32_t n_ctx, mh_decoder_config *out);
+	/* A KV cache for n_layers x n_ctx positions of kv_dim floats (see
+	 * mh_kv_cache), zeroed lazily so that it costs memory only as it
+	 * fills.  NULL when out of memory or a size is not positive (no error
+	 * is recorded: the caller reports it). */
+	mh_kv_cache *(*kv_new)(int n_layers, int n_ctx, int kv_dim);
+	void (*kv_free)(mh_kv_cache *c); /* NULL is fine */
+
+	/* --- since ABI 1.1 ------------------------------------------------ */
+	/* The buffers and KV cache of a standard decoder with hyper-parameters
+	 * hp (see mh_decoder).  window > 0: every layer attends over at most
+	 * that many positions, and the cache keeps only the slots that can
+	 * still be seen (a ring of window + cap - 1).  NULL + an error naming
+	 * the context size when out of memory. */
+	mh_decoder *(*decoder_new)(mh_dir *dir, const mh_decoder_config *hp, int window);
+	void (*decoder_free)(mh_decoder *d); /* NULL is fine */
+	/* model_plugin.forward for a standard decoder: checks that positions
+	 * pos..pos+n-1 fit the context and the ids the vocabulary, then for
+	 * each chunk of up to d->cap tokens embeds them into d->x, runs every
+	 * layer, and calls head on the rows whose logits are wanted (every row
+	 * with MH_LOGITS_ALL, else only the last token's).  0, or -1 + error. */
+	int (*decoder_forward)(mh_decoder *d, mh_dir *dir, const mh_decoder_step *step,
+			       const int32_t *ids, int n, int pos, float *logits, int flags);
+	/* Several matmuls of the same input in one pass over the thread pool
+	 * (q/k/v, or gate/up): y[i] = x * w[i]^T (+ bias[i]) for i < count;
+	 * bias may be NULL, and so may any bias[i].  Cheaper than count
+	 * matmul calls when decoding. */
+	void (*matmul_n)(float *const *y, const float *x, const mh_tensor *const *w,
+			 const float *const *bias, int count, int n);
+	/* attention over layer `layer` of cache c, ring or not: the keys and
+	 * values of positions pos0..pos0+n-1 are already in place. */
+	void (*attention_kv)(float *out, const float *q, const mh_kv_cache *c, int layer, int n,
+			     int pos0, int n_heads, int head_dim, int window, float scale);
+
+	void *reserved[11];
+} mh_services;
+
+/* Loader shorthands over mh_services.weight and vec_f32, for tensors named
+ * by a pattern with the current layer's index:
+ *
+ *   mh_loader ld = { svc, dir, 0, 1 };
+ *   for (ld.layer = 0; ld.layer < n_layers; ld.layer++)
+ *           L[ld.layer].wq = mh_load_matrix(&ld, "model.layers.%d.q_proj.weight", q, d);
+ *   if (!ld.ok)
+ *           return -1;   (the service has recorded what was wrong)
+ */
+typedef struct mh_loader {
+	const mh_services *svc;
+	mh_dir *dir;
+	int layer;              /* fills the pattern's %d */
+	int ok;                 /* cleared by the first failure */
+} mh_loader;
+
+static inline const mh_tensor *mh_load_matrix(mh_loader *ld, const char *fmt, int64_t rows,
+					      int64_t cols)
+{
+	char name[256];
+	snprintf(name, sizeof name, fmt, ld->layer);
+	const mh_tensor *t = ld->svc->weight(ld->dir, name, 2, rows, cols);
+	if (!t)
+		ld->ok = 0;
+	return t;
+}
+
+/* A vector (norm weight, bias) as F32; NULL without looking when !present. */
+static inline const float *mh_load_vector(mh_loader *ld, const char *fmt, int64_t len,
+					  int present)
+{
+	if (!present)
+		return NULL;
+	char name[256];
+	snprintf(name, sizeof name, fmt, ld->layer);
+	const mh_tensor *t = ld->svc->weight(ld->dir, name, 1, len, 0);
+	const float *v = t ? ld->svc->vec_f32(ld->dir, t) : NULL;
+	if (!v)
+		ld->ok = 0;
+	return v;
+}
+
+struct model_plugin {
+	/* fixed forever */
+	uint32_t abi_major;
+	uint32_t abi_minor;
+	uint32_t struct_size;
+
+	const char *name;        /* unique, e.g. "llama" */
+	const char *version;     /* the plugin's own version, e.g. "1.0.0" */
+	const char *description;
+	const char *license;
+	/* NULL-terminated Hugging Face names this plugin claims: values of
+	 * config.json "architectures" ("LlamaForCausalLM") or "model_type". */
+	const char *const *architectures;
+
+	/* Optional.  How well this plugin handles the model in dir: 0-100,
+	 * negative to decline.  Plugins without probe score 50. */
+	int (*probe)(const mh_services *svc, mh_dir *dir);
+	/* Build a model from dir.  n_ctx is the number of positions to keep in
+	 * the KV cache (0: the model's own limit; larger than the model's
+	 * limit is allowed, with a warning).  NULL + svc->error on failure. */
+	mh_model *(*load)(const mh_services *svc, mh_dir *dir, int32_t n_ctx);
+	void (*free)(mh_model *m);
+	const mh_model_info *(*info)(const mh_model *m);
+	/* Run n tokens at positions pos..pos+n-1 and write logits (see
+	 * MH_LOGITS_*).  The cache holds 0..pos-1 from earlier calls; pos may
+	 * be lower than where the last call ended (a rewind: later positions
+	 * are overwritten).  The host guarantees n >= 1, pos + n <= n_ctx and
+	 * ids inside the vocabulary; plugins still must not crash otherwise.
+	 * Flag bits other than MH_LOGITS_ALL are reserved and ignored.
+	 * 0, or -1 + svc->error. */
+	int (*forward)(mh_model *m, const int32_t *ids, int n, int pos,
+		       float *logits, int flags);
+	/* Forget the KV cache (the next forward starts at pos 0). */
+	void (*reset)(mh_model *m);
+
+	void *reserved[8];
+};
+
+#if defined(__GNUC__)
+#define MODELHOST_EXPORT __attribute__((visibility("default")))
+#else
+#define MODELHOST_EXPORT
+#endif
+
+/* Define the plugin's descriptor with the ABI fields filled in:
+ *
+ *   static const char *const archs[] = { "LlamaForCausalLM", "llama", NULL };
+ *   MODELHOST_PLUGIN_DEFINE("llama", "1.0.0", "Llama family", "MIT", archs,
+ *       .probe = NULL, .load = load, .free = model_free, .info = info,
+ *       .forward = forward, .reset = reset);
+ */
+#define MODELHOST_PLUGIN_DEFINE(NAME, VERSION, DESCRIPTION, LICENSE, ARCHS, ...) \
+	MODELHOST_EXPORT extern const struct model_plugin model_plugin;               \
+	const struct model_plugin model_plugin = {                                     \
+		.abi_major = MODELHOST_ABI_MAJOR,                               \
+		.abi_minor = MODELHOST_ABI_MINOR,                               \
+		.struct_size = sizeof(struct model_plugin),                            \
+		.name = NAME,                                                   \
+		.version = VERSION,                                             \
+		.description = DESCRIPTION,                                     \
+		.license = LICENSE,                                             \
+		.architectures = ARCHS,                                         \
+		__VA_ARGS__                                                     \
+	}
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MODELHOST_PLUGIN_H */
