@@ -51,7 +51,7 @@ static void teardown(void)
 
 static mh_session *open_at(const char *rel, const char *plugin, int n_ctx)
 {
-	char *dir = tu_shared_path(rel);
+	char *dir = tu_data_path(rel);
 	mh_session *s = session_open(reg, dir, plugin, n_ctx, err);
 	ck_assert_msg(s != NULL, "%s", err);
 	free(dir);
@@ -337,7 +337,6 @@ END_TEST
 
 int main(void)
 {
-	tu_shared();
 	Suite *s = suite_create("batch");
 	TCase *tc = tcase_create("batch");
 	tcase_add_checked_fixture(tc, setup, teardown);
