@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* check_batch.c - several sequences of one model (session_seq_*, session_batch):
  * a sequence's logits are bit for bit those of the same tokens run alone,
  * whatever else is in the batch (prompts and decode tokens mixed, at another

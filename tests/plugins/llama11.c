@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* llama11.c - a Llama plugin built against the ABI 1.1 header kept in
  * tests/sdk-1.1 (as an old, out-of-tree plugin would have been): no batch
  * entry points, one KV cache per model.  check_batch serves several
