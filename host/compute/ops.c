@@ -331,7 +331,7 @@ static void rows_task(void *ctx, int64_t b, int64_t e, int thread)
 		const mh_tensor *w = j->w[i];
 		int64_t rows = w->shape[0], r0 = lo - j->start[i], r1 = hi - j->start[i];
 		int64_t blk = j->nr == 1 ? r1 - r0
-					 : ROW_BLOCK_BYTES / (j->cols * (int64_t)mh_dtype_size(w->dtype));
+					 : ROW_BLOCK_BYTES / (int64_t)mh_row_bytes(w->dtype, j->cols);
 		if (blk < 8)
 			blk = 8;
 		for (int64_t a = r0; a < r1; a += blk) {
