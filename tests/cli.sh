@@ -302,6 +302,21 @@ if run "bench table" 0 "$MH" bench -m "$L" -p 8 -n 4 -r 1 --no-limits; then
 	[ "$(grep -c '^| llama | .* | F32 | [0-9]* | \(pp8\|tg4\) | [0-9.]* ± [0-9.]* | - |$' "$T/out")" -eq 2 ] &&
 		ok "bench table" || bad "bench table: $(cat "$T/out")"
 fi
+# --parallel: B sequences at once, a row per B in both outputs
+if run "bench --parallel" 0 "$MH" bench -m "$L" -p 8 -n 4 -r 1 --no-limits --parallel 1,3 -o json; then
+	if [ "$(grep -c '"sequences":' "$T/out")" = 2 ] && grep -q '"sequences":	3' "$T/out" &&
+		grep -q '"tg_ratio_to_one":	1$' "$T/out" && ! grep -qE '"(pp|tg)_ts":	0,' "$T/out"; then
+		ok "bench --parallel json"
+	else
+		bad "bench --parallel json: $(grep -A8 '"parallel"' "$T/out")"
+	fi
+fi
+if run "bench --parallel table" 0 "$MH" bench -m "$L" -p 8 -n 4 -r 1 --no-limits --parallel 1,2; then
+	grep -q '^| 1 | [0-9.]* ± [0-9.]* | [0-9.]* ± [0-9.]* | 1.00x |$' "$T/out" &&
+		grep -q '^| 2 | [0-9.]* ± [0-9.]* | [0-9.]* ± [0-9.]* | [0-9.]*x |$' "$T/out" &&
+		ok "bench --parallel table" || bad "bench --parallel table: $(cat "$T/out")"
+fi
+error "bench --parallel 0" "bench: --parallel takes up to 16 comma-separated counts of 1..256 sequences, not '1,0'" "$MH" bench -m "$L" --parallel 1,0
 error "bench without a model" "bench: -m DIR is required" "$MH" bench
 error "bench -o xml" "bench: -o takes md or json, not 'xml'" "$MH" bench -m "$L" -o xml
 error "bench -r 0" "bench: -r expects a whole number from 1" "$MH" bench -m "$L" -r 0

@@ -19,12 +19,39 @@
 #include <string.h>
 #include <sys/resource.h>
 
-enum { OPT_BW_MB = OPT_FIRST_COMMAND_OPT + 1, OPT_NO_LIMITS };
+enum { OPT_BW_MB = OPT_FIRST_COMMAND_OPT + 1, OPT_NO_LIMITS, OPT_PARALLEL };
+
+#define PARALLEL_MAX 16
 
 typedef struct bench_opts {
 	const char *model;
 	int n_prompt, n_gen, reps, json, bw_mb, no_limits;
+	int n_par, par[PARALLEL_MAX]; /* --parallel: sequence counts */
 } bench_opts;
+
+/* "1,2,4,8": 1..256 sequences each, at most PARALLEL_MAX counts. */
+static int parse_parallel(const char *arg, bench_opts *b)
+{
+	const char *p = arg;
+	b->n_par = 0;
+	while (*p) {
+		char *end;
+		long v = strtol(p, &end, 10);
+		if (end == p || v < 1 || v > 256 || (*end && *end != ',') ||
+		    b->n_par == PARALLEL_MAX) {
+			cli_fail("bench: --parallel takes up to %d comma-separated counts of 1..256 "
+				 "sequences, not '%s'", PARALLEL_MAX, arg);
+			return -1;
+		}
+		b->par[b->n_par++] = (int)v;
+		p = *end ? end + 1 : end;
+	}
+	if (b->n_par == 0) {
+		cli_fail("bench: --parallel takes a list such as 1,2,4,8, not '%s'", arg);
+		return -1;
+	}
+	return 0;
+}
 
 static int parse(cli_common *o, int argc, char **argv, const struct option *lo, bench_opts *b,
 		 const char *help)
@@ -81,6 +108,10 @@ static int parse(cli_common *o, int argc, char **argv, const struct option *lo, 
 				return -1;
 			break;
 		case OPT_NO_LIMITS: b->no_limits = 1; break;
+		case OPT_PARALLEL:
+			if (parse_parallel(optarg, b))
+				return -1;
+			break;
 		default: return -1;
 		}
 	}
@@ -296,6 +327,58 @@ static double run_tg(mh_session *s, const int32_t *ids, int n_short, int n, floa
 	return n / (mh_now() - t0);
 }
 
+/* --parallel: B sequences at once.  Prefill: their B prompts of n tokens in
+ * one session_batch (t/s over all B * n tokens).  Decode: n_gen steps of
+ * one token from each of the B sequences in one batch (aggregate t/s). */
+typedef struct {
+	double pp[2], tg[2]; /* mean, stddev over the repetitions */
+} par_row;
+
+static int run_parallel(mh_session *s, const int32_t *ids, int n, int n_gen, int B, int reps,
+			par_row *row, char *err)
+{
+	int vocab = s->info->vocab_size;
+	mh_batch_item *it = malloc((size_t)B * n * sizeof *it);
+	float *lg = malloc((size_t)B * vocab * sizeof *lg);
+	double *pp = calloc((size_t)reps + 1, sizeof *pp), *tg = calloc((size_t)reps + 1, sizeof *tg);
+	int rc = -1;
+	if (!it || !lg || !pp || !tg) {
+		snprintf(err, MH_ERRLEN, "out of memory");
+		goto out;
+	}
+	for (int rep = 0; rep <= reps; rep++) { /* rep 0 warms up */
+		for (int q = 0; q < B; q++)
+			session_seq_rewind(s, q, 0);
+		int k = 0;
+		for (int q = 0; q < B; q++)
+			for (int i = 0; i < n; i++) /* each prompt its own rotation of ids */
+				it[k++] = (mh_batch_item){ q, i, ids[(i + q) % n], i == n - 1 };
+		double t0 = mh_now();
+		if (session_batch(s, it, k, lg, err) != 0)
+			goto out;
+		pp[rep] = (double)k / (mh_now() - t0);
+		t0 = mh_now();
+		for (int g = 0; g < n_gen; g++) {
+			for (int q = 0; q < B; q++)
+				it[q] = (mh_batch_item){ q, n + g,
+							 (int32_t)kern_argmax(lg + (size_t)q * vocab, vocab),
+							 1 };
+			if (session_batch(s, it, B, lg, err) != 0)
+				goto out;
+		}
+		tg[rep] = (double)B * n_gen / (mh_now() - t0);
+	}
+	stats(pp + 1, reps, &row->pp[0], &row->pp[1]);
+	stats(tg + 1, reps, &row->tg[0], &row->tg[1]);
+	rc = 0;
+out:
+	free(it);
+	free(lg);
+	free(pp);
+	free(tg);
+	return rc;
+}
+
 static void fmt_params(char *b, size_t n, double p)
 {
 	if (p >= 1e9)
@@ -329,6 +412,7 @@ int cmd_bench(int argc, char **argv)
 					    { "output", required_argument, NULL, 'o' },
 					    { "bw-size", required_argument, NULL, OPT_BW_MB },
 					    { "no-limits", no_argument, NULL, OPT_NO_LIMITS },
+					    { "parallel", required_argument, NULL, OPT_PARALLEL },
 					    { 0 } };
 	static const char help[] =
 		"Usage: modelhost bench -m DIR [-p N] [-n N] [-r N] [-t THREADS] [-c CTX] [-o md|json]\n"
@@ -348,6 +432,9 @@ int cmd_bench(int argc, char **argv)
 		"  -c, --ctx-size N        KV cache positions (default: what the tests need)\n"
 		"      --bw-size MB        buffer for the bandwidth probe (default 512)\n"
 		"      --no-limits         skip the bandwidth and SGEMM probes\n"
+		"      --parallel LIST     also B sequences at once for each B of LIST (1,2,4,8):\n"
+		"                          B prompts of -p tokens in one batch, then -n steps\n"
+		"                          of one token from each (aggregate t/s)\n"
 		"      --plugin NAME       force a plugin; --plugin-dir DIR adds a plugin directory\n";
 	cli_common o = { .cmd = "bench" };
 	readprobe *wj = NULL;
@@ -364,6 +451,8 @@ int cmd_bench(int argc, char **argv)
 	int n_short = b.n_prompt < 4 ? b.n_prompt : 4;
 	if (o.n_ctx == 0) {
 		int need = b.n_prompt > n_short + b.n_gen ? b.n_prompt : n_short + b.n_gen;
+		if (b.n_par > 0)
+			need = b.n_prompt + b.n_gen;
 		o.n_ctx = (need + 255) / 256 * 256;
 	}
 
@@ -443,6 +532,27 @@ int cmd_bench(int argc, char **argv)
 		wr_lim += (wr[i] + wr[i + 1]) / 2 / b.reps;
 	double pmd = b.no_limits ? -1 : pmd_mapped_fraction(ms.bytes);
 
+	par_row par[PARALLEL_MAX];
+	int max_b = 0;
+	for (int i = 0; i < b.n_par; i++)
+		max_b = b.par[i] > max_b ? b.par[i] : max_b;
+	for (int q = 1; q < max_b; q++)
+		if (session_seq_open(s, err) != q)
+			goto fail;
+	if (b.n_par > 0 && b.n_prompt + b.n_gen > s->info->n_ctx) {
+		snprintf(err, sizeof err, "bench: --parallel needs -p + -n = %d positions, the "
+			 "context is %d", b.n_prompt + b.n_gen, s->info->n_ctx);
+		goto fail;
+	}
+	for (int i = 0; i < b.n_par; i++)
+		if (run_parallel(s, ids, b.n_prompt, b.n_gen, b.par[i], b.reps, &par[i], err) != 0)
+			goto fail;
+	/* the ratio to one sequence: against B = 1 of the list, else tg above */
+	double tg1 = 0;
+	for (int i = 0; i < b.n_par; i++)
+		if (b.par[i] == 1)
+			tg1 = par[i].tg[0];
+
 	bench_row rows[2];
 	char tn[2][32];
 	snprintf(tn[0], sizeof tn[0], "pp%d", b.n_prompt);
@@ -495,6 +605,24 @@ int cmd_bench(int argc, char **argv)
 		cJSON_AddNumberToObject(lim, "sgemm_model_gflops", gemm_model);
 		cJSON_AddNumberToObject(lim, "decode_bytes_per_token", ms.decode_bytes);
 		cJSON_AddNumberToObject(lim, "prefill_flops_per_token", pp_flops_tok);
+		if (b.n_par > 0) {
+			cJSON *pa = cJSON_AddArrayToObject(root, "parallel");
+			for (int i = 0; i < b.n_par; i++) {
+				cJSON *e = cJSON_CreateObject();
+				cJSON_AddNumberToObject(e, "sequences", b.par[i]);
+				cJSON_AddNumberToObject(e, "n_prompt", b.n_prompt);
+				cJSON_AddNumberToObject(e, "n_gen", b.n_gen);
+				cJSON_AddNumberToObject(e, "pp_ts", par[i].pp[0]);
+				cJSON_AddNumberToObject(e, "pp_stddev_ts", par[i].pp[1]);
+				cJSON_AddNumberToObject(e, "tg_ts", par[i].tg[0]);
+				cJSON_AddNumberToObject(e, "tg_stddev_ts", par[i].tg[1]);
+				cJSON_AddNumberToObject(e, "tg_ratio_to_one",
+							(tg1 > 0 ? tg1 : rows[1].avg) > 0
+								? par[i].tg[0] / (tg1 > 0 ? tg1 : rows[1].avg)
+								: 0);
+				cJSON_AddItemToArray(pa, e);
+			}
+		}
 		cJSON *arr = cJSON_AddArrayToObject(root, "results");
 		for (int i = 0; i < 2; i++) {
 			cJSON *e = cJSON_CreateObject();
@@ -551,6 +679,18 @@ int cmd_bench(int argc, char **argv)
 			printf("| %s | %.2f GiB | %s | %s | %d | %s | %.2f ± %.2f | %s |\n", name,
 			       ms.bytes / (1 << 30), params, ms.dtype, threads, rows[i].test, rows[i].avg,
 			       rows[i].sd, frac);
+		}
+		if (b.n_par > 0) {
+			double base = tg1 > 0 ? tg1 : rows[1].avg;
+			printf("\n| sequences | pp%d t/s (all prompts in one batch) | tg%d t/s (aggregate) "
+			       "| tg vs one sequence |\n", b.n_prompt, b.n_gen);
+			printf("| --------: | ---: | ---: | ---: |\n");
+			for (int i = 0; i < b.n_par; i++)
+				printf("| %d | %.2f ± %.2f | %.2f ± %.2f | %.2fx |\n", b.par[i],
+				       par[i].pp[0], par[i].pp[1], par[i].tg[0], par[i].tg[1],
+				       base > 0 ? par[i].tg[0] / base : 0);
+			getrusage(RUSAGE_SELF, &ru);
+			printf("peak RSS with %d sequences: %.0f MiB\n", max_b, ru.ru_maxrss / 1024.0);
 		}
 	}
 	rc = 0;
