@@ -271,6 +271,18 @@ error "logits to an unwritable place" "cannot write" \
 error "logits with bad ids leaves no file" "token id 70000" \
 	"$MH" logits -m "$F/llama" --ids 1,70000 -o "$T/partial.safetensors"
 [ -e "$T/partial.safetensors" ] && bad "partial output file left" || ok "no partial output file"
+error "logits: more ids than the context" "20 token ids exceed the context length of 16" \
+	"$MH" logits -m "$F/llama" -c 16 --incremental -o "$T/x.safetensors" \
+	--ids 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20
+# generate -i without a tokenizer: a line that is not ids is refused by its
+# line number (no --ids was given), the next line still runs, the exit is 1
+printf '1 2 3\n1,2\n' >"$T/idlines"
+if run "interactive ids" 1 sh -c '"$0" generate -i -m "$1" -n 2 --temp 0 <"$2"' "$MH" "$F/llama" \
+	"$T/idlines"; then
+	grep -q "^modelhost: generate: input line 1, '1 2 3', is not a comma-separated list of token ids" \
+		"$T/err" && ! grep -q -- "--ids" "$T/err" && [ -s "$T/out" ] &&
+		ok "interactive ids" || bad "interactive ids: $(cat "$T/err") / $(cat "$T/out")"
+fi
 error "bad tokenizer file" "m/config.json: no model" "$MH" tokenize --tokenizer "$T/m/config.json" hi
 bad_utf8=$(printf 'ab\366\371')
 error "prompt not UTF-8" "generate: the prompt is not valid UTF-8 (byte 3)" \

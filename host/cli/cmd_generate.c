@@ -274,12 +274,13 @@ static int interactive(cli_common *o, mh_registry *r, const char *dir, mh_sessio
 	char *line = NULL;
 	size_t cap = 0;
 	ssize_t len;
-	int rc = 0, tty = isatty(STDIN_FILENO);
+	int rc = 0, refused = 0, lineno = 0, tty = isatty(STDIN_FILENO);
 	for (;;) {
 		if (tty)
 			fputs("> ", stderr);
 		if ((len = getline(&line, &cap, stdin)) < 0)
 			break;
+		lineno++;
 		while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
 			line[--len] = 0;
 		if (cli_take_hup())
@@ -297,15 +298,25 @@ static int interactive(cli_common *o, mh_registry *r, const char *dir, mh_sessio
 		}
 		if (line[0] == '/') {
 			cli_fail("generate: unknown command '%s' (/reload, /plugins, /quit)", line);
+			refused = 1;
 			continue;
 		}
 		if (!tk && !*line)
 			continue;
-		gen_opts one = { .prompt = tk ? line : NULL, .ids = tk ? NULL : line };
 		int32_t *prompt;
 		size_t n_prompt;
-		if (prompt_ids(&one, tk, *s, &prompt, &n_prompt) != 0)
+		if (!tk && mh_parse_ids(line, &prompt, &n_prompt) != 0) {
+			/* without a tokenizer a line is token ids */
+			cli_fail("generate: input line %d, '%s', is not a comma-separated list of token "
+				 "ids (the model has no tokenizer)", lineno, line);
+			refused = 1;
 			continue;
+		}
+		gen_opts one = { .prompt = line };
+		if (tk && prompt_ids(&one, tk, *s, &prompt, &n_prompt) != 0) {
+			refused = 1;
+			continue;
+		}
 		int g = generate_once(*s, tk, sm, n_predict, prompt, n_prompt);
 		free(prompt);
 		if (g < 0) {
@@ -314,7 +325,7 @@ static int interactive(cli_common *o, mh_registry *r, const char *dir, mh_sessio
 		}
 	}
 	free(line);
-	return rc;
+	return rc ? rc : refused; /* a refused line still fails the run, after the others */
 }
 
 int cmd_generate(int argc, char **argv)

@@ -372,6 +372,11 @@ int cmd_detokenize(int argc, char **argv)
 static float *run_logits(mh_session *s, const int32_t *ids, size_t n, int incremental, char *err)
 {
 	size_t vocab = (size_t)s->info->vocab_size;
+	if (n > (size_t)s->info->n_ctx) { /* name the ids given, not the token that overflowed */
+		mh_errf(err, "%s: %zu token ids exceed the context length of %d", s->dir->path, n,
+			s->info->n_ctx);
+		return NULL;
+	}
 	float *out = malloc(n * vocab * sizeof *out);
 	if (!out) {
 		mh_errf(err, "out of memory");
