@@ -6,6 +6,7 @@
  * others continue; sliding windows in a batch; a plugin built against ABI 1.1
  * serving several sequences over one mapping of the weights; and bad batches
  * refused with a clear error and no state changed. */
+#include "compute/decoder.h"
 #include "model/modeldir.h"
 #include "plugin/registry.h"
 #include "plugin/services.h"
@@ -336,6 +337,144 @@ START_TEST(bad_batches_are_refused)
 }
 END_TEST
 
+/* ---- the scaffold's hooks, with a model of the test's own ---------------------- */
+
+struct mh_model {
+	mh_dir *dir;
+	mh_decoder *d;
+	int fail_layer;         /* >= 0: that layer reports failure */
+	int calls;
+};
+
+/* x[r][0] += 1000 * pos[r]: a learned position table, as GPT-2's */
+static int add_positions(mh_model *m, float *x, const int32_t *pos, int n)
+{
+	for (int r = 0; r < n; r++)
+		x[(size_t)r * 4] += 1000.0f * (float)pos[r];
+	m->calls++;
+	return 0;
+}
+
+static int test_layer(mh_model *m, int l, int n)
+{
+	(void)n;
+	if (l == m->fail_layer) {
+		modeldir_error(m->dir, NULL, "layer %d failed on purpose", l);
+		return -1;
+	}
+	return 0;
+}
+
+/* logits[r][j] = x[r][0] + j */
+static void test_head(mh_model *m, float *logits, const float *x, int n)
+{
+	(void)m;
+	for (int r = 0; r < n; r++)
+		for (int j = 0; j < 8; j++)
+			logits[r * 8 + j] = x[(size_t)r * 4] + (float)j;
+}
+
+START_TEST(scaffold_positions_hook_limit_and_layer_failure)
+{
+	char *path = tu_data_path("fixtures/models/llama");
+	mh_dir *dir = modeldir_open(path, err);
+	ck_assert_msg(dir != NULL, "%s", err);
+	mh_decoder_config hp = { .struct_size = sizeof hp, .vocab = 8, .dim = 4, .n_layers = 2,
+				 .n_heads = 1, .n_kv_heads = 1, .head_dim = 4, .ffn_dim = 4,
+				 .max_pos = 16, .n_ctx = 16 };
+	mh_decoder *d = decoder_new(dir, &hp, 0);
+	ck_assert_ptr_nonnull(d);
+	float table[8 * 4];
+	for (int i = 0; i < 32; i++)
+		table[i] = (float)i;
+	mh_tensor embed = { .name = "embed", .dtype = MH_F32, .ndim = 2, .shape = { 8, 4 },
+			    .nelem = 32, .data = table, .nbytes = sizeof table };
+	mh_model m = { dir, d, -1, 0 };
+	mh_decoder_step st = { .struct_size = sizeof st, .model = &m, .embed = &embed,
+			       .head = test_head, .layer_rows = test_layer,
+			       .positions = add_positions, .max_positions = 3 };
+	int q = decoder_seq_new(d, dir);
+	ck_assert_int_eq(q, 1);
+	float lg[5 * 8];
+	mh_batch_item it[5] = { { 0, 0, 1, 1 }, { 0, 1, 2, 0 }, { 0, 2, 3, 1 }, { q, 0, 5, 1 },
+				{ q, 1, 6, 1 } };
+	ck_assert_msg(decoder_batch(d, dir, &st, it, 5, lg) == 0, "%s", dir->err);
+	/* the wanted rows in item order: embedding row id's first value + 1000 pos */
+	const float want[4] = { 4, 12 + 2000, 20, 24 + 1000 };
+	for (int k = 0; k < 4; k++)
+		ck_assert_msg(lg[k * 8 + 3] == want[k] + 3, "row %d: %g", k, lg[k * 8 + 3]);
+	ck_assert_int_eq(m.calls, 1); /* one chunk */
+
+	dir->err[0] = 0;
+	it[0] = (mh_batch_item){ q, 3, 1, 1 }; /* past the 3 learned positions */
+	ck_assert_int_eq(decoder_batch(d, dir, &st, it, 1, lg), -1);
+	ck_assert_msg(strstr(dir->err, "position 3 is past the model's 3 learned positions"), "%s",
+		      dir->err);
+	dir->err[0] = 0;
+	m.fail_layer = 1;
+	it[0] = (mh_batch_item){ q, 2, 1, 1 };
+	ck_assert_int_eq(decoder_batch(d, dir, &st, it, 1, lg), -1);
+	ck_assert_msg(strstr(dir->err, "layer 1 failed on purpose"), "%s", dir->err);
+	dir->err[0] = 0;
+	ck_assert_int_eq(decoder_batch(d, dir, &st, it, 0, lg), -1);
+	ck_assert_msg(strstr(dir->err, "an empty batch"), "%s", dir->err);
+	decoder_seq_free(d, q);
+	dir->err[0] = 0;
+	ck_assert_int_eq(decoder_batch(d, dir, &st, it, 1, lg), -1);
+	ck_assert_msg(strstr(dir->err, "sequence 1 is not open"), "%s", dir->err);
+	decoder_free(d);
+	modeldir_close(dir);
+	free(path);
+}
+END_TEST
+
+/* GPT-2's key names through decoder_config_keys: the same checks, messages
+ * naming the plugin's keys; n_inner null means 4 * n_embd. */
+START_TEST(decoder_config_with_other_key_names)
+{
+	const mh_services *svc = services_init(2);
+	char *tmp = tu_tmpdir(), to[4200];
+	char *w = tu_data_path("fixtures/models/llama/model.safetensors");
+	snprintf(to, sizeof to, "%s/model.safetensors", tmp);
+	tu_copy(w, to);
+	tu_write(tmp, "config.json", "{\"architectures\": [\"GPT2LMHeadModel\"], \"n_embd\": 64, "
+		 "\"n_layer\": 2, \"n_head\": 4, \"n_positions\": 32, \"n_inner\": null, "
+		 "\"vocab_size\": 512, \"activation_function\": \"gelu_new\"}");
+	mh_dir *dir = modeldir_open(tmp, err);
+	ck_assert_msg(dir != NULL, "%s", err);
+	const mh_decoder_keys gpt2 = { .struct_size = sizeof gpt2, .dim = "n_embd",
+				       .n_layers = "n_layer", .n_heads = "n_head",
+				       .max_pos = "n_positions", .ffn_dim = "n_inner",
+				       .hidden_act = "activation_function", .ffn_mult = 4 };
+	mh_decoder_config hp = { .struct_size = sizeof hp };
+	ck_assert_msg(svc->decoder_config_keys(dir, 0, &gpt2, &hp) == 0, "%s", dir->err);
+	ck_assert_int_eq(hp.dim, 64);
+	ck_assert_int_eq(hp.n_layers, 2);
+	ck_assert_int_eq(hp.n_heads, 4);
+	ck_assert_int_eq(hp.n_kv_heads, 4);
+	ck_assert_int_eq(hp.head_dim, 16);
+	ck_assert_int_eq(hp.ffn_dim, 256);
+	ck_assert_int_eq(hp.max_pos, 32);
+	ck_assert_int_eq(hp.n_ctx, 32);
+	ck_assert_str_eq(hp.hidden_act, "gelu_new");
+	/* the standard names are not there: the Llama-style call fails naming one */
+	mh_decoder_config std = { .struct_size = sizeof std };
+	ck_assert_int_eq(svc->decoder_config(dir, 0, &std), -1);
+	ck_assert_msg(strstr(dir->err, "'hidden_size' is missing"), "%s", dir->err);
+	modeldir_close(dir);
+	tu_write(tmp, "config.json", "{\"n_embd\": 60, \"n_layer\": 2, \"n_head\": 8, "
+		 "\"n_positions\": 32, \"vocab_size\": 512}");
+	dir = modeldir_open(tmp, err);
+	ck_assert_msg(dir != NULL, "%s", err);
+	ck_assert_int_eq(svc->decoder_config_keys(dir, 0, &gpt2, &hp), -1);
+	ck_assert_msg(strstr(dir->err, "n_embd 60 is not a multiple of n_head 8"), "%s", dir->err);
+	modeldir_close(dir);
+	tu_rmtree(tmp);
+	free(tmp);
+	free(w);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("batch");
@@ -347,6 +486,8 @@ int main(void)
 	tcase_add_test(tc, sliding_window_in_a_batch);
 	tcase_add_test(tc, abi_1_1_plugin_serves_several_sequences);
 	tcase_add_loop_test(tc, bad_batches_are_refused, 0, 2);
+	tcase_add_test(tc, scaffold_positions_hook_limit_and_layer_failure);
+	tcase_add_test(tc, decoder_config_with_other_key_names);
 	suite_add_tcase(s, tc);
 	return tu_run(s);
 }
