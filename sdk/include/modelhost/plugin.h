@@ -506,6 +506,11 @@ static inline const float *mh_load_vector(mh_loader *ld, const char *fmt, int64_
 	return v;
 }
 
+/* `modelhost verify -m DIR` checks a plugin against reference logits in
+ * DIR/expected.safetensors (or --expected FILE), which must hold input_ids
+ * (I64 [T]), logits (F32 [T, vocab]: every position of one forward pass),
+ * greedy_prompt (I64 [P]) and greedy_ids (I64 [P+N]: the prompt and N
+ * argmax tokens); other tensors are ignored. */
 struct model_plugin {
 	/* fixed forever */
 	uint32_t abi_major;
