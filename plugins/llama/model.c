@@ -53,7 +53,7 @@ static mh_model *load(const mh_services *svc, mh_dir *dir, int32_t n_ctx)
 
 static const char *const architectures[] = { "LlamaForCausalLM", "llama", NULL };
 
-MODELHOST_PLUGIN_DEFINE("llama", "1.1.0",
+MODELHOST_PLUGIN_DEFINE("llama", "1.0.0",
 			"Llama family: GQA/MQA, tied or untied head, linear/dynamic/llama3 rope",
 			"MIT", architectures,
 			.load = load,

@@ -53,7 +53,7 @@ static mh_model *load(const mh_services *svc, mh_dir *dir, int32_t n_ctx)
 
 static const char *const architectures[] = { "MistralForCausalLM", "mistral", NULL };
 
-MODELHOST_PLUGIN_DEFINE("mistral", "1.1.0",
+MODELHOST_PLUGIN_DEFINE("mistral", "1.0.0",
 			"Mistral: sliding-window attention, GQA, tied or untied head",
 			"MIT", architectures,
 			.load = load,

@@ -105,7 +105,7 @@ static mh_model *load(const mh_services *svc, mh_dir *dir, int32_t n_ctx)
 static const char *const architectures[] = { "PhiForCausalLM", "phi", "Phi3ForCausalLM", "phi3",
 					     NULL };
 
-MODELHOST_PLUGIN_DEFINE("phi", "1.1.0",
+MODELHOST_PLUGIN_DEFINE("phi", "1.0.0",
 			"Phi-2 (parallel attention+MLP, LayerNorm, partial rotary) and Phi-3 "
 			"(fused qkv/gate_up, sliding window)",
 			"MIT", architectures,

@@ -57,7 +57,7 @@ static mh_model *load(const mh_services *svc, mh_dir *dir, int32_t n_ctx)
 static const char *const architectures[] = { "Qwen2ForCausalLM", "qwen2", "Qwen3ForCausalLM",
 					     "qwen3", NULL };
 
-MODELHOST_PLUGIN_DEFINE("qwen", "1.1.0",
+MODELHOST_PLUGIN_DEFINE("qwen", "1.0.0",
 			"Qwen2 (q/k/v biases) and Qwen3 (q/k norms, explicit head_dim)",
 			"MIT", architectures,
 			.load = load,
