@@ -6,6 +6,9 @@
 #   safetensors  any bytes as a .safetensors file (st_open, every tensor read)
 #   tokenizer    any bytes as text and as ids, for each tokenizer.json in
 #                ../shared/tokenizers (seconds split between them)
+#   tokenizer_json  any bytes as tokenizer.json, then encoding, decoding and
+#                streaming; seeds: tests/fuzz/tokenizer_json/ (every stage
+#                type) and each reference tokenizer cut to 300 tokens
 #   config       any bytes as config.json beside each reference checkpoint's
 #                weights, through every plugin (built here, instrumented
 #                too), then a forward pass (seconds split between them)
@@ -16,7 +19,7 @@
 # $FUZZ_OUT/fuzz_TARGET FILE, and makes this script exit 1.
 set -eu
 cd "$(dirname "$0")/../.."
-t=${1:?usage: tests/fuzz/run.sh safetensors|tokenizer|config|template [SECONDS]}
+t=${1:?usage: tests/fuzz/run.sh safetensors|tokenizer|tokenizer_json|config|template [SECONDS]}
 secs=${2:-60}
 shared=${MODELHOST_SHARED:-../shared}
 out=${FUZZ_OUT:-/tmp/modelhost-fuzz}
@@ -59,6 +62,20 @@ tokenizer)
 			-max_total_time="$each" -max_len=512 -timeout=10 \
 			-artifact_prefix="$out/$name-" "$out/corpus-tokenizer-$name"
 	done
+	;;
+tokenizer_json)
+	${CC:-clang} $flags tests/fuzz/fuzz_tokenizer_json.c host/text/tokenizer/*.c host/base/util.c \
+		$(pkg-config --libs libcjson libpcre2-8 libutf8proc) -lpthread -lm \
+		-o "$out/fuzz_tokenizer_json"
+	c="$out/corpus-tokenizer_json"
+	mkdir -p "$c"
+	cp tests/fuzz/tokenizer_json/*.json "$c/"
+	for tj in "$shared"/models/stories260K/tokenizer.json "$shared"/tokenizers/*/tokenizer.json; do
+		FUZZ_SHRINK=300 "$out/fuzz_tokenizer_json" "$tj" \
+			"$c/$(basename "$(dirname "$tj")").json" 2>/dev/null
+	done
+	fuzz tokenizer_json "$out/fuzz_tokenizer_json" -max_total_time="$secs" -max_len=65536 \
+		-timeout=10 -dict=tests/fuzz/tokenizer_json.dict -artifact_prefix="$out/json-" "$c"
 	;;
 config)
 	mkdir -p "$out/plugins"
@@ -103,7 +120,7 @@ for f in sys.argv[2:]:
 		-rss_limit_mb=2048 -artifact_prefix="$out/template-" "$out/corpus-template"
 	;;
 *)
-	echo "run.sh: unknown target '$t' (safetensors, tokenizer, config or template)" >&2
+	echo "run.sh: unknown target '$t' (safetensors, tokenizer, tokenizer_json, config or template)" >&2
 	exit 2
 	;;
 esac
