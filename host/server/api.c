@@ -400,6 +400,7 @@ typedef struct snap {
 	int done, status, n_gen;
 	const char *finish;
 	char err[MH_ERRLEN];
+	char fingerprint[160];
 } snap;
 
 /* What the engine has published past `from`; `upto_safe`: only what can
@@ -431,6 +432,7 @@ static int take(server *sv, api_call *c, size_t from, snap *s)
 	s->finish = r->finish;
 	s->n_gen = r->n_gen;
 	snprintf(s->err, sizeof s->err, "%s", r->err);
+	snprintf(s->fingerprint, sizeof s->fingerprint, "%s", r->plugin);
 	int lost_tail = r->done && r->hold_at >= 0 && !s->err[0] && !s->tail;
 	engine_unlock(sv->eng);
 	if (!s->text || lost_tail) {
@@ -449,13 +451,15 @@ static void add_usage(cJSON *o, const api_call *c, int n_gen)
 	cJSON_AddNumberToObject(u, "total_tokens", c->req->n_prompt + n_gen);
 }
 
-static cJSON *envelope(server *sv, const api_call *c, const char *object)
+static cJSON *envelope(server *sv, const api_call *c, const char *object, const snap *s)
 {
 	cJSON *o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "id", c->id);
 	cJSON_AddStringToObject(o, "object", object);
 	cJSON_AddNumberToObject(o, "created", (double)c->created);
 	cJSON_AddStringToObject(o, "model", sv->model_name);
+	if (s->fingerprint[0]) /* the plugin that ran the request, and the swap count */
+		cJSON_AddStringToObject(o, "system_fingerprint", s->fingerprint);
 	return o;
 }
 
@@ -480,7 +484,7 @@ char *api_result(server *sv, api_call *c, api_error *e)
 	}
 	cJSON *calls = s.tail ? parse_tool_calls(s.tail, c->id) : NULL;
 	const char *finish = calls ? "tool_calls" : s.finish;
-	cJSON *o = envelope(sv, c, c->chat ? "chat.completion" : "text_completion");
+	cJSON *o = envelope(sv, c, c->chat ? "chat.completion" : "text_completion", &s);
 	cJSON *choices = cJSON_AddArrayToObject(o, "choices"), *ch = cJSON_CreateObject();
 	cJSON_AddItemToArray(choices, ch);
 	cJSON_AddNumberToObject(ch, "index", 0);
@@ -540,10 +544,10 @@ static void sse_put(sse *b, cJSON *o)
 }
 
 /* One chunk: text (may be NULL), tool calls (taken), a finish reason. */
-static cJSON *chunk(server *sv, api_call *c, const char *text, cJSON *calls, const char *finish,
-		    int role)
+static cJSON *chunk(server *sv, api_call *c, const snap *s, const char *text, cJSON *calls,
+		    const char *finish, int role)
 {
-	cJSON *o = envelope(sv, c, c->chat ? "chat.completion.chunk" : "text_completion");
+	cJSON *o = envelope(sv, c, c->chat ? "chat.completion.chunk" : "text_completion", s);
 	cJSON *choices = cJSON_AddArrayToObject(o, "choices"), *ch = cJSON_CreateObject();
 	cJSON_AddItemToArray(choices, ch);
 	cJSON_AddNumberToObject(ch, "index", 0);
@@ -578,7 +582,7 @@ char *api_events(server *sv, api_call *c, int *end)
 		return NULL;
 	}
 	if (c->chat && !c->started)
-		sse_put(&b, chunk(sv, c, "", NULL, NULL, 1));
+		sse_put(&b, chunk(sv, c, &s, "", NULL, NULL, 1));
 	c->started = 1;
 	if (s.err[0]) {
 		api_error e;
@@ -594,7 +598,7 @@ char *api_events(server *sv, api_call *c, int *end)
 				continue;
 			char save = s.text[s.cuts[i]];
 			s.text[s.cuts[i]] = 0;
-			sse_put(&b, chunk(sv, c, s.text + at, NULL, NULL, 0));
+			sse_put(&b, chunk(sv, c, &s, s.text + at, NULL, NULL, 0));
 			s.text[s.cuts[i]] = save;
 			at = (int)s.cuts[i];
 		}
@@ -602,14 +606,14 @@ char *api_events(server *sv, api_call *c, int *end)
 		if (s.done) {
 			cJSON *calls = s.tail ? parse_tool_calls(s.tail, c->id) : NULL;
 			if (calls)
-				sse_put(&b, chunk(sv, c, NULL, calls, NULL, 0));
+				sse_put(&b, chunk(sv, c, &s, NULL, calls, NULL, 0));
 			else if (s.tail && *s.tail)
-				sse_put(&b, chunk(sv, c, s.tail, NULL, NULL, 0));
-			sse_put(&b, chunk(sv, c, c->chat ? NULL : "", NULL,
+				sse_put(&b, chunk(sv, c, &s, s.tail, NULL, NULL, 0));
+			sse_put(&b, chunk(sv, c, &s, c->chat ? NULL : "", NULL,
 					  calls ? "tool_calls" : s.finish, 0));
 			if (c->include_usage) {
 				cJSON *o = envelope(sv, c, c->chat ? "chat.completion.chunk"
-								   : "text_completion");
+								   : "text_completion", &s);
 				cJSON_AddArrayToObject(o, "choices");
 				add_usage(o, c, s.n_gen);
 				sse_put(&b, o);

@@ -339,8 +339,9 @@ static int slot_admit(engine *e, slot *sl, engine_req *r, char *err)
 	sl->fed = 0;
 	sl->r = r;
 	session_reset(sl->s);
-	snprintf(r->plugin, sizeof r->plugin, "%s %s", sl->s->lib->desc->name,
-		 sl->s->lib->desc->version);
+	/* which code ran it: the plugin, and how many swaps the server had seen */
+	snprintf(r->plugin, sizeof r->plugin, "modelhost-%s-%s-r%u", sl->s->lib->desc->name,
+		 sl->s->lib->desc->version, sl->gen);
 	return 0;
 }
 

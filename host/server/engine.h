@@ -57,7 +57,7 @@ typedef struct engine_req {
 	pthread_cond_t cond;   /* signalled when text, safe or done change */
 	int refs;
 	double t_submit, t_first, t_last;
-	char plugin[160];      /* "name version" of the plugin that ran it */
+	char plugin[160];      /* the plugin that ran it, as system_fingerprint */
 } engine_req;
 
 typedef struct engine_config {

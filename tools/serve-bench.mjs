@@ -1,0 +1,102 @@
+// SPDX-License-Identifier: MIT
+// serve-bench.mjs - how fast `modelhost serve` is, against `modelhost
+// generate` in the same session (Node, no packages):
+//   node tools/serve-bench.mjs -m DIR [-t 2] [--clients 8] [-p 16] [-n 128] [-r 2]
+// Starts `modelhost serve -m DIR --parallel CLIENTS` on a free loopback port
+// and, r times, alternating: generate alone; one streaming client; CLIENTS
+// at once (aggregate generated t/s); CLIENTS decoding while one more arrives
+// (its time to first token, against the idle one's).  Prompts are P token
+// ids, completions N tokens (ignore_eos), greedy.
+import { spawn, spawnSync } from 'node:child_process';
+import http from 'node:http';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const args = process.argv.slice(2);
+const opt = (k, d) => { const i = args.indexOf(k); return i >= 0 ? args[i + 1] : d; };
+const dir = opt('-m');
+if (!dir) { console.error('usage: node tools/serve-bench.mjs -m DIR [-t 2] [--clients 8] [-p 16] [-n 128] [-r 2]'); process.exit(1); }
+const threads = opt('-t', '2'), clients = +opt('--clients', '8'), P = +opt('-p', '16'),
+	N = +opt('-n', '128'), R = +opt('-r', '2');
+const here = path.dirname(fileURLToPath(import.meta.url));
+const mh = opt('--modelhost', path.join(here, '..', 'modelhost'));
+
+function prompt(k) { // P ids, different per client
+	const ids = [1]; // ids below 500: any vocabulary this is run on
+	for (let i = 1; i < P; i++) ids.push(100 + ((k * 37 + i * 11) % 400));
+	return ids;
+}
+
+function stream(port, ids) { // resolves { ttft, tokens, tps } from the client's side
+	return new Promise((resolve, reject) => {
+		const body = JSON.stringify({ prompt: ids, max_tokens: N, temperature: 0, ignore_eos: true, stream: true });
+		const t0 = performance.now();
+		let first = 0, last = 0, events = 0, buf = '';
+		const rq = http.request({ host: '127.0.0.1', port, path: '/v1/completions', method: 'POST',
+			headers: { 'Content-Type': 'application/json' } }, (res) => {
+			if (res.statusCode !== 200) reject(new Error(`HTTP ${res.statusCode}`));
+			res.setEncoding('utf8');
+			res.on('data', (d) => {
+				buf += d;
+				let i;
+				while ((i = buf.indexOf('\n\n')) >= 0) {
+					const ev = buf.slice(0, i);
+					buf = buf.slice(i + 2);
+					if (ev.startsWith('data: {') && ev.includes('"finish_reason":null')) {
+						const now = performance.now();
+						if (!first) first = now;
+						last = now;
+						events++;
+					}
+				}
+			});
+			res.on('end', () => resolve({ ttft: (first - t0) / 1e3, events, t0, last,
+				tps: events > 1 ? (events - 1) / ((last - first) / 1e3) : 0 }));
+		});
+		rq.on('error', reject);
+		rq.end(body);
+	});
+}
+
+function generate() {
+	const ids = prompt(0).join(',');
+	const out = spawnSync(mh, ['generate', '-m', dir, '--ids', ids, '-n', String(N), '--temp', '0',
+		'-t', threads], { stdio: ['ignore', 'ignore', 'pipe'] }).stderr.toString();
+	const m = out.match(/generated (\d+) tokens \(([\d.]+) t\/s\)/);
+	return m ? +m[2] : NaN;
+}
+
+const srv = spawn(mh, ['serve', '-m', dir, '--port', '0', '--parallel', String(clients + 1), '-t', threads],
+	{ stdio: ['ignore', 'ignore', 'pipe'] });
+const port = await new Promise((resolve, reject) => {
+	let log = '';
+	srv.stderr.on('data', (d) => {
+		log += d;
+		const m = log.match(/listening on http:\/\/127\.0\.0\.1:(\d+)\//);
+		if (m && log.includes('serve: ready')) resolve(+m[1]);
+	});
+	srv.on('exit', () => reject(new Error(log)));
+});
+const fmt = (x) => x.toFixed(2);
+try {
+	await stream(port, prompt(0)); // warm up: the weights in memory
+	for (let r = 0; r < R; r++) {
+		const gen = generate();
+		const solo = await stream(port, prompt(0));
+		const t0 = performance.now();
+		const all = await Promise.all([...Array(clients).keys()].map((k) => stream(port, prompt(k))));
+		const secs = (Math.max(...all.map((a) => a.last)) - t0) / 1e3;
+		const agg = all.reduce((s, a) => s + a.events, 0) / secs;
+		// one more arrives while the others decode
+		const busy = [...Array(clients).keys()].map((k) => stream(port, prompt(k)));
+		await new Promise((res) => setTimeout(res, 1000 * Math.max(0.5, solo.ttft * 4)));
+		const late = await stream(port, prompt(clients + 1));
+		await Promise.all(busy);
+		console.log(`run ${r + 1}: generate ${fmt(gen)} t/s | serve, 1 client: ${fmt(solo.tps)} t/s ` +
+			`(decode time ${fmt(100 * (gen / solo.tps - 1))}% over generate's), TTFT ${fmt(solo.ttft)} s | ` +
+			`${clients} clients: ${fmt(agg)} t/s aggregate (${fmt(agg / solo.tps)}x one client) | ` +
+			`TTFT while ${clients} decode: ${fmt(late.ttft)} s (${fmt(late.ttft / solo.ttft)}x idle)`);
+	}
+} finally {
+	srv.kill('SIGTERM');
+}
