@@ -184,6 +184,57 @@ START_TEST(quant_blocks_are_ggml_layout)
 }
 END_TEST
 
+/* Every kernel set quantizes as ggml's reference does, byte for byte
+ * (weights: Q8_0's roundf ties away from zero, Q4_0's truncation of x *
+ * id + 8.5), and activations as quant_x (ties to even), on blocks of
+ * random values, of exact halves, of zeros and minus zeros, and with a
+ * NaN or an infinity. */
+START_TEST(quantizers_match_the_reference)
+{
+	if (!use_kernels(_i))
+		return;
+	enum { NB = 12, N = NB * 32 };
+	float x[N];
+	for (int i = 0; i < N; i++)
+		x[i] = frand() * 4;
+	for (int j = 0; j < 32; j++) {
+		x[32 + j] = j == 0 ? 127.0f : (float)(j - 16) + 0.5f; /* scale 1: halves */
+		x[64 + j] = j == 0 ? -8.0f : (float)(j % 16 - 8) + 0.5f;  /* Q4_0 scale 1 */
+		x[96 + j] = 0.0f;
+		x[128 + j] = -0.0f;
+		x[160 + j] = j == 7 ? -3.0f : j == 9 ? 3.0f : 1.0f; /* ties for the largest */
+	}
+	x[200] = NAN;
+	x[250] = INFINITY;
+	x[300] = -INFINITY;
+	for (int q = 0; q < 2; q++) {
+		mh_dtype dt = q ? MH_Q4_0 : MH_Q8_0;
+		size_t bytes = mh_row_bytes(dt, N);
+		unsigned char *a = malloc(bytes), *b = malloc(bytes);
+		quant_row(dt, a, x, N);
+		kern_quant_row(dt, b, x, N);
+		for (size_t k = 0; k < bytes; k++)
+			ck_assert_msg(a[k] == b[k], "%s byte %zu: %d, reference %d", mh_dtype_name(dt), k,
+				      b[k], a[k]);
+		free(a);
+		free(b);
+	}
+	/* the activations as the matmul kernels take them */
+	float *buf = aligned_alloc(64, (N + KERN_X_SLACK) * sizeof(float));
+	unsigned char *ref = aligned_alloc(64, QX_BYTES(N));
+	mh_block_q8_0 w[NB];
+	quant_row(MH_Q8_0, w, x, N);
+	const unsigned char *got = (const void *)kern_prepare_x(MH_Q8_0, w, x, 1, N, buf);
+	quant_x(ref, x, N);
+	for (size_t k = 0; k < QX_BYTES(N) - 0; k++)
+		if (k < (size_t)N + NB * 8)
+			ck_assert_msg(got[k] == ref[k], "activation byte %zu: %d, reference %d", k,
+				      got[k], ref[k]);
+	free(ref);
+	free(buf);
+}
+END_TEST
+
 /* A quantized weight of rows x cols from random values, and its value as
  * F32 (dequantized). */
 static weight make_quant(mh_dtype dt, int rows, int cols)
@@ -1134,6 +1185,7 @@ int main(void)
 	tcase_add_loop_test(tc, one_token_rows_do_not_depend_on_their_range, 0, N_KSETS);
 	tcase_add_loop_test(tc, prefill_does_not_depend_on_the_pool, 0, N_KSETS);
 	tcase_add_test(tc, quant_blocks_are_ggml_layout);
+	tcase_add_loop_test(tc, quantizers_match_the_reference, 0, N_KSETS);
 	tcase_add_test(tc, weight_quantizes_for_new_plugins_only);
 	tcase_add_loop_test(tc, matmul_quant_matches_reference, 0, N_KSETS);
 	tcase_add_loop_test(tc, quant_activations_are_close_and_nan_shows, 0, N_KSETS);

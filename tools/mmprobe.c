@@ -10,13 +10,16 @@
  * the bytes, and the rate its matmuls read at (summed over all passes)
  * against the read passes' rate.  Not installed.
  *
- *   mmprobe [-t THREADS] [-r REPS] [-k scalar|avx2] [-s] DIR
+ * -q q8_0|q4_0 quantizes the weights first (as --quant does at load).
+ *
+ *   mmprobe [-t THREADS] [-r REPS] [-k scalar|avx2] [-q q8_0|q4_0] [-s] DIR
  */
 #include "compute/kernels.h"
 #include "model/modeldir.h"
 #include "compute/ops.h"
 #include "compute/readprobe.h"
 #include "compute/threadpool.h"
+#include "plugin/quantize.h"
 #include "base/util.h"
 
 #include <stdio.h>
@@ -49,7 +52,8 @@ int main(int argc, char **argv)
 	int threads = (int)sysconf(_SC_NPROCESSORS_ONLN), reps = 20, opt;
 	const char *kernels = NULL;
 	int shapes = 0;
-	while ((opt = getopt(argc, argv, "t:r:k:s")) != -1) {
+	mh_dtype quant = MH_F32;
+	while ((opt = getopt(argc, argv, "t:r:k:q:s")) != -1) {
 		if (opt == 't')
 			threads = atoi(optarg);
 		else if (opt == 'r')
@@ -58,6 +62,8 @@ int main(int argc, char **argv)
 			kernels = optarg;
 		else if (opt == 's')
 			shapes = 1;
+		else if (opt == 'q' && mh_quant_from_name(optarg, &quant) == 0)
+			continue;
 		else
 			goto usage;
 	}
@@ -81,10 +87,17 @@ int main(int argc, char **argv)
 	const mh_tensor **w = calloc(d->n_tensors, sizeof *w);
 	int n = 0;
 	int64_t max_rows = 1, max_cols = 1;
+	d->quant = d->quant_io = quant;
+	d->quant_ok = 1;
 	for (int i = 0; i < d->n_tensors; i++) {
 		const mh_tensor *t = d->index[i];
 		if (t->ndim != 2 || !mh_dtype_is_float(t->dtype) || t->dtype == MH_F64)
 			continue;
+		t = quantize_weight(d, t);
+		if (!t) {
+			fprintf(stderr, "mmprobe: out of memory\n");
+			return 1;
+		}
 		w[n++] = t;
 		if (rp && readprobe_add(rp, t->data, (int64_t)t->nbytes) != 0) {
 			readprobe_free(rp);
@@ -163,6 +176,6 @@ int main(int argc, char **argv)
 	modeldir_close(d);
 	return 0;
 usage:
-	fprintf(stderr, "usage: mmprobe [-t THREADS] [-r REPS] [-k scalar|avx2] [-s] DIR\n");
+	fprintf(stderr, "usage: mmprobe [-t THREADS] [-r REPS] [-k scalar|avx2] [-q q8_0|q4_0] [-s] DIR\n");
 	return 1;
 }

@@ -3,6 +3,7 @@
  * same run (memory read bandwidth for decoding, the BLAS's SGEMM rate for
  * prefill). */
 #include "cli/cli.h"
+#include "plugin/quantize.h"
 #include "compute/kernels.h"
 #include "model/modeldir.h"
 #include "compute/ops.h"
@@ -215,7 +216,7 @@ static void model_survey(const mh_dir *d, int64_t vocab, model_stats *ms)
 	double by_dtype[MH_DTYPE_COUNT] = { 0 };
 	double vocab_params = 0;
 	for (int i = 0; i < d->n_tensors; i++) {
-		const mh_tensor *t = d->index[i];
+		const mh_tensor *t = quantize_loaded(d, d->index[i]);
 		ms->bytes += (double)t->nbytes;
 		ms->params += (double)t->nelem;
 		by_dtype[t->dtype] += (double)t->nbytes;
@@ -243,9 +244,10 @@ static void model_survey(const mh_dir *d, int64_t vocab, model_stats *ms)
 	ms->dtype = mh_dtype_name((mh_dtype)best);
 }
 
-/* The bytes one decoded token reads, as spans of the mapping, for the read
- * probe.  Untied, the embedding table is read one row per token and the
- * output layer in full; tied, the one table is read in full. */
+/* The bytes one decoded token reads, as spans of the mapping (or of the
+ * copies --quant made), for the read probe.  Untied, the embedding table
+ * is read one row per token and the output layer in full; tied, the one
+ * table is read in full. */
 static int decode_spans(readprobe *p, const mh_dir *d, int64_t vocab)
 {
 	int n_vocab = 0;
@@ -253,7 +255,7 @@ static int decode_spans(readprobe *p, const mh_dir *d, int64_t vocab)
 		n_vocab += d->index[i]->ndim == 2 && d->index[i]->shape[0] == vocab;
 	int skipped = n_vocab < 2; /* tied: the one table is read in full */
 	for (int i = 0; i < d->n_tensors; i++) {
-		const mh_tensor *t = d->index[i];
+		const mh_tensor *t = quantize_loaded(d, d->index[i]);
 		int64_t bytes = (int64_t)t->nbytes;
 		if (!skipped && t->ndim == 2 && t->shape[0] == vocab) {
 			bytes /= vocab;

@@ -171,13 +171,13 @@ int cmd_perplexity(int argc, char **argv)
 	double nll = 0;
 	int64_t k = 0, same = 0;
 	for (int64_t w = 0; w < windows; w++) {
-		int len = n_used - w * ctx < ctx ? (int)(n_used - w * ctx) : ctx;
+		int wl = n_used - w * ctx < ctx ? (int)(n_used - w * ctx) : ctx;
 		session_reset(s);
-		if (session_forward(s, ids + w * ctx, len, logits, MH_LOGITS_ALL, err) != 0) {
+		if (session_forward(s, ids + w * ctx, wl, logits, MH_LOGITS_ALL, err) != 0) {
 			cli_fail("%s", err);
 			goto out;
 		}
-		for (int i = 0; i + 1 < len; i++, k++) {
+		for (int i = 0; i + 1 < wl; i++, k++) {
 			int top = log_softmax(lp, logits + (size_t)i * vocab, vocab);
 			nll -= lp[ids[w * ctx + i + 1]];
 			if (save)
@@ -369,12 +369,8 @@ int cmd_quantize(int argc, char **argv)
 	}
 	int n_quant = 0;
 	for (int i = 0; i < d->n_tensors; i++) {
-		all[i] = *d->index[i];
-		for (int k = 0; k < d->n_conv; k++)
-			if (strcmp(d->conv[k]->name, all[i].name) == 0) {
-				all[i] = *d->conv[k];
-				n_quant++;
-			}
+		all[i] = *quantize_loaded(d, d->index[i]);
+		n_quant += all[i].data != d->index[i]->data;
 	}
 	qsort(all, d->n_tensors, sizeof *all, by_alignment);
 	if (st_write(st_out, all, d->n_tensors, err) != 0 || copy_side_files(q.model, q.out, err) != 0) {

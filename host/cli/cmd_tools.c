@@ -4,6 +4,7 @@
 #include "compute/kernels.h"
 #include "model/modeldir.h"
 #include "plugin/paths.h"
+#include "plugin/quantize.h"
 #include "model/safetensors.h"
 #include "plugin/services.h"
 #include "base/util.h"
@@ -137,21 +138,12 @@ static int model_opt(void *ctx, int c, const char *arg)
 	return 0;
 }
 
-/* t as the plugin got it: converted at load (--quant), or as stored */
-static const mh_tensor *loaded_as(const mh_dir *d, const mh_tensor *t)
-{
-	for (int k = 0; k < d->n_conv; k++)
-		if (strcmp(d->conv[k]->name, t->name) == 0)
-			return d->conv[k];
-	return t;
-}
-
 /* With --quant: every matrix, and what it became or why it stayed. */
 static void print_quantized(const mh_dir *d)
 {
 	printf("quantized:      %d tensors; the matrices:\n", d->n_conv);
 	for (int i = 0; i < d->n_tensors; i++) {
-		const mh_tensor *t = d->index[i], *l = loaded_as(d, t);
+		const mh_tensor *t = d->index[i], *l = quantize_loaded(d, t);
 		if (t->ndim != 2)
 			continue;
 		const char *why = l != t ? "" : t->shape[1] % MH_QBLOCK ? " (rows not a multiple of 32)"
@@ -193,7 +185,7 @@ int cmd_info(int argc, char **argv)
 	size_t bytes = 0;
 	int64_t per_dtype[MH_DTYPE_COUNT] = { 0 };
 	for (int i = 0; i < d->n_tensors; i++) {
-		const mh_tensor *t = loaded_as(d, d->index[i]);
+		const mh_tensor *t = quantize_loaded(d, d->index[i]);
 		params += t->nelem;
 		bytes += t->nbytes;
 		per_dtype[t->dtype] += t->nelem;

@@ -499,10 +499,10 @@ static TGT_INLINE void rows_dt(mh_dtype dt, float *y, int64_t ldy, const float *
 /* ---- Q8_0 / Q4_0 ------------------------------------------------------------------ */
 
 /* A block's 32 products of weights by 8-bit activations as eight int32
- * partial sums (exact).  Q8_0: vpmaddubsw needs an unsigned operand, so
+ * sums of four (exact).  Q8_0: vpmaddubsw needs an unsigned operand, so
  * |w| times x with w's sign (|-128| is 128 unsigned: a foreign file's
- * -128 is fine); Q4_0: the nibbles are unsigned already, the offset of 8
- * comes off later (quant_x's block sums). */
+ * -128 is fine); Q4_0: the unsigned nibbles times x, less 8 times x's
+ * pair sums (vpmaddubsw of 8 and x). */
 static TGT_INLINE __m256i bsum_q8_0(const mh_block_q8_0 *b, const int8_t *xq)
 {
 	__m256i w = _mm256_loadu_si256((const __m256i *)b->qs);
@@ -519,70 +519,49 @@ static TGT_INLINE __m256i q4_nibbles(const mh_block_q4_0 *b)
 
 static TGT_INLINE __m256i bsum_q4_0(const mh_block_q4_0 *b, const int8_t *xq)
 {
-	__m256i p = _mm256_maddubs_epi16(q4_nibbles(b), _mm256_load_si256((const __m256i *)xq));
+	__m256i x = _mm256_load_si256((const __m256i *)xq);
+	__m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q4_nibbles(b), x),
+				     _mm256_maddubs_epi16(_mm256_set1_epi8(8), x));
 	return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
 }
 
-/* [sum of v[0], ..., sum of v[7]] */
-static TGT_INLINE __m256i hsum_8x8(const __m256i *v)
+/* acc + block b's sums times its scale and x's: one step of qdot_avx2 */
+static TGT_INLINE __m256 qstep(mh_dtype dt, const char *wb, int64_t b, const int8_t *xq,
+			       const float *xd, __m256 acc)
 {
-	__m256i a = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
-	__m256i b = _mm256_hadd_epi32(_mm256_hadd_epi32(v[4], v[5]), _mm256_hadd_epi32(v[6], v[7]));
-	return _mm256_add_epi32(_mm256_permute2x128_si256(a, b, 0x20),
-				_mm256_permute2x128_si256(a, b, 0x31));
+	__m256i s;
+	float dw;
+	if (dt == MH_Q8_0) {
+		const mh_block_q8_0 *bl = (const mh_block_q8_0 *)wb + b;
+		s = bsum_q8_0(bl, xq + b * MH_QBLOCK);
+		dw = _cvtsh_ss(bl->d);
+	} else {
+		const mh_block_q4_0 *bl = (const mh_block_q4_0 *)wb + b;
+		s = bsum_q4_0(bl, xq + b * MH_QBLOCK);
+		dw = _cvtsh_ss(bl->d);
+	}
+	return _mm256_fmadd_ps(_mm256_set1_ps(dw * xd[b]), _mm256_cvtepi32_ps(s), acc);
 }
 
-/* One row of nb blocks against one token's 8-bit x (quant_x), in
- * quant_dot_ref's order: eight blocks a step, block k's sum into lane k. */
+/* One row against one token's 8-bit x (quant_x), in quant_dot_ref's
+ * order: two accumulators, even and odd blocks. */
 static TGT_INLINE float qdot_avx2(mh_dtype dt, const void *w, const void *qx, int64_t cols)
 {
 	const int8_t *xq = qx_q(qx);
 	const float *xd = qx_d(qx, cols);
-	const int32_t *xs = qx_sum(qx, cols);
 	const int64_t nb = cols / MH_QBLOCK;
 	const size_t bs = dt == MH_Q8_0 ? sizeof(mh_block_q8_0) : sizeof(mh_block_q4_0);
 	const char *wb = w;
-	__m256 acc = _mm256_setzero_ps();
-	for (int64_t g = 0; g < nb; g += 8) {
-		int k = nb - g < 8 ? (int)(nb - g) : 8;
-		__m256i v[8];
-		uint16_t ds[8] = { 0 };
-		PF(wb + (size_t)g * bs + PF_DIST);
-		PF(wb + (size_t)g * bs + PF_DIST + 64);
-		PF(wb + (size_t)g * bs + PF_DIST + 128);
-		if (dt == MH_Q8_0)
-			PF(wb + (size_t)g * bs + PF_DIST + 192);
-		for (int i = 0; i < 8; i++) {
-			const void *b = wb + (size_t)(g + i) * bs;
-			if (i >= k) {
-				v[i] = _mm256_setzero_si256();
-				continue;
-			}
-			v[i] = dt == MH_Q8_0 ? bsum_q8_0(b, xq + (g + i) * MH_QBLOCK)
-					     : bsum_q4_0(b, xq + (g + i) * MH_QBLOCK);
-			memcpy(&ds[i], b, 2);
-		}
-		__m256i sum = hsum_8x8(v);
-		__m256 dx;
-		if (k == 8) {
-			dx = _mm256_loadu_ps(xd + g);
-			if (dt == MH_Q4_0)
-				sum = _mm256_sub_epi32(sum, _mm256_slli_epi32(
-					_mm256_loadu_si256((const __m256i *)(xs + g)), 3));
-		} else {
-			float t[8] = { 0 };
-			int32_t o[8] = { 0 };
-			for (int i = 0; i < k; i++) {
-				t[i] = xd[g + i];
-				o[i] = dt == MH_Q4_0 ? 8 * xs[g + i] : 0;
-			}
-			dx = _mm256_loadu_ps(t);
-			sum = _mm256_sub_epi32(sum, _mm256_loadu_si256((const __m256i *)o));
-		}
-		__m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)ds)), dx);
-		acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sum), acc);
+	__m256 a0 = _mm256_setzero_ps(), a1 = a0;
+	int64_t b = 0;
+	for (; b + 2 <= nb; b += 2) {
+		PF(wb + (size_t)b * bs + PF_DIST);
+		a0 = qstep(dt, wb, b, xq, xd, a0);
+		a1 = qstep(dt, wb, b + 1, xq, xd, a1);
 	}
-	return hsum8(acc);
+	if (b < nb)
+		a0 = qstep(dt, wb, b, xq, xd, a0);
+	return hsum8(_mm256_add_ps(a0, a1));
 }
 
 /* A block's 32 weights as floats (scale * value), by eight. */
@@ -643,6 +622,147 @@ static TGT void dequant_avx2(mh_dtype dt, float *dst, const void *src, int64_t n
 		block_f32(dt, (const char *)src + (size_t)b * bs, wv);
 		for (int k = 0; k < 4; k++)
 			_mm256_storeu_ps(dst + b * MH_QBLOCK + 8 * k, wv[k]);
+	}
+}
+
+/* |x| of eight floats */
+static TGT_INLINE __m256 abs8(__m256 x)
+{
+	return _mm256_and_ps(x, _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)));
+}
+
+/* The largest |x| of a block of 32, NaNs skipped (max_ps returns its
+ * second operand when either is NaN), as the scalar loops find it. */
+static TGT_INLINE float block_amax(const float *x)
+{
+	__m256 m = _mm256_setzero_ps();
+	for (int k = 0; k < 4; k++)
+		m = _mm256_max_ps(abs8(_mm256_loadu_ps(x + 8 * k)), m);
+	__m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+	h = _mm_max_ps(_mm_movehl_ps(h, h), h);
+	h = _mm_max_ss(_mm_movehdup_ps(h), h);
+	return _mm_cvtss_f32(h);
+}
+
+/* quant_row_q8_0's bytes: roundf (half away from zero) as trunc(v +
+ * copysign(0.49999997, v)), exact for |v| < 2^22; NaN to 0. */
+static TGT void quant_q8_0_avx2(void *dst, const float *x, int64_t n)
+{
+	mh_block_q8_0 *y = dst;
+	const __m256 half = _mm256_set1_ps(0.49999997f), sign = _mm256_set1_ps(-0.0f);
+	const __m256 lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
+	for (int64_t b = 0; b < n / MH_QBLOCK; b++, x += MH_QBLOCK) {
+		float amax = block_amax(x);
+		float d = amax / 127, id = d != 0 ? 1.0f / d : 0.0f;
+		y[b].d = mh_f32_to_f16(d);
+		__m256 vid = _mm256_set1_ps(id);
+		__m256i q[4];
+		for (int k = 0; k < 4; k++) {
+			__m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + 8 * k), vid);
+			__m256 ok = _mm256_cmp_ps(v, v, _CMP_ORD_Q);
+			v = _mm256_add_ps(v, _mm256_or_ps(half, _mm256_and_ps(v, sign)));
+			v = _mm256_min_ps(_mm256_max_ps(_mm256_round_ps(v, _MM_FROUND_TO_ZERO |
+									_MM_FROUND_NO_EXC), lo), hi);
+			q[k] = _mm256_cvttps_epi32(_mm256_and_ps(v, ok));
+		}
+		__m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]),
+					       _mm256_packs_epi32(q[2], q[3]));
+		/* the packs work per 128-bit half: 0-3 8-11 16-19 24-27 | 4-7 ... */
+		p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+		_mm256_storeu_si256((__m256i *)y[b].qs, p);
+	}
+}
+
+/* quant_row_q4_0's bytes: the first value of largest magnitude, then
+ * (int)(x * id + 8.5) cut to 0..15 (NaN to 0, as cvtt's INT_MIN is cut). */
+static TGT void quant_q4_0_avx2(void *dst, const float *x, int64_t n)
+{
+	mh_block_q4_0 *y = dst;
+	const __m256 off = _mm256_set1_ps(8.5f);
+	for (int64_t b = 0; b < n / MH_QBLOCK; b++, x += MH_QBLOCK) {
+		float amax = block_amax(x), max = 0;
+		for (int j = 0; amax > 0 && j < MH_QBLOCK; j++)
+			if (fabsf(x[j]) == amax) {
+				max = x[j];
+				break;
+			}
+		float d = max / -8, id = d != 0 ? 1.0f / d : 0.0f;
+		y[b].d = mh_f32_to_f16(d);
+		__m256 vid = _mm256_set1_ps(id);
+		__m256i q[4];
+		for (int k = 0; k < 4; k++) {
+			__m256 v = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(x + 8 * k), vid), off);
+			q[k] = _mm256_min_epi32(_mm256_max_epi32(_mm256_cvttps_epi32(v),
+								 _mm256_setzero_si256()),
+						_mm256_set1_epi32(15));
+		}
+		/* elements 0-15 (q[0], q[1]) low nibbles, 16-31 (q[2], q[3]) high */
+		__m256i a = _mm256_packs_epi32(q[0], q[1]), c = _mm256_packs_epi32(q[2], q[3]);
+		a = _mm256_permute4x64_epi64(a, 0xd8); /* 16-bit values 0..15 in order */
+		c = _mm256_permute4x64_epi64(c, 0xd8);
+		__m256i v16 = _mm256_or_si256(a, _mm256_slli_epi16(c, 4));
+		__m128i bytes = _mm_packus_epi16(_mm256_castsi256_si128(v16),
+						 _mm256_extracti128_si256(v16, 1));
+		_mm_storeu_si128((__m128i *)y[b].qs, bytes);
+	}
+}
+
+static TGT void quant_row_avx2(mh_dtype dt, void *dst, const float *x, int64_t n)
+{
+	if (dt == MH_Q8_0)
+		quant_q8_0_avx2(dst, x, n);
+	else
+		quant_q4_0_avx2(dst, x, n);
+}
+
+/* quant_x's layout and values: round half to even is the vector round's
+ * own; a block with a NaN or infinity gets a NaN scale and zeros. */
+static TGT void quant_x_avx2(void *dst, const float *x, int64_t cols)
+{
+	int8_t *q = dst;
+	float *d = (float *)(q + cols);
+	int32_t *sum = (int32_t *)(d + cols / 32);
+	const __m256 inf = _mm256_set1_ps(INFINITY);
+	for (int64_t b = 0; b < cols / MH_QBLOCK; b++) {
+		const float *xb = x + b * MH_QBLOCK;
+		__m256 m = _mm256_setzero_ps();
+		int bad = 0;
+		for (int k = 0; k < 4; k++) {
+			__m256 a = abs8(_mm256_loadu_ps(xb + 8 * k));
+			/* not below infinity: infinite or NaN */
+			bad |= _mm256_movemask_ps(_mm256_cmp_ps(a, inf, _CMP_NLT_UQ));
+			m = _mm256_max_ps(a, m);
+		}
+		__m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+		h = _mm_max_ps(_mm_movehl_ps(h, h), h);
+		h = _mm_max_ss(_mm_movehdup_ps(h), h);
+		float amax = _mm_cvtss_f32(h);
+		if (bad) {
+			memset(q + b * MH_QBLOCK, 0, MH_QBLOCK);
+			d[b] = NAN;
+			sum[b] = 0;
+			continue;
+		}
+		float s = amax / 127, id = s != 0 ? 1.0f / s : 0.0f;
+		__m256 vid = _mm256_set1_ps(id);
+		__m256i v[4], t = _mm256_setzero_si256();
+		for (int k = 0; k < 4; k++) {
+			__m256 r = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(xb + 8 * k), vid),
+						   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+			r = _mm256_min_ps(_mm256_max_ps(r, _mm256_set1_ps(-127.0f)),
+					  _mm256_set1_ps(127.0f));
+			v[k] = _mm256_cvtps_epi32(r);
+			t = _mm256_add_epi32(t, v[k]);
+		}
+		__m256i p = _mm256_packs_epi16(_mm256_packs_epi32(v[0], v[1]),
+					       _mm256_packs_epi32(v[2], v[3]));
+		p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+		_mm256_store_si256((__m256i *)(q + b * MH_QBLOCK), p);
+		__m128i t4 = _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
+		t4 = _mm_add_epi32(t4, _mm_shuffle_epi32(t4, 0x4e));
+		t4 = _mm_add_epi32(t4, _mm_shuffle_epi32(t4, 0xb1));
+		d[b] = s;
+		sum[b] = _mm_cvtsi128_si32(t4);
 	}
 }
 
@@ -914,12 +1034,13 @@ static TGT uint64_t read_avx2(const void *p, int64_t n, int way)
 
 /* Quantized weights (unless --precise): x to 8 bits per token, QX_BYTES
  * apart (quant_x), the same for every kernel set; NULL for other dtypes. */
-static const float *prepare_x_quant(mh_dtype dt, const float *x, int n, int64_t cols, float *buf)
+static const float *prepare_x_quant(mh_dtype dt, const float *x, int n, int64_t cols, float *buf,
+				    void (*qx)(void *, const float *, int64_t))
 {
 	if (!mh_dtype_is_quant(dt) || atomic_load_explicit(&precise, memory_order_relaxed))
 		return NULL;
 	for (int t = 0; t < n; t++)
-		quant_x((char *)buf + t * QX_BYTES(cols), x + t * cols, cols);
+		qx((char *)buf + t * QX_BYTES(cols), x + t * cols, cols);
 	return buf;
 }
 
@@ -935,7 +1056,7 @@ static const float *prepare_x_scalar(mh_dtype dt, const void *w, const float *x,
 				     int64_t cols, float *buf)
 {
 	(void)w;
-	const float *q = prepare_x_quant(dt, x, n, cols, buf);
+	const float *q = prepare_x_quant(dt, x, n, cols, buf, quant_x);
 	return q ? q : x;
 }
 
@@ -953,7 +1074,7 @@ static const float *prepare_x_avx2(mh_dtype dt, const void *w, const float *x, i
 				   int64_t cols, float *buf)
 {
 	if (mh_dtype_is_quant(dt)) {
-		const float *q = prepare_x_quant(dt, x, n, cols, buf);
+		const float *q = prepare_x_quant(dt, x, n, cols, buf, quant_x_avx2);
 		return q ? q : x;
 	}
 	if (n != 1)
@@ -1004,16 +1125,18 @@ typedef struct {
 	double (*sumsq)(const float *, int64_t, double);
 	uint64_t (*read)(const void *, int64_t, int);
 	void (*silu_mul)(float *, const float *, int64_t);
+	void (*quant_row)(mh_dtype, void *, const float *, int64_t);
 } kernel_set;
 
 /* The sets, best last. */
 static const kernel_set sets[] = {
 	{ "scalar", NULL, rows_scalar, prepare_x_scalar, x_key_scalar, to_f32_scalar, dots_scalar,
 	  wsum_scalar, exp_sum_scalar, max_scalar, sum_scalar, sumsq_scalar, read_any_scalar,
-	  silu_mul_scalar },
+	  silu_mul_scalar, quant_row },
 #ifdef HAVE_X86_KERNELS
 	{ "avx2", avx2_supported, rows_avx2, prepare_x_avx2, x_key_avx2, to_f32_avx2, dots_avx2,
-	  wsum_avx2, exp_sum_avx2, max_avx2, sum_avx2, sumsq_avx2, read_avx2, silu_mul_avx2 },
+	  wsum_avx2, exp_sum_avx2, max_avx2, sum_avx2, sumsq_avx2, read_avx2, silu_mul_avx2,
+	  quant_row_avx2 },
 #endif
 };
 enum { N_SETS = sizeof sets / sizeof sets[0] };
@@ -1135,6 +1258,11 @@ int64_t kern_argmax(const float *x, int64_t n)
 	while (x[i] != m)
 		i++;
 	return i;
+}
+
+void kern_quant_row(mh_dtype dt, void *dst, const float *x, int64_t n)
+{
+	ks()->quant_row(dt, dst, x, n);
 }
 
 void kern_silu_mul(float *gate, const float *up, int64_t n)

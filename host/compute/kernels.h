@@ -58,6 +58,9 @@ uint64_t kern_read(const void *p, int64_t n, int way);
  * nothing is above -infinity.  Greedy decoding's pick. */
 int64_t kern_argmax(const float *x, int64_t n);
 void kern_silu_mul(float *gate, const float *up, int64_t n);
+/* quant_row (quant.h): ggml's reference quantizers, the same bytes in
+ * every kernel set. */
+void kern_quant_row(mh_dtype dt, void *dst, const float *x, int64_t n);
 void kern_add(float *y, const float *x, int64_t n);
 /* --precise: quantized weights multiply F32 activations from now on. */
 void kern_set_precise(int on);

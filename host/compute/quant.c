@@ -131,25 +131,21 @@ float quant_dot_ref(mh_dtype dt, const void *w, const void *qx, int64_t cols)
 {
 	const int8_t *xq = qx_q(qx);
 	const float *xd = qx_d(qx, cols);
-	const int32_t *xs = qx_sum(qx, cols);
-	int64_t nb = cols / MH_QBLOCK;
-	float l[8] = { 0 };
-	for (int64_t g = 0; g < nb; g += 8)
+	float l[2][8] = { { 0 } };
+	for (int64_t b = 0; b < cols / MH_QBLOCK; b++) {
+		int q[MH_QBLOCK], off;
+		float d = block_ints(dt, w, b, q, &off) * xd[b];
 		for (int k = 0; k < 8; k++) {
-			int64_t b = g + k;
-			if (b >= nb) { /* the vector kernels add 0 * 0 */
-				l[k] = fmaf(0.0f, 0.0f, l[k]);
-				continue;
-			}
-			int q[MH_QBLOCK], off;
-			float d = block_ints(dt, w, b, q, &off);
 			int32_t s = 0;
-			for (int j = 0; j < MH_QBLOCK; j++)
-				s += q[j] * xq[b * MH_QBLOCK + j];
-			s -= off * xs[b];
-			l[k] = fmaf(d * xd[b], (float)s, l[k]);
+			for (int j = 4 * k; j < 4 * k + 4; j++)
+				s += (q[j] - off) * xq[b * MH_QBLOCK + j];
+			l[b % 2][k] = fmaf(d, (float)s, l[b % 2][k]);
 		}
-	return quant_hsum8(l);
+	}
+	float r[8];
+	for (int k = 0; k < 8; k++)
+		r[k] = l[0][k] + l[1][k];
+	return quant_hsum8(r);
 }
 
 float quant_dot_f32_ref(mh_dtype dt, const void *w, const float *x, int64_t cols)

@@ -41,11 +41,11 @@ static inline const int32_t *qx_sum(const void *qx, int64_t cols)
 }
 
 /* The reference dot products, in the order every kernel set keeps (so
- * that all give the same bits): block b's product goes into lane b % 8
- * of eight float accumulators, groups of eight blocks at a time (a
- * missing block of the last group adds 0 * 0), lane += (w scale * x
- * scale) * integer sum by a fused multiply-add; the lanes are then added
- * as ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)). */
+ * that all give the same bits), ggml's: block b's weights times x in
+ * eight integer sums of four (exact), each times (w scale * x scale) into
+ * lane k of accumulator b % 2 by a fused multiply-add; then the two
+ * accumulators added and their lanes summed as ((l0 + l4) + (l2 + l6)) +
+ * ((l1 + l5) + (l3 + l7)). */
 float quant_dot_ref(mh_dtype dt, const void *w, const void *qx, int64_t cols);
 /* The same weights against F32 activations (--precise): per block, its 32
  * weights (scale * value, rounded to float) times x go into four vectors

@@ -1,5 +1,6 @@
 /* quantize.c - see quantize.h. */
 #include "plugin/quantize.h"
+#include "compute/kernels.h"
 #include "compute/ops.h"
 #include "compute/quant.h"
 #include "compute/threadpool.h"
@@ -46,7 +47,7 @@ static void q_rows(void *ctx, int64_t b, int64_t e, int thread)
 			continue;
 		}
 		ops_to_f32(buf, j->t, r * j->cols, j->cols);
-		quant_row(j->q, j->dst + r * rb, buf, j->cols);
+		kern_quant_row(j->q, j->dst + r * rb, buf, j->cols);
 	}
 	free(buf);
 }
@@ -57,15 +58,23 @@ void quantize_into(void *dst, mh_dtype q, const mh_tensor *t)
 	pool_run(ops_pool(), t->shape[0], q_rows, &j);
 }
 
+const mh_tensor *quantize_loaded(const mh_dir *d, const mh_tensor *t)
+{
+	for (int i = 0; i < d->n_conv; i++)
+		if (strcmp(d->conv[i]->name, t->name) == 0)
+			return d->conv[i];
+	return t;
+}
+
 const mh_tensor *quantize_weight(mh_dir *d, const mh_tensor *t)
 {
 	mh_dtype q = mh_dtype_is_quant(t->dtype) && !d->quant_ok ? MH_F32
 		     : d->quant_ok ? quantize_target(d, t) : t->dtype;
 	if (q == t->dtype)
 		return t;
-	for (int i = 0; i < d->n_conv; i++)
-		if (strcmp(d->conv[i]->name, t->name) == 0)
-			return d->conv[i];
+	const mh_tensor *had = quantize_loaded(d, t);
+	if (had != t)
+		return had;
 	size_t bytes = mh_row_bytes(q, t->shape[1]) * (size_t)t->shape[0];
 	mh_tensor *c = calloc(1, sizeof *c);
 	void *data = NULL;

@@ -15,6 +15,8 @@ mh_dtype quantize_target(const mh_dir *d, const mh_tensor *t);
  * older than ABI 1.2), owned by d; the mapped pages of a converted tensor
  * are given back.  NULL + an error on d when out of memory. */
 const mh_tensor *quantize_weight(mh_dir *d, const mh_tensor *t);
+/* t as the plugin got it: its converted copy, or t itself. */
+const mh_tensor *quantize_loaded(const mh_dir *d, const mh_tensor *t);
 /* Convert rows x cols of t into dst as dtype q (a block dtype, or F32),
  * over the thread pool. */
 void quantize_into(void *dst, mh_dtype q, const mh_tensor *t);
