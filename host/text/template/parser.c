@@ -709,7 +709,7 @@ static void params(parser *p, node *n)
 			advance(p);
 			add(p, &n->list2, expr(p));
 		} else {
-			if (n->list2.n)
+			if (n->list2.n && n->list2.v[n->list2.n - 1])
 				tpl_fail(p->e, cur(p)->line, "syntax error: non-default argument follows default argument");
 			add(p, &n->list2, NULL);
 		}
