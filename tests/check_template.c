@@ -231,6 +231,7 @@ static const char CTX1[] = "{\"messages\": [{\"role\": \"system\", \"content\": 
 static const char CTX2[] = "{\"messages\": [{\"role\": \"system\", \"content\": \"Be brief.\"}, {\"role\": \"user\", \"content\": \"Hi\"}, {\"role\": \"assistant\", \"content\": \"<think>\\nhmm\\n</think>\\n\\nHello!\", \"tool_calls\": [{\"type\": \"function\", \"function\": {\"name\": \"f\", \"arguments\": {\"x\": 1, \"y\": \"\303\251\"}}}]}, {\"role\": \"tool\", \"content\": \"{\\\"r\\\": 2}\"}, {\"role\": \"user\", \"content\": \"again\"}], \"add_generation_prompt\": true, \"bos_token\": \"<s>\", \"eos_token\": \"</s>\", \"tools\": [{\"type\": \"function\", \"function\": {\"name\": \"f\", \"description\": \"does f\", \"parameters\": {\"type\": \"object\", \"properties\": {\"x\": {\"type\": \"integer\"}}, \"required\": [\"x\"]}}}]}";
 static const char CTX3[] = "{\"messages\": [{\"role\": \"system\", \"content\": \"  Be brief. \"}, {\"role\": \"user\", \"content\": \"Weather?\"}, {\"role\": \"assistant\", \"content\": \"<think>\\nlet me see\\n</think>\\n\\nChecking.\", \"tool_calls\": [{\"type\": \"function\", \"function\": {\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\", \"days\": [1, 2], \"opts\": {\"u\": \"c\"}, \"n\": 3, \"f\": 2.5, \"b\": true, \"z\": null}}}]}, {\"role\": \"tool\", \"content\": \"{\\\"t\\\": 21}\"}, {\"role\": \"tool\", \"content\": \"second\"}, {\"role\": \"assistant\", \"content\": \"It is 21.\"}, {\"role\": \"user\", \"content\": \"<tool_response>x</tool_response>\"}], \"tools\": [{\"type\": \"function\", \"function\": {\"name\": \"get_weather\", \"description\": \"Weather\", \"parameters\": {\"type\": \"object\", \"properties\": {\"city\": {\"type\": \"string\"}}}}}], \"add_generation_prompt\": true}";
 static const char CTX4[] = "{\"messages\": [{\"role\": \"user\", \"content\": \"\343\200\200 wide\302\240space \342\200\203\"}], \"x\": null, \"n\": 3, \"s\": \"a\342\200\250b\302\205c\\u000bd\\fe\\u001cf\\r\\ng\"}";
+static const char CTX5[] = "{\"messages\": []}";
 /* template, expected: rendered by Jinja2 3.1.6 in transformers' environment */
 static const struct { const char *ctx, *src, *out; } renders[] = {
 	{ CTX1, "a\n  {% if true %}\n  x\n  {% endif %}\n  b\n",
@@ -619,6 +620,10 @@ static const struct { const char *ctx, *src, *out; } renders[] = {
 	  "3 2.35 1200.0 -0.0" },
 	{ CTX4, "{{ '%s=%r' | format('k', 'v') }} {{ '%.2f%%' | format(3.14159) }} {{ '%d' | format(3.9) }}",
 	  "k='v' 3.14% 3" },
+	{ CTX5, "{{ 'a,b,,c'.rsplit(',', 1) }} {{ 'a,b,c'.rsplit(',') }} {{ ' a b '.rsplit() }} {{ 'abab'.rsplit('ab', 1) }} {{ 'x'.rsplit('y', 2) }} {{ 'a::b::c'.rsplit('::', 5) }}",
+	  "['a,b,', 'c'] ['a', 'b', 'c'] ['a', 'b'] ['ab', ''] ['x'] ['a', 'b', 'c']" },
+	{ CTX5, "{{ 'prefix-x'.removeprefix('prefix-') }} {{ 'x.txt'.removesuffix('.txt') }} {{ 'abc'.removeprefix('z') }} {{ 'ab'.removesuffix('') }}",
+	  "x x abc ab" },
 };
 /* templates Jinja2 refuses too (a type error, an undefined value, a syntax error...) */
 static const struct { const char *ctx, *src; } failures[] = {

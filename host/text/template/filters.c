@@ -303,7 +303,8 @@ static val m_dict(tpl_render *r, int line, val self, tpl_args *a);
 static const char *const str_methods[] = {
 	"strip", "lstrip", "rstrip", "split", "startswith", "endswith", "upper", "lower",
 	"replace", "title", "capitalize", "join", "count", "find", "rfind", "splitlines",
-	"isdigit", "isalpha", "isalnum", "isspace", "islower", "isupper", NULL };
+	"isdigit", "isalpha", "isalnum", "isspace", "islower", "isupper", "rsplit", "removeprefix",
+	"removesuffix", NULL };
 static const char *const dict_methods[] = { "items", "keys", "values", "get", NULL };
 
 val tpl_method(tpl_render *r, val self, const char *name)
@@ -376,6 +377,46 @@ static val str_method(tpl_render *r, int line, const char *m, val s, tpl_args *a
 	}
 	if (!strcmp(m, "splitlines"))
 		return splitlines(r, s);
+	if (!strcmp(m, "rsplit")) {
+		const val *sep = x ? x : arg(a, -1, "sep");
+		long long max = need_int(r, line, y ? y : arg(a, -1, "maxsplit"), -1, "rsplit");
+		if (max < 0 || !sep || sep->t == V_NONE)
+			return split(r, line, s, sep, max); /* the same when every split is made */
+		need_str(r, line, *sep, "rsplit");
+		if (!sep->s.n)
+			tpl_fail(r->e, line, "rsplit: empty separator");
+		/* the last max pieces, found from the right */
+		val out = v_list(r->e);
+		size_t end = s.s.n;
+		val *tail = tpl_alloc(r->e, ((size_t)max + 1) * sizeof *tail);
+		long long k = 0;
+		while (k < max && end >= sep->s.n) {
+			size_t i = end - sep->s.n + 1;
+			int found = 0;
+			while (i-- > 0)
+				if (memcmp(s.s.p + i, sep->s.p, sep->s.n) == 0) {
+					found = 1;
+					break;
+				}
+			if (!found)
+				break;
+			tail[k++] = v_str(s.s.p + i + sep->s.n, end - i - sep->s.n);
+			end = i;
+		}
+		list_push(r->e, out.l, v_str(s.s.p, end));
+		while (k-- > 0)
+			list_push(r->e, out.l, tail[k]);
+		return out;
+	}
+	if (!strcmp(m, "removeprefix") || !strcmp(m, "removesuffix")) {
+		if (!x)
+			tpl_fail(r->e, line, "%s: takes one argument", m);
+		need_str(r, line, *x, m);
+		int suffix = m[6] == 's';
+		if (x->s.n > s.s.n || memcmp(s.s.p + (suffix ? s.s.n - x->s.n : 0), x->s.p, x->s.n) != 0)
+			return s;
+		return v_str(s.s.p + (suffix ? 0 : x->s.n), s.s.n - x->s.n);
+	}
 	if (!strncmp(m, "is", 2)) {
 		size_t i = 0;
 		int any = 0, ok = s.s.n > 0, cased = 0;
