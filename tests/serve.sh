@@ -236,6 +236,37 @@ wait "$SPID"
 st=$?
 [ "$st" -eq 0 ] && ok "SIGTERM on an idle server: exit 0" || bad "SIGTERM: exit $st: $(cat "$T/main.log")"
 
+# === chat completions through a chat template (--chat-template) ======================
+# this template renders the bundled model's BOS and the messages' text, so a
+# chat reply is the completion of the same text
+printf '%s' '{{ bos_token }}{% for m in messages %}{{ m.content }}{% endfor %}' >"$T/tpl.jinja"
+start chat --chat-template "$T/tpl.jinja" -t 1 || exit 1
+req "chat" POST /v1/chat/completions \
+	'{"model":"stories260K","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":40,"temperature":0}'
+expect "a chat completion through the template is the greedy text" 200 '"object":"chat.completion"' \
+	"\"message\":{\"role\":\"assistant\",\"content\":\"$want\"}" '"finish_reason":"length"' \
+	'"prompt_tokens":5,"completion_tokens":40'
+req "chat parts" POST /v1/chat/completions \
+	'{"messages":[{"role":"user","content":[{"type":"text","text":"Once upon "},{"type":"text","text":"a time"}]}],"max_tokens":40,"temperature":0}'
+expect "content as a list of text parts" 200 "\"content\":\"$want\""
+curl -s -N -m 60 -d '{"messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":40,"temperature":0,"stream":true}' \
+	"http://127.0.0.1:$PORT/v1/chat/completions" >"$T/sse"
+joined=$(grep '^data: {' "$T/sse" | sed -n 's/.*"delta":{"content":"\(\([^"\\]\|\\.\)*\)"}.*/\1/p' | tr -d '\n')
+if [ "$joined" = "$want" ] && grep -q '"object":"chat.completion.chunk"' "$T/sse" &&
+	grep -q '"delta":{"role":"assistant","content":""}' "$T/sse" &&
+	grep -q '"delta":{},"logprobs":null,"finish_reason":"length"' "$T/sse" &&
+	[ "$(tail -n 2 "$T/sse" | head -n 1)" = "data: [DONE]" ]; then
+	ok "streamed chat.completion.chunk deltas join into the greedy text"
+else
+	bad "chat stream: '$joined': $(head -c 600 "$T/sse")"
+fi
+req "chat no messages" POST /v1/chat/completions '{"messages":[]}'
+expect_error "chat without messages" 400 invalid_request_error '"messages"'
+req "chat bad message" POST /v1/chat/completions '{"messages":[{"content":"x"}]}'
+expect_error "a message without a role" 400 invalid_request_error '"messages"'
+kill -TERM "$SPID"
+wait "$SPID"
+
 # === the slow toy plugin: queue, disconnects, reloads, SIGTERM =========================
 TOY="$B/tests/plugins/.libs"
 if [ ! -f "$TOY/toy_v1.so" ] || [ ! -f "$TOY/toy_v2.so" ] || [ ! -f "$TOY/toy_badabi.so" ]; then

@@ -35,6 +35,7 @@ static const char help[] =
 	"      --api-key KEY       require 'Authorization: Bearer KEY' (not /health)\n"
 	"      --api-key-file F    the same, the key read from F's first line\n"
 	"      --chat-template F   a Jinja chat template instead of the model's own\n"
+	"                          (tokenizer_config.json's)\n"
 	"      --timeout S         idle clients are dropped after S seconds; SIGTERM\n"
 	"                          waits S seconds for running requests (default 60)\n"
 	"      --body-limit N      largest request body in bytes (default 1048576)\n"

@@ -11,6 +11,7 @@
 
 #define TOOL_OPEN "<tool_call>"
 #define TOOL_CLOSE "</tool_call>"
+#define MAX_STOP 4 /* as OpenAI's */
 #define MAX_STOP_LEN 256
 
 int api_error_set(api_error *e, int status, const char *param, const char *fmt, ...)
@@ -130,9 +131,8 @@ static int parse_stop(const cJSON *b, engine_req *r, api_error *e)
 	int n = cJSON_IsArray(v) ? cJSON_GetArraySize(v) : 1;
 	if (!cJSON_IsString(v) && !cJSON_IsArray(v))
 		return api_error_set(e, 400, "stop", "'stop' must be a string or a list of strings");
-	if (n > ENGINE_MAX_STOP)
-		return api_error_set(e, 400, "stop", "'stop' may hold at most %d strings",
-				     ENGINE_MAX_STOP);
+	if (n > MAX_STOP)
+		return api_error_set(e, 400, "stop", "'stop' may hold at most %d strings", MAX_STOP);
 	for (int i = 0; i < n; i++) {
 		it = cJSON_IsArray(v) ? cJSON_GetArrayItem(v, i) : one;
 		if (!cJSON_IsString(it))
@@ -315,6 +315,12 @@ int api_parse(server *sv, int chat, const cJSON *b, api_call *c, api_error *e)
 	engine_req *r = c->req;
 	if (parse_sampling(b, r, e) != 0 || parse_stop(b, r, e) != 0)
 		return -1;
+	const char *eot = chat ? chat_stop(sv) : NULL;
+	if (eot && *eot && r->n_stop < ENGINE_MAX_STOP) { /* the end of the turn, as text */
+		if (!(r->stop[r->n_stop] = strdup(eot)))
+			return api_error_set(e, 500, NULL, "out of memory");
+		r->n_stop++;
+	}
 	/* completions: 16 as OpenAI's; chat: to the end of the turn or of the context */
 	int room = mi->n_ctx - n_ids + 1; /* the last token sampled needs no room */
 	if (max_tokens < 0)

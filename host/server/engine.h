@@ -24,7 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define ENGINE_MAX_STOP 4
+#define ENGINE_MAX_STOP 5 /* a request's 4 and the chat template's end of turn */
 #define ENGINE_MAX_PARALLEL 64
 
 typedef struct engine engine;

@@ -8,7 +8,7 @@
 #include <cjson/cJSON.h>
 #include <stddef.h>
 
-typedef struct chat_template chat_template;
+typedef struct mh_chat_template mh_chat_template;
 
 typedef struct server_config {
 	const char *host;        /* an IPv4 or IPv6 address */
@@ -23,7 +23,7 @@ typedef struct server {
 	server_config c;
 	engine *eng;
 	const mh_tokenizer *tk;
-	chat_template *tmpl;     /* NULL: the model has none */
+	mh_chat_template *tmpl;  /* NULL: the model has none */
 	char model_name[256];
 	struct MHD_Daemon *d;
 	int port;                /* as bound */
@@ -81,6 +81,8 @@ int chat_prompt(server *sv, const cJSON *body, int32_t **ids, int *n, api_error 
 /* The template of dir (or file when given): 0, or -1 and err. */
 int chat_setup(server *sv, const char *dir, const char *file, char *err);
 void chat_free(server *sv);
+/* The end-of-turn text the template uses (a stop string), or NULL. */
+const char *chat_stop(server *sv);
 
 /* The other endpoints: a malloc'd JSON body, or NULL and e. */
 char *api_models(server *sv, api_error *e);
