@@ -174,6 +174,22 @@ int split_by_behavior(const rangevec *m, size_t n, int behavior, bool invert,
 	tmp->n = 0;
 	keep->n = 0;
 	size_t prev = 0;
+	if (behavior == SPLIT_ISOLATED || behavior == SPLIT_REMOVED) {
+		/* every span stands alone: no list of spans to fold (it is
+		 * large: pre-tokenizers split whole texts) */
+		bool gaps = behavior == SPLIT_ISOLATED || !invert;
+		bool hits = behavior == SPLIT_ISOLATED || invert;
+		for (size_t i = 0; i < m->n; i++) {
+			if (gaps && prev < m->v[i].a)
+				rv_push(keep, prev, m->v[i].a);
+			if (hits && m->v[i].a < m->v[i].b)
+				rv_push(keep, m->v[i].a, m->v[i].b);
+			prev = m->v[i].b;
+		}
+		if (gaps && prev < n)
+			rv_push(keep, prev, n);
+		return keep->oom ? -1 : 0;
+	}
 	for (size_t i = 0; i < m->n; i++) {
 		if (prev != m->v[i].a)
 			sv_push(tmp, prev, m->v[i].a, invert);

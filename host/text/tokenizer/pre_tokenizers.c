@@ -175,18 +175,24 @@ int pretok_run(const pretok *p, const tlist *in, tlist *out, ectx *c)
 {
 	tl_clear(out);
 	if (p->type == P_SEQ) {
+		/* each step reads the list the one before made; out ends up
+		 * with the last (no copies in or out: the lists are large) */
 		tlist a = { .b.max = c->max_text }, b = { .b.max = c->max_text };
-		for (size_t i = 0; i < in->n; i++)
-			pl_add(&a, TOK(in, i), TOKLEN(in, i), in->v[i].flag);
-		int rc = a.oom || a.b.oom ? -1 : 0;
+		const tlist *from = in;
+		int rc = 0;
 		for (size_t k = 0; k < p->nkids && rc == 0; k++) {
-			rc = pretok_run(p->kids[k], &a, &b, c);
-			tlist t = a;
-			a = b;
-			b = t;
+			tlist *to = from == &a ? &b : &a;
+			rc = pretok_run(p->kids[k], from, to, c);
+			from = to;
 		}
-		for (size_t i = 0; rc == 0 && i < a.n; i++)
-			pl_add(out, TOK(&a, i), TOKLEN(&a, i), a.v[i].flag);
+		if (from == in) {
+			for (size_t i = 0; i < in->n; i++)
+				pl_add(out, TOK(in, i), TOKLEN(in, i), in->v[i].flag);
+		} else {
+			tlist t = *out; /* out takes the last list, keeping its cap */
+			*out = *(tlist *)from;
+			*(tlist *)from = t;
+		}
 		if (a.b.over || b.b.over)
 			out->b.over = true;
 		tl_free(&a);
