@@ -241,6 +241,24 @@ else
 	echo "skip: test plugins not built (make check builds them)"
 fi
 
+# --- the build tree's host sees nothing installed ------------------------------------
+# A plugin in the per-user directories (and the system one) is for the
+# installed host: this one, run from the build tree, must not list it, while
+# MODELHOST_PLUGIN_PATH still reaches it.
+if [ -f "$TOY/toy_fast.so" ]; then
+	H="$T/home"
+	for d in "$H/.local/lib/modelhost/plugins" "$H/.local/lib/$(${CC:-cc} -print-multiarch 2>/dev/null)/modelhost/plugins"; do
+		mkdir -p "$d" && cp "$TOY/toy_fast.so" "$d/"
+	done
+	if run "plugins with a per-user plugin" 0 env HOME="$H" "$MH" plugins; then
+		grep -q toyfast "$T/out" && bad "the build tree's host lists a per-user plugin: $(grep toyfast "$T/out")" ||
+			ok "the build tree's host ignores per-user plugins"
+	fi
+	run "plugins on MODELHOST_PLUGIN_PATH" 0 env HOME="$H" MODELHOST_PLUGIN_PATH="$H/.local/lib/modelhost/plugins" \
+		"$MH" plugins && { grep -q "toyfast .* active" "$T/out" && ok "MODELHOST_PLUGIN_PATH still searched" ||
+			bad "toyfast not listed from MODELHOST_PLUGIN_PATH: $(cat "$T/out")"; }
+fi
+
 # --- bad input ------------------------------------------------------------------------------
 error "unknown command" "unknown command 'frobnicate'" "$MH" frobnicate
 error "unknown flag" "invalid option" "$MH" generate --bogus

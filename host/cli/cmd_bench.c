@@ -650,7 +650,7 @@ int cmd_bench(int argc, char **argv)
 		free(txt);
 		cJSON_Delete(root);
 	} else {
-		printf("model %s (%s, plugin %s), kernels %s, gemm %s (OpenBLAS %s kernels)\n", b.model,
+		printf("model %s (%s, plugin %s), kernels %s, gemm %s (BLAS kernels: %s)\n", b.model,
 		       arch ? arch : "?", s->lib->desc->name, kern_name(), ops_describe(),
 		       ops_blas_core());
 		printf("context %d, KV cache %.1f MiB, load %.3f s, first token %.3f s, peak RSS %.0f MiB\n",

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* blas.h - what the host asks of its BLAS beyond cblas_sgemm, for each BLAS
- * configure can pick (--with-blas): OpenBLAS and FlexiBLAS can be held to a
- * thread count and name their kernels; any other CBLAS is taken as it is. */
+ * configure can pick (--with-blas): OpenBLAS, FlexiBLAS and BLIS can be held
+ * to a thread count (found at run time unless linked to OpenBLAS directly);
+ * any other CBLAS is taken as it is. */
 #ifndef MH_BLAS_H
 #define MH_BLAS_H
 
