@@ -75,6 +75,8 @@ int cli_parse(cli_common *o, int argc, char **argv, const char *shortopts,
 	      const struct option *longopts, cli_own_opt_fn own, void *ctx, const char *help);
 /* Build the registry in the standard search order and scan it. */
 mh_registry *cli_registry(cli_common *o);
+/* How --quant and --quant-io ask weights to be loaded. */
+const session_quant *cli_quant(cli_common *o);
 /* Load a model; prints the error and returns NULL on failure. */
 mh_session *cli_open_model(cli_common *o, mh_registry *r, const char *dir);
 /* DIR/tokenizer.json or FILE; prints the error. quiet_missing: NULL without

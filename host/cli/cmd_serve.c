@@ -204,7 +204,8 @@ int cmd_serve(int argc, char **argv)
 	model_name(dir, sv.model_name, sizeof sv.model_name);
 	sv.tk = tk;
 	engine_config ec = { .model_dir = dir, .force_plugin = o.plugin, .n_ctx = o.n_ctx,
-			     .parallel = g.parallel, .queue = g.queue, .registry = r, .tk = tk };
+			     .parallel = g.parallel, .queue = g.queue, .registry = r, .tk = tk,
+			     .quant = cli_quant(&o) };
 	if (!(eng = engine_start(&ec, err))) {
 		cli_fail("%s", err);
 		goto out;

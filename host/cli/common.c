@@ -144,14 +144,19 @@ mh_registry *cli_registry(cli_common *o)
 	return r;
 }
 
-mh_session *cli_open_model(cli_common *o, mh_registry *r, const char *dir)
+const session_quant *cli_quant(cli_common *o)
 {
-	char err[MH_ERRLEN] = "";
 	/* the embedding table and output layer: Q8_0 unless told, as
 	 * llama.cpp keeps its output layer at the higher precision */
 	if (!o->quant_io_set)
 		o->quant.quant_io = o->quant.quant != MH_F32 ? MH_Q8_0 : MH_F32;
-	mh_session *s = session_open_quant(r, dir, o->plugin, o->n_ctx, &o->quant, err);
+	return &o->quant;
+}
+
+mh_session *cli_open_model(cli_common *o, mh_registry *r, const char *dir)
+{
+	char err[MH_ERRLEN] = "";
+	mh_session *s = session_open_quant(r, dir, o->plugin, o->n_ctx, cli_quant(o), err);
 	if (!s)
 		cli_fail("%s", err);
 	return s;

@@ -2,7 +2,8 @@
  * decoder scaffold).  May include base/, model/ and the SDK header. */
 /* ops.h - the tensor operations the host lends to plugins (see the
  * mh_services documentation in modelhost/plugin.h for their contracts).
- * Activations are row-major F32; weights may be F32, BF16 or F16 and are
+ * Activations are row-major F32; weights may be F32, BF16, F16, Q8_0 or
+ * Q4_0 (quant.h) and are
  * read where they lie in the mapped checkpoint.  Ops are called from one
  * thread at a time and use the process's thread pool inside. */
 #ifndef MH_OPS_H

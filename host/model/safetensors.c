@@ -135,6 +135,9 @@ static const char *apply_quant(st_file *f, const cJSON *meta, char *nb, size_t l
 			return q == MH_Q8_0 ? "has a byte count per row that is not a multiple of 34 (Q8_0 blocks)"
 					    : "has a byte count per row that is not a multiple of 18 (Q4_0 blocks)";
 		const unsigned char *p = t->data;
+		/* every page is read here: fault them in at once (the forward
+		 * pass would anyway), not one at a time */
+		st_populate_range(f, p, t->nbytes);
 		for (size_t b = 0; b < t->nbytes; b += bs)
 			if ((p[b + 1] & 0x7c) == 0x7c) /* F16 exponent all ones: Inf or NaN */
 				return "has a block scale that is not a finite number";

@@ -318,7 +318,8 @@ static int slot_refresh(engine *e, slot *sl, char *err)
 	if (sl->s && sl->gen == e->gen)
 		return 0;
 	session_close(sl->s);
-	sl->s = session_open(e->c.registry, e->path, e->c.force_plugin, e->c.n_ctx, err);
+	sl->s = session_open_quant(e->c.registry, e->path, e->c.force_plugin, e->c.n_ctx,
+				   e->c.quant, err);
 	sl->gen = e->gen;
 	return sl->s ? 0 : -1;
 }
@@ -445,7 +446,7 @@ static void reload(engine *e, char *msg, size_t msglen, int *rc)
 	mh_session *ns = NULL;
 	if (l) { /* session_open makes the same choice and takes its own reference */
 		plugin_lib_unref(l);
-		ns = session_open(reg, e->path, e->c.force_plugin, e->c.n_ctx, err);
+		ns = session_open_quant(reg, e->path, e->c.force_plugin, e->c.n_ctx, e->c.quant, err);
 	}
 	if (!ns) {
 		snprintf(msg, msglen, "reload: %s; %s %s keeps serving %s", err, e->plugin_name,
@@ -490,7 +491,8 @@ static int load(engine *e, char *err)
 		return -1;
 	for (int i = 0; i < e->c.parallel; i++) {
 		slot *sl = &e->slots[i];
-		sl->s = session_open(e->c.registry, e->path, e->c.force_plugin, e->c.n_ctx, err);
+		sl->s = session_open_quant(e->c.registry, e->path, e->c.force_plugin, e->c.n_ctx,
+				   e->c.quant, err);
 		if (!sl->s)
 			return -1;
 		sl->gen = e->gen;

@@ -16,6 +16,7 @@
 #define MH_ENGINE_H
 
 #include "plugin/registry.h"
+#include "plugin/session.h"
 #include "text/sampler.h"
 #include "text/tokenizer.h"
 #include "base/util.h"
@@ -68,6 +69,7 @@ typedef struct engine_config {
 	int queue;             /* waiting requests beyond the slots */
 	mh_registry *registry; /* owned by the caller, used only by the engine thread */
 	const mh_tokenizer *tk;
+	const session_quant *quant; /* --quant, or NULL (every slot's session) */
 } engine_config;
 
 typedef struct engine_info {

@@ -341,7 +341,8 @@ typedef struct mh_services {
 	const float *(*vec_f32)(mh_dir *dir, const mh_tensor *t);
 
 	/* --- tensor ops (row-major float32 activations) ------------------- */
-	/* y[n, w.rows] = x[n, w.cols] * w^T (+ bias).  Any float dtype of w. */
+	/* y[n, w.rows] = x[n, w.cols] * w^T (+ bias).  Any float dtype of w,
+	 * or (since 1.2) Q8_0 / Q4_0 as weight() hands them out. */
 	void (*matmul)(float *y, const float *x, const mh_tensor *w,
 		       const float *bias, int n);
 	/* out[i, :] = table[ids[i], :] as F32.  -1 if an id is out of range
