@@ -880,6 +880,16 @@ START_TEST(fixtures_open)
 }
 END_TEST
 
+/* Qwen3-Coder's template, XML tool calls from tool arguments as objects
+ * (and as strings), over conversations written for this project */
+START_TEST(fixtures_qwen3_coder)
+{
+	char *path = tu_data_path("fixtures/chat/qwen3-coder.json");
+	ck_assert_int_eq(run_fixtures(path), 1);
+	free(path);
+}
+END_TEST
+
 /* All eight, Llama 3.1/3.2, Gemma 2 and Hermes 2 Pro too, from ../shared */
 START_TEST(fixtures_all)
 {
@@ -913,6 +923,7 @@ static Suite *suite(void)
 	tc = tcase_create("api");
 	tcase_add_test(tc, api_from_dir);
 	tcase_add_test(tc, fixtures_open);
+	tcase_add_test(tc, fixtures_qwen3_coder);
 	tcase_add_test(tc, fixtures_all);
 	suite_add_tcase(s, tc);
 	return s;

@@ -115,7 +115,8 @@ for f in sys.argv[2:]:
     if os.path.exists(f):
         for n, t in json.load(open(f))["templates"].items():
             open("%s/%s.jinja" % (sys.argv[1], n), "w").write(t["template"])' "$out/corpus-template" \
-		tests/data/fixtures/chat/templates-open.json "$shared/fixtures/chat/templates.json"
+		tests/data/fixtures/chat/templates-open.json tests/data/fixtures/chat/qwen3-coder.json \
+		"$shared/fixtures/chat/templates.json"
 	fuzz template "$out/fuzz_template" -max_total_time="$secs" -max_len=16384 -timeout=10 \
 		-rss_limit_mb=2048 -artifact_prefix="$out/template-" "$out/corpus-template"
 	;;
