@@ -1,9 +1,12 @@
 /* engine.c - see engine.h.
  *
- * The model: one mh_session per slot (each load maps the same files; only
- * the KV caches are per slot).  step() is the one place that runs forward
- * passes: a prompt goes in chunks of at most CHUNK tokens, so a new prompt
- * holds the others back by one chunk at most. */
+ * The model: one mh_session, each slot a sequence of it (its own KV cache).
+ * step() is the one place that runs forward passes: one session_batch over
+ * every busy slot, a token each for those decoding and at most CHUNK prompt
+ * tokens in all for those starting, so a new prompt joins the running batch
+ * and holds the others back by one chunk at most.  After a plugin swap the
+ * old model stays loaded for the requests it runs, a second batch per step,
+ * until the last of them ends. */
 #include "server/engine.h"
 #include "server/metrics.h"
 #include "model/modeldir.h"
@@ -15,20 +18,26 @@
 #include <string.h>
 #include <time.h>
 
-/* Prompt tokens per forward.  generate runs a prompt in one pass; so do
- * we up to this length, which is what keeps greedy output identical. */
+/* Prompt tokens per step, all slots together. */
 #define CHUNK 512
 
-typedef struct slot {
+typedef struct esess {
 	mh_session *s;
-	unsigned gen;           /* the plugin generation s was loaded with */
+	unsigned gen;           /* swaps seen when it was loaded */
+	int users;              /* slots running on it */
+	struct esess *next;
+} esess;
+
+typedef struct slot {
+	esess *es;              /* the model its request runs on */
+	int seq;                /* its sequence there */
+	int take;               /* tokens in this step's batch */
 	engine_req *r;          /* NULL: free */
 	int32_t *hist;          /* prompt + generated */
 	int n_hist, cap;
 	int fed;                /* tokens of hist in the KV cache */
 	mh_sampler *sm;
 	mh_detok_stream *ds;
-	float *logits;
 } slot;
 
 struct engine {
@@ -36,8 +45,11 @@ struct engine {
 	engine_info info;
 	char *path;
 	mh_dir *dir;            /* for registry_choose on reloads */
-	plugin_lib *lib;        /* what new requests run on */
+	esess *cur;             /* what new requests run on */
+	esess *old;             /* swapped-out models still finishing requests */
 	unsigned gen;
+	mh_batch_item *items;   /* a step's batch */
+	float *logits;          /* its rows */
 
 	pthread_mutex_t mu;
 	pthread_cond_t wake;    /* the engine thread waits on it */
@@ -61,8 +73,8 @@ struct engine {
 
 static void lib_names(engine *e)
 {
-	snprintf(e->plugin_name, sizeof e->plugin_name, "%s", e->lib->desc->name);
-	snprintf(e->plugin_version, sizeof e->plugin_version, "%s", e->lib->desc->version);
+	snprintf(e->plugin_name, sizeof e->plugin_name, "%s", e->cur->s->lib->desc->name);
+	snprintf(e->plugin_version, sizeof e->plugin_version, "%s", e->cur->s->lib->desc->version);
 }
 
 /* ---- requests ----------------------------------------------------------------- */
@@ -284,6 +296,40 @@ static int text_scan(engine_req *r, size_t from)
 
 /* ---- slots ---------------------------------------------------------------------- */
 
+/* ---- sessions and slots ------------------------------------------------------------ */
+
+/* A loaded model: the current one, or an older plugin's that slots still use. */
+static esess *esess_open(engine *e, char *err)
+{
+	esess *es = calloc(1, sizeof *es);
+	if (!es) {
+		mh_errf(err, "out of memory");
+		return NULL;
+	}
+	es->s = session_open_quant(e->c.registry, e->path, e->c.force_plugin, e->c.n_ctx,
+				   e->c.quant, err);
+	if (!es->s) {
+		free(es);
+		return NULL;
+	}
+	es->gen = e->gen;
+	return es;
+}
+
+/* Close es when it is no longer current and its last slot has let go. */
+static void esess_drop(engine *e, esess *es)
+{
+	if (es == e->cur || es->users > 0)
+		return;
+	for (esess **p = &e->old; *p; p = &(*p)->next)
+		if (*p == es) {
+			*p = es->next;
+			break;
+		}
+	session_close(es->s); /* the old plugin's code goes with its last session */
+	free(es);
+}
+
 /* Engine thread: end the slot's request (under mu) and free what it used. */
 static void slot_end(engine *e, slot *sl, const char *finish, int status, const char *err)
 {
@@ -310,21 +356,17 @@ static void slot_end(engine *e, slot *sl, const char *finish, int status, const 
 	sl->ds = NULL;
 	free(sl->hist);
 	sl->hist = NULL;
+	if (sl->es) {
+		session_seq_close(sl->es->s, sl->seq);
+		sl->es->users--;
+		esess *es = sl->es;
+		sl->es = NULL;
+		esess_drop(e, es);
+	}
 }
 
-/* Engine thread: make sure a free slot runs the current plugin. */
-static int slot_refresh(engine *e, slot *sl, char *err)
-{
-	if (sl->s && sl->gen == e->gen)
-		return 0;
-	session_close(sl->s);
-	sl->s = session_open_quant(e->c.registry, e->path, e->c.force_plugin, e->c.n_ctx,
-				   e->c.quant, err);
-	sl->gen = e->gen;
-	return sl->s ? 0 : -1;
-}
-
-/* Engine thread, mu held: move a queued request into the slot. */
+/* Engine thread, mu held: move a queued request into the slot, as a new
+ * sequence of the current model. */
 static int slot_admit(engine *e, slot *sl, engine_req *r, char *err)
 {
 	sl->cap = r->n_prompt + r->max_tokens + 1;
@@ -335,27 +377,31 @@ static int slot_admit(engine *e, slot *sl, engine_req *r, char *err)
 		mh_errf(err, "out of memory");
 		return -1;
 	}
+	sl->seq = session_seq_open(e->cur->s, err);
+	if (sl->seq < 0)
+		return -1;
+	sl->es = e->cur;
+	sl->es->users++;
 	memcpy(sl->hist, r->prompt, (size_t)r->n_prompt * sizeof *sl->hist);
 	sl->n_hist = r->n_prompt;
 	sl->fed = 0;
 	sl->r = r;
-	session_reset(sl->s);
 	/* which code ran it: the plugin, and how many swaps the server had seen */
-	snprintf(r->plugin, sizeof r->plugin, "modelhost-%s-%s-r%u", sl->s->lib->desc->name,
-		 sl->s->lib->desc->version, sl->gen);
+	snprintf(r->plugin, sizeof r->plugin, "modelhost-%s-%s-r%u", sl->es->s->lib->desc->name,
+		 sl->es->s->lib->desc->version, sl->es->gen);
 	return 0;
 }
 
 /* Engine thread: the slot's logits are fresh; pick a token and publish. */
-static void slot_sample(engine *e, slot *sl)
+static void slot_sample(engine *e, slot *sl, float *logits)
 {
 	engine_req *r = sl->r;
-	int32_t id = sampler_sample(sl->sm, sl->logits, sl->hist, (size_t)sl->n_hist);
+	int32_t id = sampler_sample(sl->sm, logits, sl->hist, (size_t)sl->n_hist);
 	double now = mh_now();
 	const char *finish = NULL;
 	size_t n = 0;
 	const char *piece = NULL;
-	int eos = !r->ignore_eos && session_is_eos(sl->s, id);
+	int eos = !r->ignore_eos && session_is_eos(sl->es->s, id);
 	if (!eos) {
 		sl->hist[sl->n_hist++] = id;
 		if (sl->ds)
@@ -399,10 +445,55 @@ static void slot_sample(engine *e, slot *sl)
 		slot_end(e, sl, finish, 0, NULL);
 }
 
-/* One step: a chunk of prompt or one token for every busy slot. */
-static void step(engine *e)
+/* One forward over every busy slot of es: one token each for those
+ * decoding, and prompt tokens (CHUNK at most in all, so a new prompt holds
+ * the others back by one chunk) for those starting. */
+static void step_one(engine *e, esess *es)
 {
 	char err[MH_ERRLEN];
+	slot *in[ENGINE_MAX_PARALLEL];
+	int n_in = 0, n = 0, rows = 0, budget = CHUNK;
+	for (int i = 0; i < e->c.parallel; i++) {
+		slot *sl = &e->slots[i];
+		if (!sl->r || sl->es != es)
+			continue;
+		int k = sl->n_hist - sl->fed;
+		if (k > 1) { /* prompt */
+			if (budget == 0)
+				continue;
+			if (k > budget)
+				k = budget;
+			budget -= k;
+		}
+		for (int j = 0; j < k; j++)
+			e->items[n++] = (mh_batch_item){ .seq = sl->seq, .pos = sl->fed + j,
+							 .id = sl->hist[sl->fed + j],
+							 .logits = sl->fed + k == sl->n_hist && j == k - 1 };
+		sl->take = k;
+		rows += sl->fed + k == sl->n_hist;
+		in[n_in++] = sl;
+	}
+	if (!n)
+		return;
+	err[0] = 0;
+	if (session_batch(es->s, e->items, n, e->logits, err) != 0) {
+		for (int i = 0; i < n_in; i++)
+			slot_end(e, in[i], NULL, 500, err);
+		return;
+	}
+	for (int i = 0, row = 0; i < n_in; i++) {
+		slot *sl = in[i];
+		sl->fed += sl->take;
+		if (sl->fed == sl->n_hist)
+			slot_sample(e, sl, e->logits + (size_t)row++ * (size_t)e->info.vocab_size);
+	}
+	(void)rows;
+}
+
+/* One step: drop the slots whose clients went away, then one batched
+ * forward per loaded model (two only while a swapped-out plugin finishes). */
+static void step(engine *e)
+{
 	for (int i = 0; i < e->c.parallel; i++) {
 		slot *sl = &e->slots[i];
 		if (!sl->r)
@@ -410,21 +501,16 @@ static void step(engine *e)
 		pthread_mutex_lock(&e->mu);
 		int cancelled = sl->r->cancelled;
 		pthread_mutex_unlock(&e->mu);
-		if (cancelled) {
+		if (cancelled)
 			slot_end(e, sl, "cancelled", 499, "the client went away");
-			continue;
-		}
-		int n = sl->n_hist - sl->fed;
-		if (n > CHUNK)
-			n = CHUNK;
-		err[0] = 0;
-		if (session_forward(sl->s, sl->hist + sl->fed, n, sl->logits, MH_LOGITS_LAST, err) != 0) {
-			slot_end(e, sl, NULL, 500, err);
-			continue;
-		}
-		sl->fed += n;
-		if (sl->fed == sl->n_hist)
-			slot_sample(e, sl);
+	}
+	step_one(e, e->cur);
+	for (esess *es = e->old, *next; es; es = next) {
+		next = es->next; /* step_one may free es */
+		es->users++;
+		step_one(e, es);
+		es->users--;
+		esess_drop(e, es);
 	}
 }
 
@@ -436,17 +522,20 @@ static void reload(engine *e, char *msg, size_t msglen, int *rc)
 	mh_registry *reg = e->c.registry;
 	registry_scan(reg);
 	plugin_lib *l = registry_choose(reg, e->dir, e->c.force_plugin, why, sizeof why, err);
-	if (l == e->lib) {
+	if (l == e->cur->s->lib) {
 		plugin_lib_unref(l);
 		snprintf(msg, msglen, "plugins rescanned; %s %s still serves %s", e->plugin_name,
 			 e->plugin_version, e->path);
 		*rc = 0;
 		return;
 	}
-	mh_session *ns = NULL;
+	esess *ns = NULL;
 	if (l) { /* session_open makes the same choice and takes its own reference */
 		plugin_lib_unref(l);
-		ns = session_open_quant(reg, e->path, e->c.force_plugin, e->c.n_ctx, e->c.quant, err);
+		e->gen++;
+		ns = esess_open(e, err);
+		if (!ns)
+			e->gen--;
 	}
 	if (!ns) {
 		snprintf(msg, msglen, "reload: %s; %s %s keeps serving %s", err, e->plugin_name,
@@ -454,31 +543,17 @@ static void reload(engine *e, char *msg, size_t msglen, int *rc)
 		*rc = -1;
 		return;
 	}
-	plugin_lib_unref(e->lib);
-	e->lib = ns->lib;
-	plugin_lib_ref(e->lib);
-	e->gen++;
+	/* new requests go to ns; the old model stays while its requests finish */
+	esess *old = e->cur;
+	old->next = e->old;
+	e->old = old;
+	e->cur = ns;
+	esess_drop(e, old);
 	pthread_mutex_lock(&e->mu);
 	lib_names(e);
 	pthread_mutex_unlock(&e->mu);
-	/* free slots move now (the first takes ns); busy ones when their request ends */
-	for (int i = 0; i < e->c.parallel; i++) {
-		slot *sl = &e->slots[i];
-		if (sl->r)
-			continue;
-		if (ns) {
-			session_close(sl->s);
-			sl->s = ns;
-			sl->gen = e->gen;
-			ns = NULL;
-		} else if (slot_refresh(e, sl, err) != 0) {
-			/* tried again when a request needs it */
-			fprintf(stderr, "modelhost: serve: %s\n", mh_one_line(err));
-		}
-	}
-	session_close(ns);
 	snprintf(msg, msglen, "%s is now served by %s %s (%s)", e->path, e->plugin_name,
-		 e->plugin_version, e->lib->path);
+		 e->plugin_version, ns->s->lib->path);
 	*rc = 0;
 }
 
@@ -487,28 +562,17 @@ static void reload(engine *e, char *msg, size_t msglen, int *rc)
 static int load(engine *e, char *err)
 {
 	e->dir = modeldir_open(e->path, err);
-	if (!e->dir)
+	if (!e->dir || !(e->cur = esess_open(e, err)))
 		return -1;
-	for (int i = 0; i < e->c.parallel; i++) {
-		slot *sl = &e->slots[i];
-		sl->s = session_open_quant(e->c.registry, e->path, e->c.force_plugin, e->c.n_ctx,
-				   e->c.quant, err);
-		if (!sl->s)
-			return -1;
-		sl->gen = e->gen;
-	}
-	mh_session *s = e->slots[0].s;
-	e->lib = s->lib;
-	plugin_lib_ref(e->lib);
+	mh_session *s = e->cur->s;
 	e->info.vocab_size = s->info->vocab_size;
 	e->info.bos_id = s->info->bos_id;
 	e->info.n_ctx = s->info->n_ctx;
-	for (int i = 0; i < e->c.parallel; i++) {
-		e->slots[i].logits = malloc((size_t)e->info.vocab_size * sizeof(float));
-		if (!e->slots[i].logits) {
-			mh_errf(err, "out of memory");
-			return -1;
-		}
+	e->items = malloc((size_t)(CHUNK + e->c.parallel) * sizeof *e->items);
+	e->logits = malloc((size_t)e->c.parallel * (size_t)e->info.vocab_size * sizeof *e->logits);
+	if (!e->items || !e->logits) {
+		mh_errf(err, "out of memory");
+		return -1;
 	}
 	return 0;
 }
@@ -529,11 +593,8 @@ static void admit(engine *e)
 			req_unref(r);
 			continue;
 		}
-		pthread_mutex_unlock(&e->mu); /* a reload may have left it to reopen */
 		err[0] = 0;
-		int bad = slot_refresh(e, sl, err) != 0;
-		pthread_mutex_lock(&e->mu);
-		if (!bad && slot_admit(e, sl, r, err) == 0) {
+		if (slot_admit(e, sl, r, err) == 0) {
 			e->busy++;
 			continue;
 		}
@@ -705,11 +766,17 @@ void engine_free(engine *e)
 	}
 	for (int i = 0; i < e->q_n; i++)
 		req_unref(e->queue[(e->q_head + i) % e->c.queue]);
-	for (int i = 0; i < ENGINE_MAX_PARALLEL; i++) {
-		session_close(e->slots[i].s);
-		free(e->slots[i].logits);
+	while (e->old) {
+		esess *es = e->old;
+		e->old = es->next;
+		session_close(es->s);
+		free(es);
 	}
-	plugin_lib_unref(e->lib);
+	if (e->cur)
+		session_close(e->cur->s);
+	free(e->cur);
+	free(e->items);
+	free(e->logits);
 	modeldir_close(e->dir);
 	pthread_cond_destroy(&e->changed);
 	pthread_cond_destroy(&e->wake);
