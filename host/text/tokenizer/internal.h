@@ -363,6 +363,11 @@ void mctx_free(mctx *c);
 void pat_free(pattern *p);
 /* All non-overlapping matches of p in s[0..n), left to right. */
 int pat_find(const pattern *p, const char *s, size_t n, mctx *c, rangevec *out);
+/* The next matches of a regex pattern from *off on, at most most of them
+ * (*off and *spent carried from call to call, from 0): 1 if more may
+ * follow, 0 at the end of s, -1 on failure (c->err). */
+int regex_find_some(const pattern *p, const char *s, size_t n, size_t *off, size_t *spent,
+		    size_t most, mctx *c, rangevec *out);
 /* s[0..n) with every match of p replaced by with[0..wlen), appended to out
  * (m: scratch for the matches). */
 int pat_replace(const pattern *p, const char *s, size_t n, const char *with, size_t wlen,
@@ -497,6 +502,14 @@ extern const stage normalizer_stage; /* load_tree of a normalizer */
 
 typedef struct pretok pretok;
 int pretok_run(const pretok *p, const tlist *in, tlist *out, ectx *c);
+/* Pre-tokenize s[0..n) and hand the pieces to fn in batches, when the
+ * first step's pieces stand alone (a regex Split or ByteLevel, Isolated or
+ * Removed): memory is then bounded by a batch of 1024 of them, and fn
+ * stops the whole by failing (encoding past max_ids).  The pieces are
+ * those of pretok_run.  1: not such a pre-tokenizer (use pretok_run);
+ * else fn's result, or -1 on failure (c->m.err). */
+int pretok_stream(const pretok *p, const char *s, size_t n, bool first, ectx *c,
+		  int (*fn)(void *arg, const tlist *pieces), void *arg);
 extern const stage pretok_stage; /* load_tree of a pretok */
 /* a piece into a list; empty ones are dropped */
 void pl_add(tlist *p, const char *s, size_t n, bool first);

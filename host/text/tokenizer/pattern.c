@@ -98,6 +98,29 @@ void pat_free(pattern *p)
 	memset(p, 0, sizeof *p);
 }
 
+int regex_find_some(const pattern *p, const char *s, size_t n, size_t *off, size_t *spent,
+		    size_t most, mctx *c, rangevec *out)
+{
+	out->n = 0;
+	if (!mctx_ready(c))
+		return -1;
+	size_t a, b;
+	while (*off <= n && out->n < most) {
+		int rc = regex_next(p, s, n, *off, c, spent, &a, &b);
+		if (rc < 0)
+			return -1;
+		if (rc == 0 || (b == a && b >= n)) {
+			*off = n + 1;
+			if (rc)
+				rv_push(out, a, b);
+			break;
+		}
+		rv_push(out, a, b);
+		*off = b == a ? b + u8len((unsigned char)s[b]) : b;
+	}
+	return out->oom ? -1 : *off <= n;
+}
+
 int pat_find(const pattern *p, const char *s, size_t n, mctx *c, rangevec *out)
 {
 	out->n = 0;
@@ -124,22 +147,9 @@ int pat_find(const pattern *p, const char *s, size_t n, mctx *c, rangevec *out)
 	} else if (p->kind == PAT_REGEX) {
 		if (!mctx_ready(c))
 			return -1;
-		size_t off = 0, spent = 0, a, b;
-		while (off <= n) {
-			int rc = regex_next(p, s, n, off, c, &spent, &a, &b);
-			if (rc == 0)
-				break;
-			if (rc < 0)
-				return -1;
-			rv_push(out, a, b);
-			if (b == a) {
-				if (b >= n)
-					break;
-				off = b + u8len((unsigned char)s[b]);
-			} else {
-				off = b;
-			}
-		}
+		size_t off = 0, spent = 0;
+		if (regex_find_some(p, s, n, &off, &spent, SIZE_MAX, c, out) < 0)
+			return -1;
 	}
 	return out->oom ? -1 : 0;
 }

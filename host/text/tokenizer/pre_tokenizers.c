@@ -171,34 +171,40 @@ static bool pretok_failed(ectx *c, const tlist *out)
 	return out->oom || out->b.oom || c->tmp.oom || c->tmp2.oom;
 }
 
+/* steps[0..ns) one after another over in, the last one's pieces in out. */
+static int run_steps(pretok *const *steps, size_t ns, const tlist *in, tlist *out, ectx *c)
+{
+	tl_clear(out);
+	/* each step reads the list the one before made; out ends up
+	 * with the last (no copies in or out: the lists are large) */
+	tlist a = { .b.max = c->max_text }, b = { .b.max = c->max_text };
+	const tlist *from = in;
+	int rc = 0;
+	for (size_t k = 0; k < ns && rc == 0; k++) {
+		tlist *to = from == &a ? &b : &a;
+		rc = pretok_run(steps[k], from, to, c);
+		from = to;
+	}
+	if (from == in) {
+		for (size_t i = 0; i < in->n; i++)
+			pl_add(out, TOK(in, i), TOKLEN(in, i), in->v[i].flag);
+	} else {
+		tlist t = *out; /* out takes the last list, keeping its cap */
+		*out = *(tlist *)from;
+		*(tlist *)from = t;
+	}
+	if (a.b.over || b.b.over)
+		out->b.over = true;
+	tl_free(&a);
+	tl_free(&b);
+	return pretok_failed(c, out) || rc < 0 ? -1 : 0;
+}
+
 int pretok_run(const pretok *p, const tlist *in, tlist *out, ectx *c)
 {
 	tl_clear(out);
-	if (p->type == P_SEQ) {
-		/* each step reads the list the one before made; out ends up
-		 * with the last (no copies in or out: the lists are large) */
-		tlist a = { .b.max = c->max_text }, b = { .b.max = c->max_text };
-		const tlist *from = in;
-		int rc = 0;
-		for (size_t k = 0; k < p->nkids && rc == 0; k++) {
-			tlist *to = from == &a ? &b : &a;
-			rc = pretok_run(p->kids[k], from, to, c);
-			from = to;
-		}
-		if (from == in) {
-			for (size_t i = 0; i < in->n; i++)
-				pl_add(out, TOK(in, i), TOKLEN(in, i), in->v[i].flag);
-		} else {
-			tlist t = *out; /* out takes the last list, keeping its cap */
-			*out = *(tlist *)from;
-			*(tlist *)from = t;
-		}
-		if (a.b.over || b.b.over)
-			out->b.over = true;
-		tl_free(&a);
-		tl_free(&b);
-		return pretok_failed(c, out) || rc < 0 ? -1 : 0;
-	}
+	if (p->type == P_SEQ)
+		return run_steps(p->kids, p->nkids, in, out, c);
 	for (size_t i = 0; i < in->n; i++) {
 		const char *s = TOK(in, i);
 		size_t n = TOKLEN(in, i);
@@ -302,6 +308,82 @@ static bool setup_pretok(loadctx *L, const cJSON *j, const char *type, void *nod
 		return false; /* not a type of this stage */
 	}
 	return true;
+}
+
+/* A long text pre-tokenized in batches: see pretok_stream in internal.h. */
+#define STREAM_BATCH 1024
+
+int pretok_stream(const pretok *p, const char *s, size_t n, bool first, ectx *c,
+		  int (*fn)(void *arg, const tlist *pieces), void *arg)
+{
+	const pretok *q = p->type != P_SEQ ? p : p->nkids ? p->kids[0] : NULL;
+	if (!q || q->pat.kind != PAT_REGEX || (q->type != P_SPLIT && q->type != P_BYTELEVEL) ||
+	    (q->behavior != SPLIT_ISOLATED && q->behavior != SPLIT_REMOVED) || !n)
+		return 1;
+	bool bytelevel = q->type == P_BYTELEVEL; /* with use_regex: it has a pattern */
+	sbuf text = { .max = c->max_text };
+	if (bytelevel && q->add_prefix_space && s[0] != ' ') {
+		sb_putc(&text, ' ');
+		sb_put(&text, s, n);
+		if (text.oom) {
+			c->m.err = text.over ? TOKENIZER_EGROWTH : 0;
+			sb_free(&text);
+			return -1;
+		}
+		s = text.p;
+		n = text.n;
+	}
+	bool gaps = q->behavior == SPLIT_ISOLATED || !q->invert;
+	bool hits = q->behavior == SPLIT_ISOLATED || q->invert;
+	rangevec m = { 0 }, keep = { 0 };
+	tlist batch = { .b.max = c->max_text }, rest = { .b.max = c->max_text };
+	size_t off = 0, spent = 0, prev = 0;
+	int more = 1, rc = 0;
+	while (more > 0 && rc == 0) {
+		more = regex_find_some(&q->pat, s, n, &off, &spent, STREAM_BATCH, &c->m, &m);
+		if (more < 0)
+			break;
+		keep.n = 0; /* the pieces of this batch, as split_by_behavior makes them */
+		for (size_t i = 0; i < m.n; i++) {
+			if (gaps && prev < m.v[i].a)
+				rv_push(&keep, prev, m.v[i].a);
+			if (hits && m.v[i].a < m.v[i].b)
+				rv_push(&keep, m.v[i].a, m.v[i].b);
+			prev = m.v[i].b;
+		}
+		if (!more && gaps && prev < n)
+			rv_push(&keep, prev, n);
+		tl_clear(&batch);
+		for (size_t i = 0; i < keep.n; i++) {
+			const char *ps = s + keep.v[i].a;
+			size_t pn = keep.v[i].b - keep.v[i].a;
+			bool f = first && keep.v[i].a == 0;
+			if (bytelevel) {
+				sb_clear(&c->tmp2);
+				bytelevel_map(&c->tmp2, ps, pn);
+				pl_add(&batch, c->tmp2.p, c->tmp2.n, f);
+			} else {
+				pl_add(&batch, ps, pn, f);
+			}
+		}
+		if (keep.oom || pretok_failed(c, &batch)) {
+			more = -1;
+			break;
+		}
+		const tlist *pieces = &batch;
+		if (q != p) {
+			rc = run_steps(p->kids + 1, p->nkids - 1, &batch, &rest, c);
+			pieces = &rest;
+		}
+		if (rc == 0)
+			rc = fn(arg, pieces);
+	}
+	free(m.v);
+	free(keep.v);
+	tl_free(&batch);
+	tl_free(&rest);
+	sb_free(&text);
+	return more < 0 ? -1 : rc;
 }
 
 const stage pretok_stage = {

@@ -52,6 +52,23 @@ static void ectx_free(ectx *c)
 
 /* ---- encode ---------------------------------------------------------- */
 
+struct bpe_sink {
+	const mh_tokenizer *t;
+	ectx *c;
+	i32vec *out;
+};
+
+/* BPE over pieces, stopping once the ids pass max_ids. */
+static int bpe_pieces(void *arg, const tlist *pieces)
+{
+	struct bpe_sink *k = arg;
+	for (size_t i = 0; i < pieces->n; i++)
+		if (bpe_piece(&k->t->bpe, TOK(pieces, i), TOKLEN(pieces, i), k->c, k->out) < 0 ||
+		    past_max(k->c, k->out))
+			return -1;
+	return 0;
+}
+
 static int encode_pretokenized(const mh_tokenizer *t, ectx *c, const char *s, size_t n,
 			       bool first, i32vec *out)
 {
@@ -59,14 +76,15 @@ static int encode_pretokenized(const mh_tokenizer *t, ectx *c, const char *s, si
 		return 0;
 	if (!t->pre)
 		return bpe_piece(&t->bpe, s, n, c, out);
+	struct bpe_sink k = { t, c, out };
+	int rc = pretok_stream(t->pre, s, n, first, c, bpe_pieces, &k);
+	if (rc <= 0)
+		return rc;
 	tlist in = { .b.max = c->max_text }, pieces = { .b.max = c->max_text };
 	pl_add(&in, s, n, first);
-	int rc = in.oom || in.b.oom ? -1 : pretok_run(t->pre, &in, &pieces, c);
-	for (size_t i = 0; rc == 0 && i < pieces.n; i++) {
-		rc = bpe_piece(&t->bpe, TOK(&pieces, i), TOKLEN(&pieces, i), c, out);
-		if (rc == 0 && past_max(c, out))
-			rc = -1;
-	}
+	rc = in.oom || in.b.oom ? -1 : pretok_run(t->pre, &in, &pieces, c);
+	if (rc == 0)
+		rc = bpe_pieces(&k, &pieces);
 	tl_free(&in);
 	tl_free(&pieces);
 	return rc;
