@@ -385,5 +385,24 @@ fi
 curl -s -m 5 "http://127.0.0.1:$PORT/health" >/dev/null 2>&1 &&
 	bad "the server still answers after SIGTERM" || ok "no connections after exit"
 
+# --timeout is for idle clients, not for the model: a reply that takes longer
+# than it still arrives, and a stream waiting in the queue gets keep-alive
+# comments
+cp "$TOY/toy_v1.so" "$P/.toy.so.new" && mv "$P/.toy.so.new" "$P/toy.so" # a loadable build again
+start slow -m "$M" --plugin-dir "$P" --parallel 1 --timeout 1 || exit 1
+curl -s -N -m 60 -d "$LONG" "http://127.0.0.1:$PORT/v1/completions" >"$T/f" &
+cf=$!
+wait_until first_event "$T/f"
+curl -s -N -m 60 -d "$LONG" "http://127.0.0.1:$PORT/v1/completions" >"$T/g" &
+cg=$!
+req "slow reply" POST /v1/completions '{"prompt":[0],"max_tokens":60,"temperature":0,"ignore_eos":true}'
+wait "$cf" "$cg"
+expect "a reply slower than --timeout arrives whole" 200 '"finish_reason":"length"' '"completion_tokens":60'
+grep -q '^: waiting' "$T/g" && grep -q '^data: \[DONE\]' "$T/g" &&
+	ok "a queued stream gets keep-alive comments, then its tokens" ||
+	bad "queued stream with --timeout 1: $(head -c 300 "$T/g")"
+kill -TERM "$SPID"
+wait "$SPID"
+
 echo "serve: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -126,10 +126,16 @@ typedef struct stream {
 	server *sv;
 	api_call c;
 	int fd;
+	double quiet_since;     /* when the last bytes went out */
 	char *out;
 	size_t out_len, out_off;
 	int end;
 } stream;
+
+static double keepalive_secs(const server *sv)
+{
+	return sv->c.timeout > 30 ? 10 : sv->c.timeout / 3.0;
+}
 
 static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
@@ -152,8 +158,19 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 			engine_cancel(st->sv->eng, st->c.req);
 			return MHD_CONTENT_READER_END_WITH_ERROR;
 		}
+		/* a long prompt or a long queue: an SSE comment now and then, so
+		 * that neither the idle timeout nor a proxy drops the stream */
+		if (mh_now() - st->quiet_since > keepalive_secs(st->sv)) {
+			static const char ka[] = ": waiting\n\n";
+			free(st->out);
+			st->out = strdup(ka);
+			st->out_off = 0;
+			st->out_len = st->out ? strlen(ka) : 0;
+			break;
+		}
 		engine_wait(st->sv->eng, st->c.req, st->c.sent, WAIT_MS);
 	}
+	st->quiet_since = mh_now();
 	size_t n = st->out_len - st->out_off;
 	if (n > max)
 		n = max;
@@ -200,6 +217,7 @@ static enum MHD_Result completion(server *sv, struct MHD_Connection *mc, const c
 		st->sv = sv;
 		st->c = c;
 		st->fd = fd;
+		st->quiet_since = mh_now();
 		MHD_add_response_header(rs, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
 		MHD_add_response_header(rs, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
 		MHD_add_response_header(rs, "X-Accel-Buffering", "no"); /* nginx: pass events on */
@@ -208,6 +226,9 @@ static enum MHD_Result completion(server *sv, struct MHD_Connection *mc, const c
 		metrics_request(path, 200);
 		return r;
 	}
+	/* the idle timeout is for the client, not for the model: off while it
+	 * runs, and back on (counting from now) for sending the reply */
+	MHD_set_connection_option(mc, MHD_CONNECTION_OPTION_TIMEOUT, 0u);
 	for (;;) {
 		engine_wait(sv->eng, c.req, (size_t)-1, WAIT_MS);
 		engine_lock(sv->eng);
@@ -222,6 +243,7 @@ static enum MHD_Result completion(server *sv, struct MHD_Connection *mc, const c
 			return MHD_NO;
 		}
 	}
+	MHD_set_connection_option(mc, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)sv->c.timeout);
 	char *out = api_result(sv, &c, &e);
 	api_call_free(sv, &c);
 	return out ? send_json(mc, path, 200, out) : send_error(mc, path, &e);
