@@ -35,6 +35,7 @@ typedef struct {
 	piece *pieces;         /* [cap] of the current chunk */
 	int n_pieces;
 	int *seg;              /* [cap] rows per piece, for ops_set_rows */
+	ops_attn_run *runs;    /* [cap] the pieces' attention */
 	unsigned *seen, epoch; /* [n_seq] batch checks: a sequence's items consecutive */
 	int window;            /* > 0: the cache is a ring of `slots` */
 	int32_t **slot_pos;    /* [n_seq][slots] of a ring: the position each slot holds */
@@ -94,6 +95,7 @@ void decoder_free(mh_decoder *d)
 	mh_free(dd->pos);
 	mh_free(dd->pieces);
 	mh_free(dd->seg);
+	mh_free(dd->runs);
 	decoder_kv_free(d->kv);
 	free(dd);
 }
@@ -152,6 +154,7 @@ mh_decoder *decoder_new(mh_dir *dir, const mh_decoder_config *hp, int window)
 	d->pos = dd->pos;
 	dd->pieces = mh_alloc(cap * sizeof *dd->pieces);
 	dd->seg = mh_alloc(cap * sizeof *dd->seg);
+	dd->runs = mh_alloc(cap * sizeof *dd->runs);
 	dd->seq = calloc(1, sizeof *dd->seq);
 	dd->seen = calloc(1, sizeof *dd->seen);
 	dd->slot_pos = calloc(1, sizeof *dd->slot_pos);
@@ -161,7 +164,7 @@ mh_decoder *decoder_new(mh_dir *dir, const mh_decoder_config *hp, int window)
 	if (dd->seq)
 		dd->seq[0] = d->kv;
 	if (!d->x || !d->xn || !d->q || !d->att || !d->tmp || !d->gate || !d->up || !d->kv ||
-	    !d->k || !d->v || !dd->pos || !dd->pieces || !dd->seg || !dd->seq || !dd->seen ||
+	    !d->k || !d->v || !dd->pos || !dd->pieces || !dd->seg || !dd->runs || !dd->seq || !dd->seen ||
 	    !dd->slot_pos || (dd->window && !dd->slot_pos[0])) {
 		modeldir_error(dir, NULL, "out of memory for a %d-token context", hp->n_ctx);
 		decoder_free(d);
@@ -377,12 +380,9 @@ int decoder_batch(mh_decoder *d, mh_dir *dir, const mh_decoder_step *s,
 void decoder_attention(mh_decoder *d, int layer, const mh_rope *rope, int window, float scale)
 {
 	decoder *dd = (decoder *)d;
-	int q_dim = dd->n_heads * dd->head_dim, kvd = dd->kv_dim;
-	for (int p = 0; p < dd->n_pieces; p++) {
+	int q_dim = dd->n_heads * dd->head_dim, kvd = dd->kv_dim, row = 0;
+	for (int p = 0; p < dd->n_pieces; row += dd->pieces[p++].n) {
 		const piece *pc = &dd->pieces[p];
-		int row = 0;
-		for (int i = 0; i < p; i++)
-			row += dd->pieces[i].n;
 		float *q = d->q + (size_t)row * q_dim, *k = d->k + (size_t)row * kvd;
 		const float *v = d->v + (size_t)row * kvd;
 		mh_kv_cache *c = dd->seq[pc->seq];
@@ -393,9 +393,9 @@ void decoder_attention(mh_decoder *d, int layer, const mh_rope *rope, int window
 		size_t at = mh_kv_at(c, pc->pos), bytes = (size_t)pc->n * kvd * sizeof(float);
 		memcpy(mh_kv_k(c, layer) + at, k, bytes);
 		memcpy(mh_kv_v(c, layer) + at, v, bytes);
-		ops_attention_kv(d->att + (size_t)row * q_dim, q, c, layer, pc->n, pc->pos,
-				 dd->n_heads, dd->head_dim, window, scale);
+		dd->runs[p] = (ops_attn_run){ d->att + (size_t)row * q_dim, q, c, pc->n, pc->pos };
 	}
+	ops_attention_runs(dd->runs, dd->n_pieces, layer, dd->n_heads, dd->head_dim, window, scale);
 }
 
 int decoder_forward(mh_decoder *d, mh_dir *dir, const mh_decoder_step *s, const int32_t *ids,

@@ -604,6 +604,63 @@ static void attn_run(attn_job *j)
 	pool_run(pool, tasks * j->splits, attn_task, j);
 }
 
+/* Several runs of rows, each over a cache of its own (a batch's sequences),
+ * as one pool job: the runs' tasks form one index space.  A head's sums do
+ * not depend on how tasks are split, so each run's rows get the bits they
+ * would get alone. */
+typedef struct {
+	attn_job *jobs;
+	int64_t *start; /* run r owns tasks [start[r], start[r + 1]) */
+} attn_multi;
+
+static void attn_multi_task(void *ctx, int64_t b, int64_t e, int thread)
+{
+	const attn_multi *m = ctx;
+	int r = 0;
+	while (m->start[r + 1] <= b)
+		r++;
+	for (; b < e; r++) {
+		int64_t hi = e < m->start[r + 1] ? e : m->start[r + 1];
+		attn_task(&m->jobs[r], b - m->start[r], hi - m->start[r], thread);
+		b = hi;
+	}
+}
+
+void ops_attention_runs(const ops_attn_run *runs, int count, int layer, int n_heads, int head_dim,
+			int window, float scale)
+{
+	attn_multi m = { malloc((size_t)count * sizeof *m.jobs),
+			 malloc((size_t)(count + 1) * sizeof *m.start) };
+	if (!m.jobs || !m.start) { /* one run at a time, without the index */
+		for (int r = 0; r < count; r++)
+			ops_attention_kv(runs[r].out, runs[r].q, runs[r].c, layer, runs[r].n,
+					 runs[r].pos0, n_heads, head_dim, window, scale);
+		free(m.jobs);
+		free(m.start);
+		return;
+	}
+	int64_t tasks = 0;
+	for (int r = 0; r < count; r++) {
+		const mh_kv_cache *c = runs[r].c;
+		m.jobs[r] = (attn_job){ runs[r].out, runs[r].q, mh_kv_k(c, layer), mh_kv_v(c, layer),
+					runs[r].n, runs[r].pos0, n_heads, c->kv_dim / head_dim,
+					head_dim, window, c->n_ctx, 1, scale };
+		tasks += (int64_t)runs[r].n * m.jobs[r].n_kv;
+	}
+	int threads = pool_size(pool), group = count ? n_heads / m.jobs[0].n_kv : 1;
+	int splits = tasks >= threads ? 1 : (int)((threads + tasks - 1) / tasks);
+	if (splits > group)
+		splits = group;
+	m.start[0] = 0;
+	for (int r = 0; r < count; r++) {
+		m.jobs[r].splits = splits;
+		m.start[r + 1] = m.start[r] + (int64_t)runs[r].n * m.jobs[r].n_kv * splits;
+	}
+	pool_run(pool, m.start[count], attn_multi_task, &m);
+	free(m.jobs);
+	free(m.start);
+}
+
 void ops_attention(float *out, const float *q, const float *k_cache, const float *v_cache, int n,
 		   int pos0, int n_heads, int n_kv_heads, int head_dim, int window, float scale)
 {

@@ -44,6 +44,16 @@ void ops_attention(float *out, const float *q, const float *k_cache, const float
 /* The same over a (possibly ring) KV cache: see mh_services.attention_kv. */
 void ops_attention_kv(float *out, const float *q, const mh_kv_cache *c, int layer, int n, int pos0,
 		      int n_heads, int head_dim, int window, float scale);
+/* ops_attention_kv over several runs of rows at once (one pool job), each
+ * run over a cache of its own: the sequences of a batch. */
+typedef struct {
+	float *out;
+	const float *q;
+	const mh_kv_cache *c;
+	int n, pos0;
+} ops_attn_run;
+void ops_attention_runs(const ops_attn_run *runs, int count, int layer, int n_heads, int head_dim,
+			int window, float scale);
 void ops_silu_mul(float *gate, const float *up, size_t n);
 void ops_gelu(float *x, size_t n);
 void ops_gelu_tanh(float *x, size_t n);
