@@ -14,7 +14,9 @@
 /* y[t * ldy + r] = dot(row r of w, x + t * ldx) for r in [r0, r1), t < n.
  * w is rows x cols of dtype F32, F16, BF16, Q8_0 or Q4_0; each weight row
  * is read from memory once for all n tokens, and a token's results do not
- * depend on n or on the other tokens.  Quantized weights multiply x
+ * depend on n or on the other tokens (the rule batching needs: see ops.c's
+ * routing and docs/batching.md; not yet true of the AVX2 F32/F16/BF16 loops,
+ * whose n > 1 path sums in another order than n = 1, so ops passes n = 1).  Quantized weights multiply x
  * quantized to 8 bits per block (quant_x, ggml's way), unless
  * kern_set_precise(1): then F32 x; either way every kernel set gives the
  * same bits (quant.h).  x is as kern_prepare_x returned it for the same dt, n
