@@ -241,6 +241,17 @@ else
 	echo "skip: test plugins not built (make check builds them)"
 fi
 
+# --- --quant with a plugin older than ABI 1.2 ------------------------------------------
+# It may read its weights' data itself: it gets floats, and one line saying so.
+if [ -f "$TOY/toy_oldminor.so" ] && [ -f "$T/toy/model.safetensors" ]; then
+	mkdir -p "$T/oldp" && cp "$TOY/toy_oldminor.so" "$T/oldp/"
+	run "--quant with an ABI 1.0 plugin" 0 "$MH" generate -m "$T/toy" --plugin-dir "$T/oldp" \
+		--plugin toyold --ids 1 -n 2 --temp 0 --quant q8_0 &&
+		{ grep -q "plugin 'toyold' is built for ABI 1.0, older than quantized weights (1.2): it gets float weights" \
+			"$T/err" && [ "$(cat "$T/out")" = "1 1" ] && ok "an ABI 1.0 plugin gets floats and a notice" ||
+			bad "--quant with an ABI 1.0 plugin: $(cat "$T/out") / $(cat "$T/err")"; }
+fi
+
 # --- the build tree's host sees nothing installed ------------------------------------
 # A plugin in the per-user directories (and the system one) is for the
 # installed host: this one, run from the build tree, must not list it, while
