@@ -74,6 +74,7 @@ const port = await new Promise((resolve, reject) => {
 		log += d;
 		const m = log.match(/listening on http:\/\/127\.0\.0\.1:(\d+)\//);
 		if (m && log.includes('serve: ready')) resolve(+m[1]);
+		if (log.includes('serve: ready')) process.stderr.write(d); // the server's own messages
 	});
 	srv.on('exit', () => reject(new Error(log)));
 });
