@@ -4,12 +4,14 @@
 #include "model/modeldir.h"
 #include "model/safetensors.h"
 #include "plugin/services.h"
+#include "compute/threadpool.h"
 #include "testutil.h"
 
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static char *tmp;
 static char err[MH_ERRLEN];
@@ -494,6 +496,47 @@ START_TEST(decoder_config_through_services)
 }
 END_TEST
 
+/* A mapped file truncated in place: the next read of a vanished page
+ * raises SIGBUS in whichever thread reads it (here a pool worker, as in a
+ * forward pass).  st_open's handler says which file changed and exits 1;
+ * without it the process died of SIGBUS.  Before that, st_changed()
+ * reports it without a signal. */
+static void touch_pages(void *ctx, int64_t begin, int64_t end, int thread)
+{
+	const volatile char *p = ctx;
+	volatile char sum = 0;
+	(void)thread;
+	for (int64_t i = begin; i < end; i++)
+		sum += p[i * 4096];
+	(void)sum;
+}
+
+START_TEST(truncated_while_mapped)
+{
+	char *dir = tu_tmpdir(), path[4200];
+	static float data[64 * 1024];
+	mh_tensor t = { .name = "w", .dtype = MH_F32, .ndim = 1, .shape = { 64 * 1024 },
+			.nelem = 64 * 1024, .data = data, .nbytes = sizeof data };
+	snprintf(path, sizeof path, "%s/model.safetensors", dir);
+	ck_assert_int_eq(st_write(path, &t, 1, err), 0);
+	st_file f;
+	ck_assert_int_eq(st_open(&f, path, err), 0);
+	ck_assert_int_eq(st_changed(&f, err), 0);
+	ck_assert_int_eq(truncate(path, 4096), 0);
+	ck_assert_int_eq(st_changed(&f, err), 1);
+	ck_assert_msg(strstr(err, "model.safetensors: changed while in use"), "%s", err);
+	unlink(path); /* the mapping stays */
+	tu_rmtree(dir);
+	free(dir);
+	mh_pool *pool = pool_new(2);
+	int64_t pages = (int64_t)(f.size / 4096);
+	/* every page but the first from the workers: the second thread's part
+	 * is all past the end */
+	pool_run(pool, pages, touch_pages, f.map);
+	ck_abort_msg("read past the end of a truncated mapping without SIGBUS");
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("safetensors");
@@ -511,5 +554,8 @@ int main(void)
 	tcase_add_test(tc, config_through_services);
 	tcase_add_test(tc, decoder_config_through_services);
 	suite_add_tcase(s, tc);
+	TCase *bus = tcase_create("sigbus");
+	tcase_add_exit_test(bus, truncated_while_mapped, 1);
+	suite_add_tcase(s, bus);
 	return tu_run(s);
 }

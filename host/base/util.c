@@ -2,6 +2,8 @@
 #include "base/util.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -11,6 +13,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 int mh_whole(double v, int64_t lo, int64_t hi, int64_t *out)
 {
@@ -39,43 +42,95 @@ void mh_errf(char *err, const char *fmt, ...)
 	mh_one_line(err);
 }
 
-char *mh_read_file(const char *path, size_t *len, char *err)
+/* Open for reading without blocking: a FIFO named as a model file would
+ * otherwise wait for a writer forever; only regular files are read. */
+int mh_open_regular(const char *path, struct stat *st, char *why, size_t whylen)
 {
-	FILE *f = fopen(path, "rb");
-	if (!f) {
-		mh_errf(err, "%s: %s", path, strerror(errno));
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(why, whylen, "%s", strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, st) != 0 || !S_ISREG(st->st_mode)) {
+		snprintf(why, whylen, "not a regular file");
+		close(fd);
+		return -1;
+	}
+	/* back to blocking reads (a regular file never blocks anyway) */
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+	return fd;
+}
+
+char *mh_slurp(const char *path, size_t max, size_t *len, char *why, size_t whylen)
+{
+	struct stat st;
+	int fd = mh_open_regular(path, &st, why, whylen);
+	if (fd < 0)
+		return NULL;
+	if ((uintmax_t)st.st_size > max) {
+		snprintf(why, whylen, "%jd bytes, more than the %zu-byte limit for this file",
+			 (intmax_t)st.st_size, max);
+		close(fd);
 		return NULL;
 	}
-	char *buf = NULL;
-	size_t n = 0, cap = 0;
+	/* the size from fstat, plus room to notice a file that grows */
+	size_t cap = (size_t)st.st_size + 1, n = 0;
+	char *buf = malloc(cap + 1);
 	for (;;) {
-		if (cap - n < 65536) {
-			cap = cap ? cap * 2 : 65536;
-			char *nb = realloc(buf, cap + 1);
+		if (!buf) {
+			snprintf(why, whylen, "out of memory");
+			break;
+		}
+		if (n == cap) {
+			if (cap > max) {
+				snprintf(why, whylen, "grew past the %zu-byte limit while being read", max);
+				break;
+			}
+			char *nb = realloc(buf, 2 * cap + 1);
 			if (!nb) {
-				mh_errf(err, "%s: out of memory", path);
-				goto fail;
+				snprintf(why, whylen, "out of memory");
+				break;
 			}
 			buf = nb;
+			cap *= 2;
 		}
-		size_t got = fread(buf + n, 1, cap - n, f);
-		n += got;
-		if (got == 0)
+		ssize_t got = read(fd, buf + n, cap - n);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0) {
+			snprintf(why, whylen, "read error: %s", strerror(errno));
 			break;
+		}
+		if (got == 0) {
+			if (n > max) {
+				snprintf(why, whylen, "grew past the %zu-byte limit while being read", max);
+				break;
+			}
+			close(fd);
+			buf[n] = 0;
+			if (len)
+				*len = n;
+			return buf;
+		}
+		n += (size_t)got;
 	}
-	if (ferror(f)) {
-		mh_errf(err, "%s: read error", path);
-		goto fail;
-	}
-	fclose(f);
-	buf[n] = 0;
-	if (len)
-		*len = n;
-	return buf;
-fail:
 	free(buf);
-	fclose(f);
+	close(fd);
 	return NULL;
+}
+
+char *mh_read_file_max(const char *path, size_t max, size_t *len, char *err)
+{
+	char why[MH_ERRLEN / 2];
+	char *text = mh_slurp(path, max, len, why, sizeof why);
+	if (!text)
+		mh_errf(err, "%s: %s", path, why);
+	return text;
+}
+
+char *mh_read_file(const char *path, size_t *len, char *err)
+{
+	return mh_read_file_max(path, MH_READ_MAX, len, err);
 }
 
 char *mh_path_join(const char *a, const char *b)

@@ -17,7 +17,21 @@ void mh_errf(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3
  * that a message quoting a file stays one line; returns s. */
 char *mh_one_line(char *s);
 
-/* Read a whole file, NUL-terminated.  NULL + err on failure. */
+/* Files named by a model directory are read only when they are regular
+ * files (symlinks followed): /dev/zero would never end, a FIFO would block
+ * forever.  The caps are generous: real tokenizer.json files pass 30 MB. */
+#define MH_READ_MAX ((size_t)256 << 20)   /* tokenizer.json and the default */
+#define MH_READ_CONFIG_MAX ((size_t)64 << 20) /* config.json, index, generation */
+struct stat;
+/* open(O_RDONLY) that refuses anything but a regular file, without ever
+ * blocking on a FIFO; the fd, or -1 with a reason (no path) in why. */
+int mh_open_regular(const char *path, struct stat *st, char *why, size_t whylen);
+/* A whole regular file of at most max bytes, NUL-terminated; NULL with a
+ * reason (no path) in why. */
+char *mh_slurp(const char *path, size_t max, size_t *len, char *why, size_t whylen);
+/* The same with "path: reason" in err (MH_ERRLEN); mh_read_file caps at
+ * MH_READ_MAX. */
+char *mh_read_file_max(const char *path, size_t max, size_t *len, char *err);
 char *mh_read_file(const char *path, size_t *len, char *err);
 /* a + "/" + b, malloc'd. */
 char *mh_path_join(const char *a, const char *b);

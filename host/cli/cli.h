@@ -103,6 +103,14 @@ int cli_float(const char *cmd, const char *opt, const char *arg, double lo, doub
 /* "modelhost: CMD: message" on stderr; returns 1. */
 int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int cli_usage(const char *cmd, const char *usage);
+/* stdout failed (errno says why): one line, once; nothing at all when the
+ * reader has gone away (a pipe into `head`). */
+void cli_stdout_failed(const char *cmd);
+/* At exit: flush stdout; rc when all went out, CLI_EXIT_PIPE when the
+ * reader went away (quietly, the status a shell shows for `cat` killed by
+ * SIGPIPE), else 1 after one line. */
+#define CLI_EXIT_PIPE 141
+int cli_finish_stdout(int rc);
 
 int cmd_plugins(int argc, char **argv);
 int cmd_info(int argc, char **argv);

@@ -403,6 +403,11 @@ static int interactive_chat(chat *c)
 			cli_reload(c->o, c->r, c->dir, &c->s);
 			if (c->s != before)
 				c->n_cache = 0; /* a new session starts with an empty cache */
+			/* its vocabulary may differ: the sampler must fit it */
+			if (sampler_refit(&c->sm, c->s->info->vocab_size) != 0) {
+				rc = cli_fail("out of memory");
+				break;
+			}
 			if (strcmp(line, "/reload") == 0)
 				continue;
 		}
@@ -565,6 +570,8 @@ int cmd_chat(int argc, char **argv)
 		cJSON_InsertItemInArray(messages(&c), 0, m);
 	}
 	c.n_keep = cJSON_GetArraySize(messages(&c));
+	if (!mfile)
+		cli_watch_hup(); /* before the load: an early SIGHUP must not end us */
 	if (!(c.r = cli_registry(&o)) || !(c.s = cli_open_model(&o, c.r, c.dir)) ||
 	    !(c.tk = cli_tokenizer(c.dir, NULL, 0)))
 		goto out;

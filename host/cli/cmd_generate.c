@@ -251,7 +251,7 @@ static int generate_once(mh_session *s, mh_tokenizer *tk, mh_sampler *sm, int n_
 	rc = 0;
 	goto out;
 write_error:
-	cli_fail("generate: cannot write to stdout");
+	cli_stdout_failed("generate");
 	rc = -1;
 out:
 	tokenizer_stream_free(ds);
@@ -263,9 +263,8 @@ out:
 /* ---- interactive mode: a prompt per line, plugins swapped without a restart */
 
 static int interactive(cli_common *o, mh_registry *r, const char *dir, mh_session **s,
-		       mh_tokenizer *tk, mh_sampler *sm, int n_predict)
+		       mh_tokenizer *tk, mh_sampler **sm, int n_predict)
 {
-	cli_watch_hup();
 	char b[600];
 	fprintf(stderr,
 		"modelhost: %s served by %s; a prompt per line (%s), or /reload, "
@@ -317,7 +316,13 @@ static int interactive(cli_common *o, mh_registry *r, const char *dir, mh_sessio
 			refused = 1;
 			continue;
 		}
-		int g = generate_once(*s, tk, sm, n_predict, prompt, n_prompt);
+		if (sampler_refit(sm, (*s)->info->vocab_size) != 0) { /* after a reload */
+			cli_fail("out of memory");
+			free(prompt);
+			rc = 1;
+			break;
+		}
+		int g = generate_once(*s, tk, *sm, n_predict, prompt, n_prompt);
 		free(prompt);
 		if (g < 0) {
 			rc = 1;
@@ -336,6 +341,8 @@ int cmd_generate(int argc, char **argv)
 	int pr = parse_generate(&o, &g, argc, argv);
 	if (pr < 0)
 		return pr == -2 ? 0 : 1;
+	if (g.interactive)
+		cli_watch_hup(); /* before the load: an early SIGHUP must not end us */
 	char *def = g.model ? NULL : paths_default_model();
 	const char *dir = g.model ? g.model : def;
 	int rc = 1;
@@ -357,7 +364,7 @@ int cmd_generate(int argc, char **argv)
 		goto out;
 	}
 	if (g.interactive) {
-		rc = interactive(&o, r, dir, &s, tk, sm, g.n_predict);
+		rc = interactive(&o, r, dir, &s, tk, &sm, g.n_predict);
 	} else if (prompt_ids(&g, tk, s, &prompt, &n_prompt) == 0) {
 		rc = generate_once(s, tk, sm, g.n_predict, prompt, n_prompt) == 0 ? 0 : 1;
 	}

@@ -13,6 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 int cli_fail(const char *fmt, ...)
 {
@@ -22,6 +25,39 @@ int cli_fail(const char *fmt, ...)
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
 	fprintf(stderr, "modelhost: %s\n", mh_one_line(msg));
+	return 1;
+}
+
+static int stdout_reported;
+
+/* A reader that went away (`| head`) is not an error worth a message:
+ * the write end of a pipe whose read end is closed polls POLLERR. */
+static int stdout_reader_gone(void)
+{
+	struct stat st;
+	struct pollfd p = { .fd = STDOUT_FILENO, .events = POLLOUT };
+	return fstat(STDOUT_FILENO, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode)) &&
+	       poll(&p, 1, 0) == 1 && (p.revents & (POLLERR | POLLHUP));
+}
+
+void cli_stdout_failed(const char *cmd)
+{
+	int e = errno;
+	if (stdout_reported++ || stdout_reader_gone())
+		return;
+	if (cmd)
+		cli_fail("%s: cannot write to stdout: %s", cmd, strerror(e ? e : EIO));
+	else
+		cli_fail("cannot write to stdout: %s", strerror(e ? e : EIO));
+}
+
+int cli_finish_stdout(int rc)
+{
+	if (!stdout_reported && fflush(stdout) == 0 && !ferror(stdout))
+		return rc;
+	if (stdout_reader_gone())
+		return CLI_EXIT_PIPE;
+	cli_stdout_failed(NULL);
 	return 1;
 }
 

@@ -6,6 +6,7 @@
 #include "plugin/services.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,14 +58,17 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+	/* A closed pipe is an error return (EPIPE) to handle, not a signal that
+	 * kills us midway: see cli_finish_stdout(). */
+	signal(SIGPIPE, SIG_IGN);
 	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
 		usage(stdout);
-		return 0;
+		return cli_finish_stdout(0);
 	}
 	if (argc >= 2 && strcmp(argv[1], "--version") == 0) {
 		printf("modelhost %s (plugin ABI %d.%d)\n", PACKAGE_VERSION, MODELHOST_ABI_MAJOR,
 		       MODELHOST_ABI_MINOR);
-		return 0;
+		return cli_finish_stdout(0);
 	}
 	int rc;
 	if (argc < 2 || argv[1][0] == '-') {
@@ -83,9 +87,5 @@ int main(int argc, char **argv)
 		rc = c->run(argc - 1, argv + 1);
 	}
 	services_shutdown();
-	if (fflush(stdout) != 0 || ferror(stdout)) {
-		fprintf(stderr, "modelhost: error writing to stdout: %s\n", strerror(errno));
-		return 1;
-	}
-	return rc;
+	return cli_finish_stdout(rc);
 }

@@ -30,8 +30,8 @@ static int num(mh_dir *d, const char *obj, const char *key, double *out)
 		j = modeldir_config(d, key);
 	if (!j)
 		return 0;
-	if (!cJSON_IsNumber(j)) {
-		modeldir_error(d, "config.json", "'%s' should be a number", key);
+	if (!cJSON_IsNumber(j) || !isfinite(j->valuedouble)) { /* -1e999 parses as -inf */
+		modeldir_error(d, "config.json", "'%s' should be a finite number", key);
 		return -1;
 	}
 	*out = j->valuedouble;
@@ -133,15 +133,22 @@ mh_rope *rope_new(mh_dir *d, int head_dim, int n_ctx)
 			r->inv_freq[i] = (float)(r->inv_freq[i] / r->factor);
 	} else if (strcmp(type, "dynamic") == 0) {
 		double orig = maxpos;
+		int64_t om;
 		if (num(d, obj, "original_max_position_embeddings", &orig) < 0)
 			goto fail;
+		if (mh_whole(orig, 1, 1 << 24, &om) != 0) { /* (int)1e300 is undefined */
+			modeldir_error(d, "config.json", "original_max_position_embeddings %g is not "
+				       "a whole number from 1 to %d", orig, 1 << 24);
+			goto fail;
+		}
 		r->type = ROPE_DYNAMIC;
-		r->orig_max = (int)orig;
+		r->orig_max = (int)om;
 	} else { /* llama3 */
 		double low = 0, high = 0, orig = 0;
 		if (num(d, obj, "low_freq_factor", &low) <= 0 ||
 		    num(d, obj, "high_freq_factor", &high) <= 0 ||
-		    num(d, obj, "original_max_position_embeddings", &orig) <= 0 || !(high > low)) {
+		    num(d, obj, "original_max_position_embeddings", &orig) <= 0 || !(high > low) ||
+		    !(low > 0) || !(orig > 0)) {
 			modeldir_error(d, "config.json", "rope type 'llama3' needs low_freq_factor < "
 				       "high_freq_factor and original_max_position_embeddings");
 			goto fail;

@@ -19,7 +19,7 @@ static cJSON *read_json(const char *dir, const char *name, int required, char *e
 		return NULL;
 	}
 	size_t len;
-	char *text = mh_read_file(path, &len, err);
+	char *text = mh_read_file_max(path, MH_READ_CONFIG_MAX, &len, err);
 	cJSON *j = NULL;
 	if (text) {
 		j = cJSON_ParseWithLength(text, len);
@@ -38,10 +38,9 @@ static cJSON *read_json(const char *dir, const char *name, int required, char *e
 	return j;
 }
 
-static int cmp_tensor_ptr(const void *a, const void *b)
+static int cmp_str(const void *a, const void *b)
 {
-	const mh_tensor *x = *(const mh_tensor *const *)a, *y = *(const mh_tensor *const *)b;
-	return strcmp(x->name, y->name);
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
 /* Shard file names come from a file we do not trust: plain names only. */
@@ -91,12 +90,16 @@ static int open_shards(mh_dir *d, char *err)
 				d->path, e->string ? e->string : "?");
 			goto out;
 		}
-		int seen = 0;
-		for (int i = 0; i < nfiles && !seen; i++)
-			seen = strcmp(files[i], e->valuestring) == 0;
-		if (!seen)
-			files[nfiles++] = e->valuestring;
+		files[nfiles++] = e->valuestring;
 	}
+	/* sorted and de-duplicated: n log n, where a scan per entry took
+	 * 28 s for an index naming 100k shards */
+	qsort(files, nfiles, sizeof *files, cmp_str);
+	int nuniq = 0;
+	for (int i = 0; i < nfiles; i++)
+		if (!nuniq || strcmp(files[nuniq - 1], files[i]) != 0)
+			files[nuniq++] = files[i];
+	nfiles = nuniq;
 	d->shards = calloc(nfiles ? nfiles : 1, sizeof *d->shards);
 	if (!d->shards)
 		goto oom;
@@ -111,11 +114,8 @@ static int open_shards(mh_dir *d, char *err)
 		d->n_shards++;
 	}
 	cJSON_ArrayForEach(e, map) {
-		int found = 0;
-		for (int i = 0; i < d->n_shards && !found; i++)
-			if (strcmp(files[i], e->valuestring) == 0)
-				found = st_find(&d->shards[i], e->string) != NULL;
-		if (!found) {
+		const char **f = bsearch(&e->valuestring, files, nfiles, sizeof *files, cmp_str);
+		if (!f || !st_find(&d->shards[f - files], e->string)) {
 			mh_errf(err, "%s/%s: tensor '%s' named in model.safetensors.index.json is missing",
 				d->path, e->valuestring, e->string);
 			goto out;
@@ -131,31 +131,46 @@ out:
 	return rc;
 }
 
+typedef struct {
+	const mh_tensor *t;
+	int shard;
+} tensor_at;
+
+static int cmp_tensor_at(const void *a, const void *b)
+{
+	return strcmp(((const tensor_at *)a)->t->name, ((const tensor_at *)b)->t->name);
+}
+
+/* Every tensor of every shard sorted by name, with the shard it is in. */
 static int build_index(mh_dir *d, char *err)
 {
 	int n = 0;
 	for (int i = 0; i < d->n_shards; i++)
 		n += d->shards[i].n;
+	tensor_at *all = calloc(n ? n : 1, sizeof *all);
 	d->index = calloc(n ? n : 1, sizeof *d->index);
 	d->index_shard = calloc(n ? n : 1, sizeof *d->index_shard);
-	if (!d->index || !d->index_shard) {
+	if (!all || !d->index || !d->index_shard) {
+		free(all);
 		mh_errf(err, "%s: out of memory", d->path);
 		return -1;
 	}
+	int k = 0;
 	for (int i = 0; i < d->n_shards; i++)
-		for (int k = 0; k < d->shards[i].n; k++)
-			d->index[d->n_tensors++] = &d->shards[i].tensors[k];
-	qsort(d->index, n, sizeof *d->index, cmp_tensor_ptr);
-	for (int k = 0; k < n; k++) {
-		if (k && strcmp(d->index[k]->name, d->index[k - 1]->name) == 0) {
-			mh_errf(err, "%s: tensor '%s' appears in two shards", d->path, d->index[k]->name);
+		for (int j = 0; j < d->shards[i].n; j++)
+			all[k++] = (tensor_at){ &d->shards[i].tensors[j], i };
+	qsort(all, n, sizeof *all, cmp_tensor_at);
+	for (k = 0; k < n; k++) {
+		if (k && strcmp(all[k].t->name, all[k - 1].t->name) == 0) {
+			mh_errf(err, "%s: tensor '%s' appears in two shards", d->path, all[k].t->name);
+			free(all);
 			return -1;
 		}
-		for (int i = 0; i < d->n_shards; i++)
-			if (d->index[k] >= d->shards[i].tensors &&
-			    d->index[k] < d->shards[i].tensors + d->shards[i].n)
-				d->index_shard[k] = i;
+		d->index[k] = all[k].t;
+		d->index_shard[k] = all[k].shard;
 	}
+	d->n_tensors = n;
+	free(all);
 	return 0;
 }
 
@@ -210,6 +225,14 @@ void modeldir_drop(mh_dir *d, int i)
 		return;
 	d->replaced[i] = 1;
 	st_drop_range(&d->shards[d->index_shard[i]], d->index[i]->data, d->index[i]->nbytes);
+}
+
+int modeldir_changed(const mh_dir *d, char *err)
+{
+	for (int i = 0; i < d->n_shards; i++)
+		if (st_changed(&d->shards[i], err))
+			return 1;
+	return 0;
 }
 
 void modeldir_close(mh_dir *d)

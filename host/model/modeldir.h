@@ -37,6 +37,9 @@ struct mh_dir {
 /* Open and validate DIR.  NULL + "DIR/FILE: problem" in err. */
 mh_dir *modeldir_open(const char *path, char *err);
 void modeldir_close(mh_dir *d);
+/* 1 with "DIR/FILE: changed while in use" in err when a mapped shard was
+ * truncated in place since it was opened (see st_changed). */
+int modeldir_changed(const mh_dir *d, char *err);
 /* Fault every shard's pages in now: once, before the first forward pass
  * (but not those of tensors replaced by a converted copy). */
 void modeldir_populate(mh_dir *d);

@@ -5,6 +5,10 @@
 #include "base/util.h"
 
 #include <cJSON.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
@@ -148,20 +152,111 @@ static const char *apply_quant(st_file *f, const cJSON *meta, char *nb, size_t l
 	return "";
 }
 
+/* ---- files that change under their mapping --------------------------------
+ * A mapped file truncated (or rewritten shorter) in place makes the next
+ * read of a vanished page raise SIGBUS, in whichever thread reads it: the
+ * pool's workers read the weights too.  Every mapping is listed here; the
+ * handler looks the faulting address up and, if it is ours, says which file
+ * changed and exits 1, from any thread (write(2) and _exit(2) are
+ * async-signal-safe).  A fault elsewhere goes to the handler that was there
+ * before.  st_changed() catches the common case (changed between calls)
+ * without a signal. */
+#define GUARD_SLOTS 1024
+
+static struct guard {
+	_Atomic(const char *) msg; /* published last, cleared first */
+	const char *start;
+	size_t len, msglen;
+} guards[GUARD_SLOTS];
+static pthread_mutex_t guard_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct sigaction old_bus;
+static int guard_installed;
+
+static void on_sigbus(int sig, siginfo_t *si, void *uc)
+{
+	const char *a = si->si_addr;
+	for (int i = 0; i < GUARD_SLOTS; i++) {
+		const char *msg = atomic_load(&guards[i].msg);
+		if (msg && a >= guards[i].start && a < guards[i].start + guards[i].len) {
+			ssize_t w = write(STDERR_FILENO, msg, guards[i].msglen);
+			(void)w;
+			_exit(1);
+		}
+	}
+	/* not ours: as if we had never been here */
+	if (old_bus.sa_flags & SA_SIGINFO) {
+		old_bus.sa_sigaction(sig, si, uc);
+	} else if (old_bus.sa_handler != SIG_IGN && old_bus.sa_handler != SIG_DFL) {
+		old_bus.sa_handler(sig);
+	} else {
+		signal(SIGBUS, SIG_DFL); /* the fault repeats on return, now fatal */
+	}
+}
+
+static void guard_add(st_file *f)
+{
+	static const char fmt[] = "modelhost: %s: changed while in use (truncated or rewritten "
+				  "in place; install new model files by renaming them into place)\n";
+	size_t len = strlen(fmt) + strlen(f->path);
+	char *msg = malloc(len);
+	if (!msg)
+		return;
+	snprintf(msg, len, fmt, f->path);
+	mh_one_line(msg)[strlen(msg) - 1] = '\n';
+	pthread_mutex_lock(&guard_lock);
+	if (!guard_installed) {
+		struct sigaction sa = { .sa_sigaction = on_sigbus, .sa_flags = SA_SIGINFO | SA_ONSTACK };
+		sigemptyset(&sa.sa_mask);
+		guard_installed = sigaction(SIGBUS, &sa, &old_bus) == 0;
+	}
+	for (int i = 0; i < GUARD_SLOTS; i++)
+		if (!atomic_load(&guards[i].msg)) {
+			guards[i].start = f->map;
+			guards[i].len = f->size;
+			guards[i].msglen = strlen(msg);
+			atomic_store(&guards[i].msg, msg);
+			f->guard = i + 1;
+			msg = NULL;
+			break;
+		}
+	pthread_mutex_unlock(&guard_lock);
+	free(msg); /* no slot: a bare SIGBUS, as before */
+}
+
+static void guard_remove(st_file *f)
+{
+	if (!f->guard)
+		return;
+	pthread_mutex_lock(&guard_lock);
+	struct guard *g = &guards[f->guard - 1];
+	char *msg = (char *)atomic_exchange(&g->msg, NULL);
+	pthread_mutex_unlock(&guard_lock);
+	free(msg);
+	f->guard = 0;
+}
+
+int st_changed(const st_file *f, char *err)
+{
+	struct stat st;
+	if (!f->map || stat(f->path, &st) != 0 || st.st_dev != f->dev || st.st_ino != f->ino)
+		return 0; /* gone or renamed over: our mapping still holds the old file */
+	if ((size_t)st.st_size >= f->size)
+		return 0;
+	mh_errf(err, "%s: changed while in use (now %jd bytes, was %zu; install new model files "
+		"by renaming them into place)", f->path, (intmax_t)st.st_size, f->size);
+	return 1;
+}
+
 int st_open(st_file *f, const char *path, char *err)
 {
 	memset(f, 0, sizeof *f);
 	cJSON *hdr = NULL;
 	range *ranges = NULL;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		mh_errf(err, "%s: %s", path, strerror(errno));
-		return -1;
-	}
 	struct stat st;
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-		mh_errf(err, "%s: not a regular file", path);
-		close(fd);
+	char oerr[256];
+	int fd = mh_open_regular(path, &st, oerr, sizeof oerr); /* never blocks on a FIFO */
+	if (fd < 0) {
+		mh_errf(err, "%s: %s", path, oerr);
 		return -1;
 	}
 	f->path = strdup(path);
@@ -180,6 +275,10 @@ int st_open(st_file *f, const char *path, char *err)
 		mh_errf(err, "%s: cannot map: %s", path, strerror(errno));
 		goto fail;
 	}
+	f->dev = st.st_dev;
+	f->ino = st.st_ino;
+	if (f->path)
+		guard_add(f); /* before the first read of the mapping */
 #ifdef MADV_HUGEPAGE
 	/* Before the first touch: pages not yet cached are then read in as
 	 * 2 MiB folios and mapped whole, also after the header's fault.
@@ -299,6 +398,7 @@ fail:
 
 void st_close(st_file *f)
 {
+	guard_remove(f);
 	if (f->map)
 		munmap(f->map, f->size);
 	for (int i = 0; i < f->n; i++)
@@ -357,17 +457,43 @@ int st_write(const char *path, const mh_tensor *tensors, int n, char *err)
 		return -1;
 	}
 	size_t jl = strlen(json), padded = (jl + 7) & ~(size_t)7;
-	size_t tl = strlen(path);
+	/* A regular file (or a new one) is replaced atomically: written beside
+	 * it and renamed over it, so that a failure leaves no partial file.  A
+	 * symlink's target is replaced, the link kept; anything else (a FIFO,
+	 * /dev/null, a terminal) is written into, never replaced. */
+	char *real = NULL;
+	const char *dest = path;
+	struct stat st;
+	int in_place = 0;
+	if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode) && (real = realpath(path, NULL)))
+		dest = real;
+	if (stat(dest, &st) == 0) {
+		if (S_ISDIR(st.st_mode)) {
+			mh_errf(err, "%s: cannot write: is a directory", path);
+			free(real);
+			free(json);
+			return -1;
+		}
+		in_place = !S_ISREG(st.st_mode);
+	}
+	size_t tl = strlen(dest);
 	char *tmp = malloc(tl + 16);
 	if (!tmp) {
+		free(real);
 		free(json);
 		mh_errf(err, "%s: out of memory", path);
 		return -1;
 	}
-	snprintf(tmp, tl + 16, "%s.tmpXXXXXX", path);
-	int fd = mkstemp(tmp);
-	if (fd >= 0)
-		fchmod(fd, 0644);
+	int fd;
+	if (in_place) {
+		snprintf(tmp, tl + 16, "%s", dest);
+		fd = open(dest, O_WRONLY | O_CLOEXEC);
+	} else {
+		snprintf(tmp, tl + 16, "%s.tmpXXXXXX", dest);
+		fd = mkstemp(tmp);
+		if (fd >= 0)
+			fchmod(fd, 0644);
+	}
 	FILE *fp = fd >= 0 ? fdopen(fd, "wb") : NULL;
 	int ok = fp != NULL;
 	if (ok) {
@@ -383,14 +509,15 @@ int st_write(const char *path, const mh_tensor *tensors, int n, char *err)
 	} else if (fd >= 0) {
 		close(fd);
 	}
-	if (ok && rename(tmp, path) != 0)
+	if (ok && !in_place && rename(tmp, dest) != 0)
 		ok = 0;
 	if (!ok) {
 		mh_errf(err, "%s: cannot write: %s", path, strerror(errno));
-		if (fd >= 0)
+		if (fd >= 0 && !in_place)
 			unlink(tmp);
 	}
 	free(tmp);
+	free(real);
 	free(json);
 	return ok ? 0 : -1;
 }

@@ -9,6 +9,7 @@
 #define MH_SAFETENSORS_H
 
 #include <stddef.h>
+#include <sys/types.h>
 #include <modelhost/plugin.h>
 
 /* A header larger than this is refused (the reference implementation uses
@@ -23,6 +24,9 @@ typedef struct st_file {
 	mh_tensor *tensors;  /* sorted by name */
 	void **owned;        /* aligned copies of misaligned tensors */
 	int n_owned;
+	dev_t dev;           /* the file mapped, to tell a file changed in place */
+	ino_t ino;           /* from one renamed over it (harmless) */
+	int guard;           /* its SIGBUS guard slot + 1, 0 for none */
 } st_file;
 
 /* 0, or -1 with "PATH: problem" in err (MH_ERRLEN bytes). */
@@ -35,6 +39,10 @@ void st_populate_range(st_file *f, const void *p, size_t n);
 void st_drop_range(st_file *f, const void *p, size_t n);
 void st_close(st_file *f);
 const mh_tensor *st_find(const st_file *f, const char *name);
+/* 1 with "PATH: changed while in use" in err when the mapped file was
+ * truncated in place (reading it further would raise SIGBUS; st_open's
+ * SIGBUS handler reports that case the same way and exits 1). */
+int st_changed(const st_file *f, char *err);
 
 /* Quantized tensors (ABI 1.2's Q8_0 / Q4_0) are stored as U8 [rows,
  * row bytes] with "modelhost.quant.NAME": "q8_0" (or "q4_0") in the

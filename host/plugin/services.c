@@ -10,6 +10,7 @@
 #include "compute/threadpool.h"
 #include "base/util.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -66,6 +67,20 @@ static int svc_config_int(mh_dir *d, const char *key, int64_t def, int64_t *out)
 	return 1;
 }
 
+/* An epsilon (rms_norm_eps, layer_norm_eps, layer_norm_epsilon, ...) is
+ * added under a square root: zero or less gives NaN or infinity. */
+static int is_epsilon(const char *key)
+{
+	const char *last = strrchr(key, '.');
+	last = last ? last + 1 : key;
+	size_t n = strlen(last);
+	return (n >= 3 && strcmp(last + n - 3, "eps") == 0) ||
+	       (n >= 7 && strcmp(last + n - 7, "epsilon") == 0);
+}
+
+/* No plugin has a use for an infinite or NaN config value (cJSON reads
+ * -1e999 as -infinity), and an epsilon must be positive: refused by name
+ * here, for every plugin, rather than turning into NaN logits. */
 static int svc_config_float(mh_dir *d, const char *key, double def, double *out)
 {
 	const cJSON *j = modeldir_config(d, key);
@@ -74,7 +89,17 @@ static int svc_config_float(mh_dir *d, const char *key, double def, double *out)
 		return 0;
 	if (!cJSON_IsNumber(j))
 		return wrong_type(d, key, "a number");
-	*out = j->valuedouble;
+	double v = j->valuedouble;
+	if (!isfinite(v)) {
+		modeldir_error(d, "config.json", "'%s' is %s, expected a finite number", key,
+			       v > 0 ? "infinite" : v < 0 ? "minus infinity" : "not a number");
+		return -1;
+	}
+	if (is_epsilon(key) && !(v > 0)) {
+		modeldir_error(d, "config.json", "'%s' is %g, expected a positive number", key, v);
+		return -1;
+	}
+	*out = v;
 	return 1;
 }
 
@@ -268,6 +293,14 @@ static int read_decoder_config(mh_dir *d, int32_t n_ctx, const mh_decoder_keys *
 	    get_dim(d, KEY(k, max_pos), c->max_pos > 0 ? c->max_pos : 0, &c->max_pos) ||
 	    get_dim(d, KEY(k, n_kv_heads), c->n_heads, &c->n_kv_heads))
 		return -1;
+	/* Every layer has weights: a layer count the checkpoint cannot hold
+	 * would otherwise size a KV cache (1048576 layers: 64 GiB) before the
+	 * loader finds the first missing tensor. */
+	if (c->n_layers > d->n_tensors) {
+		modeldir_error(d, "config.json", "'num_hidden_layers' is %d, but the checkpoint has "
+			       "only %d tensors", c->n_layers, d->n_tensors);
+		return -1;
+	}
 	int64_t hd;
 	int has_hd = svc_config_int(d, KEY(k, head_dim), 0, &hd);
 	if (has_hd < 0)
@@ -298,10 +331,23 @@ static int read_decoder_config(mh_dir *d, int32_t n_ctx, const mh_decoder_keys *
 	    svc_config_int(d, KEY(k, bos), -1, &bos) < 0)
 		return -1;
 	c->tied = tied;
+	/* an id is checked against the vocabulary before it is narrowed:
+	 * 4294967297 must not become BOS 1, nor 2^31 "no BOS" */
+	if (bos != -1 && !(bos >= 0 && bos < c->vocab)) {
+		modeldir_error(d, "config.json", "'bos_token_id' is %lld, outside the vocabulary "
+			       "(0..%d)", (long long)bos, c->vocab - 1);
+		return -1;
+	}
 	c->bos = (int32_t)bos;
 	c->n_eos = svc_config_ids(d, KEY(k, eos), c->eos, MH_MAX_EOS);
 	if (c->n_eos < 0)
 		return -1;
+	for (int i = 0; i < c->n_eos; i++)
+		if (c->eos[i] >= c->vocab) {
+			modeldir_error(d, "config.json", "'eos_token_id' %d is outside the vocabulary "
+				       "(0..%d)", c->eos[i], c->vocab - 1);
+			return -1;
+		}
 	if (n_ctx > 0 && n_ctx > c->max_pos)
 		svc_log(MH_LOG_WARN, "context %d is longer than the model was trained for (%d)",
 			n_ctx, c->max_pos);

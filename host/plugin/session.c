@@ -86,14 +86,24 @@ mh_session *session_open_quant(mh_registry *r, const char *path, const char *for
 	const cJSON *g = s->dir->generation ? cJSON_GetObjectItemCaseSensitive(s->dir->generation,
 									       "eos_token_id")
 					    : NULL;
-	int64_t id;
-	if (cJSON_IsNumber(g) && mh_whole(g->valuedouble, 0, INT32_MAX, &id) == 0) {
+	if (cJSON_IsNull(g))
+		g = NULL;
+	int64_t id, vocab = s->info->vocab_size;
+	if (s->info->bos_id < -1 || s->info->bos_id >= vocab) {
+		mh_errf(err, "%s: plugin '%s' reported BOS id %d, outside the vocabulary (0..%lld)",
+			path, s->lib->desc->name, s->info->bos_id, (long long)vocab - 1);
+		goto fail;
+	}
+	const cJSON *e = g;
+	if (cJSON_IsArray(g))
+		e = g->child;
+	for (; e; e = cJSON_IsArray(g) ? e->next : NULL) {
+		if (!cJSON_IsNumber(e) || mh_whole(e->valuedouble, 0, vocab - 1, &id) != 0) {
+			mh_errf(err, "%s/generation_config.json: 'eos_token_id' should be token ids "
+				"in the vocabulary (0..%lld)", path, (long long)vocab - 1);
+			goto fail;
+		}
 		add_eos(s, (int32_t)id);
-	} else if (cJSON_IsArray(g)) {
-		const cJSON *e;
-		cJSON_ArrayForEach(e, g)
-			if (cJSON_IsNumber(e) && mh_whole(e->valuedouble, 0, INT32_MAX, &id) == 0)
-				add_eos(s, (int32_t)id);
 	}
 	return s;
 fail:
@@ -132,6 +142,8 @@ int session_forward(mh_session *s, const int32_t *ids, int n, float *logits, int
 				ids[i], s->info->vocab_size - 1);
 			return -1;
 		}
+	if (modeldir_changed(s->dir, err)) /* a stat per shard: cheap next to a forward */
+		return -1;
 	if (!s->populated) { /* info and friends never get here */
 		modeldir_populate(s->dir);
 		s->populated = 1;

@@ -131,6 +131,24 @@ mh_sampler *sampler_new(const mh_sampler_params *p, int32_t vocab_size)
 	return s;
 }
 
+int sampler_refit(mh_sampler **s, int32_t vocab_size)
+{
+	if ((*s)->vocab == vocab_size)
+		return 0;
+	mh_sampler *n = sampler_new(&(*s)->p, vocab_size);
+	if (!n)
+		return -1;
+	memcpy(n->rng, (*s)->rng, sizeof n->rng); /* the random sequence goes on */
+	sampler_free(*s);
+	*s = n;
+	return 0;
+}
+
+int32_t sampler_vocab(const mh_sampler *s)
+{
+	return s ? s->vocab : 0;
+}
+
 void sampler_free(mh_sampler *s)
 {
 	if (!s)

@@ -48,6 +48,12 @@ typedef struct mh_sampler mh_sampler;
  * they are assumed to have passed sampler_params_check(). */
 mh_sampler *sampler_new(const mh_sampler_params *p, int32_t vocab_size);
 void sampler_free(mh_sampler *s);
+/* The vocabulary size it was made for (0 for NULL). */
+int32_t sampler_vocab(const mh_sampler *s);
+/* Make *s fit a vocabulary of vocab_size (a reload may bring a model with
+ * another one: a sampler of the old size reads past the logits), with the
+ * same parameters and random sequence.  0, or -1 (out of memory, *s kept). */
+int sampler_refit(mh_sampler **s, int32_t vocab_size);
 
 /* Restart the random sequence as if the sampler had been created with seed. */
 void sampler_seed(mh_sampler *s, uint64_t seed);

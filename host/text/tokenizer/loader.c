@@ -1,6 +1,7 @@
 /* loader.c - tokenizer.json -> mh_tokenizer: reading the file, the id
  * tables, and the JSON helpers each stage's loader uses. */
 #include "text/tokenizer/internal.h"
+#include "base/util.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -191,27 +192,15 @@ static bool build_id_tables(loadctx *L, int32_t max_id)
 	return true;
 }
 
+/* Regular files only, capped (base/util.c): /dev/zero or a FIFO named as
+ * the tokenizer would otherwise read forever or block. */
 static char *read_file(loadctx *L, size_t *len)
 {
-	FILE *f = fopen(L->path, "rb");
-	if (!f) {
-		fail(L, "cannot open: %s", strerror(errno));
-		return NULL;
-	}
-	sbuf b = { 0 };
-	char chunk[65536];
-	size_t r;
-	while ((r = fread(chunk, 1, sizeof chunk, f)) > 0)
-		sb_put(&b, chunk, r);
-	bool err = ferror(f);
-	fclose(f);
-	if (err || b.oom) {
-		sb_free(&b);
-		fail(L, err ? "read error" : "out of memory");
-		return NULL;
-	}
-	*len = b.n;
-	return b.p ? b.p : calloc(1, 1);
+	char why[256];
+	char *text = mh_slurp(L->path, MH_READ_MAX, len, why, sizeof why);
+	if (!text)
+		fail(L, "%s", why);
+	return text;
 }
 
 mh_tokenizer *tokenizer_load(const char *path, char *err, size_t errlen)
