@@ -323,6 +323,223 @@ error "context overflow" "more than the context length of 2" \
 long=$(awk 'BEGIN { for (i = 0; i < 4000; i++) printf "Once upon a time "; }')
 error "prompt longer than the context" "generate: the prompt is longer than the context (8 tokens)" \
 	"$MH" generate -p "$long" -c 8 -n 1
+# --- hardening (issue 16): hostile files, signals, pipes -------------------------------
+# toy_model DIR VOCAB L0 L1 ...: a ToyForCausalLM checkpoint whose logits are
+# L0 L1 ... (the rest 0), written beside and renamed into place.
+toy_model() {
+	mkdir -p "$1"
+	python3 - "$@" <<'PY'
+import json, os, struct, sys
+d, vocab, vals = sys.argv[1], int(sys.argv[2]), [float(v) for v in sys.argv[3:]]
+logits = vals + [0.0] * (vocab - len(vals))
+hdr = json.dumps({"toy.logits": {"dtype": "F32", "shape": [vocab], "data_offsets": [0, 4 * vocab]}})
+hdr += " " * (-len(hdr) % 8)
+for name, data in (("config.json", json.dumps({"architectures": ["ToyForCausalLM"],
+                                               "vocab_size": vocab, "eos_token_id": 3}).encode()),
+                   ("model.safetensors", struct.pack("<Q", len(hdr)) + hdr.encode() +
+                    struct.pack("<%df" % vocab, *logits))):
+    with open(os.path.join(d, name + ".new"), "wb") as f:
+        f.write(data)
+    os.rename(os.path.join(d, name + ".new"), os.path.join(d, name))
+PY
+}
+# #1: a reload onto a model with a smaller vocabulary must not keep the
+# sampler of the larger one (it read past the logits).  The new logits are
+# all negative, so a read past them finds larger values and picks an id
+# outside the vocabulary (and ASan sees the over-read).
+if [ -f "$TOY/toy_v1.so" ] && [ -f "$TOY/toy_v2.so" ]; then
+	P="$T/rvp" M="$T/rv"
+	mkdir -p "$P"
+	cp "$TOY/toy_v1.so" "$P/toy.so"
+	toy_model "$M" 4096 0 1
+	rm -f "$T/in" && mkfifo "$T/in"
+	"$MH" generate -i -m "$M" --plugin-dir "$P" -n 3 --temp 0 <"$T/in" >"$T/iout" 2>"$T/ierr" &
+	pid=$!
+	exec 3>"$T/in"
+	echo 0 >&3
+	if wait_for '^1 1 1$' "$T/iout"; then
+		toy_model "$M" 4 -3 -1.5 -2 -4
+		cp "$TOY/toy_v2.so" "$P/.toy.so.new" && mv "$P/.toy.so.new" "$P/toy.so"
+		echo /reload >&3
+		echo 0 >&3
+		echo /quit >&3
+	fi
+	exec 3>&-
+	wait "$pid"
+	st=$?
+	if [ "$st" -ne 0 ] || [ "$(grep -c '^1 1 1$' "$T/iout")" -ne 2 ] ||
+		grep -q 'outside the vocabulary\|ERROR: AddressSanitizer' "$T/ierr"; then
+		bad "reload onto a smaller vocabulary: exit $st: $(cat "$T/iout" "$T/ierr")"
+	else
+		ok "reload onto a smaller vocabulary resizes the sampler"
+	fi
+fi
+# #2: logits -o replaces regular files atomically, but writes into a FIFO
+# and through a symlink, never replacing them with a regular file.
+L="$F/llama"
+: >"$T/target.st"
+ln -s "$T/target.st" "$T/link.st"
+if run "logits -o a symlink" 0 "$MH" logits -m "$L" --ids 1,5 -o "$T/link.st"; then
+	[ -L "$T/link.st" ] && [ "$(wc -c <"$T/target.st")" -gt 4096 ] &&
+		ok "logits -o a symlink writes its target, keeps the link" ||
+		bad "logits -o a symlink: $(ls -l "$T/link.st" "$T/target.st")"
+fi
+rm -f "$T/fifo.st" && mkfifo "$T/fifo.st"
+cat "$T/fifo.st" >"$T/fromfifo" &
+cpid=$!
+if run "logits -o a FIFO" 0 "$MH" logits -m "$L" --ids 1,5 -o "$T/fifo.st" && [ -p "$T/fifo.st" ]; then
+	wait "$cpid"
+	cmp -s "$T/fromfifo" "$T/target.st" && ok "logits -o a FIFO writes into it" ||
+		bad "logits -o a FIFO: not the same bytes"
+else
+	bad "logits -o a FIFO: $(ls -l "$T/fifo.st")"
+	kill "$cpid" 2>/dev/null
+fi
+ls "$T"/*.tmp* >/dev/null 2>&1 && bad "a temporary file was left behind"
+# #4: special files in a model directory: regular files only, and a FIFO
+# must not block (each command runs under a 20 s limit: a hang fails).
+H="$T/special"
+mkdir -p "$H"
+cp "$L/config.json" "$L/model.safetensors" "$H/"
+ln -sf /dev/zero "$H/config.json"
+error "config.json -> /dev/zero" "special/config.json: not a regular file" timeout 20 "$MH" info "$H"
+rm -f "$H/config.json" && mkfifo "$H/config.json"
+error "config.json a FIFO" "special/config.json: not a regular file" timeout 20 "$MH" info "$H"
+rm -f "$H/config.json" && cp "$L/config.json" "$H/"
+error "tokenizer.json -> /dev/zero" "zero: not a regular file" \
+	timeout 20 "$MH" tokenize --tokenizer /dev/zero hi
+rm -f "$T/tkfifo" && mkfifo "$T/tkfifo"
+error "tokenizer.json a FIFO" "tkfifo: not a regular file" \
+	timeout 20 "$MH" tokenize --tokenizer "$T/tkfifo" hi
+mv "$H/model.safetensors" "$H/a.safetensors"
+mkfifo "$H/b.safetensors"
+printf '{"weight_map": {"model.embed_tokens.weight": "a.safetensors", "x": "b.safetensors"}}' \
+	>"$H/model.safetensors.index.json"
+error "a shard that is a FIFO" "special/b.safetensors: not a regular file" timeout 20 "$MH" info "$H"
+dd if=/dev/zero bs=1M count=0 seek=300 of="$T/huge.json" 2>/dev/null
+error "a tokenizer.json over the size limit" "huge.json: 314572800 bytes, more than" \
+	"$MH" tokenize --tokenizer "$T/huge.json" hi
+# #5: an index naming 100k shards is refused quickly (de-duplication was
+# quadratic: 28 s)
+rm -f "$H/b.safetensors"
+python3 -c 'import json; print(json.dumps({"weight_map": {"t%d" % i: "s%06d.safetensors" % i for i in range(100000)}}))' \
+	>"$H/model.safetensors.index.json"
+t0=$(date +%s)
+error "an index naming 100k shards" "special/s000000.safetensors: No such file" "$MH" info "$H"
+[ $(($(date +%s) - t0)) -le 5 ] && ok "100k shards refused within 5 s" ||
+	bad "100k shards took $(($(date +%s) - t0)) s"
+# #7: a checkpoint truncated in place under a running host: one line naming
+# the file, never SIGBUS.
+C="$T/trunc"
+mkdir -p "$C" && cp "$L/config.json" "$L/model.safetensors" "$C/"
+rm -f "$T/in" && mkfifo "$T/in"
+"$MH" generate -i -m "$C" -n 2 --temp 0 <"$T/in" >"$T/iout" 2>"$T/ierr" &
+pid=$!
+exec 3>"$T/in"
+echo 1,2 >&3
+if wait_for '^[0-9]* [0-9]*$' "$T/iout"; then
+	truncate -s 5000 "$C/model.safetensors"
+	echo 1,2 >&3
+	echo /quit >&3
+fi
+exec 3>&-
+wait "$pid"
+st=$?
+if [ "$st" -ge 128 ]; then
+	bad "truncated checkpoint: killed by signal $((st - 128))"
+elif ! grep -q "trunc/model.safetensors: changed while in use" "$T/ierr"; then
+	bad "truncated checkpoint: $(cat "$T/ierr")"
+else
+	ok "a checkpoint truncated while in use is reported by name"
+fi
+# #10: a SIGHUP while `generate -i` is still loading asks for a rescan; it
+# used to kill the process.  A large tokenizer.json makes the load long; the
+# signal goes once the model file is mapped.
+K="$T/slowload"
+mkdir -p "$K" && cp "$L/config.json" "$L/model.safetensors" "$K/"
+python3 -c '
+import json, sys
+v = {"<unk>": 0, "<s>": 1, "</s>": 2}
+v.update(("tok%d" % i, i) for i in range(3, 400000))
+json.dump({"model": {"type": "BPE", "vocab": v, "merges": [], "unk_token": "<unk>"}}, sys.stdout)' \
+	>"$K/tokenizer.json"
+rm -f "$T/in" && mkfifo "$T/in"
+"$MH" generate -i -m "$K" -n 2 --temp 0 <"$T/in" >"$T/iout" 2>"$T/ierr" &
+pid=$!
+exec 3>"$T/in"
+i=0
+while ! grep -q slowload/model.safetensors "/proc/$pid/maps" 2>/dev/null && [ $i -lt 2000 ]; do
+	i=$((i + 1))
+	sleep 0.005
+done
+kill -HUP "$pid" 2>/dev/null
+echo hi >&3
+echo /quit >&3
+exec 3>&-
+wait "$pid"
+st=$?
+if [ "$st" -ne 0 ]; then
+	bad "SIGHUP while loading: exit $st: $(cat "$T/ierr")"
+elif ! grep -q "plugins rescanned" "$T/ierr"; then
+	bad "SIGHUP while loading did not rescan: $(cat "$T/ierr")"
+else
+	ok "a SIGHUP while loading asks for a rescan"
+fi
+# #11, #12, #14: config values refused by name, before anything is sized
+# from them
+cfg() { # KEY JSON-VALUE: the llama fixture's config with KEY set, in $H
+	python3 -c 'import json, sys; c = json.load(open(sys.argv[1])); c[sys.argv[2]] = json.loads(sys.argv[3]); print(json.dumps(c).replace("Infinity", "1e999"))' \
+		"$L/config.json" "$1" "$2" >"$H/config.json"
+}
+rm -f "$H/model.safetensors.index.json" && cp "$L/model.safetensors" "$H/"
+cfg num_hidden_layers 1048576
+error "num_hidden_layers 1048576" "'num_hidden_layers' is 1048576, but the checkpoint has only" \
+	"$MH" info "$H"
+cfg bos_token_id 4294967297
+error "bos_token_id 2^32 + 1" "'bos_token_id' is 4294967297, outside the vocabulary (0..511)" \
+	"$MH" info "$H"
+cfg bos_token_id 2147483648
+error "bos_token_id 2^31" "'bos_token_id' is 2147483648, outside the vocabulary" "$MH" info "$H"
+cfg eos_token_id '[2, 512]'
+error "eos_token_id past the vocabulary" "'eos_token_id' 512 is outside the vocabulary" \
+	"$MH" info "$H"
+cfg rms_norm_eps '-Infinity'
+error "rms_norm_eps -1e999" "'rms_norm_eps' is minus infinity" "$MH" info "$H"
+cfg rms_norm_eps 0
+error "rms_norm_eps 0" "'rms_norm_eps' is 0, expected a positive number" "$MH" info "$H"
+cfg rope_parameters '{"rope_theta": Infinity, "rope_type": "default"}'
+error "rope_theta 1e999" "'rope_theta' should be a finite number" \
+	"$MH" generate -m "$H" --ids 1 -n 1
+python3 -c 'import json, sys; c = json.load(open(sys.argv[1])); c["layer_norm_eps"] = -1; print(json.dumps(c))' \
+	"$F/phi2/config.json" >"$H/config.json"
+cp "$F/phi2/model.safetensors" "$H/"
+error "phi layer_norm_eps -1" "'layer_norm_eps' is -1, expected a positive number" "$MH" info "$H"
+# #13: a reader that goes away ends the command quietly with status 141
+# (what a shell shows for cat killed by SIGPIPE); a write error is one line.
+closed_pipe() { # CMD...: run with stdout a pipe nobody reads; status in $T/pst
+	python3 -c 'import os, subprocess, sys
+r, w = os.pipe()
+os.close(r)
+print(subprocess.call(sys.argv[1:], stdout=w, stderr=open(os.environ["PERR"], "w")))' "$@" >"$T/pst"
+}
+for c in "generate -n 5 --temp 0" "detokenize 1 403 407 261 378" "tokenize hi" "plugins"; do
+	# shellcheck disable=SC2086
+	PERR="$T/perr" closed_pipe "$MH" $c
+	[ "$(cat "$T/pst")" = 141 ] && [ ! -s "$T/perr" ] && ok "$c into a closed pipe: quiet, 141" ||
+		bad "$c into a closed pipe: status $(cat "$T/pst"): $(cat "$T/perr")"
+done
+long=$(python3 -c 'print("Once upon a time there was a girl. " * 40)')
+{ yes "$long" | head -n 200 | "$MH" generate -i -n 1 --temp 0 2>"$T/perr"; echo $? >"$T/pst"; } |
+	head -c 10 >/dev/null
+[ "$(cat "$T/pst")" = 141 ] && ! grep -q 'stdout\|rror' "$T/perr" &&
+	ok "generate -i | head -c 10 ends quietly with status 141" ||
+	bad "generate -i | head -c 10: status $(cat "$T/pst"): $(grep -v '^modelhost: prompt' "$T/perr" | head -3)"
+if [ -w /dev/full ]; then
+	error "generate >/dev/full" "generate: cannot write to stdout: No space left on device" \
+		sh -c '"$0" generate -n 5 --temp 0 >/dev/full' "$MH"
+	error "tokenize >/dev/full" "cannot write to stdout: No space left on device" \
+		sh -c '"$0" tokenize hi >/dev/full' "$MH"
+fi
 # --- bench ---------------------------------------------------------------------------
 # The fixture is untied F32: a token reads every weight but 511 of the 512
 # embedding rows of 64 floats, 632064 - 511 * 256 = 501248 bytes.
