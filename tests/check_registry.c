@@ -2,6 +2,7 @@
  * ranking, forcing, and replacing a plugin at runtime while a model loaded
  * from the old file keeps running. */
 #include "plugin/registry.h"
+#include "plugin/scan.h"
 #include "model/safetensors.h"
 #include "plugin/services.h"
 #include "plugin/session.h"
@@ -212,6 +213,104 @@ START_TEST(replace_plugin_at_runtime)
 }
 END_TEST
 
+/* Issue 16 #8, #9: rejected plugins never run code in the host (their
+ * constructors run in the scanner's process), and a plugin that crashes,
+ * hangs or exits while scanned, or whose descriptor has wild pointers, is
+ * rejected with that reason while the host carries on. */
+START_TEST(hostile_plugins_never_run_in_the_host)
+{
+	char marker[4300];
+	snprintf(marker, sizeof marker, "%s/marker", tmp);
+	setenv("MODELHOST_TEST_MARKER", marker, 1);
+	setenv("MODELHOST_PLUGIN_SCAN_TIMEOUT", "1", 1);
+	static const struct {
+		const char *build, *reason;
+	} cases[] = {
+		{ "hostile_crash", "during the scan" }, /* a signal, or ASan's exit */
+		{ "hostile_hang", "hung during the scan" },
+		{ "hostile_exit", "exited during the scan (status 3)" },
+		{ "hostile_wildname", "field 'name' is not a readable string" },
+		{ "hostile_longname", "field 'name' is not a readable string" },
+		{ "hostile_wildarchs", "the architectures array is not readable" },
+		{ "hostile_nonull", "no NULL within 64 entries" },
+		{ "hostile_wildfn", "entry point 'load' points outside the plugin" },
+		{ "hostile_abi2", "incompatible ABI 2." },
+		{ "hostile_nodesc", "no model_plugin descriptor" },
+	};
+	int nc = (int)(sizeof cases / sizeof *cases);
+	for (int i = 0; i < nc; i++) {
+		char as[64];
+		snprintf(as, sizeof as, "%s.so", cases[i].build);
+		install(cases[i].build, plugdir, as);
+	}
+	install("toy_v1", plugdir2, "toy.so");
+	int before = plugin_scan_count();
+	mh_registry *r = scan();
+	int n;
+	registry_entries(r, &n);
+	ck_assert_int_eq(n, nc + 1);
+	for (int i = 0; i < nc; i++) {
+		char as[64];
+		snprintf(as, sizeof as, "%s.so", cases[i].build);
+		expect(r, as, PLUGIN_REJECTED, cases[i].reason);
+	}
+	expect(r, "toy.so", PLUGIN_ACTIVE, NULL);
+	/* listed with its ABI; nothing past the version fields of another
+	 * major's layout is read */
+	ck_assert_int_eq(entry(r, "hostile_abi2.so")->abi_major, 2);
+	ck_assert_ptr_null(entry(r, "hostile_abi2.so")->name);
+	ck_assert_str_eq(entry(r, "hostile_wildfn.so")->version, "6.6.6");
+	/* the good one works after all that */
+	mh_session *s = session_open(r, model, NULL, 0, err);
+	ck_assert_msg(s != NULL, "%s", err);
+	ck_assert_float_eq(first_logit(s), 0.5f);
+	session_close(s);
+	ck_assert_int_eq(plugin_scan_count() - before, nc + 1);
+	/* every constructor ran, each in a scanner, none in this process */
+	FILE *f = fopen(marker, "r");
+	ck_assert_ptr_nonnull(f);
+	int pid, runs = 0;
+	while (fscanf(f, "%d", &pid) == 1) {
+		ck_assert_int_ne(pid, (int)getpid());
+		runs++;
+	}
+	fclose(f);
+	ck_assert_int_eq(runs, nc);
+	/* a rescan of unchanged files starts no scanner: results are cached */
+	registry_scan(r);
+	ck_assert_int_eq(plugin_scan_count() - before, nc + 1);
+	expect(r, "hostile_hang.so", PLUGIN_REJECTED, "hung during the scan");
+	registry_free(r);
+	unsetenv("MODELHOST_TEST_MARKER");
+}
+END_TEST
+
+/* Who may add files to a plugin directory runs code in the host: a
+ * world-writable one is not searched, nor is a relative path. */
+START_TEST(untrusted_directories_are_not_searched)
+{
+	install("toy_v1", plugdir, "toy.so");
+	install("toy_v2", plugdir2, "toy.so");
+	ck_assert_int_eq(chmod(plugdir, 0777), 0);
+	mh_registry *r = registry_new(svc);
+	registry_add_dir(r, plugdir);
+	registry_add_dir(r, "relative/plugins");
+	registry_add_dir(r, plugdir2);
+	ck_assert_int_eq(registry_n_dirs(r), 2);
+	registry_scan(r);
+	int n;
+	const plugin_entry *e = registry_entries(r, &n);
+	ck_assert_int_eq(n, 1);
+	ck_assert_str_eq(e[0].version, "2.0.0");
+	ck_assert_int_eq(chmod(plugdir, 0755), 0);
+	registry_scan(r);
+	e = registry_entries(r, &n);
+	ck_assert_int_eq(n, 2);
+	ck_assert_str_eq(e[0].version, "1.0.0");
+	registry_free(r);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("registry");
@@ -222,6 +321,8 @@ int main(void)
 	tcase_add_test(tc, ranked_by_probe_score_then_forced);
 	tcase_add_test(tc, unknown_architecture);
 	tcase_add_test(tc, replace_plugin_at_runtime);
+	tcase_add_test(tc, hostile_plugins_never_run_in_the_host);
+	tcase_add_test(tc, untrusted_directories_are_not_searched);
 	suite_add_tcase(s, tc);
 	return tu_run(s);
 }

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* paths.c - see paths.h. */
+#define _GNU_SOURCE /* secure_getenv */
 #include "config.h"
 #include "plugin/paths.h"
 #include "base/util.h"
@@ -83,8 +84,10 @@ const char *const *paths_user_plugin_dirs(void)
 	if (!done) {
 		done = 1;
 		static const char *const rel[] = PATHS_USER_DIRS;
-		const char *home = getenv("HOME");
-		for (size_t i = 0; home && *home && i < sizeof rel / sizeof *rel; i++)
+		/* secure_getenv: nothing from the environment of a set-id
+		 * program; HOME=. would search the working directory */
+		const char *home = secure_getenv("HOME");
+		for (size_t i = 0; home && home[0] == '/' && i < sizeof rel / sizeof *rel; i++)
 			dirs[i] = mh_path_join(home, rel[i]);
 	}
 	return (const char *const *)dirs;
@@ -92,9 +95,13 @@ const char *const *paths_user_plugin_dirs(void)
 
 void paths_add_plugin_dirs(mh_registry *r, char *const *cli_dirs, int n_cli)
 {
-	for (int i = 0; i < n_cli; i++)
-		registry_add_dir(r, cli_dirs[i]);
-	const char *env = getenv("MODELHOST_PLUGIN_PATH");
+	/* --plugin-dir is the user's own words: relative to where they are */
+	for (int i = 0; i < n_cli; i++) {
+		char *abs = cli_dirs[i][0] != '/' ? realpath(cli_dirs[i], NULL) : NULL;
+		registry_add_dir(r, abs ? abs : cli_dirs[i]);
+		free(abs);
+	}
+	const char *env = secure_getenv("MODELHOST_PLUGIN_PATH");
 	if (env) {
 		char *copy = strdup(env), *save = NULL;
 		for (char *tok = copy ? strtok_r(copy, ":", &save) : NULL; tok;

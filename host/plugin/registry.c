@@ -1,5 +1,6 @@
 /* registry.c - see registry.h. */
 #include "plugin/registry.h"
+#include "plugin/scan.h"
 #include "model/modeldir.h"
 #include "base/util.h"
 
@@ -133,6 +134,24 @@ static void copy_descriptor(plugin_entry *e, const struct model_plugin *p)
 		e->archs[e->n_archs++] = strdup(p->architectures[i]);
 }
 
+/* What the scanner read of a rejected plugin, for the listing. */
+static void take_scan_info(plugin_entry *e, scan_result *sr)
+{
+	e->abi_major = sr->abi_major;
+	e->abi_minor = sr->abi_minor;
+	if (!sr->name)
+		return;
+	e->name = sr->name;
+	e->version = sr->version ? sr->version : strdup("");
+	e->description = sr->description ? sr->description : strdup("");
+	e->license = sr->license ? sr->license : strdup("");
+	e->archs = sr->archs;
+	e->n_archs = sr->n_archs;
+	sr->name = sr->version = sr->description = sr->license = NULL;
+	sr->archs = NULL;
+	sr->n_archs = 0;
+}
+
 static void load_entry(mh_registry *r, plugin_entry *e)
 {
 	struct stat st;
@@ -157,9 +176,33 @@ static void load_entry(mh_registry *r, plugin_entry *e)
 		e->status = PLUGIN_ACTIVE;
 		return;
 	}
+	/* Nothing of a file is run in this process before the scanner, in a
+	 * process of its own, has loaded it and checked every pointer of its
+	 * descriptor (scan.h). */
+	scan_result sr;
+	plugin_scan(e->path, &st, &sr);
+	if (!sr.ok) {
+		e->status = PLUGIN_REJECTED;
+		snprintf(e->reason, sizeof e->reason, "%s", sr.reason);
+		take_scan_info(e, &sr);
+		scan_result_free(&sr);
+		return;
+	}
+	scan_result_free(&sr);
 	dlerror();
 	void *h = stale ? open_fresh_copy(e->path, e->reason, sizeof e->reason)
 			: dlopen(e->path, RTLD_NOW | RTLD_LOCAL);
+	struct stat again;
+	if (h && (stat(e->path, &again) != 0 || again.st_dev != st.st_dev ||
+		  again.st_ino != st.st_ino || again.st_size != st.st_size ||
+		  mtime_ns(&again) != mtime_ns(&st))) {
+		/* replaced between the scan and the dlopen: what was scanned is
+		 * not what was loaded (the next scan looks at the new file) */
+		dlclose(h);
+		e->status = PLUGIN_REJECTED;
+		snprintf(e->reason, sizeof e->reason, "changed while being scanned");
+		return;
+	}
 	if (!h) {
 		e->status = PLUGIN_REJECTED;
 		if (!stale) {
@@ -250,6 +293,11 @@ void registry_add_dir(mh_registry *r, const char *dir)
 {
 	if (!dir || !*dir)
 		return;
+	if (dir[0] != '/') { /* it would mean whatever the working directory is */
+		fprintf(stderr, "modelhost: warning: %s: relative plugin directory not searched\n",
+			dir);
+		return;
+	}
 	for (int i = 0; i < r->n_dirs; i++)
 		if (strcmp(r->dirs[i], dir) == 0)
 			return;
@@ -281,10 +329,31 @@ static void add_entry(mh_registry *r, char *path)
 	load_entry(r, e);
 }
 
+/* Anyone who can add a file to a plugin directory runs code in every host
+ * that searches it: a directory others may write to, or that belongs to
+ * someone other than root or us, is not searched.  NULL if it may be. */
+static const char *untrusted_dir(const char *path)
+{
+	struct stat st;
+	if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+		return NULL; /* nothing to search anyway */
+	if (st.st_mode & S_IWOTH)
+		return "anyone may write to it";
+	if (st.st_uid != 0 && st.st_uid != geteuid())
+		return "it belongs to another user";
+	return NULL;
+}
+
 void registry_scan(mh_registry *r)
 {
 	clear_entries(r);
 	for (int d = 0; d < r->n_dirs; d++) {
+		const char *why = untrusted_dir(r->dirs[d]);
+		if (why) {
+			fprintf(stderr, "modelhost: warning: %s: plugin directory not searched: %s\n",
+				r->dirs[d], why);
+			continue;
+		}
 		DIR *dir = opendir(r->dirs[d]);
 		if (!dir)
 			continue;
