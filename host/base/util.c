@@ -61,12 +61,23 @@ int mh_open_regular(const char *path, struct stat *st, char *why, size_t whylen)
 	return fd;
 }
 
-char *mh_slurp(const char *path, size_t max, size_t *len, char *why, size_t whylen)
+char *mh_slurp(const char *path, size_t max, int regular_only, size_t *len, char *why,
+	       size_t whylen)
 {
 	struct stat st;
-	int fd = mh_open_regular(path, &st, why, whylen);
+	int fd = regular_only ? mh_open_regular(path, &st, why, whylen)
+			      : open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 && !regular_only)
+		snprintf(why, whylen, "%s", strerror(errno));
 	if (fd < 0)
 		return NULL;
+	if (!regular_only && (fstat(fd, &st) != 0 || S_ISDIR(st.st_mode))) {
+		snprintf(why, whylen, "%s", S_ISDIR(st.st_mode) ? "is a directory" : strerror(errno));
+		close(fd);
+		return NULL;
+	}
+	if (!S_ISREG(st.st_mode))
+		st.st_size = 0; /* a pipe or device: read up to the cap */
 	if ((uintmax_t)st.st_size > max) {
 		snprintf(why, whylen, "%jd bytes, more than the %zu-byte limit for this file",
 			 (intmax_t)st.st_size, max);
@@ -83,7 +94,7 @@ char *mh_slurp(const char *path, size_t max, size_t *len, char *why, size_t whyl
 		}
 		if (n == cap) {
 			if (cap > max) {
-				snprintf(why, whylen, "grew past the %zu-byte limit while being read", max);
+				snprintf(why, whylen, "more than the %zu-byte limit for this file", max);
 				break;
 			}
 			char *nb = realloc(buf, 2 * cap + 1);
@@ -103,7 +114,7 @@ char *mh_slurp(const char *path, size_t max, size_t *len, char *why, size_t whyl
 		}
 		if (got == 0) {
 			if (n > max) {
-				snprintf(why, whylen, "grew past the %zu-byte limit while being read", max);
+				snprintf(why, whylen, "more than the %zu-byte limit for this file", max);
 				break;
 			}
 			close(fd);
@@ -122,7 +133,7 @@ char *mh_slurp(const char *path, size_t max, size_t *len, char *why, size_t whyl
 char *mh_read_file_max(const char *path, size_t max, size_t *len, char *err)
 {
 	char why[MH_ERRLEN / 2];
-	char *text = mh_slurp(path, max, len, why, sizeof why);
+	char *text = mh_slurp(path, max, 1, len, why, sizeof why);
 	if (!text)
 		mh_errf(err, "%s: %s", path, why);
 	return text;
@@ -130,7 +141,11 @@ char *mh_read_file_max(const char *path, size_t max, size_t *len, char *err)
 
 char *mh_read_file(const char *path, size_t *len, char *err)
 {
-	return mh_read_file_max(path, MH_READ_MAX, len, err);
+	char why[MH_ERRLEN / 2];
+	char *text = mh_slurp(path, MH_READ_MAX, 0, len, why, sizeof why);
+	if (!text)
+		mh_errf(err, "%s: %s", path, why);
+	return text;
 }
 
 char *mh_path_join(const char *a, const char *b)

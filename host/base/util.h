@@ -26,11 +26,15 @@ struct stat;
 /* open(O_RDONLY) that refuses anything but a regular file, without ever
  * blocking on a FIFO; the fd, or -1 with a reason (no path) in why. */
 int mh_open_regular(const char *path, struct stat *st, char *why, size_t whylen);
-/* A whole regular file of at most max bytes, NUL-terminated; NULL with a
- * reason (no path) in why. */
-char *mh_slurp(const char *path, size_t max, size_t *len, char *why, size_t whylen);
-/* The same with "path: reason" in err (MH_ERRLEN); mh_read_file caps at
- * MH_READ_MAX. */
+/* A whole file of at most max bytes, NUL-terminated; with regular_only,
+ * nothing but a regular file (model files); else pipes and devices too (a
+ * file the user named: -f /dev/stdin), still capped.  NULL with a reason
+ * (no path) in why. */
+char *mh_slurp(const char *path, size_t max, int regular_only, size_t *len, char *why,
+	       size_t whylen);
+/* mh_slurp with "path: reason" in err (MH_ERRLEN): mh_read_file_max for
+ * files a model directory names (regular only), mh_read_file for files
+ * the user names (anything readable, capped at MH_READ_MAX). */
 char *mh_read_file_max(const char *path, size_t max, size_t *len, char *err);
 char *mh_read_file(const char *path, size_t *len, char *err);
 /* a + "/" + b, malloc'd. */

@@ -274,7 +274,7 @@ static int by_alignment(const void *a, const void *b)
 static int copy_file(const char *from, const char *to, char *err)
 {
 	size_t len;
-	char *data = mh_read_file(from, &len, err);
+	char *data = mh_read_file_max(from, MH_READ_MAX, &len, err); /* regular files only */
 	if (!data)
 		return -1;
 	FILE *f = fopen(to, "wb");

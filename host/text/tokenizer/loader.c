@@ -197,7 +197,7 @@ static bool build_id_tables(loadctx *L, int32_t max_id)
 static char *read_file(loadctx *L, size_t *len)
 {
 	char why[256];
-	char *text = mh_slurp(L->path, MH_READ_MAX, len, why, sizeof why);
+	char *text = mh_slurp(L->path, MH_READ_MAX, 1, len, why, sizeof why);
 	if (!text)
 		fail(L, "%s", why);
 	return text;
