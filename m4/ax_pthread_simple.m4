@@ -1,3 +1,4 @@
+dnl SPDX-License-Identifier: MIT
 # AX_PTHREAD_SIMPLE: make sure -pthread works and add it to CFLAGS/LIBS.
 # (Debian's gcc and glibc only; the autoconf-archive AX_PTHREAD is not a
 # dependency we want for that.)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* check_models.c - every first-party plugin against Hugging Face
  * transformers: logits at every position (one batched pass, and one token
  * at a time through the KV cache) within 1e-4 of expected.safetensors,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* check_ops.c - the host's tensor services against plain reference code:
  * matmul for every weight dtype and both the few-token and the batched
  * path, attention with and without a sliding window, norms, activations,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* check_registry.c - plugin discovery: rejection reasons, shadowing,
  * ranking, forcing, and replacing a plugin at runtime while a model loaded
  * from the old file keeps running. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* check_safetensors.c - the checkpoint reader: safetensors validation
  * (hostile and truncated files), sharded directories, config.json access
  * through the service table (single keys, and the decoder hyper-parameters). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* check_sampler.c - the sampler: greedy, repetition penalty, top-k, top-p,
  * min-p, seeding and the distribution it draws from. */
 #include "text/sampler.h"

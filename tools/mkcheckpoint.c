@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mkcheckpoint.c - write a random-weight Hugging Face checkpoint
  * (config.json + model.safetensors, no tokenizer) with the shape of a real
  * model, for benchmarking.  Standalone: libc only.  Tensors are generated

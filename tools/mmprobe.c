@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mmprobe.c - how close the one-token matmul kernels come to a plain read
  * of the same bytes.  Every 2-D weight of a checkpoint goes through
  * ops_matmul with one token, one pool job each, in the order of the file's

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bigram.c - a complete modelhost plugin for a toy architecture, BigramLM.
  *
  * The model is one table, `bigram.logits` [vocab, vocab]: row t holds the

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # installcheck.sh - build the bigram example against an installed modelhost
 # and generate with it, as a third party would.
 #

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mkbigram.c - write a toy BigramLM checkpoint (config.json +
  * model.safetensors) for the bigram example plugin.  libc only.
  *

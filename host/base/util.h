@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* host/base/: what every other host folder may use (errors, files, strings).
  * Includes only the C library. */
 /* util.h - small helpers shared by the host: error buffers, files, strings. */

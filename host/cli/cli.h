@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* cli.h - host/cli/: the modelhost command line.  main.c dispatches to one
  * file per command; common.c holds what they share.  May include every other
  * host folder; nothing outside host/cli/ includes this. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* cmd_bench.c - `modelhost bench`: prompt processing and generation speed in
  * the style of llama-bench, next to this machine's limits measured in the
  * same run (memory read bandwidth for decoding, the BLAS's SGEMM rate for

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* cmd_generate.c - `modelhost generate`: prompt in one batched pass, then
  * sample token by token through the KV cache, streaming text as it comes;
  * with -i, a prompt per line of stdin, and plugins reloaded on request. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* cmd_quant.c - the commands that judge and make quantized models:
  * perplexity (with KL divergence from a saved run, as llama.cpp's
  * llama-perplexity) and quantize. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* cmd_serve.c - `modelhost serve`: options, signals, and the server's life
  * from listening to a graceful stop.  The server itself is host/server/. */
 #include "cli/cli.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* cmd_tools.c - the commands for operators and plugin authors: plugins,
  * info, tokenize, detokenize, logits, verify. */
 #include "cli/cli.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* common.c - what every command shares: option parsing, messages, the
  * registry in search order, opening a model and its tokenizer.  Command
  * files call this; nothing here calls a command. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* main.c - `modelhost COMMAND [OPTIONS]`: the table of commands and the
  * dispatch to them.  What commands share is in common.c. */
 #include "config.h"

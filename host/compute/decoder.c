@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* decoder.c - see decoder.h.  What every standard decoder-only plugin would
  * otherwise repeat: its activation buffers and KV cache, and the forward
  * loop that feeds a prompt through in chunks and computes logits only for

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* decoder.h - the scaffolding of a standard decoder-only transformer that
  * the host lends to plugins (mh_services.decoder_new, decoder_free,
  * decoder_forward, kv_new, kv_free; since 1.2 decoder_seq_new, decoder_seq_free,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* kernels.c - see kernels.h. */
 #include "compute/kernels.h"
 #include "compute/quant.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* kernels.h - the inner loops of the tensor ops, vectorised per stored
  * dtype.  kernels.c holds a portable scalar version of each and an
  * AVX2/FMA/F16C version (compiled with target attributes, so no special

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* ops.c - see ops.h.  The numeric core: each step a small named function,
  * written to match Hugging Face transformers' float32 computation.  The
  * inner loops live in kernels.c (vectorised per stored dtype). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* host/compute/: tensors and compute (ops, kernels, rope, thread pool, the
  * decoder scaffold).  May include base/, model/ and the SDK header. */
 /* ops.h - the tensor operations the host lends to plugins (see the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* quant.c - see quant.h. */
 #include "compute/quant.h"
 #include "base/util.h"

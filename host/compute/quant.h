@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* quant.h - ggml's Q8_0 and Q4_0 block formats (modelhost/plugin.h,
  * mh_block_q8_0 / mh_block_q4_0): the reference quantizers, dequantizing,
  * and the 8-bit form of activations the integer kernels multiply with.

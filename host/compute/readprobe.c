@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* readprobe.c - see readprobe.h. */
 #include "compute/readprobe.h"
 #include "compute/kernels.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* readprobe.h - how fast this machine delivers given bytes at this moment:
  * one pool job reads a list of memory spans with no arithmetic (kern_read),
  * in 256 KiB blocks handed out as decoding hands out its rows (shrinking

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* rope.c - see rope.h. */
 #include "compute/rope.h"
 #include "model/modeldir.h"

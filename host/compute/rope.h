@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* rope.h - rotary position embeddings as Hugging Face transformers computes
  * them (rotate-half layout), configured from config.json in either spelling:
  * transformers 5's "rope_parameters" or the older "rope_theta" /

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* threadpool.c - see threadpool.h.
  *
  * A job is [0, total) in units of `align` items.  Each thread owns one

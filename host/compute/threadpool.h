@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* threadpool.h - one persistent pool of worker threads for the whole
  * process.  pool_run() splits [0, n) into contiguous ranges (one per thread
  * by default) and returns when all are done.  The caller's thread works

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* modeldir.c - see modeldir.h. */
 #include "model/modeldir.h"
 

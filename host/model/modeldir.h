@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* host/model/: model files, a directory and its safetensors, validated and
  * mapped.  May include base/ and the SDK header. */
 /* modeldir.h - a Hugging Face model directory: config.json (+

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* safetensors.c - see safetensors.h.  Format: 8-byte little-endian header
  * length N, N bytes of JSON {name: {dtype, shape, data_offsets: [b, e]}},
  * then the data area; offsets are relative to the data area. */

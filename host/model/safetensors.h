@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* safetensors.h - read-only, validated access to one .safetensors file.
  *
  * The file is mmapped; every header entry is checked before use (known

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* quantize.c - see quantize.h. */
 #include "plugin/quantize.h"
 #include "compute/kernels.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* quantize.h - --quant: the weights plugins get as Q8_0 / Q4_0 (or, for a
  * plugin that predates them, as floats), converted once at load. */
 #ifndef MH_QUANTIZE_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* host/plugin/: the plugin machinery (search paths, registry, the services
  * table, sessions).  May include base/, model/, compute/ and the SDK. */
 /* registry.h - plugin discovery, validation, ranking and runtime rescans.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* services.c - the service table: thin wrappers that give plugins the
  * host's model directory, tensor ops and device services through one
  * versioned struct (plugins never link a host symbol). */

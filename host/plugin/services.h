@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* services.h - the mh_services table the host hands to every plugin. */
 #ifndef MH_SERVICES_H
 #define MH_SERVICES_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* session.c - see session.h. */
 #include "plugin/session.h"
 #include "model/modeldir.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* session.h - a model loaded through a plugin: the directory, the plugin
  * reference that keeps its code mapped, and the checks the host makes on
  * every call (context length, token ids) whatever the plugin does. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* api.c - OpenAI's request and response shapes (see server.h): parameters
  * checked one by one with the name of the one that is wrong, completions
  * and chat completions whole or as server-sent events, tool calls. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* engine.c - see engine.h.
  *
  * The model: one mh_session, each slot a sequence of it (its own KV cache).

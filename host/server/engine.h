@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* host/server/: `modelhost serve`.  http.c (routes, errors, auth, limits),
  * api.c (the OpenAI request and response shapes, SSE), engine.c (slots,
  * queue, scheduler, plugin reloads), metrics.c.  May include every host

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* http.c - the HTTP side of `modelhost serve` on GNU libmicrohttpd: routes,
  * the API key, the body limit, error objects, and the waits on the engine.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* metrics.c - see metrics.h.  Fixed tables, so the page is bounded: paths
  * outside the known routes count as "other", statuses as their number. */
 #include "server/metrics.h"

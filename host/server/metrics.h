@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* metrics.h - the counters behind GET /metrics (Prometheus text format).
  * One set per process; every function is thread-safe. */
 #ifndef MH_METRICS_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* server.h - `modelhost serve`: what cmd_serve.c configures, http.c runs
  * and api.c reads.  See engine.h for the folder's layout. */
 #ifndef MH_SERVER_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* sampler.c - see sampler.h.
  *
  * Candidates live in one preallocated array of (value, id) pairs.  Top-k

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* sampler.h - pick the next token from a row of logits.
  *
  * The steps and their order follow Hugging Face generate():

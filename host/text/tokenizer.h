@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* host/text/: text in and out (tokenizer, sampler).  May include base/ and compute/;
  * knows nothing of plugins or models. */
 /* tokenizer.h - Hugging Face tokenizer.json (BPE models) for modelhost.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* llama.h - private to the llama plugin: the model's structs (the SDK's
  * mh_decoder_model holds what every decoder shares), how config.json and the weights fill them (loader.c), and the forward
  * pass (model.c).  Only the SDK is visible from here. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* loader.c - config.json and the safetensors weights into the llama
  * components.  Everything a real Llama-family checkpoint uses is read;
  * anything this plugin cannot honour is refused by name. */

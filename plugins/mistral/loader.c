@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* loader.c - config.json and the safetensors weights into the mistral
  * components.  Anything this plugin cannot honour is refused by name. */
 #include "mistral.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* model.c - the Mistral layer (sliding-window attention: position i sees
  * j with i - window < j <= i) and head, and the plugin descriptor.  The
  * host's decoder scaffold does the rest: prompts in chunks (matrix-matrix

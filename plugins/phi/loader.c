@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* loader.c - config.json and the safetensors weights into the phi
  * components, for Phi-2 (PhiForCausalLM) and Phi-3 (Phi3ForCausalLM).
  * Anything this plugin cannot honour is refused by name. */

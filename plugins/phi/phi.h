@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* phi.h - private to the phi plugin (Phi-2 and Phi-3): the model's structs
  * (the SDK's mh_decoder_model holds what every decoder shares), how config.json and the weights fill them (loader.c), and
  * the forward passes (model.c).  Only the SDK is visible from here.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* loader.c - config.json and the safetensors weights into the qwen
  * components.  Anything this plugin cannot honour is refused by name. */
 #include "qwen.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* model.c - the Qwen2/Qwen3 layer and head, and the plugin descriptor.  The
  * host's decoder scaffold does the rest: prompts in chunks (matrix-matrix
  * products), several sequences in one pass, each row's position, cache and

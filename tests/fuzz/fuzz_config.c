@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* fuzz_config.c - libFuzzer target: any bytes as config.json, beside the
  * real weights of the checkpoint folder $FUZZ_MODEL, with the plugins in
  * $FUZZ_PLUGINS.  Opening the folder must either fail with one line that

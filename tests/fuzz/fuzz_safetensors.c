@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* fuzz_safetensors.c - libFuzzer target: any bytes as a .safetensors file.
  * st_open must either refuse them with one line naming the file, or give
  * tensors whose every byte lies inside the mapping (all are read here).

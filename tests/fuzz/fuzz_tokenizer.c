@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* fuzz_tokenizer.c - libFuzzer target: any bytes as text to encode, and as
  * token ids to decode (whole and streamed), with the tokenizer.json named
  * by $FUZZ_TOKENIZER.  Encoding must take any valid UTF-8 and refuse

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # run.sh TARGET [SECONDS]: build tests/fuzz/fuzz_TARGET.c with clang's
 # libFuzzer, AddressSanitizer and UndefinedBehaviorSanitizer, and fuzz it
 # for SECONDS (default 60), starting from the reference files in ../shared.

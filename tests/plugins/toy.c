@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* toy.c - the smallest real plugin, built several ways by the test suite:
  * good versions 1 and 2 (for runtime replacement) and deliberately broken
  * ones (wrong ABI major, newer minor, no descriptor, empty name).

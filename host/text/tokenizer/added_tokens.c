@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* added_tokens.c - added tokens (tokenizers' AddedVocabulary): a byte trie
  * over their contents, and the split of a text at them. */
 #include "text/tokenizer/internal.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bpe.c - the BPE model: initial symbols, merging by rank, the per-call
  * word cache, and loading vocab and merges from tokenizer.json. */
 #include "text/tokenizer/internal.h"

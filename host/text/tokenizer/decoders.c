@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* decoders.c - decoders over a list of token strings (tokenizers'
  * decoders: ByteLevel, Metaspace, Replace, ByteFallback, Fuse, Strip,
  * BPEDecoder, Sequence), and loading them. */

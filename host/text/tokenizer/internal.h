@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* internal.h - what the pieces of the tokenizer share; nothing outside
  * host/text/tokenizer/ includes it (the API is text/tokenizer.h).
  *

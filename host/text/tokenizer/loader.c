@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* loader.c - tokenizer.json -> mh_tokenizer: reading the file, the id
  * tables, and the JSON helpers each stage's loader uses. */
 #include "text/tokenizer/internal.h"

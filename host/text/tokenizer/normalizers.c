@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* normalizers.c - the normalizer tree (tokenizers' normalizers), and
  * loading it. */
 #include "text/tokenizer/internal.h"

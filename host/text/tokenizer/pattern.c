@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* pattern.c - patterns (literal string, PCRE2 regex, or a per-character
  * predicate), "find all matches", and the split behaviours, as in
  * tokenizers' NormalizedString. */

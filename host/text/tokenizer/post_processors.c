@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* post_processors.c - post-processors, all reduced to templates of ids
  * around $A (tokenizers' processors), and loading them. */
 #include "text/tokenizer/internal.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* pre_tokenizers.c - pre-tokenizers over a list of pieces (tokenizers'
  * pre_tokenizers), the byte-level byte <-> character map, and loading them. */
 #include "text/tokenizer/internal.h"

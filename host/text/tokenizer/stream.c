@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* stream.c - the streaming detokenizer.
  *
  * The streaming detokenizer is tokenizers' DecodeStream: it re-decodes a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tokenizer.c - Hugging Face tokenizer.json with a BPE model.
  *
  * Encoding (tokenizer_encode) follows the Hugging Face tokenizers pipeline:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* util.c - small utilities of the tokenizer: arena, UTF-8, character
  * classes, the growing halves of the hash tables. */
 #include "text/tokenizer/internal.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* modelhost/plugin.h - the one contract between the modelhost host and its
  * architecture plugins.
  *
