@@ -352,7 +352,9 @@ int cmd_detokenize(int argc, char **argv)
 		putchar('\n');
 	}
 	else if (!rc)
-		rc = cli_fail("detokenize: out of memory");
+		rc = cli_fail("detokenize: decoding failed: out of memory, or a decoder step of "
+				     "tokenizer.json grows the text more than %d times",
+				     TOKENIZER_MAX_GROWTH);
 	free(text);
 	free(ids);
 	tokenizer_free(tk);

@@ -726,7 +726,10 @@ char *api_detokenize(server *sv, const cJSON *b, api_error *e)
 	char *clean = text ? api_clean_utf8(text, len) : NULL;
 	free(text);
 	if (!clean)
-		return api_error_set(e, 500, NULL, "out of memory"), NULL;
+		return api_error_set(e, 500, NULL,
+				     "decoding failed: out of memory, or a decoder step of tokenizer.json "
+				     "grows the text more than %d times", TOKENIZER_MAX_GROWTH),
+		       NULL;
 	cJSON *o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "content", clean);
 	free(clean);
