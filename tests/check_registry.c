@@ -20,12 +20,14 @@ static char *tmp, *plugdir, *plugdir2, *model;
 static char err[MH_ERRLEN];
 static const mh_services *svc;
 
-/* Copy the test plugin build NAME (tests/plugins/.libs/NAME.so) to DIR/AS. */
+/* Copy the test plugin build NAME (tests/plugins/.libs/NAME.so, or
+ * tests/plugins/hostile/.libs/ for the hostile ones) to DIR/AS. */
 static void install(const char *name, const char *dir, const char *as)
 {
 	const char *b = getenv("MODELHOST_BUILDDIR");
 	char from[4200], to[4200], tmpto[4300];
-	snprintf(from, sizeof from, "%s/tests/plugins/.libs/%s.so", b ? b : ".", name);
+	snprintf(from, sizeof from, "%s/tests/plugins/%s.libs/%s.so", b ? b : ".",
+		 strncmp(name, "hostile_", 8) == 0 ? "hostile/" : "", name);
 	snprintf(to, sizeof to, "%s/%s", dir, as);
 	/* replace atomically, as `install` does: never rewrite a mapped file */
 	snprintf(tmpto, sizeof tmpto, "%s.new", to);
