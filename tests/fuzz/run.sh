@@ -85,9 +85,16 @@ config)
 			-fno-sanitize-recover=undefined -fPIC -shared -I sdk/include \
 			plugins/$p/*.c -o "$out/plugins/$p.so"
 	done
-	host=$(find host -name '*.c' | grep -v '^host/cli/' | sort)
-	${CC:-clang} $flags -DMH_PLUGINDIR='"/nonexistent"' -DMH_PKGDATADIR='"/nonexistent"' \
-		-DMH_BUILDDIR='"/nonexistent"' -DMH_SRCDIR='"/nonexistent"' \
+	# the host's sources need the configured tree's config.h (the BLAS
+	# choice), and plugins are scanned by the scanner program first (built
+	# with ASan too, or it could not dlopen the instrumented plugins)
+	[ -f config.h ] || { echo "run.sh: config needs a configured tree: run ./configure first" >&2; exit 2; }
+	${CC:-clang} -g -O1 -fsanitize=address,undefined -I host -I sdk/include host/plugin/scanner.c -ldl \
+		-o "$out/modelhost-plugin-scanner"
+	export MODELHOST_PLUGIN_SCANNER="$out/modelhost-plugin-scanner"
+	host=$(find host -name '*.c' | grep -v -e '^host/cli/' -e '^host/server/' -e '^host/plugin/scanner.c$' | sort)
+	${CC:-clang} $flags -I . -DMH_PLUGINDIR='"/nonexistent"' -DMH_PKGDATADIR='"/nonexistent"' \
+		-DMH_SCANNER='"/nonexistent"' \
 		$(pkg-config --cflags openblas libpcre2-8 libutf8proc) tests/fuzz/fuzz_config.c $host \
 		$(pkg-config --libs libcjson openblas libpcre2-8 libutf8proc) -ldl -lpthread -lm \
 		-o "$out/fuzz_config"
