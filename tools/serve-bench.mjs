@@ -7,7 +7,12 @@
 // at once (aggregate generated t/s); CLIENTS decoding while one more arrives
 // (its time to first token, against the idle one's).  Prompts are P token
 // ids, completions N tokens (ignore_eos), greedy.
-import { spawn, spawnSync } from 'node:child_process';
+// Every request has a connection of its own, and `generate` runs without
+// blocking the event loop: a connection kept alive by Node's agent while a
+// synchronous child ran longer than the server's --timeout (60 s, a slow
+// generate on a loaded machine) was closed by the server, and the next
+// request sent on it died with "socket hang up".
+import { spawn } from 'node:child_process';
 import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -29,17 +34,17 @@ function prompt(k) { // P ids, different per client
 
 function stream(port, ids) { // resolves { ttft, tokens, tps } from the client's side
 	return new Promise((resolve, reject) => {
-		const body = JSON.stringify({ prompt: ids, max_tokens: N, temperature: 0, ignore_eos: true, stream: true });
+		const body = JSON.stringify({ prompt: ids, max_tokens: N, temperature: 0, ignore_eos: true, stream: true,
+			stream_options: { include_usage: true } });
 		const t0 = performance.now();
-		let first = 0, last = 0, events = 0, buf = '';
+		let first = 0, last = 0, events = 0, buf = '', done = false, tokens = 0;
 		const rq = http.request({ host: '127.0.0.1', port, path: '/v1/completions', method: 'POST',
-			headers: { 'Content-Type': 'application/json' } }, (res) => {
-			if (res.statusCode !== 200) reject(new Error(`HTTP ${res.statusCode}`));
+			agent: false, headers: { 'Content-Type': 'application/json' } }, (res) => {
 			res.setEncoding('utf8');
 			res.on('data', (d) => {
 				buf += d;
 				let i;
-				while ((i = buf.indexOf('\n\n')) >= 0) {
+				while (res.statusCode === 200 && (i = buf.indexOf('\n\n')) >= 0) {
 					const ev = buf.slice(0, i);
 					buf = buf.slice(i + 2);
 					if (ev.startsWith('data: {') && ev.includes('"finish_reason":null')) {
@@ -48,22 +53,39 @@ function stream(port, ids) { // resolves { ttft, tokens, tps } from the client's
 						last = now;
 						events++;
 					}
+					const u = ev.match(/"completion_tokens":(\d+)/);
+					if (u) tokens = +u[1];
+					if (ev === 'data: [DONE]') done = true;
 				}
 			});
-			res.on('end', () => resolve({ ttft: (first - t0) / 1e3, events, t0, last,
-				tps: events > 1 ? (events - 1) / ((last - first) / 1e3) : 0 }));
+			res.on('end', () => {
+				if (res.statusCode !== 200)
+					reject(new Error(`HTTP ${res.statusCode}: ${buf.slice(0, 300)}`));
+				else if (!done || tokens !== N)
+					reject(new Error(`the stream ended after ${tokens} of ${N} tokens${done ? '' : ', without [DONE]'}: ${buf.slice(0, 300)}`));
+				else
+					resolve({ ttft: (first - t0) / 1e3, events, tokens, t0, last,
+						tps: events > 1 ? (events - 1) / ((last - first) / 1e3) : 0 });
+			});
 		});
 		rq.on('error', reject);
 		rq.end(body);
 	});
 }
 
-function generate() {
+function generate() { // generate's t/s, without blocking the event loop
 	const ids = prompt(0).join(',');
-	const out = spawnSync(mh, ['generate', '-m', dir, '--ids', ids, '-n', String(N), '--temp', '0',
-		'-t', threads], { stdio: ['ignore', 'ignore', 'pipe'] }).stderr.toString();
-	const m = out.match(/generated (\d+) tokens \(([\d.]+) t\/s\)/);
-	return m ? +m[2] : NaN;
+	return new Promise((resolve, reject) => {
+		const g = spawn(mh, ['generate', '-m', dir, '--ids', ids, '-n', String(N), '--temp', '0',
+			'-t', threads], { stdio: ['ignore', 'ignore', 'pipe'] });
+		let out = '';
+		g.stderr.on('data', (d) => { out += d; });
+		g.on('error', reject);
+		g.on('close', () => {
+			const m = out.match(/generated (\d+) tokens \(([\d.]+) t\/s\)/);
+			m ? resolve(+m[2]) : reject(new Error(`generate: ${out.trim().split('\n').pop()}`));
+		});
+	});
 }
 
 const srv = spawn(mh, ['serve', '-m', dir, '--port', '0', '--parallel', String(clients + 1), '-t', threads],
@@ -82,12 +104,12 @@ const fmt = (x) => x.toFixed(2);
 try {
 	await stream(port, prompt(0)); // warm up: the weights in memory
 	for (let r = 0; r < R; r++) {
-		const gen = generate();
+		const gen = await generate();
 		const solo = await stream(port, prompt(0));
 		const t0 = performance.now();
 		const all = await Promise.all([...Array(clients).keys()].map((k) => stream(port, prompt(k))));
 		const secs = (Math.max(...all.map((a) => a.last)) - t0) / 1e3;
-		const agg = all.reduce((s, a) => s + a.events, 0) / secs;
+		const agg = all.reduce((s, a) => s + a.tokens, 0) / secs;
 		// one more arrives while the others decode
 		const busy = [...Array(clients).keys()].map((k) => stream(port, prompt(k)));
 		await new Promise((res) => setTimeout(res, 1000 * Math.max(0.5, solo.ttft * 4)));
@@ -98,6 +120,9 @@ try {
 			`${clients} clients: ${fmt(agg)} t/s aggregate (${fmt(agg / solo.tps)}x one client) | ` +
 			`TTFT while ${clients} decode: ${fmt(late.ttft)} s (${fmt(late.ttft / solo.ttft)}x idle)`);
 	}
+} catch (e) {
+	console.error(`serve-bench: ${e.message}`);
+	process.exitCode = 1;
 } finally {
 	srv.kill('SIGTERM');
 }
