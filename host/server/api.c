@@ -93,6 +93,16 @@ static int get_bool(const cJSON *b, const char *name, int *out, api_error *e)
 	return 1;
 }
 
+/* o printed as a response body, and freed; NULL with e set when out of memory. */
+static char *body_json(cJSON *o, api_error *e)
+{
+	char *s = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	if (!s)
+		api_error_set(e, 500, NULL, "out of memory");
+	return s;
+}
+
 char *api_clean_utf8(const char *p, size_t n)
 {
 	char *out = malloc(n * 3 + 1), *o = out;
@@ -152,37 +162,36 @@ static int parse_stop(const cJSON *b, engine_req *r, api_error *e)
 static int parse_sampling(const cJSON *b, engine_req *r, api_error *e)
 {
 	static uint64_t counter;
-	double d;
-	int64_t i;
+	double d = 0;
+	int64_t i = 0;
 	int rc;
 	mh_sampler_params *sp = &r->sp;
 	sampler_params_default(sp);
 	/* requests without a seed each get their own */
 	sp->seed ^= __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED) * 0x9E3779B97F4A7C15ull;
-	if ((rc = get_number(b, "temperature", 0, 100, &d, e)) < 0)
-		return -1;
-	if (rc)
-		sp->temperature = (float)d;
-	if ((rc = get_number(b, "top_p", 0, 1, &d, e)) < 0)
-		return -1;
-	if (rc)
-		sp->top_p = (float)d;
-	if ((rc = get_number(b, "min_p", 0, 1, &d, e)) < 0)
-		return -1;
-	if (rc)
-		sp->min_p = (float)d;
-	if ((rc = get_number(b, "repeat_penalty", 0, 100, &d, e)) < 0)
-		return -1;
-	if (rc)
-		sp->repeat_penalty = (float)d;
-	if ((rc = get_int(b, "top_k", 0, 1 << 24, &i, e)) < 0)
-		return -1;
-	if (rc)
-		sp->top_k = (int)i;
-	if ((rc = get_int(b, "repeat_last_n", 0, 1 << 24, &i, e)) < 0)
-		return -1;
-	if (rc)
-		sp->repeat_last_n = (int)i;
+	/* checked in this order: the first wrong one is the one reported */
+	const struct { const char *name; double hi; float *to; } num[] = {
+		{ "temperature", 100, &sp->temperature },
+		{ "top_p", 1, &sp->top_p },
+		{ "min_p", 1, &sp->min_p },
+		{ "repeat_penalty", 100, &sp->repeat_penalty },
+	};
+	const struct { const char *name; int *to; } whole[] = {
+		{ "top_k", &sp->top_k },
+		{ "repeat_last_n", &sp->repeat_last_n },
+	};
+	for (size_t k = 0; k < sizeof num / sizeof *num; k++) {
+		if ((rc = get_number(b, num[k].name, 0, num[k].hi, &d, e)) < 0)
+			return -1;
+		if (rc)
+			*num[k].to = (float)d;
+	}
+	for (size_t k = 0; k < sizeof whole / sizeof *whole; k++) {
+		if ((rc = get_int(b, whole[k].name, 0, 1 << 24, &i, e)) < 0)
+			return -1;
+		if (rc)
+			*whole[k].to = (int)i;
+	}
 	if ((rc = get_int(b, "seed", 0, (int64_t)1 << 53, &i, e)) < 0)
 		return -1;
 	if (rc)
@@ -517,13 +526,9 @@ char *api_result(server *sv, api_call *c, api_error *e)
 	cJSON_AddNullToObject(ch, "logprobs");
 	add_finish(ch, finish);
 	add_usage(o, c, s.n_gen);
-	char *out = cJSON_PrintUnformatted(o);
-	cJSON_Delete(o);
 	free(s.text);
 	free(s.tail);
-	if (!out)
-		api_error_set(e, 500, NULL, "out of memory");
-	return out;
+	return body_json(o, e);
 }
 
 /* ---- server-sent events ---------------------------------------------------------------- */
@@ -664,11 +669,7 @@ char *api_models(server *sv, api_error *e)
 		cJSON_AddNumberToObject(meta, "n_ctx", mi->n_ctx);
 		cJSON_AddNumberToObject(meta, "n_vocab", mi->vocab_size);
 	}
-	char *s = cJSON_PrintUnformatted(o);
-	cJSON_Delete(o);
-	if (!s)
-		api_error_set(e, 500, NULL, "out of memory");
-	return s;
+	return body_json(o, e);
 }
 
 char *api_tokenize(server *sv, const cJSON *b, api_error *e)
@@ -691,11 +692,7 @@ char *api_tokenize(server *sv, const cJSON *b, api_error *e)
 	for (size_t i = 0; i < n; i++)
 		cJSON_AddItemToArray(a, cJSON_CreateNumber(ids[i]));
 	free(ids);
-	char *s = cJSON_PrintUnformatted(o);
-	cJSON_Delete(o);
-	if (!s)
-		api_error_set(e, 500, NULL, "out of memory");
-	return s;
+	return body_json(o, e);
 }
 
 char *api_detokenize(server *sv, const cJSON *b, api_error *e)
@@ -733,9 +730,5 @@ char *api_detokenize(server *sv, const cJSON *b, api_error *e)
 	cJSON *o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "content", clean);
 	free(clean);
-	char *s = cJSON_PrintUnformatted(o);
-	cJSON_Delete(o);
-	if (!s)
-		api_error_set(e, 500, NULL, "out of memory");
-	return s;
+	return body_json(o, e);
 }

@@ -331,6 +331,18 @@ static void esess_drop(engine *e, esess *es)
 	free(es);
 }
 
+/* What slot_admit allocated for a request: the sampler, the stream, the
+ * history (whichever got that far). */
+static void slot_free_buffers(slot *sl)
+{
+	sampler_free(sl->sm);
+	sl->sm = NULL;
+	tokenizer_stream_free(sl->ds);
+	sl->ds = NULL;
+	free(sl->hist);
+	sl->hist = NULL;
+}
+
 /* Engine thread: end the slot's request (under mu) and free what it used. */
 static void slot_end(engine *e, slot *sl, const char *finish, int status, const char *err)
 {
@@ -351,12 +363,7 @@ static void slot_end(engine *e, slot *sl, const char *finish, int status, const 
 	e->busy--;
 	pthread_cond_broadcast(&e->changed);
 	pthread_mutex_unlock(&e->mu);
-	sampler_free(sl->sm);
-	sl->sm = NULL;
-	tokenizer_stream_free(sl->ds);
-	sl->ds = NULL;
-	free(sl->hist);
-	sl->hist = NULL;
+	slot_free_buffers(sl);
 	if (sl->es) {
 		session_seq_close(sl->es->s, sl->seq);
 		sl->es->users--;
@@ -600,12 +607,7 @@ static void admit(engine *e)
 			continue;
 		}
 		sl->r = NULL;
-		sampler_free(sl->sm);
-		sl->sm = NULL;
-		tokenizer_stream_free(sl->ds);
-		sl->ds = NULL;
-		free(sl->hist);
-		sl->hist = NULL;
+		slot_free_buffers(sl);
 		req_finish(r, NULL, 500, err);
 		req_unref(r);
 	}
