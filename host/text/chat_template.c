@@ -71,16 +71,23 @@ static cJSON *specials_of(const cJSON *cfg)
 	return out;
 }
 
+/* mh_read_file, its message in err (errlen bytes: this file's callers' size). */
+static char *read_text(const char *path, size_t *len, char *err, size_t errlen)
+{
+	char e[MH_ERRLEN];
+	char *text = mh_read_file(path, len, e);
+	if (!text)
+		snprintf(err, errlen, "%s", e);
+	return text;
+}
+
 static cJSON *read_config(const char *dir, char *path, size_t pathlen, char *err, size_t errlen)
 {
 	snprintf(path, pathlen, "%s/tokenizer_config.json", dir);
-	char e[MH_ERRLEN];
 	size_t len;
-	char *text = mh_read_file(path, &len, e);
-	if (!text) {
-		snprintf(err, errlen, "%s", e);
+	char *text = read_text(path, &len, err, errlen);
+	if (!text)
 		return NULL;
-	}
 	cJSON *cfg = cJSON_ParseWithLength(text, len);
 	free(text);
 	if (!cfg || !cJSON_IsObject(cfg)) {
@@ -158,13 +165,10 @@ mh_chat_template *chat_template_from_string(const char *text, size_t len, const 
 
 mh_chat_template *chat_template_from_file(const char *path, const char *dir, char *err, size_t errlen)
 {
-	char e[MH_ERRLEN];
 	size_t len;
-	char *text = mh_read_file(path, &len, e);
-	if (!text) {
-		snprintf(err, errlen, "%s", e);
+	char *text = read_text(path, &len, err, errlen);
+	if (!text)
 		return NULL;
-	}
 	mh_chat_template *t = chat_template_from_string(text, len, path, dir, err, errlen);
 	free(text);
 	return t;

@@ -295,6 +295,23 @@ static long long norm_index(long long i, long long len)
 	return i < 0 ? i + len : i;
 }
 
+/* One bound of a slice as Python's PySlice_AdjustIndices clamps it; dflt
+ * when it is absent. */
+static long long slice_bound(val x, long long len, long long step, long long dflt)
+{
+	if (x.t == V_NONE || x.t == V_UNDEF)
+		return dflt;
+	long long i = ival(x);
+	if (i < 0) {
+		i += len;
+		if (i < 0)
+			i = step < 0 ? -1 : 0;
+	} else if (i >= len) {
+		i = step < 0 ? len - 1 : len;
+	}
+	return i;
+}
+
 static val slice(tpl_render *r, int line, val obj, val lo, val hi, val st)
 {
 	long long len, start, stop, stepv = 1;
@@ -318,29 +335,8 @@ static val slice(tpl_render *r, int line, val obj, val lo, val hi, val st)
 		len = ascii ? (long long)obj.s.n : (long long)u8_len(obj.s.p, obj.s.n);
 	} else
 		len = (long long)obj.l->n;
-	/* Python's PySlice_AdjustIndices */
-	if (lo.t == V_NONE || lo.t == V_UNDEF)
-		start = stepv < 0 ? len - 1 : 0;
-	else {
-		start = ival(lo);
-		if (start < 0) {
-			start += len;
-			if (start < 0)
-				start = stepv < 0 ? -1 : 0;
-		} else if (start >= len)
-			start = stepv < 0 ? len - 1 : len;
-	}
-	if (hi.t == V_NONE || hi.t == V_UNDEF)
-		stop = stepv < 0 ? -1 : len;
-	else {
-		stop = ival(hi);
-		if (stop < 0) {
-			stop += len;
-			if (stop < 0)
-				stop = stepv < 0 ? -1 : 0;
-		} else if (stop >= len)
-			stop = stepv < 0 ? len - 1 : len;
-	}
+	start = slice_bound(lo, len, stepv, stepv < 0 ? len - 1 : 0);
+	stop = slice_bound(hi, len, stepv, stepv < 0 ? -1 : len);
 	if (obj.t == V_STR && stepv == 1) {
 		if (stop <= start)
 			return v_str("", 0);
@@ -731,6 +727,20 @@ static int exec_for(tpl_render *r, tpl_frame *f, const node *n, tpl_buf *out)
 	return FLOW_NEXT;
 }
 
+/* {% set %} and {% set %}...{% endset %}: v to the names, or to a
+ * namespace's attribute (set ns.name = ...). */
+static void assign(tpl_render *r, tpl_frame *f, const node *n, val v)
+{
+	if (n->a) {
+		val ns = eval(r, f, n->a);
+		if (ns.t != V_NS)
+			tpl_fail(r->e, n->line, "cannot assign attribute on non-namespace object");
+		dict_set(r->e, ns.d, v_cstr(r->e, n->name), v);
+	} else {
+		bind_targets(r, n->line, f, n->names, n->nnames, v);
+	}
+}
+
 static int exec(tpl_render *r, tpl_frame *f, const node *n, tpl_buf *out)
 {
 	step(r, n->line);
@@ -748,13 +758,7 @@ static int exec(tpl_render *r, tpl_frame *f, const node *n, tpl_buf *out)
 		return exec_for(r, f, n, out);
 	case N_SET: {
 		val v = eval(r, f, n->b);
-		if (n->a) {
-			val ns = eval(r, f, n->a);
-			if (ns.t != V_NS)
-				tpl_fail(r->e, n->line, "cannot assign attribute on non-namespace object");
-			dict_set(r->e, ns.d, v_cstr(r->e, n->name), v);
-		} else
-			bind_targets(r, n->line, f, n->names, n->nnames, v);
+		assign(r, f, n, v);
 		return FLOW_NEXT;
 	}
 	case N_SETBLOCK: {
@@ -762,13 +766,7 @@ static int exec(tpl_render *r, tpl_frame *f, const node *n, tpl_buf *out)
 		buf_init(&b, r->e, n->line);
 		exec_body(r, frame_new(r, f), &n->list, &b);
 		val v = filter_chain(r, f, n->d, buf_val(&b));
-		if (n->a) {
-			val ns = eval(r, f, n->a);
-			if (ns.t != V_NS)
-				tpl_fail(r->e, n->line, "cannot assign attribute on non-namespace object");
-			dict_set(r->e, ns.d, v_cstr(r->e, n->name), v);
-		} else
-			bind_targets(r, n->line, f, n->names, n->nnames, v);
+		assign(r, f, n, v);
 		return FLOW_NEXT;
 	}
 	case N_MACRO: {

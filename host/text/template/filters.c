@@ -74,42 +74,27 @@ static void put_case(tpl_buf *b, uint32_t c, char mode)
 	buf_cp(b, (uint32_t)x);
 }
 
-static val map_case(tpl_render *r, int line, val s, char mode)
+/* s recased: 'u' upper, 'l' lower (every character); 'c' as str.capitalize()
+ * (the first title-cased, the rest lowered); 'T' as str.title() (a cased
+ * character title-cased after an uncased one, lowered after a cased one). */
+static val recase(tpl_render *r, int line, val s, char rule)
 {
 	tpl_buf b;
 	buf_init(&b, r->e, line);
 	size_t i = 0;
-	while (i < s.s.n)
-		put_case(&b, u8_next(s.s.p, s.s.n, &i), mode);
-	return buf_val(&b);
-}
-
-/* str.capitalize() */
-static val capitalize(tpl_render *r, int line, val s)
-{
-	tpl_buf b;
-	buf_init(&b, r->e, line);
-	size_t i = 0;
-	int first = 1;
-	while (i < s.s.n) {
-		put_case(&b, u8_next(s.s.p, s.s.n, &i), first ? 't' : 'l');
-		first = 0;
-	}
-	return buf_val(&b);
-}
-
-/* str.title() */
-static val py_title(tpl_render *r, int line, val s)
-{
-	tpl_buf b;
-	buf_init(&b, r->e, line);
-	size_t i = 0;
-	int prev = 0;
+	int prev = 0; /* 'c': a character came before; 'T': the one before was cased */
 	while (i < s.s.n) {
 		uint32_t c = u8_next(s.s.p, s.s.n, &i);
-		int cased = is_cased(c);
-		put_case(&b, c, cased ? (prev ? 'l' : 't') : 'l');
-		prev = cased;
+		char mode = rule;
+		if (rule == 'c') {
+			mode = prev ? 'l' : 't';
+			prev = 1;
+		} else if (rule == 'T') {
+			int cased = is_cased(c);
+			mode = cased && !prev ? 't' : 'l';
+			prev = cased;
+		}
+		put_case(&b, c, mode);
 	}
 	return buf_val(&b);
 }
@@ -337,11 +322,11 @@ static val str_method(tpl_render *r, int line, const char *m, val s, tpl_args *a
 		return v_bool(starts_or_ends(r, line, s, *x, m[0] == 'e'));
 	}
 	if (!strcmp(m, "upper") || !strcmp(m, "lower"))
-		return map_case(r, line, s, m[0]);
+		return recase(r, line, s, m[0]);
 	if (!strcmp(m, "title"))
-		return py_title(r, line, s);
+		return recase(r, line, s, 'T');
 	if (!strcmp(m, "capitalize"))
-		return capitalize(r, line, s);
+		return recase(r, line, s, 'c');
 	if (!strcmp(m, "replace")) {
 		if (!x || !y)
 			tpl_fail(r->e, line, "replace: takes two arguments");
@@ -517,7 +502,7 @@ static val attr_path(tpl_render *r, int line, val v, val attr)
 
 static val lower_key(tpl_render *r, int line, val v, int case_sensitive)
 {
-	return !case_sensitive && v.t == V_STR ? map_case(r, line, v, 'l') : v;
+	return !case_sensitive && v.t == V_STR ? recase(r, line, v, 'l') : v;
 }
 
 FILTER(trim)
@@ -538,9 +523,9 @@ FILTER(length)
 	}
 }
 
-FILTER(upper) { (void)a; return map_case(r, line, str_of(r, line, v), 'u'); }
-FILTER(lower) { (void)a; return map_case(r, line, str_of(r, line, v), 'l'); }
-FILTER(capitalize) { (void)a; return capitalize(r, line, str_of(r, line, v)); }
+FILTER(upper) { (void)a; return recase(r, line, str_of(r, line, v), 'u'); }
+FILTER(lower) { (void)a; return recase(r, line, str_of(r, line, v), 'l'); }
+FILTER(capitalize) { (void)a; return recase(r, line, str_of(r, line, v), 'c'); }
 
 /* Jinja's title: each run split at [-\s({[<]+ gets its first character
  * upper-cased and the rest lower-cased. */
@@ -658,6 +643,14 @@ FILTER(tojson)
 FILTER(string) { (void)a; return str_of(r, line, v); }
 FILTER(safe) { (void)a; (void)r; (void)line; return v; }
 
+/* Past the white space Python's int() and float() allow around a number. */
+static char *skip_space(char *p)
+{
+	while (*p == ' ' || (*p >= 9 && *p <= 13))
+		p++;
+	return p;
+}
+
 /* Python's int(str): optional sign, digits with single underscores, spaces around. */
 static int parse_int(val s, long long base, long long *out)
 {
@@ -671,19 +664,12 @@ static int parse_int(val s, long long base, long long *out)
 		else if (!i || i + 1 == s.s.n || s.s.p[i + 1] == '_')
 			return -1;
 	buf[n] = 0;
-	char *p = buf;
-	while (*p == ' ' || (*p >= 9 && *p <= 13))
-		p++;
+	char *p = skip_space(buf), *end;
 	if (!*p)
 		return -1;
-	char *end;
 	errno = 0;
 	long long x = strtoll(p, &end, (int)base);
-	if (end == p || errno)
-		return -1;
-	while (*end == ' ' || (*end >= 9 && *end <= 13))
-		end++;
-	if (*end)
+	if (end == p || errno || *skip_space(end))
 		return -1;
 	*out = x;
 	return 0;
@@ -696,17 +682,11 @@ static int parse_float(val s, double *out)
 		return -1;
 	memcpy(buf, s.s.p, s.s.n);
 	buf[s.s.n] = 0;
-	char *p = buf, *end;
-	while (*p == ' ' || (*p >= 9 && *p <= 13))
-		p++;
+	char *p = skip_space(buf), *end;
 	if (!*p || (p[0] == '0' && (p[1] | 0x20) == 'x'))
 		return -1;
 	double x = strtod(p, &end);
-	if (end == p)
-		return -1;
-	while (*end == ' ' || (*end >= 9 && *end <= 13))
-		end++;
-	if (*end)
+	if (end == p || *skip_space(end))
 		return -1;
 	*out = x;
 	return 0;
@@ -1176,37 +1156,38 @@ tpl_builtin tpl_filter(const char *name)
 }
 
 /* ---- tests --------------------------------------------------------------------------- */
+#define T(type) (1u << (type))
+/* The tests that look at the type alone, and the types that pass them. */
+static const struct {
+	const char *name;
+	unsigned types;
+} by_type[] = {
+	{ "undefined", T(V_UNDEF) },
+	{ "none", T(V_NONE) },
+	{ "string", T(V_STR) },
+	{ "mapping", T(V_DICT) },
+	{ "iterable", T(V_STR) | T(V_LIST) | T(V_DICT) | T(V_UNDEF) },
+	{ "sequence", T(V_STR) | T(V_LIST) | T(V_DICT) | T(V_UNDEF) },
+	{ "number", T(V_INT) | T(V_FLOAT) | T(V_BOOL) },
+	{ "integer", T(V_INT) },
+	{ "float", T(V_FLOAT) },
+	{ "boolean", T(V_BOOL) },
+	{ "callable", T(V_FUNC) | T(V_MACRO) },
+};
+#undef T
+
 int tpl_test(tpl_render *r, int line, const char *t, val v, tpl_args *a)
 {
 	const val *x = arg(a, 0, NULL);
 	if (!strcmp(t, "defined"))
 		return v.t != V_UNDEF;
-	if (!strcmp(t, "undefined"))
-		return v.t == V_UNDEF;
-	if (!strcmp(t, "none"))
-		return v.t == V_NONE;
-	if (!strcmp(t, "string"))
-		return v.t == V_STR;
-	if (!strcmp(t, "mapping"))
-		return v.t == V_DICT;
-	if (!strcmp(t, "iterable"))
-		return v.t == V_STR || v.t == V_LIST || v.t == V_DICT || v.t == V_UNDEF;
-	if (!strcmp(t, "sequence"))
-		return v.t == V_STR || v.t == V_LIST || v.t == V_DICT || v.t == V_UNDEF;
-	if (!strcmp(t, "number"))
-		return v.t == V_INT || v.t == V_FLOAT || v.t == V_BOOL;
-	if (!strcmp(t, "integer"))
-		return v.t == V_INT;
-	if (!strcmp(t, "float"))
-		return v.t == V_FLOAT;
-	if (!strcmp(t, "boolean"))
-		return v.t == V_BOOL;
+	for (size_t k = 0; k < sizeof by_type / sizeof *by_type; k++)
+		if (!strcmp(t, by_type[k].name))
+			return (by_type[k].types >> v.t) & 1;
 	if (!strcmp(t, "true"))
 		return v.t == V_BOOL && v.b;
 	if (!strcmp(t, "false"))
 		return v.t == V_BOOL && !v.b;
-	if (!strcmp(t, "callable"))
-		return v.t == V_FUNC || v.t == V_MACRO;
 	if (!strcmp(t, "escaped"))
 		return 0;
 	if (!strcmp(t, "odd") || !strcmp(t, "even")) {

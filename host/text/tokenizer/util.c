@@ -46,35 +46,32 @@ void arena_free(ablk *b)
  * which is what one U+FFFD replaces in from_utf8_lossy. */
 size_t utf8_seq(const unsigned char *s, size_t n, uint32_t *cp, size_t *bad)
 {
+	/* Unicode's table 3-7 of well-formed sequences: by the first byte, the
+	 * length and the range of the second (the others are 80..BF) */
+	static const struct { unsigned char first, last, len, lo, hi; } lead[] = {
+		{ 0xC2, 0xDF, 2, 0x80, 0xBF },
+		{ 0xE0, 0xE0, 3, 0xA0, 0xBF },
+		{ 0xE1, 0xEC, 3, 0x80, 0xBF },
+		{ 0xED, 0xED, 3, 0x80, 0x9F },
+		{ 0xEE, 0xEF, 3, 0x80, 0xBF },
+		{ 0xF0, 0xF0, 4, 0x90, 0xBF },
+		{ 0xF1, 0xF3, 4, 0x80, 0xBF },
+		{ 0xF4, 0xF4, 4, 0x80, 0x8F },
+	};
 	unsigned c = s[0];
-	size_t len;
-	uint32_t v;
-	unsigned lo = 0x80, hi = 0xBF;
 	*bad = 1;
 	if (c < 0x80) {
 		*cp = c;
 		return 1;
 	}
-	if (c >= 0xC2 && c <= 0xDF) {
-		len = 2;
-		v = c & 0x1F;
-	} else if (c >= 0xE0 && c <= 0xEF) {
-		len = 3;
-		v = c & 0x0F;
-		if (c == 0xE0)
-			lo = 0xA0;
-		else if (c == 0xED)
-			hi = 0x9F;
-	} else if (c >= 0xF0 && c <= 0xF4) {
-		len = 4;
-		v = c & 0x07;
-		if (c == 0xF0)
-			lo = 0x90;
-		else if (c == 0xF4)
-			hi = 0x8F;
-	} else {
+	size_t k = 0;
+	while (k < sizeof lead / sizeof *lead && c > lead[k].last)
+		k++;
+	if (k == sizeof lead / sizeof *lead || c < lead[k].first)
 		return 0;
-	}
+	size_t len = lead[k].len;
+	unsigned lo = lead[k].lo, hi = lead[k].hi;
+	uint32_t v = c & (0x7Fu >> len);
 	for (size_t i = 1; i < len; i++) {
 		if (i >= n)
 			return 0;
@@ -116,25 +113,18 @@ bool utf8_valid(const char *s, size_t n)
 /* Append s to out, replacing ill-formed sequences by U+FFFD. */
 void utf8_lossy(sbuf *out, const char *s, size_t n)
 {
-	const unsigned char *u = (const unsigned char *)s;
-	size_t i = 0, run = 0, bad;
+	size_t i = 0, bad;
 	uint32_t cp;
-	while (i < n) {
-		if (u[i] < 0x80) {
-			i++;
-			continue;
-		}
-		size_t l = utf8_seq(u + i, n - i, &cp, &bad);
-		if (l) {
-			i += l;
-			continue;
-		}
-		sb_put(out, s + run, i - run);
+	for (;;) {
+		size_t ok = tokenizer_utf8_valid_prefix(s + i, n - i);
+		sb_put(out, s + i, ok);
+		i += ok;
+		if (i == n)
+			return;
+		utf8_seq((const unsigned char *)s + i, n - i, &cp, &bad);
 		sb_put(out, "\xEF\xBF\xBD", 3);
 		i += bad;
-		run = i;
 	}
-	sb_put(out, s + run, n - run);
 }
 
 /* Rust char::is_whitespace (the White_Space property). */
