@@ -527,6 +527,150 @@ START_TEST(sliding_window_cache_is_a_ring)
 }
 END_TEST
 
+/* ---- weight_t: matrices stored [in, out] (GPT-2's Conv1D) ------------------ */
+
+/* A checkpoint of dtype dt holding each matrix twice: "w.X" stored [out,
+ * in] as weight() takes it, and "c.X" its transpose (a Conv1D's layout).
+ * a: 45 x 320 (whole blocks of 32: --quant applies; two slabs of the
+ * transposition, the last short); b: 37 x 300 (no whole blocks). */
+static const struct { const char *w, *c; int out, in; } tmats[] = {
+	{ "w.a", "c.a", 45, 320 },
+	{ "w.b", "c.b", 37, 300 },
+};
+
+static char *transposed_checkpoint(mh_dtype dt)
+{
+	char *dir = tu_tmpdir(), path[4200];
+	tu_write(dir, "config.json", "{}");
+	mh_tensor ts[5] = { 0 };
+	uint32_t st = 7;
+	for (int m = 0; m < 2; m++) {
+		int out = tmats[m].out, in = tmats[m].in;
+		size_t es = mh_dtype_size(dt), n = (size_t)out * in;
+		char *w = malloc(n * es), *c = malloc(n * es);
+		for (int o = 0; o < out; o++)
+			for (int i = 0; i < in; i++) {
+				st = st * 1103515245u + 12345u;
+				float f = ((int)(st >> 9) % 2001 - 1000) / 997.0f;
+				uint16_t h = dt == MH_BF16 ? mh_f32_to_bf16(f) : mh_f32_to_f16(f);
+				const void *v = dt == MH_F32 ? (const void *)&f : (const void *)&h;
+				memcpy(w + ((size_t)o * in + i) * es, v, es);
+				memcpy(c + ((size_t)i * out + o) * es, v, es);
+			}
+		ts[2 * m] = (mh_tensor){ .name = tmats[m].w, .dtype = dt, .ndim = 2,
+					  .shape = { out, in }, .nelem = (int64_t)n, .data = w,
+					  .nbytes = n * es };
+		ts[2 * m + 1] = ts[2 * m];
+		ts[2 * m + 1].name = tmats[m].c;
+		ts[2 * m + 1].shape[0] = in;
+		ts[2 * m + 1].shape[1] = out;
+		ts[2 * m + 1].data = c;
+	}
+	static const int32_t ids[2] = { 1, 2 };
+	ts[4] = (mh_tensor){ .name = "ids", .dtype = MH_I32, .ndim = 1, .shape = { 2 },
+			     .nelem = 2, .data = ids, .nbytes = sizeof ids };
+	snprintf(path, sizeof path, "%s/model.safetensors", dir);
+	ck_assert_msg(st_write(path, ts, 5, err) == 0, "%s", err);
+	for (int k = 0; k < 4; k++)
+		free((void *)ts[k].data);
+	return dir;
+}
+
+/* y = x w^T through svc->matmul for n rows, compared bit for bit.  The
+ * one-token kernels take a 16-bit row's head apart by its address modulo
+ * 32 bytes (kernels.c, peel()), so a sum depends on where the weight sits:
+ * b is read from a 64-byte aligned copy of its bytes, as the host's own
+ * copies are (a file may align a tensor to 8 bytes only). */
+static void same_products(const mh_services *svc, const mh_tensor *a, const mh_tensor *stored,
+			  const char *what)
+{
+	int in = (int)a->shape[1], out = (int)a->shape[0];
+	mh_tensor bt = *stored, *b = &bt;
+	void *copy = NULL;
+	ck_assert_int_eq(posix_memalign(&copy, 64, stored->nbytes), 0);
+	memcpy(copy, stored->data, stored->nbytes);
+	bt.data = copy;
+	for (int n = 1; n <= 20; n += 19) { /* the one-token kernels, then SGEMM */
+		float *x = malloc((size_t)n * in * sizeof *x), *ya = malloc((size_t)n * out * sizeof *ya),
+		      *yb = malloc((size_t)n * out * sizeof *yb);
+		for (int k = 0; k < n * in; k++)
+			x[k] = sinf(0.37f * k) + 0.1f;
+		svc->matmul(ya, x, a, NULL, n);
+		svc->matmul(yb, x, b, NULL, n);
+		ck_assert_msg(memcmp(ya, yb, (size_t)n * out * sizeof *ya) == 0,
+			      "%s: %d-row products differ", what, n);
+		free(x);
+		free(ya);
+		free(yb);
+	}
+	free(copy);
+}
+
+/* weight_t hands out the transpose of a tensor stored [in, out] (F32, BF16,
+ * F16; with --quant, quantized as the same weight stored [out, in] is):
+ * the same bytes, and so matmul results bit for bit the same; once (a
+ * second call gets the same copy), with the stored pages no longer counted
+ * as read (modeldir_resident, what bench's decode limit counts). */
+START_TEST(weight_t_equals_the_weight_stored_out_in)
+{
+	static const mh_dtype dts[3] = { MH_F32, MH_BF16, MH_F16 };
+	mh_dtype dt = dts[_i % 3];
+	int quant = _i >= 3;
+	const mh_services *svc = services_init(2);
+	char *dir = transposed_checkpoint(dt);
+	mh_dir *d = modeldir_open(dir, err);
+	ck_assert_msg(d != NULL, "%s", err);
+	d->quant = d->quant_io = quant ? MH_Q8_0 : MH_F32;
+	d->quant_ok = 1;
+	for (int m = 0; m < 2; m++) {
+		int out = tmats[m].out, in = tmats[m].in;
+		const mh_tensor *w = svc->weight(d, tmats[m].w, 2, out, in);
+		const mh_tensor *c = svc->weight_t(d, tmats[m].c, out, in);
+		ck_assert_msg(w && c, "%s", d->err);
+		mh_dtype want = quant && in % MH_QBLOCK == 0 ? MH_Q8_0 : dt;
+		ck_assert_int_eq(c->dtype, want);
+		ck_assert_int_eq(w->dtype, want);
+		ck_assert(c->ndim == 2 && c->shape[0] == out && c->shape[1] == in);
+		ck_assert_uint_eq(c->nbytes, w->nbytes);
+		ck_assert_msg(memcmp(c->data, w->data, w->nbytes) == 0, "%s: bytes differ", tmats[m].c);
+		same_products(svc, c, w, tmats[m].c);
+		ck_assert_ptr_eq(svc->weight_t(d, tmats[m].c, out, in), c);
+		const mh_tensor *in_use[3];
+		ck_assert_int_eq(modeldir_resident(d, modeldir_find(d, tmats[m].c), in_use), 1);
+		ck_assert_ptr_eq(in_use[0], c);
+	}
+	ck_assert_str_eq(d->err, "");
+	modeldir_close(d);
+	tu_rmtree(dir);
+	free(dir);
+}
+END_TEST
+
+/* A tensor missing, of another shape (including the [out, in] that weight()
+ * takes) or dtype: NULL and one line naming it. */
+START_TEST(weight_t_errors_name_the_tensor)
+{
+	const mh_services *svc = services_init(2);
+	char *dir = transposed_checkpoint(MH_BF16);
+	static const struct { const char *name; int rows, cols; const char *want; } cases[] = {
+		{ "c.nope", 45, 320, "tensor 'c.nope' is missing" },
+		{ "c.a", 320, 45, "tensor 'c.a' has shape [320, 45], expected [45, 320] (stored [in, out]" },
+		{ "c.a", 45, 321, "tensor 'c.a' has shape [320, 45], expected [321, 45]" },
+		{ "ids", 2, 1, "tensor 'ids' has dtype I32, expected F32, F16 or BF16" },
+	};
+	for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+		mh_dir *d = modeldir_open(dir, err);
+		ck_assert_msg(d != NULL, "%s", err);
+		d->quant_ok = 1;
+		ck_assert_ptr_null(svc->weight_t(d, cases[k].name, cases[k].rows, cases[k].cols));
+		ck_assert_msg(strstr(d->err, cases[k].want) && !strchr(d->err, '\n'), "%s", d->err);
+		modeldir_close(d);
+	}
+	tu_rmtree(dir);
+	free(dir);
+}
+END_TEST
+
 START_TEST(first_party_plugins_are_listed)
 {
 	const char *want[] = { "llama", "mistral", "phi", "qwen" };
@@ -557,6 +701,8 @@ int main(void)
 	tcase_add_test(tc, load_errors_name_the_problem);
 	tcase_add_test(tc, context_and_ids_are_checked);
 	tcase_add_test(tc, rewind_keeps_a_prefix);
+	tcase_add_loop_test(tc, weight_t_equals_the_weight_stored_out_in, 0, 6);
+	tcase_add_test(tc, weight_t_errors_name_the_tensor);
 	suite_add_tcase(s, tc);
 	return tu_run(s);
 }

@@ -578,6 +578,49 @@ error "bench --parallel 0" "bench: --parallel takes up to 16 comma-separated cou
 error "bench without a model" "bench: -m DIR is required" "$MH" bench
 error "bench -o xml" "bench: -o takes md or json, not 'xml'" "$MH" bench -m "$L" -o xml
 error "bench -r 0" "bench: -r expects a whole number from 1" "$MH" bench -m "$L" -r 0
+# A weight stored [in, out] (Conv1D), read through weight_t: the toy plugin
+# adds the row sums of toy.proj's transpose, [4, 32], to its logits (16 for
+# id 2), and a token reads toy.logits (16 bytes) and the host's copy of the
+# transpose: 512 bytes as F32, 4 x 34 as Q8_0, never the stored 512 again.
+if [ -f "$TOY/toy_v1.so" ]; then
+	mkdir -p "$T/cp" "$T/conv1d" && cp "$TOY/toy_v1.so" "$T/cp/toy.so"
+	python3 - "$T/conv1d" <<'PY'
+import json, os, struct, sys
+d = sys.argv[1]
+proj = [0.5 if i == 2 else 0.0 for j in range(32) for i in range(4)]  # stored [32, 4]
+hdr = json.dumps({"toy.logits": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]},
+                  "toy.proj": {"dtype": "F32", "shape": [32, 4], "data_offsets": [16, 528]}})
+hdr += " " * (-len(hdr) % 8)
+with open(os.path.join(d, "config.json"), "w") as f:
+    json.dump({"architectures": ["ToyForCausalLM"], "vocab_size": 4, "eos_token_id": 3}, f)
+with open(os.path.join(d, "model.safetensors"), "wb") as f:
+    f.write(struct.pack("<Q", len(hdr)) + hdr.encode() + struct.pack("<4f", 0.5, 2, 1, 0) +
+            struct.pack("<128f", *proj))
+PY
+	run "weight_t: generate" 0 "$MH" generate -m "$T/conv1d" --plugin-dir "$T/cp" --ids 1 -n 2 \
+		--temp 0 && { [ "$(cat "$T/out")" = "2 2" ] && ok "weight_t: the transposed weight's sums" ||
+			bad "weight_t: generate gave '$(cat "$T/out")', expected '2 2'"; }
+	for q in f32:528 q8_0:152; do
+		run "weight_t: bench ${q%:*}" 0 "$MH" bench -m "$T/conv1d" --plugin-dir "$T/cp" -p 2 -n 2 \
+			-r 1 -o json --bw-size 16 $([ "${q%:*}" = f32 ] || echo --quant ${q%:*}) &&
+			{ grep -q "\"decode_bytes_per_token\":[[:space:]]*${q#*:}," "$T/out" &&
+				ok "weight_t: bench ${q%:*} counts the copy's bytes" ||
+				bad "weight_t: bench ${q%:*}: $(grep decode_bytes "$T/out")"; }
+	done
+	run "weight_t: info --quant" 0 "$MH" info -m "$T/conv1d" --plugin-dir "$T/cp" --quant q8_0 &&
+		{ grep -q "toy.proj  *Q8_0  *\[4, 32\] (transposed)" "$T/out" && ok "weight_t: info --quant" ||
+			bad "weight_t: info --quant: $(cat "$T/out")"; }
+	# quantize stores the quantized copy, [4, 32], which weight_t takes as it is
+	run "weight_t: quantize" 0 "$MH" quantize -m "$T/conv1d" -o "$T/conv1dq" --plugin-dir "$T/cp" \
+		--quant q8_0 &&
+		run "weight_t: generate quantized" 0 "$MH" generate -m "$T/conv1dq" --plugin-dir "$T/cp" \
+			--ids 1 -n 2 --temp 0 && [ "$(cat "$T/out")" = "2 2" ] &&
+		run "weight_t: bench quantized" 0 "$MH" bench -m "$T/conv1dq" --plugin-dir "$T/cp" -p 2 \
+			-n 2 -r 1 -o json --bw-size 16 &&
+		{ grep -q '"decode_bytes_per_token":[[:space:]]*152,' "$T/out" &&
+			ok "weight_t: a quantize'd checkpoint" ||
+			bad "weight_t: quantize'd: $(grep decode_bytes "$T/out")"; }
+fi
 # --- the same weights wherever their data starts ------------------------------------
 # Hugging Face files leave tensor data at any multiple of 8 mod 64, and the
 # one-token kernels take each row's head apart up to a 32-byte boundary

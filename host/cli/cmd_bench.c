@@ -245,10 +245,11 @@ static void model_survey(const mh_dir *d, int64_t vocab, model_stats *ms)
 	ms->dtype = mh_dtype_name((mh_dtype)best);
 }
 
-/* The bytes one decoded token reads, as spans of the mapping (or of the
- * copies --quant made), for the read probe.  Untied, the embedding table
- * is read one row per token and the output layer in full; tied, the one
- * table is read in full. */
+/* The bytes one decoded token reads, as spans of what holds each weight
+ * now (modeldir_resident: the mapping, or the copies that --quant and
+ * weight_t made in its place), for the read probe.  Untied, the embedding
+ * table is read one row per token and the output layer in full; tied, the
+ * one table is read in full. */
 static int decode_spans(readprobe *p, const mh_dir *d, int64_t vocab)
 {
 	int n_vocab = 0;
@@ -256,14 +257,18 @@ static int decode_spans(readprobe *p, const mh_dir *d, int64_t vocab)
 		n_vocab += d->index[i]->ndim == 2 && d->index[i]->shape[0] == vocab;
 	int skipped = n_vocab < 2; /* tied: the one table is read in full */
 	for (int i = 0; i < d->n_tensors; i++) {
-		const mh_tensor *t = quantize_loaded(d, d->index[i]);
-		int64_t bytes = (int64_t)t->nbytes;
-		if (!skipped && t->ndim == 2 && t->shape[0] == vocab) {
-			bytes /= vocab;
-			skipped = 1;
+		const mh_tensor *in[3];
+		int n = modeldir_resident(d, i, in);
+		for (int k = 0; k < n; k++) {
+			const mh_tensor *t = in[k];
+			int64_t bytes = (int64_t)t->nbytes;
+			if (!skipped && t->ndim == 2 && t->shape[0] == vocab) {
+				bytes /= vocab;
+				skipped = 1;
+			}
+			if (readprobe_add(p, t->data, bytes) != 0)
+				return -1;
 		}
-		if (readprobe_add(p, t->data, bytes) != 0)
-			return -1;
 	}
 	return 0;
 }

@@ -370,8 +370,15 @@ int cmd_quantize(int argc, char **argv)
 	}
 	int n_quant = 0;
 	for (int i = 0; i < d->n_tensors; i++) {
-		all[i] = *quantize_loaded(d, d->index[i]);
-		n_quant += all[i].data != d->index[i]->data;
+		/* a weight_t copy is written only quantized (stored [rows,
+		 * cols], as weight_t takes it back); a float one would have to
+		 * be stored transposed again: the original is */
+		const mh_tensor *c = quantize_loaded(d, d->index[i]);
+		if (modeldir_conv(d, i, 1) == c && !mh_dtype_is_quant(c->dtype))
+			c = d->index[i];
+		all[i] = *c;
+		all[i].name = d->index[i]->name;
+		n_quant += mh_dtype_is_quant(c->dtype) && !mh_dtype_is_quant(d->index[i]->dtype);
 	}
 	qsort(all, d->n_tensors, sizeof *all, by_alignment);
 	if (st_write(st_out, all, d->n_tensors, err) != 0 || copy_side_files(q.model, q.out, err) != 0) {

@@ -142,16 +142,23 @@ static int model_opt(void *ctx, int c, const char *arg)
 /* With --quant: every matrix, and what it became or why it stayed. */
 static void print_quantized(const mh_dir *d)
 {
-	printf("quantized:      %d tensors; the matrices:\n", d->n_conv);
+	int n = 0;
+	for (int i = 0; i < d->n_conv; i++)
+		n += mh_dtype_is_quant(d->conv[i].t->dtype);
+	printf("quantized:      %d tensors; the matrices:\n", n);
 	for (int i = 0; i < d->n_tensors; i++) {
 		const mh_tensor *t = d->index[i], *l = quantize_loaded(d, t);
 		if (t->ndim != 2)
 			continue;
-		const char *why = l != t ? "" : t->shape[1] % MH_QBLOCK ? " (rows not a multiple of 32)"
-					 : mh_dtype_is_quant(t->dtype) ? " (stored so)"
-					 : " (kept)";
+		int tr = l == modeldir_conv(d, i, 1);
+		const char *why = tr ? (mh_dtype_is_quant(l->dtype) ? " (transposed)"
+					: l->shape[1] % MH_QBLOCK ? " (transposed; rows not a multiple of 32)"
+					: " (transposed, kept)")
+				  : l != t ? "" : t->shape[1] % MH_QBLOCK ? " (rows not a multiple of 32)"
+				  : mh_dtype_is_quant(t->dtype) ? " (stored so)"
+				  : " (kept)";
 		printf("  %-48s %-5s [%lld, %lld]%s\n", t->name, mh_dtype_name(l->dtype),
-		       (long long)t->shape[0], (long long)t->shape[1], why);
+		       (long long)l->shape[0], (long long)l->shape[1], why);
 	}
 }
 

@@ -228,6 +228,41 @@ void modeldir_drop(mh_dir *d, int i)
 	st_drop_range(&d->shards[d->index_shard[i]], d->index[i]->data, d->index[i]->nbytes);
 }
 
+void modeldir_drop_part(mh_dir *d, int i, const void *p, size_t n)
+{
+	st_drop_range(&d->shards[d->index_shard[i]], p, n);
+}
+
+const mh_tensor *modeldir_conv(const mh_dir *d, int src, int transposed)
+{
+	for (int k = 0; k < d->n_conv; k++)
+		if (d->conv[k].src == src && d->conv[k].transposed == transposed)
+			return d->conv[k].t;
+	return NULL;
+}
+
+int modeldir_add_conv(mh_dir *d, mh_tensor *c, int src, int transposed)
+{
+	mh_conv *nc = realloc(d->conv, (d->n_conv + 1) * sizeof *nc);
+	if (!nc)
+		return -1;
+	d->conv = nc;
+	d->conv[d->n_conv++] = (mh_conv){ c, src, transposed };
+	modeldir_drop(d, src);
+	return 0;
+}
+
+int modeldir_resident(const mh_dir *d, int i, const mh_tensor *out[3])
+{
+	int n = 0;
+	for (int k = 0; k < d->n_conv && n < 2; k++)
+		if (d->conv[k].src == i)
+			out[n++] = d->conv[k].t;
+	if (!d->replaced || !d->replaced[i])
+		out[n++] = d->index[i];
+	return n;
+}
+
 int modeldir_changed(const mh_dir *d, char *err)
 {
 	for (int i = 0; i < d->n_shards; i++)
@@ -246,8 +281,8 @@ void modeldir_close(mh_dir *d)
 		free(d->vec_copies[i]);
 	free(d->vec_copies);
 	for (int i = 0; i < d->n_conv; i++) {
-		free((void *)d->conv[i]->data);
-		free(d->conv[i]);
+		free((void *)d->conv[i].t->data);
+		free(d->conv[i].t);
 	}
 	free(d->conv);
 	free(d->replaced);

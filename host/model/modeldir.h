@@ -13,6 +13,15 @@
 
 #include <cJSON.h>
 
+/* A weight converted at load (host/plugin/quantize.c): quantized, or
+ * dequantized for an old plugin, or transposed by weight_t (then maybe
+ * quantized too), from index entry `src`; owned by the dir. */
+typedef struct mh_conv {
+	mh_tensor *t;
+	int src;
+	int transposed;
+} mh_conv;
+
 struct mh_dir {
 	char *path;
 	cJSON *config;
@@ -29,7 +38,7 @@ struct mh_dir {
 	mh_dtype quant, quant_io;
 	int quant_ok;            /* the plugin takes quantized tensors (ABI >= 1.2) */
 	int quant_notice;        /* "--quant ignored" said once */
-	mh_tensor **conv;        /* weights converted at load, owned; by name */
+	struct mh_conv *conv;    /* weights converted at load, owned */
 	int n_conv;
 	unsigned char *replaced; /* per index entry: its mapped bytes are no longer used */
 	char err[MH_ERRLEN];     /* first error recorded through the services */
@@ -51,6 +60,19 @@ int modeldir_find(const mh_dir *d, const char *name);
 /* Give back the pages of index entry i's mapped bytes (a converted copy
  * replaces them); populate skips them from now on. */
 void modeldir_drop(mh_dir *d, int i);
+/* Give back the pages of part of index entry i's mapped bytes (a
+ * conversion has read them), without marking the entry replaced. */
+void modeldir_drop_part(mh_dir *d, int i, const void *p, size_t n);
+/* Index entry src's conversion (transposed or not), or NULL. */
+const mh_tensor *modeldir_conv(const mh_dir *d, int src, int transposed);
+/* Keep conversion c of entry src (owned by d from now on) and give back
+ * src's mapped pages.  -1 when out of memory (c is still the caller's). */
+int modeldir_add_conv(mh_dir *d, mh_tensor *c, int src, int transposed);
+/* The tensors that hold index entry i in memory now, as the plugin reads
+ * them: its conversions, and its mapped bytes unless a conversion replaced
+ * them.  Returns how many (at most 3) were stored in out. */
+int modeldir_resident(const mh_dir *d, int i, const mh_tensor *out[3]);
+
 /* The file (relative to the dir) a tensor came from. */
 const char *modeldir_file_of(const mh_dir *d, const mh_tensor *t);
 

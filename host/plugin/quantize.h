@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* quantize.h - --quant: the weights plugins get as Q8_0 / Q4_0 (or, for a
- * plugin that predates them, as floats), converted once at load. */
+/* quantize.h - the weights converted once at load: --quant's Q8_0 / Q4_0
+ * (or, for a plugin that predates them, floats), and weight_t's transposed
+ * copies. */
 #ifndef MH_QUANTIZE_H
 #define MH_QUANTIZE_H
 
@@ -16,7 +17,15 @@ mh_dtype quantize_target(const mh_dir *d, const mh_tensor *t);
  * older than ABI 1.2), owned by d; the mapped pages of a converted tensor
  * are given back.  NULL + an error on d when out of memory. */
 const mh_tensor *quantize_weight(mh_dir *d, const mh_tensor *t);
-/* t as the plugin got it: its converted copy, or t itself. */
+/* weight_t: the tensor `name`, stored [cols, rows] (a Conv1D's [in, out]),
+ * as [rows, cols]: a copy transposed once (and quantized if --quant asks),
+ * owned by d, the stored pages given back.  A quantized stored tensor is
+ * already [rows, cols] (`modelhost quantize` wrote the copy).  NULL + an
+ * error naming the tensor when it is missing, of another dtype or shape,
+ * or out of memory. */
+const mh_tensor *quantize_weight_t(mh_dir *d, const char *name, int64_t rows, int64_t cols);
+/* t (an index entry) as the plugin got it: its converted copy (the
+ * transposed one if weight_t made only that), or t itself. */
 const mh_tensor *quantize_loaded(const mh_dir *d, const mh_tensor *t);
 /* Convert rows x cols of t into dst as dtype q (a block dtype, or F32),
  * over the thread pool. */

@@ -449,6 +449,7 @@ static const mh_services table = {
 	.decoder_batch = decoder_batch,
 	.decoder_attention = decoder_attention,
 	.decoder_config_keys = svc_decoder_config_keys,
+	.weight_t = quantize_weight_t,
 };
 
 const mh_services *services_init(int n_threads)

@@ -6,7 +6,10 @@
  * Architecture "ToyForCausalLM": the logits at every position are the
  * tensor "toy.logits" [vocab] plus TOY_BIAS, so a test can tell which build
  * computed them.  "toy_delay_ms" in config.json makes every forward pass
- * take that long, for the server's tests of queues, disconnects and stops. */
+ * take that long, for the server's tests of queues, disconnects and stops.
+ * A tensor "toy.proj" stored [h, vocab] (a Conv1D's [in, out]) is read
+ * through weight_t, and every forward pass adds its row sums (the matmul
+ * of the [vocab, h] copy with ones) to the logits. */
 #include <modelhost/plugin.h>
 
 #include <string.h>
@@ -27,6 +30,8 @@ struct mh_model {
 	mh_dir *dir;
 	const float *logits;
 	int64_t delay_ms;
+	const mh_tensor *proj;  /* [vocab, h], or NULL */
+	float *ones, *sums;
 	mh_model_info info;
 };
 
@@ -46,6 +51,23 @@ static mh_model *load(const mh_services *svc, mh_dir *dir, int32_t n_ctx)
 	m->svc = svc;
 	m->dir = dir;
 	m->logits = svc->vec_f32(dir, t);
+	const mh_tensor *p = svc->weight_t ? svc->tensor(dir, "toy.proj") : NULL;
+	if (p) {
+		/* a real plugin has h from config.json; `modelhost quantize`
+		 * stores the copy, already [vocab, h] */
+		int64_t h = p->ndim != 2 ? 0 : p->dtype == MH_Q8_0 || p->dtype == MH_Q4_0 ? p->shape[1]
+										      : p->shape[0];
+		m->proj = svc->weight_t(dir, "toy.proj", vocab, h);
+		m->ones = m->proj ? svc->alloc((size_t)h * sizeof(float)) : NULL;
+		m->sums = m->ones ? svc->alloc((size_t)vocab * sizeof(float)) : NULL;
+		if (!m->sums) {
+			svc->free(m->ones);
+			svc->free(m);
+			return NULL;
+		}
+		for (int64_t i = 0; i < h; i++)
+			m->ones[i] = 1;
+	}
 	if (svc->config_int(dir, "toy_delay_ms", 0, &m->delay_ms) <= 0 || m->delay_ms < 0 ||
 	    m->delay_ms > 10000)
 		m->delay_ms = 0;
@@ -57,6 +79,8 @@ static mh_model *load(const mh_services *svc, mh_dir *dir, int32_t n_ctx)
 
 static void model_free(mh_model *m)
 {
+	m->svc->free(m->ones);
+	m->svc->free(m->sums);
 	m->svc->free(m);
 }
 
@@ -72,9 +96,12 @@ static int forward(mh_model *m, const int32_t *ids, int n, int pos, float *logit
 		struct timespec ts = { m->delay_ms / 1000, (long)(m->delay_ms % 1000) * 1000000L };
 		nanosleep(&ts, NULL);
 	}
+	if (m->proj)
+		m->svc->matmul(m->sums, m->ones, m->proj, NULL, 1);
 	for (int r = 0; r < rows; r++)
 		for (int i = 0; i < m->info.vocab_size; i++)
-			logits[(size_t)r * m->info.vocab_size + i] = m->logits[i] + TOY_BIAS;
+			logits[(size_t)r * m->info.vocab_size + i] =
+				m->logits[i] + TOY_BIAS + (m->proj ? m->sums[i] : 0);
 	return 0;
 }
 

@@ -462,8 +462,21 @@ typedef struct mh_services {
 	 * standard ones); the same checks and messages, naming the keys used. */
 	int (*decoder_config_keys)(mh_dir *dir, int32_t n_ctx, const mh_decoder_keys *keys,
 				   mh_decoder_config *out);
+	/* weight() for a matrix stored transposed, [cols, rows] (GPT-2's
+	 * Conv1D keeps [in, out]): the [rows, cols] tensor that matmul and
+	 * matmul_n take.  The host transposes it once into a copy owned by
+	 * dir (quantized there with --quant, as weight() would), gives back
+	 * the mapped pages of the stored tensor, and counts the copy's bytes
+	 * in what a token reads (bench); a second call returns the same copy.
+	 * A checkpoint written by `modelhost quantize` stores the quantized
+	 * copy, [rows, cols].  NULL + an error naming the tensor when it is
+	 * missing, not F32/F16/BF16 or of another shape, or out of memory.
+	 * Added to 1.2 after its first builds: a plugin that may meet a host
+	 * built before it checks that the pointer is not NULL (reserved slots
+	 * are NULL). */
+	const mh_tensor *(*weight_t)(mh_dir *dir, const char *name, int64_t rows, int64_t cols);
 
-	void *reserved[6];
+	void *reserved[5];
 } mh_services;
 
 /* Loader shorthands over mh_services.weight and vec_f32, for tensors named
