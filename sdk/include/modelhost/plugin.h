@@ -32,9 +32,11 @@
 #ifndef MODELHOST_PLUGIN_H
 #define MODELHOST_PLUGIN_H
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -521,6 +523,32 @@ static inline const float *mh_load_vector(mh_loader *ld, const char *fmt, int64_
 	return v;
 }
 
+/* A table of weights for mh_load_weights (header only; since ABI 1.2): a
+ * matrix [rows, cols] into *matrix, or (matrix NULL) a vector [rows] as F32
+ * into *vector.  skip != 0: the checkpoint has no such tensor (a bias the
+ * config turned off); the destination is set to NULL without looking. */
+typedef struct mh_weight {
+	const char *name;       /* a pattern: %d is the loader's layer */
+	int64_t rows, cols;     /* cols: matrices only */
+	const mh_tensor **matrix;
+	const float **vector;
+	int skip;
+} mh_weight;
+
+/* Every weight of the table, in order (the first failure is the error the
+ * host reports; ld->ok tells whether all were found). */
+static inline void mh_load_weights(mh_loader *ld, const mh_weight *w, int n)
+{
+	for (int i = 0; i < n; i++) {
+		if (!w[i].matrix)
+			*w[i].vector = mh_load_vector(ld, w[i].name, w[i].rows, !w[i].skip);
+		else if (w[i].skip)
+			*w[i].matrix = NULL;
+		else
+			*w[i].matrix = mh_load_matrix(ld, w[i].name, w[i].rows, w[i].cols);
+	}
+}
+
 /* `modelhost verify -m DIR` checks a plugin against reference logits in
  * DIR/expected.safetensors (or --expected FILE), which must hold input_ids
  * (I64 [T]), logits (F32 [T, vocab]: every position of one forward pass),
@@ -706,6 +734,284 @@ static inline int mh_decoder_model_batch(mh_model *m, const mh_batch_item *items
 	.forward = mh_decoder_model_forward, .reset = mh_decoder_model_reset,    \
 	.seq_new = mh_decoder_model_seq_new, .seq_free = mh_decoder_model_seq_free, \
 	.batch = mh_decoder_model_batch
+
+/* ---- config.json shorthands (header only; since ABI 1.2) ------------------ */
+
+/* 1 when config.json names architecture `arch` ("Qwen3ForCausalLM") in
+ * architectures[0], or, without an architectures list, model_type `type`
+ * ("qwen3"); 0 when it names another; -1 + an error on a wrong type.  For a
+ * plugin that claims several architectures and must tell them apart. */
+static inline int mh_config_is(const mh_services *svc, mh_dir *dir, const char *arch,
+			       const char *type)
+{
+	const char *a, *t;
+	if (svc->config_string(dir, "architectures.0", "", &a) < 0 ||
+	    svc->config_string(dir, "model_type", "", &t) < 0)
+		return -1;
+	return *a ? strcmp(a, arch) == 0 : strcmp(t, type) == 0;
+}
+
+/* sliding_window: a positive size, or null or absent for full attention
+ * (*window = 0).  0, or -1 + an error naming config.json. */
+static inline int mh_config_sliding_window(const mh_services *svc, mh_dir *dir, int *window)
+{
+	int64_t w;
+	int rc = svc->config_int(dir, "sliding_window", 0, &w);
+	if (rc < 0)
+		return -1;
+	if (rc > 0 && (w <= 0 || w > INT32_MAX)) {
+		svc->error(dir, "config.json", "'sliding_window' is %lld, expected a positive "
+			   "number or null", (long long)w);
+		return -1;
+	}
+	*window = (int)w;
+	return 0;
+}
+
+/* ---- the Llama-style decoder (header only; since ABI 1.2) -----------------
+ * Most Hugging Face decoders are Llama with a difference or two: pre-norm
+ * blocks with RMSNorm, rotary attention with grouped keys and values, a
+ * SwiGLU MLP, a final RMSNorm and lm_head, under the names
+ * LlamaForCausalLM gives them.  What varies between them is optional here
+ * (mh_llama_config.parts: biases, per-head q/k norms; a sliding window), so
+ * that such a plugin holds only what makes its architecture:
+ *
+ *   mh_llama_config c = { .hp = { .max_pos = 4096 } };
+ *   if (mh_llama_config_read(svc, dir, n_ctx, 1e-6, &c) != 0 ||
+ *       mh_config_sliding_window(svc, dir, &c.window) != 0)
+ *           return NULL;
+ *   return mh_llama_model_new(svc, dir, &c);
+ *
+ * A plugin whose names or blocks differ (fused projections, LayerNorm)
+ * builds on the pieces: mh_llama_model_alloc, its own weights (a layer
+ * struct beginning with mh_llama_layer), mh_llama_model_finish. */
+
+/* Optional parts of a Llama-style layer (mh_llama_config.parts). */
+enum {
+	MH_LLAMA_QKV_BIAS = 1 << 0, /* q_proj, k_proj, v_proj biases */
+	MH_LLAMA_O_BIAS = 1 << 1,   /* o_proj bias */
+	MH_LLAMA_MLP_BIAS = 1 << 2, /* gate_proj, up_proj, down_proj biases */
+	MH_LLAMA_QK_NORM = 1 << 3   /* RMSNorm of each head of q and k before rotary */
+};
+
+typedef struct mh_llama_config {
+	mh_decoder_config hp;   /* the standard hyper-parameters */
+	float eps;              /* rms_norm_eps */
+	int window;             /* sliding window; 0: full attention */
+	unsigned parts;         /* MH_LLAMA_* */
+} mh_llama_config;
+
+/* One layer's weights; what the config leaves out is NULL. */
+typedef struct mh_llama_layer {
+	const float *attn_norm, *ffn_norm; /* input_layernorm, post_attention_layernorm */
+	const float *q_norm, *k_norm;      /* [head_dim] (MH_LLAMA_QK_NORM) */
+	const mh_tensor *wq, *wk, *wv, *wo, *w_gate, *w_up, *w_down;
+	const float *bq, *bk, *bv, *bo, *b_gate, *b_up, *b_down;
+} mh_llama_layer;
+
+/* The model (a plugin's struct mh_model may begin with it).  base.layers
+ * holds hp.n_layers structs of layer_size bytes, each beginning with an
+ * mh_llama_layer (mh_llama_layer_at). */
+typedef struct mh_llama_model {
+	mh_decoder_model base;
+	mh_llama_config cfg;
+	const mh_tensor *embed, *lm_head;
+	const float *norm;      /* model.norm */
+	size_t layer_size;
+} mh_llama_model;
+
+static inline mh_llama_layer *mh_llama_layer_at(const mh_llama_model *m, int layer)
+{
+	return (mh_llama_layer *)((char *)m->base.layers + (size_t)layer * m->layer_size);
+}
+
+/* config.json into c: svc->decoder_config (c->hp's "in" fields as the
+ * caller set them), rms_norm_eps (default eps) and hidden_act, which must be
+ * silu.  window and parts are the caller's.  0, or -1 + an error. */
+static inline int mh_llama_config_read(const mh_services *svc, mh_dir *dir, int32_t n_ctx,
+				       double eps, mh_llama_config *c)
+{
+	c->hp.struct_size = sizeof c->hp;
+	if (svc->decoder_config(dir, n_ctx, &c->hp) != 0 ||
+	    svc->config_float(dir, "rms_norm_eps", eps, &eps) < 0)
+		return -1;
+	c->eps = (float)eps;
+	if (strcmp(c->hp.hidden_act, "silu") != 0) {
+		svc->error(dir, "config.json", "hidden_act '%s' is not supported (silu only)",
+			   c->hp.hidden_act);
+		return -1;
+	}
+	return 0;
+}
+
+/* The weights of layer ld->layer under LlamaForCausalLM's names, with the
+ * optional ones that `parts` asks for. */
+static inline void mh_load_llama_layer(mh_loader *ld, const mh_decoder_config *hp,
+				       unsigned parts, mh_llama_layer *L)
+{
+	const int64_t d = hp->dim, f = hp->ffn_dim, hd = hp->head_dim;
+	const int64_t q = hd * hp->n_heads, kv = hd * hp->n_kv_heads;
+	const int no_qk = !(parts & MH_LLAMA_QK_NORM), no_qkv_b = !(parts & MH_LLAMA_QKV_BIAS),
+		  no_o_b = !(parts & MH_LLAMA_O_BIAS), no_mlp_b = !(parts & MH_LLAMA_MLP_BIAS);
+#define MH_L_ "model.layers.%d."
+	const mh_weight w[] = {
+		{ MH_L_ "input_layernorm.weight", d, 0, NULL, &L->attn_norm, 0 },
+		{ MH_L_ "post_attention_layernorm.weight", d, 0, NULL, &L->ffn_norm, 0 },
+		{ MH_L_ "self_attn.q_norm.weight", hd, 0, NULL, &L->q_norm, no_qk },
+		{ MH_L_ "self_attn.k_norm.weight", hd, 0, NULL, &L->k_norm, no_qk },
+		{ MH_L_ "self_attn.q_proj.weight", q, d, &L->wq, NULL, 0 },
+		{ MH_L_ "self_attn.k_proj.weight", kv, d, &L->wk, NULL, 0 },
+		{ MH_L_ "self_attn.v_proj.weight", kv, d, &L->wv, NULL, 0 },
+		{ MH_L_ "self_attn.o_proj.weight", d, q, &L->wo, NULL, 0 },
+		{ MH_L_ "mlp.gate_proj.weight", f, d, &L->w_gate, NULL, 0 },
+		{ MH_L_ "mlp.up_proj.weight", f, d, &L->w_up, NULL, 0 },
+		{ MH_L_ "mlp.down_proj.weight", d, f, &L->w_down, NULL, 0 },
+		{ MH_L_ "self_attn.q_proj.bias", q, 0, NULL, &L->bq, no_qkv_b },
+		{ MH_L_ "self_attn.k_proj.bias", kv, 0, NULL, &L->bk, no_qkv_b },
+		{ MH_L_ "self_attn.v_proj.bias", kv, 0, NULL, &L->bv, no_qkv_b },
+		{ MH_L_ "self_attn.o_proj.bias", d, 0, NULL, &L->bo, no_o_b },
+		{ MH_L_ "mlp.gate_proj.bias", f, 0, NULL, &L->b_gate, no_mlp_b },
+		{ MH_L_ "mlp.up_proj.bias", f, 0, NULL, &L->b_up, no_mlp_b },
+		{ MH_L_ "mlp.down_proj.bias", d, 0, NULL, &L->b_down, no_mlp_b },
+	};
+#undef MH_L_
+	mh_load_weights(ld, w, (int)(sizeof w / sizeof *w));
+}
+
+/* A zeroed model of model_size bytes (beginning with mh_llama_model) with
+ * its config, hp.n_layers zeroed layer structs of layer_size bytes and the
+ * decoder (mh_decoder_model_new with the config's window).  NULL + an error
+ * on failure. */
+static inline void *mh_llama_model_alloc(const mh_services *svc, mh_dir *dir,
+					 const mh_llama_config *c, size_t model_size,
+					 size_t layer_size)
+{
+	mh_llama_model *m = (mh_llama_model *)mh_decoder_model_new(svc, dir, &c->hp, c->window,
+								   model_size, layer_size);
+	if (m) {
+		m->cfg = *c;
+		m->layer_size = layer_size;
+	}
+	return m;
+}
+
+/* The blocks of a layer over the rows x[0..n) of the current chunk, for a
+ * plugin that assembles its own layer.  q, k, v = xn * wq, wk, wv (+ biases),
+ * in one pool job. */
+static inline void mh_llama_qkv(mh_llama_model *m, const mh_llama_layer *L, int n)
+{
+	mh_decoder *d = m->base.dec;
+	float *y[3] = { d->q, d->k, d->v };
+	const mh_tensor *w[3] = { L->wq, L->wk, L->wv };
+	const float *b[3] = { L->bq, L->bk, L->bv };
+	m->base.svc->matmul_n(y, d->xn, w, b, 3, n);
+}
+
+/* Rotary, the cache and attention of q, k, v (decoder_attention, with the
+ * config's window), then x += att * wo (+ bo). */
+static inline void mh_llama_attend(mh_llama_model *m, const mh_llama_layer *L, int layer, int n)
+{
+	const mh_services *svc = m->base.svc;
+	const mh_decoder_config *hp = &m->cfg.hp;
+	mh_decoder *d = m->base.dec;
+	svc->decoder_attention(d, layer, m->base.rope, m->cfg.window,
+			       1.0f / sqrtf((float)hp->head_dim));
+	svc->matmul(d->tmp, d->att, L->wo, L->bo, n);
+	svc->add(d->x, d->tmp, (size_t)n * hp->dim);
+}
+
+/* The attention block: xn = rmsnorm(x), q, k, v, their per-head norms
+ * (when the layer has them), then mh_llama_attend. */
+static inline void mh_llama_attention(mh_llama_model *m, const mh_llama_layer *L, int layer,
+				      int n)
+{
+	const mh_services *svc = m->base.svc;
+	const mh_decoder_config *hp = &m->cfg.hp;
+	mh_decoder *d = m->base.dec;
+	svc->rmsnorm(d->xn, d->x, L->attn_norm, n, hp->dim, m->cfg.eps);
+	mh_llama_qkv(m, L, n);
+	if (L->q_norm) {
+		svc->rmsnorm(d->q, d->q, L->q_norm, n * hp->n_heads, hp->head_dim, m->cfg.eps);
+		svc->rmsnorm(d->k, d->k, L->k_norm, n * hp->n_kv_heads, hp->head_dim, m->cfg.eps);
+	}
+	mh_llama_attend(m, L, layer, n);
+}
+
+/* The SwiGLU MLP block: x += down(silu(gate(xn)) * up(xn)), xn = rmsnorm(x). */
+static inline void mh_llama_mlp(mh_llama_model *m, const mh_llama_layer *L, int n)
+{
+	const mh_services *svc = m->base.svc;
+	const mh_decoder_config *hp = &m->cfg.hp;
+	mh_decoder *d = m->base.dec;
+	float *y[2] = { d->gate, d->up };
+	const mh_tensor *w[2] = { L->w_gate, L->w_up };
+	const float *b[2] = { L->b_gate, L->b_up };
+	svc->rmsnorm(d->xn, d->x, L->ffn_norm, n, hp->dim, m->cfg.eps);
+	svc->matmul_n(y, d->xn, w, b, 2, n);
+	svc->silu_mul(d->gate, d->up, (size_t)n * hp->ffn_dim);
+	svc->matmul(d->tmp, d->gate, L->w_down, L->b_down, n);
+	svc->add(d->x, d->tmp, (size_t)n * hp->dim);
+}
+
+/* mh_decoder_step.layer_rows of a Llama-style model: both blocks. */
+static inline int mh_llama_layer_rows(mh_model *model, int layer, int n)
+{
+	mh_llama_model *m = (mh_llama_model *)model;
+	const mh_llama_layer *L = mh_llama_layer_at(m, layer);
+	mh_llama_attention(m, L, layer, n);
+	mh_llama_mlp(m, L, n);
+	return 0;
+}
+
+/* mh_decoder_step.head: the final RMSNorm and lm_head of n rows of x. */
+static inline void mh_llama_head(mh_model *model, float *logits, const float *x, int n)
+{
+	mh_llama_model *m = (mh_llama_model *)model;
+	mh_decoder *d = m->base.dec;
+	m->base.svc->rmsnorm(d->xn, x, m->norm, n, m->cfg.hp.dim, m->cfg.eps);
+	m->base.svc->matmul(logits, d->xn, m->lm_head, NULL, n);
+}
+
+/* After the weights: the rotary tables (rope_new: either config spelling)
+ * and the scaffold's step with the embeddings, mh_llama_layer_rows and
+ * mh_llama_head (a plugin may set its own after).  0, or -1 + an error. */
+static inline int mh_llama_model_finish(mh_llama_model *m)
+{
+	m->base.rope = m->base.svc->rope_new(m->base.dir, m->cfg.hp.head_dim, m->cfg.hp.n_ctx);
+	m->base.step.embed = m->embed;
+	m->base.step.layer_rows = mh_llama_layer_rows;
+	m->base.step.head = mh_llama_head;
+	return m->base.rope ? 0 : -1;
+}
+
+/* model.norm, the embeddings and lm_head (mh_load_embed_head), every layer
+ * (mh_load_llama_layer), then mh_llama_model_finish.  0, or -1 + an error. */
+static inline int mh_llama_model_load(mh_llama_model *m)
+{
+	const mh_decoder_config *hp = &m->cfg.hp;
+	mh_loader ld = { m->base.svc, m->base.dir, 0, 1 };
+	m->norm = mh_load_vector(&ld, "model.norm.weight", hp->dim, 1);
+	/* tied: the checkpoint usually stores the matrix once */
+	mh_load_embed_head(&ld, hp, &m->embed, &m->lm_head);
+	for (ld.layer = 0; ld.layer < hp->n_layers && ld.ok; ld.layer++)
+		mh_load_llama_layer(&ld, hp, m->cfg.parts, mh_llama_layer_at(m, ld.layer));
+	return ld.ok ? mh_llama_model_finish(m) : -1;
+}
+
+/* A Llama-style model of config c, loaded whole: mh_llama_model_alloc of an
+ * mh_llama_model with mh_llama_layer layers, then mh_llama_model_load.  NULL
+ * + an error on failure. */
+static inline void *mh_llama_model_new(const mh_services *svc, mh_dir *dir,
+				       const mh_llama_config *c)
+{
+	mh_llama_model *m = (mh_llama_model *)mh_llama_model_alloc(
+		svc, dir, c, sizeof(mh_llama_model), sizeof(mh_llama_layer));
+	if (m && mh_llama_model_load(m) != 0) {
+		mh_decoder_model_free((mh_model *)m);
+		return NULL;
+	}
+	return m;
+}
 
 #if defined(__GNUC__)
 #define MODELHOST_EXPORT __attribute__((visibility("default")))
