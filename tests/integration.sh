@@ -4,7 +4,8 @@
 # clients and services, all on 127.0.0.1, every wait bounded, every process
 # started here killed on exit.
 #   1. OpenAI's Node client (npm package `openai`, installed into a temporary
-#      directory; skipped with a message when npm cannot reach its registry)
+#      directory; skipped with a message when npm cannot reach its registry),
+#      tool calls included (the parrot test plugin)
 #   2. a load test: 32 concurrent streaming clients while the plugin is
 #      reinstalled and reloaded; no request fails and every greedy output
 #      equals the same request run alone
@@ -138,6 +139,40 @@ if (fails.length) { console.log(fails.join("; ")); process.exit(1); }
 	fi
 	kill "$SPID"
 	wait "$SPID"
+	# tool calls through the client, whole and streamed (its stream helper
+	# adds up the deltas), with the parrot test plugin (see serve.sh)
+	PARROT="$B/tests/plugins/.libs/parrot.so" QTOK="$B/tests/data/tokenizers/qwen3/tokenizer.json"
+	if [ ! -f "$PARROT" ] || [ ! -f "$QTOK" ]; then
+		skipped "the Node client's tool calls: the parrot plugin or the Qwen tokenizer is not built"
+	else
+		mkdir -p "$T/parrot" "$T/pp"
+		cp "$SRC"/tests/data/models/parrot/* "$QTOK" "$T/parrot/" && cp "$PARROT" "$T/pp/"
+		start parrot -m "$T/parrot" --plugin-dir "$T/pp" -t 1 || exit 1
+		cat >"$T/node/tools.mjs" <<'EOF'
+import OpenAI from 'openai';
+const client = new OpenAI({ baseURL: process.argv[2], apiKey: 'k3y', maxRetries: 0, timeout: 60000 });
+const tools = [{ type: 'function', function: { name: 'get_weather',
+	parameters: { type: 'object', properties: { city: { type: 'string' } } } } }];
+const messages = [{ role: 'user',
+	content: '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Zürich"}}\n</tool_call>' }];
+const r = await client.chat.completions.create({ model: 'parrot', messages, tools });
+const s = await client.beta.chat.completions.stream({ model: 'parrot', messages, tools }).finalChatCompletion();
+const back = await client.chat.completions.create({ model: 'parrot', tools, messages: [...messages,
+	r.choices[0].message, { role: 'tool', tool_call_id: r.choices[0].message.tool_calls[0].id, content: '12 C' }] });
+const call = (c) => c.choices[0].finish_reason + ' ' + c.choices[0].message.content + ' ' +
+	c.choices[0].message.tool_calls.map((t) => `${t.type} ${t.function.name} ${t.function.arguments}`).join();
+console.log(JSON.stringify({ call: call(r), streamed: call(s), id: !!r.choices[0].message.tool_calls[0].id,
+	back: back.choices[0].message.content }));
+EOF
+		if timeout 120 node "$T/node/tools.mjs" "http://127.0.0.1:$PORT/v1" >"$T/tools.out" 2>"$T/tools.err" &&
+			[ "$(cat "$T/tools.out")" = '{"call":"tool_calls null function get_weather {\"city\":\"Zürich\"}","streamed":"tool_calls null function get_weather {\"city\":\"Zürich\"}","id":true,"back":"<tool_response>\n12 C\n</tool_response>"}' ]; then
+			ok "OpenAI Node client: a tool call, whole and streamed, and its result sent back"
+		else
+			bad "OpenAI Node client's tool calls: $(cat "$T/tools.out") $(tail -n 5 "$T/tools.err")"
+		fi
+		kill "$SPID"
+		wait "$SPID"
+	fi
 fi
 
 # === 2. 32 streaming clients, a plugin swapped under them ===============================

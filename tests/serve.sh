@@ -3,7 +3,7 @@
 # serve.sh - `modelhost serve` end to end with curl, on 127.0.0.1 and ports
 # the kernel picks: every endpoint, every class of error, the API key,
 # greedy output against `generate --temp 0`, streaming and stop strings,
-# and, with the slow toy test plugin (toy_delay_ms), a full queue, a client
+# tool calls (the parrot test plugin), and, with the slow toy test plugin (toy_delay_ms), a full queue, a client
 # that hangs up, plugin reloads under a running request and SIGTERM.
 # Every wait is bounded, and every server started is killed on exit.
 set -u
@@ -266,6 +266,98 @@ req "chat bad message" POST /v1/chat/completions '{"messages":[{"content":"x"}]}
 expect_error "a message without a role" 400 invalid_request_error '"messages"'
 kill -TERM "$SPID"
 wait "$SPID"
+
+# === tool calls, end to end ==========================================================
+# The parrot test plugin (tests/plugins/parrot.c) answers with the content of
+# the conversation's previous turn, token for token: a user message makes it
+# say exactly that, through the real Qwen tokenizer (where <tool_call> is one
+# token, as a Qwen2.5 model writes it) and Qwen2.5's chat template
+# (tests/data/models/parrot).
+data() {
+	(IFS=:
+	for r in ${MODELHOST_TESTDATA:-tests/data:data}; do
+		[ -n "$r" ] && [ -e "$r/$1" ] && { echo "$r/$1"; exit 0; }
+	done)
+}
+PARROT="$B/tests/plugins/.libs/parrot.so"
+PCFG=$(data models/parrot/config.json)
+QTOK=$(data tokenizers/qwen3/tokenizer.json)
+if [ ! -f "$PARROT" ] || [ -z "$PCFG" ] || [ -z "$QTOK" ]; then
+	echo "skip: tool calls: the parrot plugin, tests/data/models/parrot or the Qwen tokenizer is missing (make check builds them)"
+else
+	mkdir -p "$T/parrot" "$T/pp"
+	cp "${PCFG%/config.json}"/* "$T/parrot/" && cp "$QTOK" "$T/parrot/" && cp "$PARROT" "$T/pp/"
+	start parrot -m "$T/parrot" --plugin-dir "$T/pp" --parallel 2 -t 1 || exit 1
+	TOOLS='"tools":[{"type":"function","function":{"name":"get_weather","description":"The weather in a city","parameters":{"type":"object","properties":{"city":{"type":"string"},"days":{"type":"integer"}},"required":["city"]}}}]'
+	# chat USER-CONTENT [MORE]: a chat body with one user message and the tools
+	chat() { printf '{"messages":[{"role":"user","content":"%s"}],%s%s}' "$1" "$TOOLS" "${2:-}"; }
+	CALL='<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Zürich\", \"days\": 2}}\n</tool_call>'
+	ARGS='"arguments":"{\"city\":\"Zürich\",\"days\":2}"'
+
+	req "tool call" POST /v1/chat/completions "$(chat "$CALL")"
+	expect "a reply in <tool_call> form comes back as tool_calls" 200 \
+		'"message":{"role":"assistant","content":null,"tool_calls":[{"id":"call_' \
+		"\"type\":\"function\",\"function\":{\"name\":\"get_weather\",$ARGS}}]}" \
+		'"finish_reason":"tool_calls"'
+	curl -s -N -m 60 -d "$(chat "$CALL" ',"stream":true')" \
+		"http://127.0.0.1:$PORT/v1/chat/completions" >"$T/sse"
+	if grep -qF '"delta":{"tool_calls":[{"index":0,"id":"call_' "$T/sse" &&
+		grep -qF '"type":"function","function":{"name":"get_weather","arguments":""}}]}' "$T/sse" &&
+		grep -qF "\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{$ARGS}}]}" "$T/sse" &&
+		grep -qF '"delta":{},"logprobs":null,"finish_reason":"tool_calls"' "$T/sse" &&
+		! grep -q '"delta":{"content":' "$T/sse" &&
+		[ "$(tail -n 2 "$T/sse" | head -n 1)" = "data: [DONE]" ]; then
+		ok "a streamed tool call: OpenAI's deltas (id and name, then arguments), finish tool_calls, [DONE]"
+	else
+		bad "streamed tool call: $(cat "$T/sse")"
+	fi
+	req "text and two calls" POST /v1/chat/completions \
+		"$(chat "Let me look.\\n$CALL\\n<tool_call>\\n{\\\"name\\\": \\\"get_time\\\", \\\"arguments\\\": {}}\\n</tool_call>")"
+	expect "text before two calls: content, then both calls in order" 200 \
+		'"content":"Let me look.\n","tool_calls":[{"id":"call_' \
+		"\"name\":\"get_weather\",$ARGS}},{\"id\":\"call_" \
+		'"name":"get_time","arguments":"{}"}}]' '"finish_reason":"tool_calls"'
+	# a tool call that does not parse stays text, as llama.cpp and vLLM return
+	# it (a JSON string in a body is the same JSON string in the reply)
+	BROKEN='<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Zürich\"}\n</tool_call>'
+	req "broken call" POST /v1/chat/completions "$(chat "$BROKEN")"
+	expect "malformed tool-call JSON comes back as plain content" 200 \
+		"\"message\":{\"role\":\"assistant\",\"content\":\"$BROKEN\"}" \
+		'"finish_reason":"stop"'
+	curl -s -N -m 60 -d "$(chat '<tool_call>\n{\"name\": \"get_weather\"} and more\n</tool_call>' ',"stream":true')" \
+		"http://127.0.0.1:$PORT/v1/chat/completions" >"$T/sse"
+	joined=$(grep '^data: {' "$T/sse" | sed -n 's/.*"delta":{"content":"\(\([^"\\]\|\\.\)*\)"}.*/\1/p' | tr -d '\n')
+	if [ "$joined" = '<tool_call>\n{\"name\": \"get_weather\"} and more\n</tool_call>' ] &&
+		! grep -q '"tool_calls"' "$T/sse" && grep -q '"finish_reason":"stop"' "$T/sse"; then
+		ok "a streamed tool call with text after its JSON comes back as content"
+	else
+		bad "streamed malformed call: '$joined': $(cat "$T/sse")"
+	fi
+	req "plain reply" POST /v1/chat/completions "$(chat 'Hello there')"
+	expect "with tools, a plain reply stays a plain reply" 200 \
+		'"message":{"role":"assistant","content":"Hello there"}' '"finish_reason":"stop"'
+	# what the template made of the tools: the parrot repeats the system turn
+	req "tools rendered" POST /v1/chat/completions \
+		"{\"messages\":[{\"role\":\"system\",\"content\":\"You forecast.\"}],$TOOLS}"
+	expect "the tools are rendered into the prompt by the template" 200 \
+		'"content":"You forecast.\n\n# Tools\n' \
+		'<tools>\n{\"type\": \"function\", \"function\": {\"name\": \"get_weather\", \"description\": \"The weather in a city\"'
+	# a client sends the call back with its arguments as a JSON string (as
+	# OpenAI's API has them): the template writes them as the model wrote them
+	HIST='{"role":"user","content":"Weather?"},{"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"get_weather","arguments":"{\"city\": \"Zürich\", \"days\": 2}"}}]}'
+	req "call rendered" POST /v1/chat/completions "{\"messages\":[$HIST]}"
+	expect "an assistant's tool call is rendered with its arguments as an object" 200 \
+		"\"content\":\"$CALL\""
+	req "call round trip" POST /v1/chat/completions "{\"messages\":[$HIST],$TOOLS}"
+	expect "a tool call sent back comes back as the same call" 200 \
+		"\"name\":\"get_weather\",$ARGS}}]}" '"finish_reason":"tool_calls"'
+	req "tool result" POST /v1/chat/completions \
+		"{\"messages\":[$HIST,{\"role\":\"tool\",\"tool_call_id\":\"call_1\",\"content\":\"12 C, rain\"}],$TOOLS}"
+	expect "a tool's result is rendered as a tool_response turn" 200 \
+		'"content":"<tool_response>\n12 C, rain\n</tool_response>"' '"finish_reason":"stop"'
+	kill -TERM "$SPID"
+	wait "$SPID"
+fi
 
 # === the slow toy plugin: queue, disconnects, reloads, SIGTERM =========================
 TOY="$B/tests/plugins/.libs"

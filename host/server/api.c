@@ -354,9 +354,18 @@ void api_call_free(server *sv, api_call *c)
 
 /* ---- tool calls --------------------------------------------------------------------- */
 
+static int blank(const char *s, const char *end)
+{
+	for (; s < end; s++)
+		if (*s != ' ' && *s != '\n' && *s != '\r' && *s != '\t')
+			return 0;
+	return 1;
+}
+
 /* <tool_call>{"name": ..., "arguments": {...}}</tool_call>, one or more,
  * as Qwen2.5's and Hermes' templates teach: OpenAI tool_calls, or NULL when
- * the text is not exactly that (then it stays text). */
+ * the text is not exactly that, JSON and all (then it stays text, as
+ * llama.cpp and vLLM return a reply whose tool call does not parse). */
 static cJSON *parse_tool_calls(const char *s, const char *call_id)
 {
 	cJSON *calls = cJSON_CreateArray();
@@ -371,10 +380,11 @@ static cJSON *parse_tool_calls(const char *s, const char *call_id)
 		s += strlen(TOOL_OPEN);
 		const char *end = strstr(s, TOOL_CLOSE);
 		size_t n = end ? (size_t)(end - s) : strlen(s);
-		cJSON *j = cJSON_ParseWithLength(s, n);
+		const char *after = NULL;
+		cJSON *j = cJSON_ParseWithLengthOpts(s, n, &after, 0);
 		const cJSON *name = cJSON_GetObjectItemCaseSensitive(j, "name");
 		const cJSON *args = cJSON_GetObjectItemCaseSensitive(j, "arguments");
-		if (!cJSON_IsString(name)) {
+		if (!cJSON_IsString(name) || !after || !blank(after, s + n)) {
 			cJSON_Delete(j);
 			goto bad;
 		}
@@ -508,7 +518,7 @@ char *api_result(server *sv, api_call *c, api_error *e)
 		cJSON *msg = cJSON_AddObjectToObject(ch, "message");
 		cJSON_AddStringToObject(msg, "role", "assistant");
 		if (calls) {
-			if (s.n)
+			if (!blank(s.text, s.text + s.n)) /* what the model said before its calls */
 				cJSON_AddStringToObject(msg, "content", s.text);
 			else
 				cJSON_AddNullToObject(msg, "content");
@@ -555,7 +565,7 @@ static void sse_put(sse *b, cJSON *o)
 	free(j);
 }
 
-/* One chunk: text (may be NULL), tool calls (taken), a finish reason. */
+/* One chunk: text (may be NULL), tool-call deltas (taken), a finish reason. */
 static cJSON *chunk(server *sv, api_call *c, const snap *s, const char *text, cJSON *calls,
 		    const char *finish, int role)
 {
@@ -569,19 +579,61 @@ static cJSON *chunk(server *sv, api_call *c, const snap *s, const char *text, cJ
 			cJSON_AddStringToObject(d, "role", "assistant");
 		if (text)
 			cJSON_AddStringToObject(d, "content", text);
-		if (calls) {
-			int i = 0;
-			cJSON *call;
-			cJSON_ArrayForEach(call, calls)
-				cJSON_AddNumberToObject(call, "index", i++);
+		if (calls)
 			cJSON_AddItemToObject(d, "tool_calls", calls);
-		}
 	} else {
 		cJSON_AddStringToObject(ch, "text", text ? text : "");
 	}
 	cJSON_AddNullToObject(ch, "logprobs");
 	add_finish(ch, finish);
 	return o;
+}
+
+/* tool_calls of a delta: one call's index, and its id and name when given. */
+static cJSON *call_delta(int index, const char *id, const char *name, const char *args)
+{
+	cJSON *a = cJSON_CreateArray(), *d = cJSON_CreateObject(), *fn;
+	if (!a || !d) {
+		cJSON_Delete(a);
+		cJSON_Delete(d);
+		return NULL;
+	}
+	cJSON_AddItemToArray(a, d);
+	cJSON_AddNumberToObject(d, "index", index);
+	if (id) {
+		cJSON_AddStringToObject(d, "id", id);
+		cJSON_AddStringToObject(d, "type", "function");
+	}
+	if ((fn = cJSON_AddObjectToObject(d, "function"))) {
+		if (name)
+			cJSON_AddStringToObject(fn, "name", name);
+		cJSON_AddStringToObject(fn, "arguments", args);
+	}
+	return a;
+}
+
+/* Each call as OpenAI streams one: a delta with its index, id, type and
+ * name (arguments ""), then its arguments under the same index. */
+static void put_tool_calls(server *sv, api_call *c, const snap *s, sse *b, cJSON *calls)
+{
+	int i = 0;
+	const cJSON *call;
+	cJSON_ArrayForEach(call, calls) {
+		const cJSON *fn = cJSON_GetObjectItemCaseSensitive(call, "function");
+		const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(call, "id"));
+		const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(fn, "name"));
+		const char *args = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(fn, "arguments"));
+		cJSON *head = call_delta(i, id, name, ""), *rest = call_delta(i, NULL, NULL, args);
+		if (!id || !name || !args || !head || !rest) {
+			cJSON_Delete(head);
+			cJSON_Delete(rest);
+			b->oom = 1;
+			return;
+		}
+		sse_put(b, chunk(sv, c, s, NULL, head, NULL, 0));
+		sse_put(b, chunk(sv, c, s, NULL, rest, NULL, 0));
+		i++;
+	}
 }
 
 char *api_events(server *sv, api_call *c, int *end)
@@ -618,11 +670,12 @@ char *api_events(server *sv, api_call *c, int *end)
 		if (s.done) {
 			cJSON *calls = s.tail ? parse_tool_calls(s.tail, c->id) : NULL;
 			if (calls)
-				sse_put(&b, chunk(sv, c, &s, NULL, calls, NULL, 0));
+				put_tool_calls(sv, c, &s, &b, calls);
 			else if (s.tail && *s.tail)
 				sse_put(&b, chunk(sv, c, &s, s.tail, NULL, NULL, 0));
 			sse_put(&b, chunk(sv, c, &s, c->chat ? NULL : "", NULL,
 					  calls ? "tool_calls" : s.finish, 0));
+			cJSON_Delete(calls);
 			if (c->include_usage) {
 				cJSON *o = envelope(sv, c, c->chat ? "chat.completion.chunk"
 								   : "text_completion", &s);

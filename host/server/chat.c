@@ -76,6 +76,28 @@ static int content_of(const cJSON *m, cJSON **out, api_error *e)
 	return *out ? 0 : api_error_set(e, 500, NULL, "out of memory");
 }
 
+/* An assistant message's tool calls as the templates expect them: OpenAI
+ * sends each call's arguments as a JSON string, while Qwen2.5's template
+ * (and Hermes', for anything but a string) writes them with `tojson`, which
+ * would quote the string: the model would see its own call rendered as it
+ * never wrote it.  Arguments that parse as a JSON object become that object,
+ * as transformers documents and vLLM does; anything else stays as sent. */
+static void tool_call_arguments(cJSON *m)
+{
+	cJSON *call, *calls = cJSON_GetObjectItemCaseSensitive(m, "tool_calls");
+	if (!cJSON_IsArray(calls))
+		return;
+	cJSON_ArrayForEach(call, calls) {
+		cJSON *fn = cJSON_GetObjectItemCaseSensitive(call, "function");
+		cJSON *args = cJSON_GetObjectItemCaseSensitive(fn, "arguments");
+		if (!cJSON_IsString(args))
+			continue;
+		cJSON *o = cJSON_ParseWithOpts(args->valuestring, NULL, 1);
+		if (!cJSON_IsObject(o) || !cJSON_ReplaceItemInObjectCaseSensitive(fn, "arguments", o))
+			cJSON_Delete(o);
+	}
+}
+
 int chat_prompt(server *sv, const cJSON *body, int32_t **ids, int *n, api_error *e)
 {
 	char err[MH_ERRLEN] = "";
@@ -111,6 +133,7 @@ int chat_prompt(server *sv, const cJSON *body, int32_t **ids, int *n, api_error 
 		}
 		if (text)
 			cJSON_ReplaceItemInObjectCaseSensitive(cm, "content", text);
+		tool_call_arguments(cm);
 	}
 	const cJSON *tools = cJSON_GetObjectItemCaseSensitive(body, "tools");
 	if (cJSON_IsArray(tools) && cJSON_GetArraySize(tools) > 0)
