@@ -8,6 +8,7 @@
 #include "compute/ops.h"
 #include "plugin/registry.h"
 #include "model/safetensors.h"
+#include "plugin/quantize.h"
 #include "plugin/services.h"
 #include "plugin/session.h"
 #include "testutil.h"
@@ -671,6 +672,57 @@ START_TEST(weight_t_errors_name_the_tensor)
 }
 END_TEST
 
+/* A quantized checkpoint with one NaN block scale: it opens (only headers
+ * are read at load), and every forward pass is refused with one line naming
+ * the tensor, the first and any retry: the NaN never reaches a kernel. */
+START_TEST(nan_scale_refused_before_any_forward)
+{
+	char *src = tu_data_path("fixtures/models/llama"), *dir = tu_tmpdir(), from[4200], to[4200];
+	session_quant q = { MH_Q8_0, MH_Q8_0 };
+	mh_session *s = session_open_quant(reg, src, NULL, 0, &q, err);
+	ck_assert_msg(s != NULL, "%s", err);
+	mh_dir *d = s->dir;
+	mh_tensor *ts = calloc(d->n_tensors, sizeof *ts);
+	void *bad = NULL;
+	const char *bad_name = NULL;
+	for (int i = 0; i < d->n_tensors; i++) {
+		ts[i] = *quantize_loaded(d, d->index[i]);
+		if (!bad && ts[i].dtype == MH_Q8_0 && strstr(ts[i].name, "layers.1.mlp.up_proj")) {
+			bad = malloc(ts[i].nbytes);
+			memcpy(bad, ts[i].data, ts[i].nbytes);
+			((mh_block_q8_0 *)bad)[5].d = 0x7e00; /* an F16 NaN */
+			ts[i].data = bad;
+			bad_name = ts[i].name;
+		}
+	}
+	ck_assert_ptr_nonnull(bad);
+	snprintf(to, sizeof to, "%s/model.safetensors", dir);
+	ck_assert_msg(st_write(to, ts, d->n_tensors, err) == 0, "%s", err);
+	char want[256];
+	snprintf(want, sizeof want, "tensor '%s' has a block scale that is not a finite number",
+		 bad_name);
+	free(ts);
+	free(bad);
+	session_close(s);
+	snprintf(from, sizeof from, "%s/config.json", src);
+	snprintf(to, sizeof to, "%s/config.json", dir);
+	tu_copy(from, to);
+	s = open_model(dir);
+	int32_t ids[2] = { 1, 2 };
+	float *lg = malloc((size_t)s->info->vocab_size * sizeof *lg);
+	for (int k = 0; k < 2; k++) {
+		err[0] = 0;
+		ck_assert_int_eq(session_forward(s, ids, 2, lg, MH_LOGITS_LAST, err), -1);
+		ck_assert_msg(strstr(err, want) && strstr(err, "model.safetensors: "), "%s", err);
+	}
+	free(lg);
+	session_close(s);
+	tu_rmtree(dir);
+	free(dir);
+	free(src);
+}
+END_TEST
+
 START_TEST(first_party_plugins_are_listed)
 {
 	const char *want[] = { "llama", "mistral", "phi", "qwen" };
@@ -703,6 +755,7 @@ int main(void)
 	tcase_add_test(tc, rewind_keeps_a_prefix);
 	tcase_add_loop_test(tc, weight_t_equals_the_weight_stored_out_in, 0, 6);
 	tcase_add_test(tc, weight_t_errors_name_the_tensor);
+	tcase_add_test(tc, nan_scale_refused_before_any_forward);
 	suite_add_tcase(s, tc);
 	return tu_run(s);
 }

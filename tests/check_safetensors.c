@@ -241,6 +241,28 @@ START_TEST(quantized_tensors)
 	expect_bad("{\"__metadata__\":{\"modelhost.quant.w\":\"q8_0\"},"
 		   "\"w\":{\"dtype\":\"U8\",\"shape\":[1,34],\"data_offsets\":[123,157]}}", -1, 157,
 		   "'w' has a block scale that is not a finite number");
+	/* finite scales open eagerly; with a NaN one, deferred (as model
+	 * directories open), the file opens and st_bad_scale finds the block:
+	 * data at 90.. gives blocks at 90, 124 and 158 the scales 0x5b5a,
+	 * 0x7d7c (NaN) and 0x9f9e */
+	p = write_st("defer.safetensors", "{\"__metadata__\":{\"modelhost.quant.w\":\"q8_0\","
+		     "\"modelhost.quant.v\":\"q4_0\"},"
+		     "\"w\":{\"dtype\":\"U8\",\"shape\":[2,34],\"data_offsets\":[68,136]},"
+		     "\"v\":{\"dtype\":\"U8\",\"shape\":[1,36],\"data_offsets\":[0,36]}}", -1, 136);
+	ck_assert_int_eq(st_open(&f, p, err), 0);
+	st_close(&f);
+	free(p);
+	p = write_st("defer.safetensors", "{\"__metadata__\":{\"modelhost.quant.w\":\"q8_0\"},"
+		     "\"w\":{\"dtype\":\"U8\",\"shape\":[3,34],\"data_offsets\":[90,192]}}", -1, 192);
+	ck_assert_int_eq(st_open(&f, p, err), -1);
+	ck_assert_int_eq(st_open_flags(&f, p, ST_DEFER_SCALES, err), 0);
+	w = st_find(&f, "w");
+	ck_assert_int_eq(w->dtype, MH_Q8_0);
+	ck_assert_uint_eq(st_bad_scale(w, 0, 34), (size_t)-1);
+	ck_assert_uint_eq(st_bad_scale(w, 0, 102), 34);
+	ck_assert_uint_eq(st_bad_scale(w, 68, 102), (size_t)-1);
+	st_close(&f);
+	free(p);
 }
 END_TEST
 

@@ -168,7 +168,10 @@ run "info --quant" 0 "$MH" info --quant q4_0 "$M260" &&
 		grep -q "gate_proj.weight *Q4_0" "$T/out" && grep -q "embed_tokens.weight *Q8_0" "$T/out" &&
 		ok "info lists what was quantized" || bad "info --quant: $(cat "$T/out")"; }
 cp "$T/q8/model.safetensors" "$T/q8.st"
-python3 - "$T/q8/model.safetensors" <<'PY' && error "a NaN scale" "not a finite number" "$MH" info "$T/q8"
+# A NaN block scale: the scales are checked before the first forward pass
+# (not at open, which reads only the header: info is quick and says nothing),
+# and before quantize copies them.
+python3 - "$T/q8/model.safetensors" <<'PY' &&
 import json, struct, sys
 p = sys.argv[1]
 b = bytearray(open(p, "rb").read())
@@ -178,6 +181,12 @@ name = next(k for k in h if k != "__metadata__" and "q_proj" in k)
 b[8 + n + h[name]["data_offsets"][0] + 1] = 0x7e
 open(p, "wb").write(b)
 PY
+	{ error "a NaN scale" "q8/model.safetensors: tensor 'model.layers.[0-9]*.self_attn.q_proj.weight' has a block scale that is not a finite number" \
+		"$MH" generate -m "$T/q8" --ids 1,2 -n 2 --temp 0
+	[ -s "$T/out" ] && bad "a NaN scale: output before the error: $(cat "$T/out")"
+	error "a NaN scale: quantize" "not a finite number" "$MH" quantize -m "$T/q8" -o "$T/q8nan" --quant q8_0
+	[ -e "$T/q8nan/model.safetensors" ] && bad "a NaN scale: quantize wrote a file"
+	run "a NaN scale: info" 0 "$MH" info "$T/q8" && ok "a NaN scale: info reads only the header"; }
 cp "$T/q8.st" "$T/q8/model.safetensors"
 for m in llama llama-bf16 mistral-swa-sharded phi2 phi3 qwen2-tied qwen3-headdim; do
 	run "verify --quant q8_0 $m" 0 "$MH" verify -m "$F/$m" --quant q8_0 --atol 0.2 &&

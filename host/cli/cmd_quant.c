@@ -362,6 +362,12 @@ int cmd_quantize(int argc, char **argv)
 			 s->lib->desc->name);
 		goto out;
 	}
+	/* stored quantized tensors are copied as they are: their scales first */
+	d->err[0] = 0;
+	if (quantize_check_scales(d) != 0) {
+		cli_fail("%s", d->err);
+		goto out;
+	}
 	/* the tensors as the plugin got them: the loaded ones converted */
 	all = calloc(d->n_tensors ? d->n_tensors : 1, sizeof *all);
 	if (!all) {

@@ -63,7 +63,7 @@ static int open_shards(mh_dir *d, char *err)
 			return -1;
 		}
 		d->shards = calloc(1, sizeof *d->shards);
-		int rc = d->shards ? st_open(&d->shards[0], p, err) : -1;
+		int rc = d->shards ? st_open_flags(&d->shards[0], p, ST_DEFER_SCALES, err) : -1;
 		free(p);
 		if (rc == 0)
 			d->n_shards = 1;
@@ -108,7 +108,7 @@ static int open_shards(mh_dir *d, char *err)
 		char *p = mh_path_join(d->path, files[i]);
 		if (!p)
 			goto oom;
-		int r = st_open(&d->shards[i], p, err);
+		int r = st_open_flags(&d->shards[i], p, ST_DEFER_SCALES, err);
 		free(p);
 		if (r != 0)
 			goto out;

@@ -41,10 +41,15 @@ struct mh_dir {
 	struct mh_conv *conv;    /* weights converted at load, owned */
 	int n_conv;
 	unsigned char *replaced; /* per index entry: its mapped bytes are no longer used */
+	/* The shards are opened with ST_DEFER_SCALES: the block scales of
+	 * stored Q8_0/Q4_0 tensors are checked before their data is first
+	 * used (quantize_check_scales), not at open. */
+	int scales_checked;
 	char err[MH_ERRLEN];     /* first error recorded through the services */
 };
 
-/* Open and validate DIR.  NULL + "DIR/FILE: problem" in err. */
+/* Open and validate DIR (all but the block scales of quantized tensors,
+ * above).  NULL + "DIR/FILE: problem" in err. */
 mh_dir *modeldir_open(const char *path, char *err);
 void modeldir_close(mh_dir *d);
 /* 1 with "DIR/FILE: changed while in use" in err when a mapped shard was

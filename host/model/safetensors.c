@@ -119,7 +119,25 @@ static size_t block_bytes(mh_dtype t)
 
 /* Turn the U8 tensors that __metadata__ marks as quantized into their
  * block dtype (safetensors.h); "" or a problem, naming the tensor in nb. */
-static const char *apply_quant(st_file *f, const cJSON *meta, char *nb, size_t len)
+size_t st_bad_scale(const mh_tensor *t, size_t from, size_t to)
+{
+	size_t bs = block_bytes(t->dtype), step = 64 * bs;
+	const unsigned char *p = (const unsigned char *)t->data + 1; /* a scale's high byte */
+	for (size_t b = from; b < to; b += step) {
+		size_t e = to - b < step ? to : b + step;
+		unsigned bad = 0;
+		/* no branch per block: the loop runs at the speed of memory */
+		for (size_t k = b; k < e; k += bs)
+			bad |= (p[k] & 0x7c) == 0x7c; /* F16 exponent all ones: Inf or NaN */
+		if (bad)
+			for (size_t k = b; k < e; k += bs)
+				if ((p[k] & 0x7c) == 0x7c)
+					return k;
+	}
+	return (size_t)-1;
+}
+
+static const char *apply_quant(st_file *f, const cJSON *meta, int flags, char *nb, size_t len)
 {
 	const cJSON *e;
 	size_t kl = strlen(ST_QUANT_KEY);
@@ -139,14 +157,14 @@ static const char *apply_quant(st_file *f, const cJSON *meta, char *nb, size_t l
 		if (t->shape[1] == 0 || t->shape[1] % (int64_t)bs != 0)
 			return q == MH_Q8_0 ? "has a byte count per row that is not a multiple of 34 (Q8_0 blocks)"
 					    : "has a byte count per row that is not a multiple of 18 (Q4_0 blocks)";
-		const unsigned char *p = t->data;
-		/* every page is read here: fault them in at once (the forward
-		 * pass would anyway), not one at a time */
-		st_populate_range(f, p, t->nbytes);
-		for (size_t b = 0; b < t->nbytes; b += bs)
-			if ((p[b + 1] & 0x7c) == 0x7c) /* F16 exponent all ones: Inf or NaN */
-				return "has a block scale that is not a finite number";
 		t->dtype = q;
+		if (!(flags & ST_DEFER_SCALES)) {
+			/* every page is read here: fault them in at once (the
+			 * forward pass would anyway), not one at a time */
+			st_populate_range(f, t->data, t->nbytes);
+			if (st_bad_scale(t, 0, t->nbytes) != (size_t)-1)
+				return "has a block scale that is not a finite number";
+		}
 		t->shape[1] = t->shape[1] / (int64_t)bs * MH_QBLOCK;
 		t->nelem = t->shape[0] * t->shape[1];
 	}
@@ -249,6 +267,11 @@ int st_changed(const st_file *f, char *err)
 }
 
 int st_open(st_file *f, const char *path, char *err)
+{
+	return st_open_flags(f, path, 0, err);
+}
+
+int st_open_flags(st_file *f, const char *path, int flags, char *err)
 {
 	memset(f, 0, sizeof *f);
 	cJSON *hdr = NULL;
@@ -363,7 +386,7 @@ int st_open(st_file *f, const char *path, char *err)
 	const cJSON *meta = cJSON_GetObjectItemCaseSensitive(hdr, "__metadata__");
 	if (meta) {
 		char nb[128] = "";
-		const char *why = apply_quant(f, meta, nb, sizeof nb);
+		const char *why = apply_quant(f, meta, flags, nb, sizeof nb);
 		if (*why) {
 			mh_errf(err, "%s: tensor '%s' %s", path, nb, why);
 			goto fail;

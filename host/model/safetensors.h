@@ -32,6 +32,14 @@ typedef struct st_file {
 
 /* 0, or -1 with "PATH: problem" in err (MH_ERRLEN bytes). */
 int st_open(st_file *f, const char *path, char *err);
+/* st_open, but with ST_DEFER_SCALES the block scales of quantized tensors
+ * are not read: the caller checks them (st_bad_scale) before any of their
+ * data is used.  Opening then reads only the header. */
+#define ST_DEFER_SCALES 1
+int st_open_flags(st_file *f, const char *path, int flags, char *err);
+/* The byte offset in quantized tensor t of the first block in bytes [from,
+ * to) (whole blocks) whose F16 scale is Inf or NaN, or (size_t)-1. */
+size_t st_bad_scale(const mh_tensor *t, size_t from, size_t to);
 /* Fault the whole mapping in now (before the first forward pass). */
 void st_populate(st_file *f);
 /* The same for the pages of [p, p + n) (no-op outside the mapping), and
@@ -48,8 +56,8 @@ int st_changed(const st_file *f, char *err);
 /* Quantized tensors (ABI 1.2's Q8_0 / Q4_0) are stored as U8 [rows,
  * row bytes] with "modelhost.quant.NAME": "q8_0" (or "q4_0") in the
  * header's __metadata__; st_open gives them back as their block dtype
- * with shape [rows, cols], after checking the byte count and that every
- * scale is a finite number. */
+ * with shape [rows, cols], after checking the byte count and (unless
+ * deferred) that every scale is a finite number. */
 #define ST_QUANT_KEY "modelhost.quant."
 
 /* Write tensors to path atomically (temp file + rename): on failure no

@@ -27,6 +27,14 @@ const mh_tensor *quantize_weight_t(mh_dir *d, const char *name, int64_t rows, in
 /* t (an index entry) as the plugin got it: its converted copy (the
  * transposed one if weight_t made only that), or t itself. */
 const mh_tensor *quantize_loaded(const mh_dir *d, const mh_tensor *t);
+/* The block scales of every Q8_0/Q4_0 tensor stored in d (opened with
+ * ST_DEFER_SCALES), checked over the thread pool once per dir: before any
+ * kernel reads them.  0, or -1 + an error on d naming the first tensor
+ * with a scale that is Inf or NaN. */
+int quantize_check_scales(mh_dir *d);
+/* The same for one stored tensor (a no-op for other dtypes, and once the
+ * whole dir is checked). */
+int quantize_check_tensor(mh_dir *d, const mh_tensor *t);
 /* Convert rows x cols of t into dst as dtype q (a block dtype, or F32),
  * over the thread pool. */
 void quantize_into(void *dst, mh_dtype q, const mh_tensor *t);

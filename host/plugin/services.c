@@ -227,6 +227,8 @@ static const float *svc_vec_f32(mh_dir *d, const mh_tensor *t)
 		return NULL;
 	if (t->dtype == MH_F32) /* st_open guarantees element alignment */
 		return t->data;
+	if (quantize_check_tensor(d, t) != 0)
+		return NULL;
 	void **nv = realloc(d->vec_copies, (d->n_vec_copies + 1) * sizeof *nv);
 	if (!nv)
 		return NULL;

@@ -2,6 +2,7 @@
 /* session.c - see session.h. */
 #include "plugin/session.h"
 #include "model/modeldir.h"
+#include "plugin/quantize.h"
 
 #include <stddef.h>
 #include <stdio.h>
@@ -128,6 +129,22 @@ void session_close(mh_session *s)
 	free(s);
 }
 
+/* Before the first forward pass: the weights' pages faulted in, and the
+ * block scales of stored quantized tensors checked (once per dir). */
+static int populate(mh_session *s, char *err)
+{
+	if (s->populated)
+		return 0;
+	modeldir_populate(s->dir);
+	s->dir->err[0] = 0;
+	if (quantize_check_scales(s->dir) != 0) {
+		mh_errf(err, "%s", s->dir->err);
+		return -1;
+	}
+	s->populated = 1;
+	return 0;
+}
+
 int session_forward(mh_session *s, const int32_t *ids, int n, float *logits, int flags, char *err)
 {
 	if (n <= 0)
@@ -145,10 +162,8 @@ int session_forward(mh_session *s, const int32_t *ids, int n, float *logits, int
 		}
 	if (modeldir_changed(s->dir, err)) /* a stat per shard: cheap next to a forward */
 		return -1;
-	if (!s->populated) { /* info and friends never get here */
-		modeldir_populate(s->dir);
-		s->populated = 1;
-	}
+	if (populate(s, err) != 0) /* info and friends never get here */
+		return -1;
 	s->dir->err[0] = 0;
 	if (s->lib->desc->forward(s->model, ids, n, s->pos, logits, flags) != 0) {
 		mh_errf(err, "%s", s->dir->err[0] ? s->dir->err : "forward pass failed");
@@ -350,10 +365,8 @@ int session_batch(mh_session *s, const mh_batch_item *it, int n, float *logits, 
 {
 	if (check_batch(s, it, n, err) != 0)
 		return -1;
-	if (!s->populated) {
-		modeldir_populate(s->dir);
-		s->populated = 1;
-	}
+	if (populate(s, err) != 0)
+		return -1;
 	s->dir->err[0] = 0;
 	int rc;
 	if (s->batched) {
