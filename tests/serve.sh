@@ -357,6 +357,9 @@ else
 		'"content":"<tool_response>\n12 C, rain\n</tool_response>"' '"finish_reason":"stop"'
 	kill -TERM "$SPID"
 	wait "$SPID"
+	st=$?
+	[ "$st" -eq 0 ] && ok "the tool-call server exits 0 (clean under the sanitizers)" ||
+		bad "the tool-call server: exit $st: $(tail -n 20 "$T/parrot.log")"
 fi
 
 # === the slow toy plugin: queue, disconnects, reloads, SIGTERM =========================

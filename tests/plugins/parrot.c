@@ -10,10 +10,11 @@
  * the one after the last TURN_START.  At every position the plugin puts a
  * logit of 30 (0 elsewhere) on the token that continues the copy: the
  * previous turn's content token k when k tokens of the reply are written,
- * TURN_END after the last; TURN_END too when there is nothing to copy.  The
- * copy is followed by greedy decoding and, so large is the margin, by any
- * sampling.  The ids come from config.json ("parrot_turn_start",
- * "parrot_turn_end", "parrot_newline"); the checkpoint holds no weights. */
+ * TURN_END after the last; TURN_END too when there is nothing to copy.
+ * Greedy decoding follows the copy, and so large is the margin that sampling
+ * at ordinary temperatures does too.  The ids come from config.json
+ * ("parrot_turn_start", "parrot_turn_end", "parrot_newline"); the
+ * checkpoint holds no weights. */
 #include <modelhost/plugin.h>
 
 #include <string.h>
