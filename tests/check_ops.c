@@ -230,7 +230,7 @@ START_TEST(quantizers_match_the_reference)
 	unsigned char *ref = aligned_alloc(64, QX_BYTES(N));
 	mh_block_q8_0 w[NB];
 	quant_row(MH_Q8_0, w, x, N);
-	const unsigned char *got = (const void *)kern_prepare_x(MH_Q8_0, w, x, 1, N, buf);
+	const unsigned char *got = (const void *)kern_prepare_x(MH_Q8_0, w, x, N, buf);
 	quant_x(ref, x, N);
 	for (size_t k = 0; k < QX_BYTES(N) - 0; k++)
 		if (k < (size_t)N + NB * 8)
@@ -527,11 +527,12 @@ START_TEST(one_token_rows_do_not_depend_on_their_range)
 		for (size_t off = 0; off <= 8; off += 8) {
 			mh_tensor t = w.t;
 			t.data = memcpy(block + off, w.store, w.t.nbytes);
-			const float *xp = kern_prepare_x(t.dtype, t.data, x, 1, COLS, buf);
-			kern_rows(t.dtype, whole, ROWS, xp, COLS, 1, t.data, 0, ROWS, COLS);
+			const float *xp = kern_prepare_x(t.dtype, t.data, x, COLS, buf);
+			float *yw = whole, *yp = part;
+			kern_rows(t.dtype, &yw, &xp, 1, t.data, 0, ROWS, COLS);
 			for (int start = 1; start < ROWS; start++) {
-				kern_rows(t.dtype, part, ROWS, xp, COLS, 1, t.data, 0, start, COLS);
-				kern_rows(t.dtype, part, ROWS, xp, COLS, 1, t.data, start, ROWS, COLS);
+				kern_rows(t.dtype, &yp, &xp, 1, t.data, 0, start, COLS);
+				kern_rows(t.dtype, &yp, &xp, 1, t.data, start, ROWS, COLS);
 				for (int r = 0; r < ROWS; r++)
 					ck_assert_msg(part[r] == whole[r],
 						      "%s at %zu mod 64, ranges split at row %d: row %d "
@@ -550,6 +551,84 @@ START_TEST(one_token_rows_do_not_depend_on_their_range)
 		free(w.store);
 	}
 	free(buf);
+}
+END_TEST
+
+/* Batched decode: kern_rows over n tokens gives every token the bits of
+ * its one-token call (the kernels interleave tokens but never share an
+ * accumulator), for every dtype, every offset of the weights from a
+ * 32-byte boundary, rows of one, two and three 4 KiB segments and rows
+ * with a tail, and every n up to 8 (groups of three, then two); and
+ * ops_matmul of n rows is n one-row matmuls bit for bit. */
+START_TEST(many_tokens_are_each_one_token)
+{
+	if (!use_kernels(_i))
+		return;
+	const mh_dtype dts[] = { MH_F32, MH_BF16, MH_F16, MH_Q8_0, MH_Q4_0 };
+	const int widths[] = { 64, 1024, 2112, 70, 4104 };
+	enum { ROWS = 11, N = 8 };
+	for (int d = 0; d < 5; d++)
+		for (int c = 0; c < 5; c++) {
+			mh_dtype dt = dts[d];
+			int cols = widths[c], quant = mh_dtype_is_quant(dt);
+			if (quant && cols % MH_QBLOCK)
+				continue;
+			weight w = quant ? make_quant(dt, ROWS, cols) : make_weight(dt, ROWS, cols);
+			size_t bytes = (size_t)ROWS * mh_row_bytes(dt, cols);
+			size_t es = dt == MH_F32 ? 4 : 2, slot = (size_t)cols + KERN_X_SLACK;
+			float *x = malloc((size_t)N * cols * sizeof *x);
+			float *one = malloc((size_t)N * ROWS * sizeof *one);
+			float *many = malloc((size_t)N * ROWS * sizeof *many);
+			float *buf = NULL;
+			char *block = NULL;
+			ck_assert_int_eq(posix_memalign((void **)&buf, 64, N * slot * sizeof *buf), 0);
+			ck_assert_int_eq(posix_memalign((void **)&block, 64, bytes + 64), 0);
+			for (int i = 0; i < N * cols; i++)
+				x[i] = frand();
+			for (size_t off = 0; off < 32; off += quant ? 32 : es) {
+				const void *wd = memcpy(block + off, w.store, bytes);
+				const float *xp[N];
+				float *y1[N], *yn[N];
+				for (int t = 0; t < N; t++) {
+					xp[t] = kern_prepare_x(dt, wd, x + (size_t)t * cols, cols,
+							       buf + t * slot);
+					y1[t] = one + t * ROWS;
+					yn[t] = many + t * ROWS;
+					kern_rows(dt, &y1[t], &xp[t], 1, wd, 0, ROWS, cols);
+				}
+				for (int n = 2; n <= N; n++) {
+					memset(many, 0, (size_t)N * ROWS * sizeof *many);
+					kern_rows(dt, yn, xp, n, wd, 0, 5, cols);
+					kern_rows(dt, yn, xp, n, wd, 5, ROWS, cols);
+					for (int t = 0; t < n; t++)
+						for (int r = 0; r < ROWS; r++)
+							ck_assert_msg(many[t * ROWS + r] == one[t * ROWS + r],
+								      "%s %dx%d at %zu mod 32, %d tokens: "
+								      "token %d row %d %.9g != %.9g alone",
+								      mh_dtype_name(dt), ROWS, cols, off, n, t,
+								      r, many[t * ROWS + r], one[t * ROWS + r]);
+				}
+				mh_tensor t = w.t;
+				t.data = (void *)wd;
+				ops_matmul(many, x, &t, NULL, N);
+				for (int k = 0; k < N; k++) {
+					ops_matmul(one, x + (size_t)k * cols, &t, NULL, 1);
+					for (int r = 0; r < ROWS; r++)
+						ck_assert_msg(many[k * ROWS + r] == one[r],
+							      "%s ops_matmul of %d rows: row %d, %d: %.9g "
+							      "!= %.9g alone",
+							      mh_dtype_name(dt), N, k, r, many[k * ROWS + r],
+							      one[r]);
+				}
+			}
+			free(block);
+			free(buf);
+			free(x);
+			free(one);
+			free(many);
+			free(w.ref);
+			free(w.store);
+		}
 }
 END_TEST
 
@@ -1189,6 +1268,7 @@ int main(void)
 	tcase_add_loop_test(tc, matmul_n_is_matmul_for_each, 0, N_KSETS);
 	tcase_add_loop_test(tc, matmul_one_token_at_every_alignment, 0, N_KSETS);
 	tcase_add_loop_test(tc, one_token_rows_do_not_depend_on_their_range, 0, N_KSETS);
+	tcase_add_loop_test(tc, many_tokens_are_each_one_token, 0, N_KSETS);
 	tcase_add_loop_test(tc, prefill_does_not_depend_on_the_pool, 0, N_KSETS);
 	tcase_add_test(tc, quant_blocks_are_ggml_layout);
 	tcase_add_loop_test(tc, quantizers_match_the_reference, 0, N_KSETS);

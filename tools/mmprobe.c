@@ -12,8 +12,13 @@
  * against the read passes' rate.  Not installed.
  *
  * -q q8_0|q4_0 quantizes the weights first (as --quant does at load).
+ * -n TOKENS (up to 8) multiplies that many tokens at once, as batched
+ * decode of several sequences does: the weights are read once, and the
+ * report adds the tokens a second through all the matrices (wall clock,
+ * and per second of the process's CPU time, which a busy machine's other
+ * processes disturb less).
  *
- *   mmprobe [-t THREADS] [-r REPS] [-k scalar|avx2] [-q q8_0|q4_0] [-s] DIR
+ *   mmprobe [-t THREADS] [-r REPS] [-n TOKENS] [-k scalar|avx2] [-q q8_0|q4_0] [-s] DIR
  */
 #include "compute/kernels.h"
 #include "model/modeldir.h"
@@ -26,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static int cmp_double(const void *a, const void *b)
@@ -43,6 +49,13 @@ static void quartiles(double *v, int n, double q[3])
 	q[2] = v[(3 * n) / 4];
 }
 
+static double cpu_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 static int same_shape(const mh_tensor *a, const mh_tensor *b)
 {
 	return a->shape[0] == b->shape[0] && a->shape[1] == b->shape[1];
@@ -50,13 +63,15 @@ static int same_shape(const mh_tensor *a, const mh_tensor *b)
 
 int main(int argc, char **argv)
 {
-	int threads = (int)sysconf(_SC_NPROCESSORS_ONLN), reps = 20, opt;
+	int threads = (int)sysconf(_SC_NPROCESSORS_ONLN), reps = 20, tokens = 1, opt;
 	const char *kernels = NULL;
 	int shapes = 0;
 	mh_dtype quant = MH_F32;
-	while ((opt = getopt(argc, argv, "t:r:k:q:s")) != -1) {
+	while ((opt = getopt(argc, argv, "t:r:n:k:q:s")) != -1) {
 		if (opt == 't')
 			threads = atoi(optarg);
+		else if (opt == 'n')
+			tokens = atoi(optarg);
 		else if (opt == 'r')
 			reps = atoi(optarg);
 		else if (opt == 'k')
@@ -68,7 +83,7 @@ int main(int argc, char **argv)
 		else
 			goto usage;
 	}
-	if (optind + 1 != argc || threads < 1 || reps < 1)
+	if (optind + 1 != argc || threads < 1 || reps < 1 || tokens < 1 || tokens > 8)
 		goto usage;
 	if (kernels && kern_select(kernels) != 0) {
 		fprintf(stderr, "mmprobe: no kernel set '%s' on this CPU\n", kernels);
@@ -107,10 +122,11 @@ int main(int argc, char **argv)
 		max_rows = t->shape[0] > max_rows ? t->shape[0] : max_rows;
 		max_cols = t->shape[1] > max_cols ? t->shape[1] : max_cols;
 	}
-	float *x = malloc(max_cols * sizeof *x), *y = malloc(max_rows * sizeof *y);
+	float *x = malloc(tokens * max_cols * sizeof *x), *y = malloc(tokens * max_rows * sizeof *y);
 	double *read = malloc(reps * sizeof *read), *ratio = malloc(reps * sizeof *ratio);
+	double *rate = malloc(reps * sizeof *rate), *cpu_rate = malloc(reps * sizeof *cpu_rate);
 	double *t_each = calloc(d->n_tensors, sizeof *t_each), t_reads = 0;
-	if (!rp || !w || !x || !y || !read || !ratio || !t_each) {
+	if (!rp || !w || !x || !y || !read || !ratio || !rate || !cpu_rate || !t_each) {
 		fprintf(stderr, "mmprobe: out of memory\n");
 		return 1;
 	}
@@ -124,31 +140,38 @@ int main(int argc, char **argv)
 	readprobe_pass(rp); /* warm-up */
 	for (int r = 0; r < reps; r++) {
 		double t_read = readprobe_pass(rp);
-		double t0 = mh_now();
+		double t0 = mh_now(), c0 = cpu_now();
 		for (int i = 0; i < n; i++) {
 			double ti = mh_now();
 			/* the calling thread writes x first, as decoding's serial
 			 * steps (norms, residual adds) do: the other threads then
 			 * fetch it from this core's cache */
 			int64_t cols = w[i]->shape[1];
-			for (int64_t c = 0; c < cols; c++)
+			for (int64_t c = 0; c < tokens * cols; c++)
 				x[c] = (float)((c + r + i) % 7) * 0.01f;
-			ops_matmul(y, x, w[i], NULL, 1);
+			ops_matmul(y, x, w[i], NULL, tokens);
 			t_each[i] += mh_now() - ti;
 		}
 		double t_mm = mh_now() - t0;
+		cpu_rate[r] = tokens / (cpu_now() - c0);
+		rate[r] = tokens / t_mm;
 		read[r] = bytes / t_read / 1e9;
 		t_reads += t_read;
 		ratio[r] = t_read / t_mm;
 	}
-	double qr[3], qm[3];
+	double qr[3], qm[3], qt[3], qc[3];
 	quartiles(read, reps, qr);
 	quartiles(ratio, reps, qm);
+	quartiles(rate, reps, qt);
+	quartiles(cpu_rate, reps, qc);
 	printf("%s: %d matrices, %.3f GB, %d threads, kernels %s\n", argv[optind], n, bytes / 1e9,
 	       pool_size(pool), kern_name());
 	printf("read alone: %.1f GB/s (quartiles %.1f-%.1f)\n", qr[0], qr[1], qr[2]);
-	printf("matmuls, one token: %.1f%% of the read next to them (quartiles %.1f-%.1f%%)\n",
-	       100 * qm[0], 100 * qm[1], 100 * qm[2]);
+	printf("matmuls, %d token%s: %.1f%% of the read next to them (quartiles %.1f-%.1f%%)\n",
+	       tokens, tokens > 1 ? "s" : "", 100 * qm[0], 100 * qm[1], 100 * qm[2]);
+	printf("tokens through every matrix: %.2f/s (quartiles %.2f-%.2f), "
+	       "%.2f per CPU second (%.2f-%.2f)\n",
+	       qt[0], qt[1], qt[2], qc[0], qc[1], qc[2]);
 	for (int i = 0; shapes && i < n; i++) {
 		int seen = 0;
 		for (int k = 0; k < i && !seen; k++)
@@ -170,6 +193,8 @@ int main(int argc, char **argv)
 	free(y);
 	free(read);
 	free(ratio);
+	free(rate);
+	free(cpu_rate);
 	free(w);
 	readprobe_free(rp);
 	ops_cleanup();
@@ -177,6 +202,7 @@ int main(int argc, char **argv)
 	modeldir_close(d);
 	return 0;
 usage:
-	fprintf(stderr, "usage: mmprobe [-t THREADS] [-r REPS] [-k scalar|avx2] [-q q8_0|q4_0] [-s] DIR\n");
+	fprintf(stderr, "usage: mmprobe [-t THREADS] [-r REPS] [-n TOKENS] [-k scalar|avx2] "
+			"[-q q8_0|q4_0] [-s] DIR\n");
 	return 1;
 }

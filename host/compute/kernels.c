@@ -33,40 +33,35 @@ static _Atomic int precise;
 /* Quantized rows: each row against each token's x, the row read from
  * memory for the first token and from L1 for the rest; a token's sum is
  * the same whatever the others (quant.h gives the order). */
-static void rows_quant_scalar(mh_dtype dt, float *y, int64_t ldy, const float *x, int64_t ldx,
-			      int n, const void *w, int64_t r0, int64_t r1, int64_t cols)
+static void rows_quant_scalar(mh_dtype dt, float *const *y, const float *const *x, int n,
+			      const void *w, int64_t r0, int64_t r1, int64_t cols)
 {
 	size_t rb = mh_row_bytes(dt, cols);
 	int exact = atomic_load_explicit(&precise, memory_order_relaxed);
 	for (int64_t r = r0; r < r1; r++) {
 		const char *wr = (const char *)w + r * rb;
 		for (int t = 0; t < n; t++)
-			y[t * ldy + r] = exact ? quant_dot_f32_ref(dt, wr, x + t * ldx, cols)
-					       : quant_dot_ref(dt, wr, (const char *)x + t * QX_BYTES(cols),
-							       cols);
+			y[t][r] = exact ? quant_dot_f32_ref(dt, wr, x[t], cols)
+					: quant_dot_ref(dt, wr, x[t], cols);
 	}
 }
 
-static void rows_scalar(mh_dtype dt, float *y, int64_t ldy, const float *x, int64_t ldx, int n,
+/* Each token's sum in column order, as for one token alone; the row is
+ * read for the first and from cache for the others. */
+static void rows_scalar(mh_dtype dt, float *const *y, const float *const *x, int n,
 			const void *w, int64_t r0, int64_t r1, int64_t cols)
 {
 	if (mh_dtype_is_quant(dt)) {
-		rows_quant_scalar(dt, y, ldy, x, ldx, n, w, r0, r1, cols);
+		rows_quant_scalar(dt, y, x, n, w, r0, r1, cols);
 		return;
 	}
-	for (int64_t r = r0; r < r1; r++) {
-		for (int t0 = 0; t0 < n; t0 += 4) {
-			int nt = n - t0 < 4 ? n - t0 : 4;
-			float s[4] = { 0, 0, 0, 0 };
-			for (int64_t i = 0; i < cols; i++) {
-				float v = load_scalar(dt, w, r * cols + i);
-				for (int t = 0; t < nt; t++)
-					s[t] += v * x[(t0 + t) * ldx + i];
-			}
-			for (int t = 0; t < nt; t++)
-				y[(t0 + t) * ldy + r] = s[t];
+	for (int64_t r = r0; r < r1; r++)
+		for (int t = 0; t < n; t++) {
+			float s = 0;
+			for (int64_t i = 0; i < cols; i++)
+				s += load_scalar(dt, w, r * cols + i) * x[t][i];
+			y[t][r] = s;
 		}
-	}
 }
 
 static void to_f32_scalar(mh_dtype dt, float *dst, const void *src, int64_t n)
@@ -234,34 +229,6 @@ static TGT_INLINE float hsum8(__m256 v)
 	s = _mm_add_ps(s, _mm_movehl_ps(s, s));
 	s = _mm_add_ss(s, _mm_movehdup_ps(s));
 	return _mm_cvtss_f32(s);
-}
-
-/* One weight row against NT tokens (NT a constant after inlining; the
- * loops over it must be unrolled, or gcc -O2 keeps the accumulators on
- * the stack and every FMA waits on a store and a load). */
-static TGT_INLINE void row_nt(mh_dtype dt, const void *w, int64_t off, int64_t cols,
-			      const float *x, int64_t ldx, int NT, float *out)
-{
-	__m256 a0[4], a1[4];
-#pragma GCC unroll 4
-	for (int t = 0; t < NT; t++)
-		a0[t] = a1[t] = _mm256_setzero_ps();
-	int64_t i = 0;
-	for (; i + 16 <= cols; i += 16) {
-		__m256 w0 = ld8(dt, w, off + i), w1 = ld8(dt, w, off + i + 8);
-#pragma GCC unroll 4
-		for (int t = 0; t < NT; t++) {
-			a0[t] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + t * ldx + i), a0[t]);
-			a1[t] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + t * ldx + i + 8), a1[t]);
-		}
-	}
-#pragma GCC unroll 4
-	for (int t = 0; t < NT; t++) {
-		float s = hsum8(_mm256_add_ps(a0[t], a1[t]));
-		for (int64_t k = i; k < cols; k++)
-			s += ld1(dt, w, off + k) * x[t * ldx + k];
-		out[t] = s;
-	}
 }
 
 /* The one-token kernels go through a row in segments of this many bytes
@@ -441,13 +408,243 @@ static int64_t peel_1(mh_dtype dt, const void *w, int64_t cols)
 	return dt != MH_F32 && h == 16 ? 0 : h;
 }
 
-static TGT_INLINE void rows_dt(mh_dtype dt, float *y, int64_t ldy, const float *x, int64_t ldx,
-			       int n, const void *w, int64_t r0, int64_t r1, int64_t cols)
+/* ---- several tokens at once (batched decode) --------------------------------------- *
+ *
+ * Each token's sum must have the bits of its one-token call (row_1,
+ * row_1_bf16), so each token keeps that loop's four accumulators and takes
+ * exactly its FMAs, in its order; the tokens share only the weights' loads
+ * and conversions.  Two more things make it fast:
+ *  - tokens go in groups of X_GROUP: 12 accumulators and the shared
+ *    weights fill the sixteen registers, and give the FMA units twelve
+ *    independent chains (one token's four, of latency 4, are one FMA a
+ *    cycle, half of what a core can do);
+ *  - the one-token loop's state between two of its steps is just the
+ *    accumulators, so a row can be cut into tiles of columns at step
+ *    boundaries and resumed.  A block of X_ROWS rows goes tile by tile,
+ *    each tile through every group and row, the accumulators kept in
+ *    memory in between: a group's activations for the tile (X_TILE
+ *    floats a token) then stay in L1 for all the block's rows, where
+ *    whole rows of three tokens' activations (24-66 KB for TinyLlama)
+ *    came from L2, whose bandwidth, not the FMAs, then set the pace.
+ * The tiles follow the one-token loop's structure: the head (head_fma)
+ * when the block starts; then each segment of SEG_BYTES of weights (its
+ * first 32 bytes apart, its steps of 32 weights, its last vectors), cut
+ * at steps; then what is left after the last segment, and the sum, when
+ * the block ends. */
+#define X_GROUP 3
+#define X_ROWS 4
+#define X_TILE 512
+
+typedef __m256 acc4[4];
+
+/* Columns [i, i1) of the segment [sk, ek) of the row at w + off: row_1's
+ * FMAs for those columns.  i is sk or a step boundary (first: the
+ * segment's first 32 bytes are to be taken too), i1 a step boundary or
+ * ek. */
+static TGT_INLINE void tile_x(mh_dtype dt, const void *w, int64_t off, const float *const *x,
+			      int nt, acc4 *acc, int64_t i, int64_t i1, int64_t ek, int first)
+{
+	const int64_t es = dt == MH_F32 ? 4 : 2;
+	const char *wb = (const char *)w + off * es;
+	__m256 a0[X_GROUP], a1[X_GROUP], a2[X_GROUP], a3[X_GROUP];
+#pragma GCC unroll 3
+	for (int t = 0; t < nt; t++) {
+		a0[t] = acc[t][0];
+		a1[t] = acc[t][1];
+		a2[t] = acc[t][2];
+		a3[t] = acc[t][3];
+	}
+	if (first)
+		for (int64_t k = 0; k < 32 / es; k += 8, i += 8) {
+			__m256 v = ld8(dt, w, off + i);
+#pragma GCC unroll 3
+			for (int t = 0; t < nt; t++)
+				a2[t] = _mm256_fmadd_ps(v, _mm256_loadu_ps(x[t] + i), a2[t]);
+		}
+	for (; i + 32 <= i1; i += 32) {
+		PF(wb + i * es + PF_DIST);
+		if (es == 4)
+			PF(wb + i * es + PF_DIST + 64);
+		__m256 v0 = ld8(dt, w, off + i), v1 = ld8(dt, w, off + i + 8);
+		__m256 v2 = ld8(dt, w, off + i + 16), v3 = ld8(dt, w, off + i + 24);
+#pragma GCC unroll 3
+		for (int t = 0; t < nt; t++) {
+			a0[t] = _mm256_fmadd_ps(v0, _mm256_loadu_ps(x[t] + i), a0[t]);
+			a1[t] = _mm256_fmadd_ps(v1, _mm256_loadu_ps(x[t] + i + 8), a1[t]);
+			a2[t] = _mm256_fmadd_ps(v2, _mm256_loadu_ps(x[t] + i + 16), a2[t]);
+			a3[t] = _mm256_fmadd_ps(v3, _mm256_loadu_ps(x[t] + i + 24), a3[t]);
+		}
+	}
+	if (i1 == ek)
+		for (; i + 8 <= ek; i += 8) {
+			__m256 v = ld8(dt, w, off + i);
+#pragma GCC unroll 3
+			for (int t = 0; t < nt; t++)
+				a3[t] = _mm256_fmadd_ps(v, _mm256_loadu_ps(x[t] + i), a3[t]);
+		}
+#pragma GCC unroll 3
+	for (int t = 0; t < nt; t++) {
+		acc[t][0] = a0[t];
+		acc[t][1] = a1[t];
+		acc[t][2] = a2[t];
+		acc[t][3] = a3[t];
+	}
+}
+
+/* The same for BF16, whose one-token loop takes 16 weights at a time (x
+ * reordered to match: permute_eo). */
+static TGT_INLINE void tile_x_bf16(const uint16_t *w, const float *const *x, int nt, acc4 *acc,
+				   int64_t i, int64_t i1, int64_t ek, int first)
+{
+	__m256 a0[X_GROUP], a1[X_GROUP], a2[X_GROUP], a3[X_GROUP];
+#pragma GCC unroll 3
+	for (int t = 0; t < nt; t++) {
+		a0[t] = acc[t][0];
+		a1[t] = acc[t][1];
+		a2[t] = acc[t][2];
+		a3[t] = acc[t][3];
+	}
+	if (first) {
+		__m256i v0 = _mm256_loadu_si256((const __m256i *)(w + i));
+		__m256 e0 = bf16_even(v0), o0 = bf16_odd(v0);
+#pragma GCC unroll 3
+		for (int t = 0; t < nt; t++) {
+			a2[t] = _mm256_fmadd_ps(e0, _mm256_loadu_ps(x[t] + i), a2[t]);
+			a3[t] = _mm256_fmadd_ps(o0, _mm256_loadu_ps(x[t] + i + 8), a3[t]);
+		}
+		i += 16;
+	}
+	for (; i + 32 <= i1; i += 32) {
+		PF(w + i + PF_DIST / 2);
+		__m256i v0 = _mm256_loadu_si256((const __m256i *)(w + i));
+		__m256i v1 = _mm256_loadu_si256((const __m256i *)(w + i + 16));
+		__m256 e0 = bf16_even(v0), o0 = bf16_odd(v0);
+		__m256 e1 = bf16_even(v1), o1 = bf16_odd(v1);
+#pragma GCC unroll 3
+		for (int t = 0; t < nt; t++) {
+			a0[t] = _mm256_fmadd_ps(e0, _mm256_loadu_ps(x[t] + i), a0[t]);
+			a1[t] = _mm256_fmadd_ps(o0, _mm256_loadu_ps(x[t] + i + 8), a1[t]);
+			a2[t] = _mm256_fmadd_ps(e1, _mm256_loadu_ps(x[t] + i + 16), a2[t]);
+			a3[t] = _mm256_fmadd_ps(o1, _mm256_loadu_ps(x[t] + i + 24), a3[t]);
+		}
+	}
+	if (i1 == ek && i + 16 <= ek) {
+		__m256i v0 = _mm256_loadu_si256((const __m256i *)(w + i));
+		__m256 e0 = bf16_even(v0), o0 = bf16_odd(v0);
+#pragma GCC unroll 3
+		for (int t = 0; t < nt; t++) {
+			a2[t] = _mm256_fmadd_ps(e0, _mm256_loadu_ps(x[t] + i), a2[t]);
+			a3[t] = _mm256_fmadd_ps(o0, _mm256_loadu_ps(x[t] + i + 8), a3[t]);
+		}
+	}
+#pragma GCC unroll 3
+	for (int t = 0; t < nt; t++) {
+		acc[t][0] = a0[t];
+		acc[t][1] = a1[t];
+		acc[t][2] = a2[t];
+		acc[t][3] = a3[t];
+	}
+}
+
+/* One tile for the tokens t0 .. t0 + nt of the row at w + off (nt a
+ * constant after inlining, from the switch). */
+static TGT_INLINE void tile_group(mh_dtype dt, const void *w, int64_t off, const float *const *x,
+				  int nt, acc4 *acc, int64_t i, int64_t i1, int64_t ek, int first)
+{
+	if (dt == MH_BF16) {
+		const uint16_t *wr = (const uint16_t *)w + off;
+		switch (nt) {
+		case 1: tile_x_bf16(wr, x, 1, acc, i, i1, ek, first); break;
+		case 2: tile_x_bf16(wr, x, 2, acc, i, i1, ek, first); break;
+		default: tile_x_bf16(wr, x, 3, acc, i, i1, ek, first); break;
+		}
+		return;
+	}
+	switch (nt) {
+	case 1: tile_x(dt, w, off, x, 1, acc, i, i1, ek, first); break;
+	case 2: tile_x(dt, w, off, x, 2, acc, i, i1, ek, first); break;
+	default: tile_x(dt, w, off, x, 3, acc, i, i1, ek, first); break;
+	}
+}
+
+/* Rows [r0, r1) for 2..KERN_ROWS_MAX tokens, h the head (peel_1()). */
+static TGT_INLINE void rows_x(mh_dtype dt, float *const *y, const float *const *x, int n,
+			      const void *w, int64_t r0, int64_t r1, int64_t cols, int64_t h)
+{
+	const int64_t es = dt == MH_F32 ? 4 : 2, seg = SEG_BYTES / es;
+	const int64_t lead = dt == MH_BF16 ? 16 : 32 / es; /* a segment's first 32 bytes */
+	const int64_t unit = dt == MH_BF16 ? 16 : 8;       /* a segment's last vectors */
+	/* groups of X_GROUP, the last two of two where three would leave one */
+	int g0[KERN_ROWS_MAX], gn[KERN_ROWS_MAX], groups = 0;
+	for (int t0 = 0; t0 < n; groups++) {
+		int g = n - t0 > X_GROUP ? (n - t0 == X_GROUP + 1 ? 2 : X_GROUP) : n - t0;
+		g0[groups] = t0;
+		gn[groups] = g;
+		t0 += g;
+	}
+	acc4 acc[X_ROWS][KERN_ROWS_MAX];
+	for (int64_t rb = r0; rb < r1; rb += X_ROWS) {
+		int nr = r1 - rb < X_ROWS ? (int)(r1 - rb) : X_ROWS;
+		for (int r = 0; r < nr; r++)
+			for (int t = 0; t < n; t++) {
+				acc[r][t][0] = acc[r][t][2] = acc[r][t][3] = _mm256_setzero_ps();
+				acc[r][t][1] = head_fma(dt, w, (rb + r) * cols, x[t], h,
+							_mm256_setzero_ps());
+			}
+		int64_t i = h; /* where the one-token loop is after the segments */
+		for (int64_t sk = h; sk + 32 <= cols; sk += seg) {
+			int64_t ek = cols - sk > seg ? sk + seg : cols;
+			int first = sk > h;
+			int64_t start = sk + (first ? lead : 0);
+			for (int64_t c0 = sk; c0 < ek;) {
+				int64_t c1 = (c0 == sk ? start : c0) + X_TILE;
+				c1 = c1 < ek ? c1 : ek;
+				for (int g = 0; g < groups; g++)
+					for (int r = 0; r < nr; r++)
+						tile_group(dt, w, (rb + r) * cols, x + g0[g], gn[g],
+							   acc[r] + g0[g], c0, c1, ek, first && c0 == sk);
+				c0 = c1;
+			}
+			i = start + (ek - start) / 32 * 32;
+			while (i + unit <= ek)
+				i += unit;
+		}
+		for (int r = 0; r < nr; r++) {
+			int64_t off = (rb + r) * cols;
+			for (int t = 0; t < n; t++) {
+				__m256 *a = acc[r][t];
+				int64_t k = i;
+				if (dt == MH_BF16) {
+					if (k + 16 <= cols) {
+						__m256i v = _mm256_loadu_si256(
+							(const __m256i *)((const uint16_t *)w + off + k));
+						a[0] = _mm256_fmadd_ps(bf16_even(v), _mm256_loadu_ps(x[t] + k), a[0]);
+						a[1] = _mm256_fmadd_ps(bf16_odd(v), _mm256_loadu_ps(x[t] + k + 8),
+								       a[1]);
+						k += 16;
+					}
+				} else {
+					for (; k + 8 <= cols; k += 8)
+						a[0] = _mm256_fmadd_ps(ld8(dt, w, off + k), _mm256_loadu_ps(x[t] + k),
+								       a[0]);
+				}
+				float s = hsum8(_mm256_add_ps(_mm256_add_ps(a[0], a[1]),
+							      _mm256_add_ps(a[2], a[3])));
+				for (; k < cols; k++)
+					s += ld1(dt, w, off + k) * x[t][k];
+				y[t][rb + r] = s;
+			}
+		}
+	}
+}
+
+static TGT_INLINE void rows_dt(mh_dtype dt, float *const *y, const float *const *x, int n,
+			       const void *w, int64_t r0, int64_t r1, int64_t cols)
 {
 	if (n == 1 && dt == MH_F32) {
 		int64_t h = peel(dt, w, cols);
 		for (int64_t r = r0; r < r1; r++)
-			y[r] = row_1(dt, w, r * cols, cols, x, h, 0);
+			y[0][r] = row_1(dt, w, r * cols, cols, x[0], h, 0);
 		return;
 	}
 	/* 16-bit rows take their loop's first step apart (after the alignment
@@ -467,34 +664,21 @@ static TGT_INLINE void rows_dt(mh_dtype dt, float *y, int64_t ldy, const float *
 	 * on every row and no such step (above): on Qwen's 3584-byte rows a
 	 * step every other row read at 96% against 95% (noise), every row at
 	 * 89%. */
+	int64_t h = peel_1(dt, w, cols);
 	if (n == 1) {
 		const int64_t rb = cols * 2;
-		int64_t h = peel_1(dt, w, cols), since = SEG_BYTES;
+		int64_t since = SEG_BYTES;
 		for (int64_t r = r0; r < r1; r++) {
 			int apart = since >= SEG_BYTES;
 			since = apart ? rb : since + rb;
 			if (dt == MH_BF16) /* x as kern_prepare_x reordered it */
-				y[r] = row_1_bf16((const uint16_t *)w + r * cols, cols, x, h, apart);
+				y[0][r] = row_1_bf16((const uint16_t *)w + r * cols, cols, x[0], h, apart);
 			else
-				y[r] = row_1(dt, w, r * cols, cols, x, h, apart);
+				y[0][r] = row_1(dt, w, r * cols, cols, x[0], h, apart);
 		}
 		return;
 	}
-	float o[4];
-	for (int64_t r = r0; r < r1; r++) {
-		for (int t0 = 0; t0 < n; t0 += 4) {
-			int nt = n - t0;
-			const float *xt = x + t0 * ldx;
-			switch (nt) {
-			case 1: row_nt(dt, w, r * cols, cols, xt, ldx, 1, o); break;
-			case 2: row_nt(dt, w, r * cols, cols, xt, ldx, 2, o); break;
-			case 3: row_nt(dt, w, r * cols, cols, xt, ldx, 3, o); break;
-			default: nt = 4; row_nt(dt, w, r * cols, cols, xt, ldx, 4, o); break;
-			}
-			for (int t = 0; t < nt; t++)
-				y[(t0 + t) * ldy + r] = o[t];
-		}
-	}
+	rows_x(dt, y, x, n, w, r0, r1, cols, h);
 }
 
 /* ---- Q8_0 / Q4_0 ------------------------------------------------------------------ */
@@ -600,18 +784,16 @@ static TGT_INLINE float qdot_f32_avx2(mh_dtype dt, const void *w, const float *x
 	return hsum8(_mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3])));
 }
 
-static TGT_INLINE void rows_quant_dt(mh_dtype dt, float *y, int64_t ldy, const float *x,
-				     int64_t ldx, int n, const void *w, int64_t r0, int64_t r1,
-				     int64_t cols)
+static TGT_INLINE void rows_quant_dt(mh_dtype dt, float *const *y, const float *const *x, int n,
+				     const void *w, int64_t r0, int64_t r1, int64_t cols)
 {
 	size_t rb = mh_row_bytes(dt, cols);
 	int exact = atomic_load_explicit(&precise, memory_order_relaxed);
 	for (int64_t r = r0; r < r1; r++) {
 		const char *wr = (const char *)w + r * rb;
 		for (int t = 0; t < n; t++)
-			y[t * ldy + r] = exact ? qdot_f32_avx2(dt, wr, x + t * ldx, cols)
-					       : qdot_avx2(dt, wr, (const char *)x + t * QX_BYTES(cols),
-							   cols);
+			y[t][r] = exact ? qdot_f32_avx2(dt, wr, x[t], cols)
+					: qdot_avx2(dt, wr, x[t], cols);
 	}
 }
 
@@ -767,16 +949,16 @@ static TGT void quant_x_avx2(void *dst, const float *x, int64_t cols)
 	}
 }
 
-static TGT void rows_avx2(mh_dtype dt, float *y, int64_t ldy, const float *x, int64_t ldx,
-			  int n, const void *w, int64_t r0, int64_t r1, int64_t cols)
+static TGT void rows_avx2(mh_dtype dt, float *const *y, const float *const *x, int n,
+			  const void *w, int64_t r0, int64_t r1, int64_t cols)
 {
 	switch (dt) {
-	case MH_F32: rows_dt(MH_F32, y, ldy, x, ldx, n, w, r0, r1, cols); break;
-	case MH_F16: rows_dt(MH_F16, y, ldy, x, ldx, n, w, r0, r1, cols); break;
-	case MH_BF16: rows_dt(MH_BF16, y, ldy, x, ldx, n, w, r0, r1, cols); break;
-	case MH_Q8_0: rows_quant_dt(MH_Q8_0, y, ldy, x, ldx, n, w, r0, r1, cols); break;
-	case MH_Q4_0: rows_quant_dt(MH_Q4_0, y, ldy, x, ldx, n, w, r0, r1, cols); break;
-	default: rows_scalar(dt, y, ldy, x, ldx, n, w, r0, r1, cols);
+	case MH_F32: rows_dt(MH_F32, y, x, n, w, r0, r1, cols); break;
+	case MH_F16: rows_dt(MH_F16, y, x, n, w, r0, r1, cols); break;
+	case MH_BF16: rows_dt(MH_BF16, y, x, n, w, r0, r1, cols); break;
+	case MH_Q8_0: rows_quant_dt(MH_Q8_0, y, x, n, w, r0, r1, cols); break;
+	case MH_Q4_0: rows_quant_dt(MH_Q4_0, y, x, n, w, r0, r1, cols); break;
+	default: rows_scalar(dt, y, x, n, w, r0, r1, cols);
 	}
 }
 
@@ -1035,13 +1217,12 @@ static TGT uint64_t read_avx2(const void *p, int64_t n, int way)
 
 /* Quantized weights (unless --precise): x to 8 bits per token, QX_BYTES
  * apart (quant_x), the same for every kernel set; NULL for other dtypes. */
-static const float *prepare_x_quant(mh_dtype dt, const float *x, int n, int64_t cols, float *buf,
+static const float *prepare_x_quant(mh_dtype dt, const float *x, int64_t cols, float *buf,
 				    void (*qx)(void *, const float *, int64_t))
 {
 	if (!mh_dtype_is_quant(dt) || atomic_load_explicit(&precise, memory_order_relaxed))
 		return NULL;
-	for (int t = 0; t < n; t++)
-		qx((char *)buf + t * QX_BYTES(cols), x + t * cols, cols);
+	qx(buf, x, cols);
 	return buf;
 }
 
@@ -1053,17 +1234,17 @@ static int x_key_quant(mh_dtype dt)
 	return mh_dtype_is_quant(dt) && !atomic_load_explicit(&precise, memory_order_relaxed);
 }
 
-static const float *prepare_x_scalar(mh_dtype dt, const void *w, const float *x, int n,
-				     int64_t cols, float *buf)
+static const float *prepare_x_scalar(mh_dtype dt, const void *w, const float *x, int64_t cols,
+				     float *buf)
 {
 	(void)w;
-	const float *q = prepare_x_quant(dt, x, n, cols, buf, quant_x);
+	const float *q = prepare_x_quant(dt, x, cols, buf, quant_x);
 	return q ? q : x;
 }
 
-static int x_key_scalar(mh_dtype dt, const void *w, int n, int64_t cols)
+static int x_key_scalar(mh_dtype dt, const void *w, int64_t cols)
 {
-	(void)w, (void)n, (void)cols;
+	(void)w, (void)cols;
 	return x_key_quant(dt) ? X_KEY_QUANT : 0;
 }
 
@@ -1071,15 +1252,13 @@ static int x_key_scalar(mh_dtype dt, const void *w, int n, int64_t cols)
 /* For one token: BF16 reordered (permute_eo), and x placed so that its
  * loads are aligned where the weights' are (peel_1(); buf is 64-byte
  * aligned). */
-static const float *prepare_x_avx2(mh_dtype dt, const void *w, const float *x, int n,
-				   int64_t cols, float *buf)
+static const float *prepare_x_avx2(mh_dtype dt, const void *w, const float *x, int64_t cols,
+				   float *buf)
 {
 	if (mh_dtype_is_quant(dt)) {
-		const float *q = prepare_x_quant(dt, x, n, cols, buf, quant_x_avx2);
+		const float *q = prepare_x_quant(dt, x, cols, buf, quant_x_avx2);
 		return q ? q : x;
 	}
-	if (n != 1)
-		return x;
 	int64_t h = peel_1(dt, w, cols);
 	if (dt != MH_BF16 && h % 8 == 0)
 		return x;
@@ -1091,11 +1270,11 @@ static const float *prepare_x_avx2(mh_dtype dt, const void *w, const float *x, i
 	return xp;
 }
 
-static int x_key_avx2(mh_dtype dt, const void *w, int n, int64_t cols)
+static int x_key_avx2(mh_dtype dt, const void *w, int64_t cols)
 {
 	if (mh_dtype_is_quant(dt))
 		return x_key_quant(dt) ? X_KEY_QUANT : 0;
-	return n != 1 ? 0 : (int)dt * 64 + (int)peel_1(dt, w, cols) + 1;
+	return (int)dt * 64 + (int)peel_1(dt, w, cols) + 1;
 }
 
 static int avx2_supported(void)
@@ -1113,10 +1292,10 @@ static int avx2_supported(void)
 typedef struct {
 	const char *name;
 	int (*supported)(void); /* NULL: every CPU */
-	void (*rows)(mh_dtype, float *, int64_t, const float *, int64_t, int, const void *,
-		     int64_t, int64_t, int64_t);
-	const float *(*prepare_x)(mh_dtype, const void *, const float *, int, int64_t, float *);
-	int (*x_key)(mh_dtype, const void *, int, int64_t);
+	void (*rows)(mh_dtype, float *const *, const float *const *, int, const void *, int64_t,
+		     int64_t, int64_t);
+	const float *(*prepare_x)(mh_dtype, const void *, const float *, int64_t, float *);
+	int (*x_key)(mh_dtype, const void *, int64_t);
 	void (*to_f32)(mh_dtype, float *, const void *, int64_t);
 	void (*dots)(float *, const float *, const float *, int64_t, int64_t, int64_t, float);
 	void (*wsum)(float *, const float *, const float *, int64_t, int64_t, int64_t);
@@ -1196,21 +1375,20 @@ const char *kern_name(void)
 	return ks()->name;
 }
 
-void kern_rows(mh_dtype dt, float *y, int64_t ldy, const float *x, int64_t ldx, int n,
-	       const void *w, int64_t r0, int64_t r1, int64_t cols)
+void kern_rows(mh_dtype dt, float *const *y, const float *const *x, int n, const void *w,
+	       int64_t r0, int64_t r1, int64_t cols)
 {
-	ks()->rows(dt, y, ldy, x, ldx, n, w, r0, r1, cols);
+	ks()->rows(dt, y, x, n, w, r0, r1, cols);
 }
 
-const float *kern_prepare_x(mh_dtype dt, const void *w, const float *x, int n, int64_t cols,
-			    float *buf)
+const float *kern_prepare_x(mh_dtype dt, const void *w, const float *x, int64_t cols, float *buf)
 {
-	return ks()->prepare_x(dt, w, x, n, cols, buf);
+	return ks()->prepare_x(dt, w, x, cols, buf);
 }
 
-int kern_x_key(mh_dtype dt, const void *w, int n, int64_t cols)
+int kern_x_key(mh_dtype dt, const void *w, int64_t cols)
 {
-	return ks()->x_key(dt, w, n, cols);
+	return ks()->x_key(dt, w, cols);
 }
 
 void kern_to_f32(mh_dtype dt, float *dst, const void *src, int64_t n)

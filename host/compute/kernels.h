@@ -12,28 +12,29 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* y[t * ldy + r] = dot(row r of w, x + t * ldx) for r in [r0, r1), t < n.
- * w is rows x cols of dtype F32, F16, BF16, Q8_0 or Q4_0; each weight row
- * is read from memory once for all n tokens, and a token's results do not
- * depend on n or on the other tokens (the rule batching needs: see ops.c's
- * routing and docs/batching.md; not yet true of the AVX2 F32/F16/BF16 loops,
- * whose n > 1 path sums in another order than n = 1, so ops passes n = 1).  Quantized weights multiply x
- * quantized to 8 bits per block (quant_x, ggml's way), unless
- * kern_set_precise(1): then F32 x; either way every kernel set gives the
- * same bits (quant.h).  x is as kern_prepare_x returned it for the same dt, n
- * and cols, with the same kernel set in use. */
-void kern_rows(mh_dtype dt, float *y, int64_t ldy, const float *x, int64_t ldx, int n,
-	       const void *w, int64_t r0, int64_t r1, int64_t cols);
+/* y[t][r] = dot(row r of w, x[t]) for r in [r0, r1), t < n <=
+ * KERN_ROWS_MAX, where w is
+ * rows x cols of dtype F32, F16, BF16, Q8_0 or Q4_0 and each x[t] is one
+ * token's activations as kern_prepare_x returned them for w.  A token's
+ * results have the bits of its own n = 1 call, whatever n and the other
+ * tokens (the rule batching needs: see ops.c's routing and
+ * docs/batching.md): the tokens share the weights' loads, never an
+ * accumulator.  Quantized weights multiply x quantized to 8 bits per block
+ * (quant_x, ggml's way), unless kern_set_precise(1): then F32 x; either
+ * way every kernel set gives the same bits (quant.h). */
+#define KERN_ROWS_MAX 8
+void kern_rows(mh_dtype dt, float *const *y, const float *const *x, int n, const void *w,
+	       int64_t r0, int64_t r1, int64_t cols);
 /* The kernel for dt may read x in an order and at an alignment of its own,
- * which depend on the weights w (rows of cols): once per matmul, before
- * its ranges of rows, this returns x itself or a pointer into buf (64-byte
- * aligned, room for n * cols + KERN_X_SLACK floats) holding x so. */
+ * which depend on the weights w (rows of cols): once per token and
+ * matmul, before its ranges of rows, this returns x itself or a pointer
+ * into buf (64-byte aligned, room for cols + KERN_X_SLACK floats) holding
+ * x so. */
 #define KERN_X_SLACK 16
-const float *kern_prepare_x(mh_dtype dt, const void *w, const float *x, int n, int64_t cols,
-			    float *buf);
+const float *kern_prepare_x(mh_dtype dt, const void *w, const float *x, int64_t cols, float *buf);
 /* Equal for two weight matrices of cols columns, of any dtypes, whose
  * kernels read the same prepared x (one kern_prepare_x then serves both). */
-int kern_x_key(mh_dtype dt, const void *w, int n, int64_t cols);
+int kern_x_key(mh_dtype dt, const void *w, int64_t cols);
 /* dst[0..n) = src[0..n) converted from dt (F32, F16, BF16) to F32. */
 void kern_to_f32(mh_dtype dt, float *dst, const void *src, int64_t n);
 /* Attention's inner loops.  s[i] = scale * dot(q, k + i * ldk), vectors

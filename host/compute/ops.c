@@ -284,17 +284,14 @@ static void fill_nan(float *y, size_t n)
  * (ops_set_rows; without it, all n rows are one run), and each run is routed
  * by its own length alone:
  *  - a run of at most SMALL_N rows (a decode token, a short prompt piece)
- *    goes through the row kernels one row at a time, each row's bits those
- *    of a one-token call, whatever else is in the batch; the rows of all such
- *    runs share one pass over the weights, block by block (ROW_BLOCK_BYTES of
- *    weights, read from memory once, from cache for the other rows);
+ *    goes through the row kernels, each row's bits those of a one-token
+ *    call, whatever else is in the batch (kern_rows' promise, which
+ *    check_ops tests on every kernel set); the rows of all such runs share
+ *    one pass over the weights, block by block (ROW_BLOCK_BYTES of weights,
+ *    read from memory once, from cache for the other rows), ROWS_AT_ONCE
+ *    of them in one kern_rows call;
  *  - a longer run (a prompt piece) is an SGEMM of its own, as if alone
- *    (OpenBLAS rounds a row's sums by the shape of the call).
- * kern_rows with n > 1 tokens is not used: the AVX2 multi-token loop
- * (row_nt) sums in another order than the one-token loop.  Kernels that
- * give every row of an n-row call the bits of its one-row call may be
- * passed whole groups of rows here (ROWS_AT_ONCE); check_ops tests the rule
- * on every kernel set. */
+ *    (OpenBLAS rounds a row's sums by the shape of the call). */
 
 static const int *run_len; /* ops_set_rows */
 static int run_count, run_total;
@@ -311,6 +308,7 @@ void ops_set_rows(const int *len, int count)
 /* Weight bytes a block of the few-row path reads from memory before every
  * row takes it from cache (L1/L2). */
 #define ROW_BLOCK_BYTES (16 << 10)
+#define ROWS_AT_ONCE KERN_ROWS_MAX
 
 typedef struct {
 	float *const *y;
@@ -337,10 +335,14 @@ static void rows_task(void *ctx, int64_t b, int64_t e, int thread)
 			blk = 8;
 		for (int64_t a = r0; a < r1; a += blk) {
 			int64_t z = r1 - a < blk ? r1 : a + blk;
-			for (int t = 0; t < j->nr; t++)
-				kern_rows(w->dtype, j->y[i] + (size_t)j->row[t] * rows, rows,
-					  j->xr[(size_t)i * j->nr + t], j->cols, 1, w->data, a, z,
+			for (int t = 0; t < j->nr; t += ROWS_AT_ONCE) {
+				int m = j->nr - t < ROWS_AT_ONCE ? j->nr - t : ROWS_AT_ONCE;
+				float *y[ROWS_AT_ONCE];
+				for (int k = 0; k < m; k++)
+					y[k] = j->y[i] + (size_t)j->row[t + k] * rows;
+				kern_rows(w->dtype, y, j->xr + (size_t)i * j->nr + t, m, w->data, a, z,
 					  j->cols);
+			}
 		}
 	}
 }
@@ -394,12 +396,12 @@ static void route(float *const *y, const float *x, const mh_tensor *const *w, in
 				/* each row once per weight (kern_x_key: shared where alike) */
 				for (int i = 0; i < count; i++) {
 					int s = 0;
-					while (s < i && kern_x_key(w[s]->dtype, w[s]->data, 1, cols) !=
-								kern_x_key(w[i]->dtype, w[i]->data, 1, cols))
+					while (s < i && kern_x_key(w[s]->dtype, w[s]->data, cols) !=
+								kern_x_key(w[i]->dtype, w[i]->data, cols))
 						s++;
 					xr_buf[(size_t)i * nr + t] =
 						s < i ? xr_buf[(size_t)s * nr + t]
-						      : kern_prepare_x(w[i]->dtype, w[i]->data, xt, 1, cols,
+						      : kern_prepare_x(w[i]->dtype, w[i]->data, xt, cols,
 								       buf + ((size_t)i * nr + t) * slot);
 				}
 			}
