@@ -504,9 +504,9 @@ START_TEST(matmul_one_token_at_every_alignment)
 END_TEST
 
 /* A row's sum does not depend on where its range of rows starts: the
- * one-token kernels take a step of some rows apart, chosen from the range's
+ * kernels take rows four or three at a time, counted from the range's
  * start (rows_dt), and the pool's ranges change from run to run.  Rows of
- * 896 columns (1792 bytes of 16-bit weights: steps on some rows only),
+ * 896 columns,
  * 32-byte aligned and 8 bytes off; every split point against one whole
  * range, bit for bit, and ops_matmul (the pool's ranges) the same. */
 START_TEST(one_token_rows_do_not_depend_on_their_range)

@@ -231,65 +231,6 @@ static TGT_INLINE float hsum8(__m256 v)
 	return _mm_cvtss_f32(s);
 }
 
-/* The one-token kernels go through a row in segments of this many bytes
- * from its head (peel_1()) on, each segment's first 32 bytes a step apart
- * from its loop, as the head is apart from the row's.  mmprobe, TinyLlama
- * and Qwen2.5-0.5B, F32 and BF16: the down projections' rows (11-22 KB)
- * read at 74-94% of a plain read in segments, 58-86% without; 2048-column
- * F32 rows 94-98% against 85-89%.  Other sizes (four alternating runs,
- * Qwen BF16's 896x4864 / TinyLlama F32's 2048x5632): 2 KiB 89/80%, 3 KiB
- * 87/82%, 4 KiB 92/85%, 8 KiB 83/78%. */
-#define SEG_BYTES 4096
-
-/* 32 weights from i on into four accumulators: one step of row_1's loop */
-static TGT_INLINE void step_32(mh_dtype dt, const void *w, int64_t i, const float *x,
-			       __m256 *a0, __m256 *a1, __m256 *a2, __m256 *a3)
-{
-	*a0 = _mm256_fmadd_ps(ld8(dt, w, i), _mm256_loadu_ps(x), *a0);
-	*a1 = _mm256_fmadd_ps(ld8(dt, w, i + 8), _mm256_loadu_ps(x + 8), *a1);
-	*a2 = _mm256_fmadd_ps(ld8(dt, w, i + 16), _mm256_loadu_ps(x + 16), *a2);
-	*a3 = _mm256_fmadd_ps(ld8(dt, w, i + 24), _mm256_loadu_ps(x + 24), *a3);
-}
-
-/* Single token: four accumulators, 32 weights per step, from weight h on
- * (peel_1(): the vector loads of the rest are aligned).  apart: the loop's
- * first step taken out of it (rows_dt says on which rows); the sum is the
- * same. */
-static TGT_INLINE float row_1(mh_dtype dt, const void *w, int64_t off, int64_t cols,
-			      const float *x, int64_t h, int apart)
-{
-	const int64_t es = dt == MH_F32 ? 4 : 2, seg = SEG_BYTES / es;
-	const char *wb = (const char *)w + off * es;
-	__m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-	a1 = head_fma(dt, w, off, x, h, a1);
-	int64_t i = h;
-	while (i + 32 <= cols) {
-		int64_t end = cols - i > seg ? i + seg : cols;
-		if (i > h) { /* a segment's first 32 bytes */
-			for (int64_t k = 0; k < 32 / es; k += 8, i += 8)
-				a2 = _mm256_fmadd_ps(ld8(dt, w, off + i), _mm256_loadu_ps(x + i), a2);
-		} else if (apart) { /* the loop's first step */
-			step_32(dt, w, off + i, x + i, &a0, &a1, &a2, &a3);
-			i += 32;
-		}
-		for (; i + 32 <= end; i += 32) {
-			/* ahead of the hardware prefetcher, and across 4 KiB pages */
-			PF(wb + i * es + PF_DIST);
-			if (es == 4)
-				PF(wb + i * es + PF_DIST + 64);
-			step_32(dt, w, off + i, x + i, &a0, &a1, &a2, &a3);
-		}
-		for (; i + 8 <= end; i += 8)
-			a3 = _mm256_fmadd_ps(ld8(dt, w, off + i), _mm256_loadu_ps(x + i), a3);
-	}
-	for (; i + 8 <= cols; i += 8)
-		a0 = _mm256_fmadd_ps(ld8(dt, w, off + i), _mm256_loadu_ps(x + i), a0);
-	float s = hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-	for (; i < cols; i++)
-		s += ld1(dt, w, off + i) * x[i];
-	return s;
-}
-
 /* BF16 for one token, sixteen weights per load: a 32-bit lane holds an
  * even weight in its low half and the next odd one in its high half, so a
  * shift left by 16 gives the even weights as floats and masking off the
@@ -298,7 +239,7 @@ static TGT_INLINE float row_1(mh_dtype dt, const void *w, int64_t off, int64_t c
  * of widening each half separately, which lets the loop keep up with a
  * fast memory (0.90 of a plain read of the same bytes, against 0.84).
  * Reordering per range of rows instead cost another 8 points.  The first h
- * entries (peel_1()) and the tail stay in order. */
+ * entries (peel()) and the tail stay in order. */
 static TGT void permute_eo(float *xp, const float *x, int64_t h, int64_t cols)
 {
 	const __m256i idx = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
@@ -325,59 +266,6 @@ static TGT_INLINE __m256 bf16_odd(__m256i v)
 	return _mm256_castsi256_ps(_mm256_and_si256(v, _mm256_set1_epi32((int)0xffff0000u)));
 }
 
-/* 32 weights from w on into four accumulators: one step of row_1_bf16's loop */
-static TGT_INLINE void step_32_bf16(const uint16_t *w, const float *xp, __m256 *a0, __m256 *a1,
-				    __m256 *a2, __m256 *a3)
-{
-	__m256i v0 = _mm256_loadu_si256((const __m256i *)w);
-	__m256i v1 = _mm256_loadu_si256((const __m256i *)(w + 16));
-	*a0 = _mm256_fmadd_ps(bf16_even(v0), _mm256_loadu_ps(xp), *a0);
-	*a1 = _mm256_fmadd_ps(bf16_odd(v0), _mm256_loadu_ps(xp + 8), *a1);
-	*a2 = _mm256_fmadd_ps(bf16_even(v1), _mm256_loadu_ps(xp + 16), *a2);
-	*a3 = _mm256_fmadd_ps(bf16_odd(v1), _mm256_loadu_ps(xp + 24), *a3);
-}
-
-static TGT_INLINE float row_1_bf16(const uint16_t *w, int64_t cols, const float *xp, int64_t h,
-				   int apart)
-{
-	__m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-	int64_t i = h;
-	a1 = head_fma(MH_BF16, w, 0, xp, h, a1); /* the head of x is in order */
-	const int64_t seg = SEG_BYTES / 2;
-	while (i + 32 <= cols) {
-		int64_t end = cols - i > seg ? i + seg : cols;
-		if (i > h) { /* a segment's first 32 bytes */
-			__m256i v0 = _mm256_loadu_si256((const __m256i *)(w + i));
-			a2 = _mm256_fmadd_ps(bf16_even(v0), _mm256_loadu_ps(xp + i), a2);
-			a3 = _mm256_fmadd_ps(bf16_odd(v0), _mm256_loadu_ps(xp + i + 8), a3);
-			i += 16;
-		} else if (apart) { /* the loop's first step */
-			step_32_bf16(w + i, xp + i, &a0, &a1, &a2, &a3);
-			i += 32;
-		}
-		for (; i + 32 <= end; i += 32) {
-			PF(w + i + PF_DIST / 2);
-			step_32_bf16(w + i, xp + i, &a0, &a1, &a2, &a3);
-		}
-		if (i + 16 <= end) {
-			__m256i v0 = _mm256_loadu_si256((const __m256i *)(w + i));
-			a2 = _mm256_fmadd_ps(bf16_even(v0), _mm256_loadu_ps(xp + i), a2);
-			a3 = _mm256_fmadd_ps(bf16_odd(v0), _mm256_loadu_ps(xp + i + 8), a3);
-			i += 16;
-		}
-	}
-	if (i + 16 <= cols) {
-		__m256i v0 = _mm256_loadu_si256((const __m256i *)(w + i));
-		a0 = _mm256_fmadd_ps(bf16_even(v0), _mm256_loadu_ps(xp + i), a0);
-		a1 = _mm256_fmadd_ps(bf16_odd(v0), _mm256_loadu_ps(xp + i + 8), a1);
-		i += 16;
-	}
-	float s = hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-	for (; i < cols; i++)
-		s += mh_bf16_to_f32(w[i]) * xp[i];
-	return s;
-}
-
 /* Weights at the start of each row that the one-token kernels take apart
  * from their main loop (head_fma), up to the next 32-byte boundary after
  * the row's start: 8 to 32 bytes.  0 unless every row starts at the same
@@ -399,286 +287,137 @@ static int64_t peel(mh_dtype dt, const void *w, int64_t cols)
 	return h < cols ? h : 0;
 }
 
-/* The head the one-token kernels take apart from every row, and where
- * BF16's reordering of x starts: peel(), except none for 16-bit rows that
- * start on a 32-byte boundary (rows_dt). */
-static int64_t peel_1(mh_dtype dt, const void *w, int64_t cols)
-{
-	int64_t h = peel(dt, w, cols);
-	return dt != MH_F32 && h == 16 ? 0 : h;
-}
-
-/* ---- several tokens at once (batched decode) --------------------------------------- *
+/* ---- the float matmul loop -------------------------------------------------------- *
  *
- * Each token's sum must have the bits of its one-token call (row_1,
- * row_1_bf16), so each token keeps that loop's four accumulators and takes
- * exactly its FMAs, in its order; the tokens share only the weights' loads
- * and conversions.  Two more things make it fast:
- *  - tokens go in groups of X_GROUP: 12 accumulators and the shared
- *    weights fill the sixteen registers, and give the FMA units twelve
- *    independent chains (one token's four, of latency 4, are one FMA a
- *    cycle, half of what a core can do);
- *  - the one-token loop's state between two of its steps is just the
- *    accumulators, so a row can be cut into tiles of columns at step
- *    boundaries and resumed.  A block of X_ROWS rows goes tile by tile,
- *    each tile through every group and row, the accumulators kept in
- *    memory in between: a group's activations for the tile (X_TILE
- *    floats a token) then stay in L1 for all the block's rows, where
- *    whole rows of three tokens' activations (24-66 KB for TinyLlama)
- *    came from L2, whose bandwidth, not the FMAs, then set the pace.
- * The tiles follow the one-token loop's structure: the head (head_fma)
- * when the block starts; then each segment of SEG_BYTES of weights (its
- * first 32 bytes apart, its steps of 32 weights, its last vectors), cut
- * at steps; then what is left after the last segment, and the sum, when
- * the block ends. */
-#define X_GROUP 3
-#define X_ROWS 4
-#define X_TILE 512
+ * The order of a row's sum, the same for one token and for many (batched
+ * decode must give a token the bits of its one-token call): one 8-lane
+ * accumulator per row and token, started with the head (peel()), then one
+ * FMA per 8 weights in column order (BF16: per 16, the even weights then
+ * the odd ones, x reordered to match by permute_eo; then at most one
+ * vector of 8 in order), then the horizontal sum (hsum8) and the last
+ * cols % 8 products in order.
+ *
+ * A row's single chain of FMAs (latency 4) is interleaved with other rows'
+ * and tokens': one token takes four rows at a time (four chains, an FMA a
+ * cycle, well above what memory delivers: decode is bound by bandwidth),
+ * several tokens go three rows by three tokens (nine chains, each loaded
+ * weight vector used by three tokens and each loaded x vector by three
+ * rows).  Batched decode is bound by the core: on this Zen 3 VM a core
+ * loads about 1.3 vectors a cycle, and this loop makes 1.5 FMAs per load
+ * (60-75 GFLOP/s a core in a synthetic test, against 30-40 for the four
+ * accumulators per row and token that the one-token loop had before:
+ * sixteen loads per twelve FMAs, as no register was left to reuse x).
+ *
+ * Tried before and dropped with that loop (docs/performance.md): 4 KiB
+ * segments with a step taken apart, and a step apart once per 4 KiB of
+ * 16-bit rows, which each made a single stream read a few points faster. */
+#define MAX_R 4 /* rows at once */
+#define MAX_T 3 /* tokens at once */
 
-typedef __m256 acc4[4];
-
-/* Columns [i, i1) of the segment [sk, ek) of the row at w + off: row_1's
- * FMAs for those columns.  i is sk or a step boundary (first: the
- * segment's first 32 bytes are to be taken too), i1 a step boundary or
- * ek. */
-static TGT_INLINE void tile_x(mh_dtype dt, const void *w, int64_t off, const float *const *x,
-			      int nt, acc4 *acc, int64_t i, int64_t i1, int64_t ek, int first)
+/* rows r .. r + R of w against the tokens x[0..T): y[t][r + i] (R and T
+ * constants after inlining, the loops over them unrolled, or gcc keeps
+ * the accumulators on the stack) */
+static TGT_INLINE void rows_rt(mh_dtype dt, const void *w, int64_t r, int64_t cols,
+			       const float *const *x, float *const *y, int R, int T, int64_t h)
 {
 	const int64_t es = dt == MH_F32 ? 4 : 2;
-	const char *wb = (const char *)w + off * es;
-	__m256 a0[X_GROUP], a1[X_GROUP], a2[X_GROUP], a3[X_GROUP];
+	const char *wb = (const char *)w + r * cols * es;
+	__m256 a[MAX_R][MAX_T];
+#pragma GCC unroll 4
+	for (int i = 0; i < R; i++)
 #pragma GCC unroll 3
-	for (int t = 0; t < nt; t++) {
-		a0[t] = acc[t][0];
-		a1[t] = acc[t][1];
-		a2[t] = acc[t][2];
-		a3[t] = acc[t][3];
-	}
-	if (first)
-		for (int64_t k = 0; k < 32 / es; k += 8, i += 8) {
-			__m256 v = ld8(dt, w, off + i);
-#pragma GCC unroll 3
-			for (int t = 0; t < nt; t++)
-				a2[t] = _mm256_fmadd_ps(v, _mm256_loadu_ps(x[t] + i), a2[t]);
-		}
-	for (; i + 32 <= i1; i += 32) {
-		PF(wb + i * es + PF_DIST);
-		if (es == 4)
-			PF(wb + i * es + PF_DIST + 64);
-		__m256 v0 = ld8(dt, w, off + i), v1 = ld8(dt, w, off + i + 8);
-		__m256 v2 = ld8(dt, w, off + i + 16), v3 = ld8(dt, w, off + i + 24);
-#pragma GCC unroll 3
-		for (int t = 0; t < nt; t++) {
-			a0[t] = _mm256_fmadd_ps(v0, _mm256_loadu_ps(x[t] + i), a0[t]);
-			a1[t] = _mm256_fmadd_ps(v1, _mm256_loadu_ps(x[t] + i + 8), a1[t]);
-			a2[t] = _mm256_fmadd_ps(v2, _mm256_loadu_ps(x[t] + i + 16), a2[t]);
-			a3[t] = _mm256_fmadd_ps(v3, _mm256_loadu_ps(x[t] + i + 24), a3[t]);
-		}
-	}
-	if (i1 == ek)
-		for (; i + 8 <= ek; i += 8) {
-			__m256 v = ld8(dt, w, off + i);
-#pragma GCC unroll 3
-			for (int t = 0; t < nt; t++)
-				a3[t] = _mm256_fmadd_ps(v, _mm256_loadu_ps(x[t] + i), a3[t]);
-		}
-#pragma GCC unroll 3
-	for (int t = 0; t < nt; t++) {
-		acc[t][0] = a0[t];
-		acc[t][1] = a1[t];
-		acc[t][2] = a2[t];
-		acc[t][3] = a3[t];
-	}
-}
-
-/* The same for BF16, whose one-token loop takes 16 weights at a time (x
- * reordered to match: permute_eo). */
-static TGT_INLINE void tile_x_bf16(const uint16_t *w, const float *const *x, int nt, acc4 *acc,
-				   int64_t i, int64_t i1, int64_t ek, int first)
-{
-	__m256 a0[X_GROUP], a1[X_GROUP], a2[X_GROUP], a3[X_GROUP];
-#pragma GCC unroll 3
-	for (int t = 0; t < nt; t++) {
-		a0[t] = acc[t][0];
-		a1[t] = acc[t][1];
-		a2[t] = acc[t][2];
-		a3[t] = acc[t][3];
-	}
-	if (first) {
-		__m256i v0 = _mm256_loadu_si256((const __m256i *)(w + i));
-		__m256 e0 = bf16_even(v0), o0 = bf16_odd(v0);
-#pragma GCC unroll 3
-		for (int t = 0; t < nt; t++) {
-			a2[t] = _mm256_fmadd_ps(e0, _mm256_loadu_ps(x[t] + i), a2[t]);
-			a3[t] = _mm256_fmadd_ps(o0, _mm256_loadu_ps(x[t] + i + 8), a3[t]);
-		}
-		i += 16;
-	}
-	for (; i + 32 <= i1; i += 32) {
-		PF(w + i + PF_DIST / 2);
-		__m256i v0 = _mm256_loadu_si256((const __m256i *)(w + i));
-		__m256i v1 = _mm256_loadu_si256((const __m256i *)(w + i + 16));
-		__m256 e0 = bf16_even(v0), o0 = bf16_odd(v0);
-		__m256 e1 = bf16_even(v1), o1 = bf16_odd(v1);
-#pragma GCC unroll 3
-		for (int t = 0; t < nt; t++) {
-			a0[t] = _mm256_fmadd_ps(e0, _mm256_loadu_ps(x[t] + i), a0[t]);
-			a1[t] = _mm256_fmadd_ps(o0, _mm256_loadu_ps(x[t] + i + 8), a1[t]);
-			a2[t] = _mm256_fmadd_ps(e1, _mm256_loadu_ps(x[t] + i + 16), a2[t]);
-			a3[t] = _mm256_fmadd_ps(o1, _mm256_loadu_ps(x[t] + i + 24), a3[t]);
-		}
-	}
-	if (i1 == ek && i + 16 <= ek) {
-		__m256i v0 = _mm256_loadu_si256((const __m256i *)(w + i));
-		__m256 e0 = bf16_even(v0), o0 = bf16_odd(v0);
-#pragma GCC unroll 3
-		for (int t = 0; t < nt; t++) {
-			a2[t] = _mm256_fmadd_ps(e0, _mm256_loadu_ps(x[t] + i), a2[t]);
-			a3[t] = _mm256_fmadd_ps(o0, _mm256_loadu_ps(x[t] + i + 8), a3[t]);
-		}
-	}
-#pragma GCC unroll 3
-	for (int t = 0; t < nt; t++) {
-		acc[t][0] = a0[t];
-		acc[t][1] = a1[t];
-		acc[t][2] = a2[t];
-		acc[t][3] = a3[t];
-	}
-}
-
-/* One tile for the tokens t0 .. t0 + nt of the row at w + off (nt a
- * constant after inlining, from the switch). */
-static TGT_INLINE void tile_group(mh_dtype dt, const void *w, int64_t off, const float *const *x,
-				  int nt, acc4 *acc, int64_t i, int64_t i1, int64_t ek, int first)
-{
+		for (int t = 0; t < T; t++)
+			a[i][t] = head_fma(dt, w, (r + i) * cols, x[t], h, _mm256_setzero_ps());
+	int64_t k = h;
 	if (dt == MH_BF16) {
-		const uint16_t *wr = (const uint16_t *)w + off;
-		switch (nt) {
-		case 1: tile_x_bf16(wr, x, 1, acc, i, i1, ek, first); break;
-		case 2: tile_x_bf16(wr, x, 2, acc, i, i1, ek, first); break;
-		default: tile_x_bf16(wr, x, 3, acc, i, i1, ek, first); break;
+		const uint16_t *wr = (const uint16_t *)w + r * cols;
+		for (; k + 16 <= cols; k += 16) {
+			__m256i v[MAX_R];
+			__m256 xv[MAX_T];
+#pragma GCC unroll 4
+			for (int i = 0; i < R; i++) {
+				if (((k - h) & 31) == 0) /* a line ahead of each row, every 64 bytes */
+					PF(wr + i * cols + k + PF_DIST / 2);
+				v[i] = _mm256_loadu_si256((const __m256i *)(wr + i * cols + k));
+			}
+#pragma GCC unroll 3
+			for (int t = 0; t < T; t++)
+				xv[t] = _mm256_loadu_ps(x[t] + k);
+#pragma GCC unroll 4
+			for (int i = 0; i < R; i++) {
+				__m256 e = bf16_even(v[i]);
+#pragma GCC unroll 3
+				for (int t = 0; t < T; t++)
+					a[i][t] = _mm256_fmadd_ps(e, xv[t], a[i][t]);
+			}
+#pragma GCC unroll 3
+			for (int t = 0; t < T; t++)
+				xv[t] = _mm256_loadu_ps(x[t] + k + 8);
+#pragma GCC unroll 4
+			for (int i = 0; i < R; i++) {
+				__m256 o = bf16_odd(v[i]);
+#pragma GCC unroll 3
+				for (int t = 0; t < T; t++)
+					a[i][t] = _mm256_fmadd_ps(o, xv[t], a[i][t]);
+			}
 		}
-		return;
 	}
-	switch (nt) {
-	case 1: tile_x(dt, w, off, x, 1, acc, i, i1, ek, first); break;
-	case 2: tile_x(dt, w, off, x, 2, acc, i, i1, ek, first); break;
-	default: tile_x(dt, w, off, x, 3, acc, i, i1, ek, first); break;
+	for (; k + 8 <= cols; k += 8) {
+		__m256 xv[MAX_T];
+#pragma GCC unroll 3
+		for (int t = 0; t < T; t++)
+			xv[t] = _mm256_loadu_ps(x[t] + k);
+#pragma GCC unroll 4
+		for (int i = 0; i < R; i++) {
+			if (((k - h) * es & 63) == 0)
+				PF(wb + (i * cols + k) * es + PF_DIST);
+			__m256 v = ld8(dt, w, (r + i) * cols + k);
+#pragma GCC unroll 3
+			for (int t = 0; t < T; t++)
+				a[i][t] = _mm256_fmadd_ps(v, xv[t], a[i][t]);
+		}
 	}
+#pragma GCC unroll 4
+	for (int i = 0; i < R; i++)
+#pragma GCC unroll 3
+		for (int t = 0; t < T; t++) {
+			float s = hsum8(a[i][t]);
+			for (int64_t c = k; c < cols; c++)
+				s += ld1(dt, w, (r + i) * cols + c) * x[t][c];
+			y[t][r + i] = s;
+		}
 }
 
-/* Rows [r0, r1) for 2..KERN_ROWS_MAX tokens, h the head (peel_1()). */
-static TGT_INLINE void rows_x(mh_dtype dt, float *const *y, const float *const *x, int n,
-			      const void *w, int64_t r0, int64_t r1, int64_t cols, int64_t h)
+/* rows [r0, r1) against T tokens: R rows at a time, then one by one */
+static TGT_INLINE void rows_t(mh_dtype dt, const void *w, int64_t r0, int64_t r1, int64_t cols,
+			      const float *const *x, float *const *y, int R, int T, int64_t h)
 {
-	const int64_t es = dt == MH_F32 ? 4 : 2, seg = SEG_BYTES / es;
-	const int64_t lead = dt == MH_BF16 ? 16 : 32 / es; /* a segment's first 32 bytes */
-	const int64_t unit = dt == MH_BF16 ? 16 : 8;       /* a segment's last vectors */
-	/* groups of X_GROUP, the last two of two where three would leave one */
-	int g0[KERN_ROWS_MAX], gn[KERN_ROWS_MAX], groups = 0;
-	for (int t0 = 0; t0 < n; groups++) {
-		int g = n - t0 > X_GROUP ? (n - t0 == X_GROUP + 1 ? 2 : X_GROUP) : n - t0;
-		g0[groups] = t0;
-		gn[groups] = g;
-		t0 += g;
-	}
-	acc4 acc[X_ROWS][KERN_ROWS_MAX];
-	for (int64_t rb = r0; rb < r1; rb += X_ROWS) {
-		int nr = r1 - rb < X_ROWS ? (int)(r1 - rb) : X_ROWS;
-		for (int r = 0; r < nr; r++)
-			for (int t = 0; t < n; t++) {
-				acc[r][t][0] = acc[r][t][2] = acc[r][t][3] = _mm256_setzero_ps();
-				acc[r][t][1] = head_fma(dt, w, (rb + r) * cols, x[t], h,
-							_mm256_setzero_ps());
-			}
-		int64_t i = h; /* where the one-token loop is after the segments */
-		for (int64_t sk = h; sk + 32 <= cols; sk += seg) {
-			int64_t ek = cols - sk > seg ? sk + seg : cols;
-			int first = sk > h;
-			int64_t start = sk + (first ? lead : 0);
-			for (int64_t c0 = sk; c0 < ek;) {
-				int64_t c1 = (c0 == sk ? start : c0) + X_TILE;
-				c1 = c1 < ek ? c1 : ek;
-				for (int g = 0; g < groups; g++)
-					for (int r = 0; r < nr; r++)
-						tile_group(dt, w, (rb + r) * cols, x + g0[g], gn[g],
-							   acc[r] + g0[g], c0, c1, ek, first && c0 == sk);
-				c0 = c1;
-			}
-			i = start + (ek - start) / 32 * 32;
-			while (i + unit <= ek)
-				i += unit;
-		}
-		for (int r = 0; r < nr; r++) {
-			int64_t off = (rb + r) * cols;
-			for (int t = 0; t < n; t++) {
-				__m256 *a = acc[r][t];
-				int64_t k = i;
-				if (dt == MH_BF16) {
-					if (k + 16 <= cols) {
-						__m256i v = _mm256_loadu_si256(
-							(const __m256i *)((const uint16_t *)w + off + k));
-						a[0] = _mm256_fmadd_ps(bf16_even(v), _mm256_loadu_ps(x[t] + k), a[0]);
-						a[1] = _mm256_fmadd_ps(bf16_odd(v), _mm256_loadu_ps(x[t] + k + 8),
-								       a[1]);
-						k += 16;
-					}
-				} else {
-					for (; k + 8 <= cols; k += 8)
-						a[0] = _mm256_fmadd_ps(ld8(dt, w, off + k), _mm256_loadu_ps(x[t] + k),
-								       a[0]);
-				}
-				float s = hsum8(_mm256_add_ps(_mm256_add_ps(a[0], a[1]),
-							      _mm256_add_ps(a[2], a[3])));
-				for (; k < cols; k++)
-					s += ld1(dt, w, off + k) * x[t][k];
-				y[t][rb + r] = s;
-			}
-		}
-	}
+	int64_t r = r0;
+	for (; r + R <= r1; r += R)
+		rows_rt(dt, w, r, cols, x, y, R, T, h);
+	for (; r < r1; r++)
+		rows_rt(dt, w, r, cols, x, y, 1, T, h);
 }
 
 static TGT_INLINE void rows_dt(mh_dtype dt, float *const *y, const float *const *x, int n,
 			       const void *w, int64_t r0, int64_t r1, int64_t cols)
 {
-	if (n == 1 && dt == MH_F32) {
-		int64_t h = peel(dt, w, cols);
-		for (int64_t r = r0; r < r1; r++)
-			y[0][r] = row_1(dt, w, r * cols, cols, x[0], h, 0);
-		return;
-	}
-	/* 16-bit rows take their loop's first step apart (after the alignment
-	 * head, if any) on the first row of the range, then only once
-	 * SEG_BYTES have gone by since the last such step.  mmprobe,
-	 * Qwen2.5-0.5B (rows of 1792 bytes), alternating runs of 11, against a
-	 * step on every row: BF16 81 -> 92% of a plain read, F16 83 -> 91%;
-	 * with the data 8 bytes off a 64-byte boundary, as Hugging Face's
-	 * files may have it (an alignment head on every row), BF16 81 -> 93%
-	 * (12 runs), F16 88 -> 100% (4 runs).  A step every row or none at
-	 * all were the slowest, one every 3.6-5.4 KB the fastest, every 9 KB
-	 * in between; TinyLlama's rows (4 KiB and more) are unchanged.
-	 * Aligned rows peel nothing (peel_1()): a 32-byte head on every row as
-	 * well read 2 points slower.  The step leaves the sum as it was (a
-	 * variant that changed it read F16 2 points faster, but a row's sum
-	 * must not depend on where the pool's ranges start).  F32 keeps peel()
-	 * on every row and no such step (above): on Qwen's 3584-byte rows a
-	 * step every other row read at 96% against 95% (noise), every row at
-	 * 89%. */
-	int64_t h = peel_1(dt, w, cols);
+	int64_t h = peel(dt, w, cols);
 	if (n == 1) {
-		const int64_t rb = cols * 2;
-		int64_t since = SEG_BYTES;
-		for (int64_t r = r0; r < r1; r++) {
-			int apart = since >= SEG_BYTES;
-			since = apart ? rb : since + rb;
-			if (dt == MH_BF16) /* x as kern_prepare_x reordered it */
-				y[0][r] = row_1_bf16((const uint16_t *)w + r * cols, cols, x[0], h, apart);
-			else
-				y[0][r] = row_1(dt, w, r * cols, cols, x[0], h, apart);
-		}
+		rows_t(dt, w, r0, r1, cols, x, y, 4, 1, h);
 		return;
 	}
-	rows_x(dt, y, x, n, w, r0, r1, cols, h);
+	/* groups of three tokens, the last two of two where three would leave one */
+	for (int t0 = 0; t0 < n;) {
+		int g = n - t0 > MAX_T ? (n - t0 == MAX_T + 1 ? 2 : MAX_T) : n - t0;
+		if (g == 3)
+			rows_t(dt, w, r0, r1, cols, x + t0, y + t0, 3, 3, h);
+		else if (g == 2)
+			rows_t(dt, w, r0, r1, cols, x + t0, y + t0, 3, 2, h);
+		else
+			rows_t(dt, w, r0, r1, cols, x + t0, y + t0, 4, 1, h);
+		t0 += g;
+	}
 }
 
 /* ---- Q8_0 / Q4_0 ------------------------------------------------------------------ */
@@ -1250,7 +989,7 @@ static int x_key_scalar(mh_dtype dt, const void *w, int64_t cols)
 
 #ifdef HAVE_X86_KERNELS
 /* For one token: BF16 reordered (permute_eo), and x placed so that its
- * loads are aligned where the weights' are (peel_1(); buf is 64-byte
+ * loads are aligned where the weights' are (peel(); buf is 64-byte
  * aligned). */
 static const float *prepare_x_avx2(mh_dtype dt, const void *w, const float *x, int64_t cols,
 				   float *buf)
@@ -1259,7 +998,7 @@ static const float *prepare_x_avx2(mh_dtype dt, const void *w, const float *x, i
 		const float *q = prepare_x_quant(dt, x, cols, buf, quant_x_avx2);
 		return q ? q : x;
 	}
-	int64_t h = peel_1(dt, w, cols);
+	int64_t h = peel(dt, w, cols);
 	if (dt != MH_BF16 && h % 8 == 0)
 		return x;
 	float *xp = buf + (8 - h % 8) % 8;
@@ -1274,7 +1013,7 @@ static int x_key_avx2(mh_dtype dt, const void *w, int64_t cols)
 {
 	if (mh_dtype_is_quant(dt))
 		return x_key_quant(dt) ? X_KEY_QUANT : 0;
-	return (int)dt * 64 + (int)peel_1(dt, w, cols) + 1;
+	return (int)dt * 64 + (int)peel(dt, w, cols) + 1;
 }
 
 static int avx2_supported(void)
