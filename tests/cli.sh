@@ -23,11 +23,7 @@ if [ -z "$F" ] || [ -z "$G" ]; then
 fi
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
-pass=0
-fail=0
-
-ok() { pass=$((pass + 1)); echo "ok: $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL: $1"; }
+. "$(dirname "$0")/lib.sh"
 
 # run NAME EXPECTED_STATUS CMD...: stdout in $T/out, stderr in $T/err
 run() {
@@ -211,15 +207,7 @@ if [ -f "$TOY/toy_v1.so" ] && [ -f "$TOY/toy_v2.so" ]; then
 	P="$T/plugins" M="$T/toy"
 	mkdir -p "$P" "$M"
 	cp "$TOY/toy_v1.so" "$P/toy.so"
-	printf '{"architectures": ["ToyForCausalLM"], "vocab_size": 4, "eos_token_id": 3}' \
-		>"$M/config.json"
-	hdr='{"toy.logits":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}'
-	while [ $((${#hdr} % 8)) -ne 0 ]; do hdr="$hdr "; done
-	{ # u64 header length, the header, then 0.5 2.0 1.0 0.0 as little-endian F32
-		printf "\\$(printf %03o ${#hdr})\\000\\000\\000\\000\\000\\000\\000"
-		printf '%s' "$hdr"
-		printf '\000\000\000\077\000\000\000\100\000\000\200\077\000\000\000\000'
-	} >"$M/model.safetensors"
+	toy_model "$M"
 	mkfifo "$T/in"
 	"$MH" generate -i -m "$M" --plugin-dir "$P" -n 3 --temp 0 <"$T/in" >"$T/iout" 2>"$T/ierr" &
 	pid=$!

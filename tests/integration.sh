@@ -15,54 +15,14 @@ set -u
 B=${MODELHOST_BUILDDIR:-.}
 SRC=${MODELHOST_SRCDIR:-.}
 MH="$B/modelhost"
-pass=0
-fail=0
+. "$(dirname "$0")/lib.sh"
+servers_setup
 skip=0
-T=$(mktemp -d)
-PIDS=
-cleanup() {
-	for p in $PIDS; do kill -9 "$p" 2>/dev/null; done
-	if [ "$fail" -ne 0 ]; then
-		for f in "$T"/*.log; do
-			[ -f "$f" ] && { echo "=== $f"; tail -n 30 "$f"; }
-		done
-	fi
-	rm -rf "$T"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-ok() { pass=$((pass + 1)); echo "ok: $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL: $1"; }
 skipped() { skip=$((skip + 1)); echo "skip: $1"; }
 
 for tool in curl; do
 	command -v "$tool" >/dev/null 2>&1 || { echo "skipping: $tool not found"; exit 77; }
 done
-
-# start NAME ARGS...: a server; PORT and SPID; stderr in $T/NAME.log; up to 60 s
-start() {
-	name=$1
-	shift
-	: >"$T/$name.log"
-	"$MH" serve --port 0 "$@" 2>"$T/$name.log" &
-	SPID=$!
-	PIDS="$PIDS $SPID"
-	PORT=
-	i=0
-	while [ "$i" -lt 600 ]; do
-		PORT=$(sed -n 's/^modelhost: serve: listening on http:\/\/127\.0\.0\.1:\([0-9]*\)\/.*/\1/p' \
-			"$T/$name.log")
-		if [ -n "$PORT" ] && [ "$(curl -s -m 5 -o /dev/null -w '%{http_code}' \
-			"http://127.0.0.1:$PORT/health")" = 200 ]; then
-			return 0
-		fi
-		kill -0 "$SPID" 2>/dev/null || break
-		i=$((i + 1))
-		sleep 0.1
-	done
-	bad "$name did not come up: $(cat "$T/$name.log")"
-	return 1
-}
 
 # text FILE: the text of a completion, or of a stream's events joined
 text() {

@@ -13,49 +13,8 @@ if ! command -v curl >/dev/null 2>&1; then
 	echo "skipping: curl not found (apt-get install curl)"
 	exit 77
 fi
-pass=0
-fail=0
-T=$(mktemp -d)
-PIDS=
-cleanup() {
-	for p in $PIDS; do kill -9 "$p" 2>/dev/null; done
-	if [ "$fail" -ne 0 ]; then
-		for f in "$T"/*.log; do
-			[ -f "$f" ] && { echo "=== server log $f"; tail -n 40 "$f"; }
-		done
-	fi
-	rm -rf "$T"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-ok() { pass=$((pass + 1)); echo "ok: $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL: $1"; }
-
-# start NAME ARGS...: a server in the background; sets PORT and SPID, its
-# stderr in $T/NAME.log.  Waits (at most 60 s) until /health says ok.
-start() {
-	name=$1
-	shift
-	: >"$T/$name.log"
-	"$MH" serve --port 0 "$@" 2>"$T/$name.log" &
-	SPID=$!
-	PIDS="$PIDS $SPID"
-	PORT=
-	i=0
-	while [ "$i" -lt 600 ]; do
-		PORT=$(sed -n 's/^modelhost: serve: listening on http:\/\/127\.0\.0\.1:\([0-9]*\)\/.*/\1/p' \
-			"$T/$name.log")
-		if [ -n "$PORT" ] && [ "$(curl -s -m 5 -o /dev/null -w '%{http_code}' \
-			"http://127.0.0.1:$PORT/health")" = 200 ]; then
-			return 0
-		fi
-		kill -0 "$SPID" 2>/dev/null || break
-		i=$((i + 1))
-		sleep 0.1
-	done
-	bad "$name: the server did not come up: $(cat "$T/$name.log")"
-	return 1
-}
+. "$(dirname "$0")/lib.sh"
+servers_setup
 
 # req NAME METHOD PATH [BODY] [CURL ARGS...]: status in $CODE, body in $T/body,
 # headers in $T/head.  Bounded by 60 s.
@@ -373,15 +332,7 @@ P="$T/plugins" M="$T/toy"
 mkdir -p "$P" "$M"
 cp "$TOY/toy_v1.so" "$P/toy.so"
 # each forward pass takes 25 ms; greedy decoding repeats id 1; 3 is EOS
-printf '{"architectures": ["ToyForCausalLM"], "vocab_size": 4, "eos_token_id": 3, "toy_delay_ms": 25}' \
-	>"$M/config.json"
-hdr='{"toy.logits":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}'
-while [ $((${#hdr} % 8)) -ne 0 ]; do hdr="$hdr "; done
-{
-	printf "\\$(printf %03o ${#hdr})\\000\\000\\000\\000\\000\\000\\000"
-	printf '%s' "$hdr"
-	printf '\000\000\000\077\000\000\000\100\000\000\200\077\000\000\000\000'
-} >"$M/model.safetensors"
+toy_model "$M" ', "toy_delay_ms": 25'
 
 # metric NAME: its value on the toy server
 metric() {
