@@ -14,7 +14,6 @@
 #include "testutil.h"
 
 #include <check.h>
-#include <glob.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,18 +30,7 @@ static char err[MH_ERRLEN];
 
 static void setup(void)
 {
-	reg = registry_new(services_init(2));
-	const char *b = getenv("MODELHOST_BUILDDIR");
-	char pat[4200];
-	snprintf(pat, sizeof pat, "%s/plugins/*/.libs", b && *b ? b : ".");
-	glob_t g;
-	ck_assert_int_eq(glob(pat, GLOB_ONLYDIR, NULL, &g), 0);
-	for (size_t i = 0; i < g.gl_pathc; i++)
-		registry_add_dir(reg, g.gl_pathv[i]);
-	globfree(&g);
-	snprintf(pat, sizeof pat, "%s/tests/plugins/.libs", b && *b ? b : ".");
-	registry_add_dir(reg, pat);
-	registry_scan(reg);
+	reg = tu_registry(1);
 }
 
 static void teardown(void)

@@ -14,7 +14,6 @@
 #include "testutil.h"
 
 #include <check.h>
-#include <glob.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,16 +44,7 @@ static char err[MH_ERRLEN];
 
 static void setup(void)
 {
-	reg = registry_new(services_init(2));
-	const char *b = getenv("MODELHOST_BUILDDIR");
-	char pat[4200];
-	snprintf(pat, sizeof pat, "%s/plugins/*/.libs", b && *b ? b : ".");
-	glob_t g;
-	ck_assert_int_eq(glob(pat, GLOB_ONLYDIR, NULL, &g), 0);
-	for (size_t i = 0; i < g.gl_pathc; i++)
-		registry_add_dir(reg, g.gl_pathv[i]);
-	globfree(&g);
-	registry_scan(reg);
+	reg = tu_registry(0);
 }
 
 static void teardown(void)

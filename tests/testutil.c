@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /* testutil.c - see testutil.h. */
 #include "testutil.h"
+#include "plugin/registry.h"
+#include "plugin/services.h"
 
 #include <check.h>
+#include <glob.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,12 +92,23 @@ void tu_copy(const char *from, const char *to)
 	ck_assert_int_eq(fclose(out), 0);
 }
 
-char *tu_plugin_dir(const char *name)
+struct mh_registry *tu_registry(int test_plugins)
 {
+	mh_registry *reg = registry_new(services_init(2));
 	const char *b = getenv("MODELHOST_BUILDDIR");
-	char *p = malloc(4096);
-	snprintf(p, 4096, "%s/plugins/%s/.libs", b && *b ? b : ".", name);
-	return p;
+	char pat[4200];
+	snprintf(pat, sizeof pat, "%s/plugins/*/.libs", b && *b ? b : ".");
+	glob_t g;
+	ck_assert_int_eq(glob(pat, GLOB_ONLYDIR, NULL, &g), 0);
+	for (size_t i = 0; i < g.gl_pathc; i++)
+		registry_add_dir(reg, g.gl_pathv[i]);
+	globfree(&g);
+	if (test_plugins) {
+		snprintf(pat, sizeof pat, "%s/tests/plugins/.libs", b && *b ? b : ".");
+		registry_add_dir(reg, pat);
+	}
+	registry_scan(reg);
+	return reg;
 }
 
 int tu_run(Suite *s)

@@ -27,8 +27,10 @@ void tu_rmtree(const char *dir);
 void tu_write(const char *dir, const char *name, const char *text);
 /* Copy a file. */
 void tu_copy(const char *from, const char *to);
-/* Registry search dirs for the build tree's plugins (plugins/<name>/.libs). */
-char *tu_plugin_dir(const char *name);
+/* A registry of the build tree's plugins (every plugins/NAME/.libs) and, with
+ * test_plugins, the test plugins (tests/plugins/.libs), scanned. */
+struct mh_registry;
+struct mh_registry *tu_registry(int test_plugins);
 
 /* Run a suite; the process exit status (0: every test passed). */
 int tu_run(Suite *s);
