@@ -63,6 +63,7 @@ typedef struct cli_common {
 	session_quant quant;  /* --quant, --quant-io */
 	int quant_io_set;
 	const char *cmd;
+	int long_only;        /* getopt_long_only: -np as --np (serve, as llama-server) */
 } cli_common;
 
 /* Handle a shared option; 1 if it was one, 0 if not, -1 on a bad value
@@ -80,9 +81,12 @@ mh_registry *cli_registry(cli_common *o);
 const session_quant *cli_quant(cli_common *o);
 /* Load a model; prints the error and returns NULL on failure. */
 mh_session *cli_open_model(cli_common *o, mh_registry *r, const char *dir);
-/* DIR/tokenizer.json or FILE; prints the error. quiet_missing: NULL without
- * a message when the directory has none. */
-mh_tokenizer *cli_tokenizer(const char *dir, const char *file, int quiet_missing);
+/* DIR/tokenizer.json or FILE; prints the error. */
+mh_tokenizer *cli_tokenizer(const char *dir, const char *file);
+/* For commands that work without one: FILE, or DIR/tokenizer.json when the
+ * directory has one, else *tk = NULL; -1 (message printed) when it cannot
+ * be loaded. */
+int cli_tokenizer_if_any(const char *dir, const char *file, mh_tokenizer **tk);
 
 /* A sampling option (SAMPLING_LONG_OPTIONS) into sp: 1 if it was one, 0 if
  * not, -1 on a bad value (message printed). */

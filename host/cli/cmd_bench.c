@@ -55,69 +55,24 @@ static int parse_parallel(const char *arg, bench_opts *b)
 	return 0;
 }
 
-static int parse(cli_common *o, int argc, char **argv, const struct option *lo, bench_opts *b,
-		 const char *help)
+static int bench_opt(void *ctx, int c, const char *arg)
 {
-	optind = 1;
-	opterr = 0;
-	int c;
-	char shorts[64];
-	snprintf(shorts, sizeof shorts, "+%sm:p:n:r:o:", COMMON_SHORT_OPTIONS);
-	while ((c = getopt_long(argc, argv, shorts, lo, NULL)) != -1) {
-		if (c == 'h') {
-			fputs(help, stdout);
-			return -2;
-		}
-		if (c == '?' || c == ':') {
-			if (optopt && optopt < 256)
-				cli_fail("bench: invalid option or missing value: -%c", optopt);
-			else
-				cli_fail("bench: invalid option or missing value: %s", argv[optind - 1]);
-			cli_usage("bench", help);
-			return -1;
-		}
-		int r = cli_common_opt(o, c, optarg);
-		if (r < 0)
-			return -1;
-		if (r > 0)
-			continue;
-		switch (c) {
-		case 'm': b->model = optarg; break;
-		case 'p':
-			if (cli_int("bench", "-p", optarg, 1, 1 << 20, &b->n_prompt))
-				return -1;
-			break;
-		case 'n':
-			if (cli_int("bench", "-n", optarg, 1, 1 << 20, &b->n_gen))
-				return -1;
-			break;
-		case 'r':
-			if (cli_int("bench", "-r", optarg, 1, 1000, &b->reps))
-				return -1;
-			break;
-		case 'o':
-			if (strcmp(optarg, "md") == 0)
-				b->json = 0;
-			else if (strcmp(optarg, "json") == 0)
-				b->json = 1;
-			else {
-				cli_fail("bench: -o takes md or json, not '%s'", optarg);
-				return -1;
-			}
-			break;
-		case OPT_BW_MB:
-			if (cli_int("bench", "--bw-size", optarg, 16, 1 << 20, &b->bw_mb))
-				return -1;
-			break;
-		case OPT_NO_LIMITS: b->no_limits = 1; break;
-		case OPT_PARALLEL:
-			if (parse_parallel(optarg, b))
-				return -1;
-			break;
-		default: return -1;
-		}
+	bench_opts *b = ctx;
+	switch (c) {
+	case 'm': b->model = arg; return 0;
+	case 'p': return cli_int("bench", "-p", arg, 1, 1 << 20, &b->n_prompt);
+	case 'n': return cli_int("bench", "-n", arg, 1, 1 << 20, &b->n_gen);
+	case 'r': return cli_int("bench", "-r", arg, 1, 1000, &b->reps);
+	case 'o':
+		if (strcmp(arg, "md") != 0 && strcmp(arg, "json") != 0)
+			return cli_fail("bench: -o takes md or json, not '%s'", arg), -1;
+		b->json = strcmp(arg, "json") == 0;
+		return 0;
+	case OPT_BW_MB: return cli_int("bench", "--bw-size", arg, 16, 1 << 20, &b->bw_mb);
+	case OPT_NO_LIMITS: b->no_limits = 1; return 0;
+	case OPT_PARALLEL: return parse_parallel(arg, b);
 	}
-	return optind;
+	return -1;
 }
 
 /* ---- machine limits ------------------------------------------------------------- */
@@ -447,7 +402,7 @@ int cmd_bench(int argc, char **argv)
 	cli_common o = { .cmd = "bench" };
 	readprobe *wj = NULL;
 	bench_opts b = { .n_prompt = 128, .n_gen = 32, .reps = 3, .bw_mb = 512 };
-	int first = parse(&o, argc, argv, lo, &b, help);
+	int first = cli_parse(&o, argc, argv, "m:p:n:r:o:", lo, bench_opt, &b, help);
 	if (first < 0)
 		return first == -2 ? 0 : 1;
 	if (!b.model && first < argc)

@@ -41,17 +41,25 @@ static int parse_now(const char *s, time_t *out)
 	return *out == (time_t)-1 ? -1 : 0;
 }
 
-static cJSON *read_json(const char *path)
+/* The file parsed as JSON into *j (NULL when it is not JSON); -1 after a
+ * message when it cannot be read. */
+static int parse_file(const char *path, cJSON **j)
 {
 	char err[MH_ERRLEN];
 	size_t len;
 	char *text = mh_read_file(path, &len, err);
-	if (!text) {
-		cli_fail("%s", err);
-		return NULL;
-	}
-	cJSON *j = cJSON_ParseWithLength(text, len);
+	if (!text)
+		return cli_fail("%s", err), -1;
+	*j = cJSON_ParseWithLength(text, len);
 	free(text);
+	return 0;
+}
+
+static cJSON *read_json(const char *path)
+{
+	cJSON *j;
+	if (parse_file(path, &j) != 0)
+		return NULL;
 	if (!j || !cJSON_IsObject(j)) {
 		cli_fail("%s: not a JSON object", path);
 		cJSON_Delete(j);
@@ -216,6 +224,19 @@ static size_t printable(const char *text, size_t len, const char *stop, int done
 	return len;
 }
 
+/* p[0..n) after *text (*len bytes, NUL-terminated); -1 after a message. */
+static int append(char **text, size_t *len, const char *p, size_t n)
+{
+	char *t = realloc(*text, *len + n + 1);
+	if (!t)
+		return cli_fail("out of memory"), -1;
+	*text = t;
+	memcpy(t + *len, p, n);
+	*len += n;
+	t[*len] = 0;
+	return 0;
+}
+
 enum { REPLY_OK, REPLY_FAILED, REPLY_TOO_LONG };
 
 /* The assistant's next turn for the conversation in c->ctx, streamed to
@@ -293,15 +314,8 @@ static int reply(chat *c, int stream, char **out)
 		}
 		size_t plen;
 		const char *piece = tokenizer_stream_push(ds, next, &plen);
-		char *t = realloc(text, tlen + plen + 1);
-		if (!t) {
-			cli_fail("out of memory");
+		if (append(&text, &tlen, piece, plen) != 0)
 			goto out;
-		}
-		text = t;
-		memcpy(text + tlen, piece, plen);
-		tlen += plen;
-		text[tlen] = 0;
 		char *hit = c->stop ? strstr(text + (printed > strlen(c->stop) ? printed - strlen(c->stop) : 0), c->stop) : NULL;
 		if (hit) {
 			tlen = (size_t)(hit - text);
@@ -329,15 +343,8 @@ static int reply(chat *c, int stream, char **out)
 		/* what the detokenizer still holds (a character cut short) */
 		size_t plen;
 		const char *rest = tokenizer_stream_flush(ds, &plen);
-		char *t = realloc(text, tlen + plen + 1);
-		if (!t) {
-			cli_fail("out of memory");
+		if (append(&text, &tlen, rest, plen) != 0)
 			goto out;
-		}
-		text = t;
-		memcpy(text + tlen, rest, plen);
-		tlen += plen;
-		text[tlen] = 0;
 		char *hit = c->stop ? strstr(text, c->stop) : NULL;
 		if (hit)
 			text[tlen = (size_t)(hit - text)] = 0;
@@ -453,18 +460,35 @@ static int interactive_chat(chat *c)
 	return rc;
 }
 
+typedef struct {
+	const char *model, *system, *tfile, *mfile;
+	int *n_predict;
+	mh_sampler_params sp;
+	int seed_given;
+} chat_opts;
+
+static int chat_opt(void *ctx, int c, const char *arg)
+{
+	chat_opts *co = ctx;
+	int r = cli_sampling_opt("chat", &co->sp, &co->seed_given, c, arg);
+	if (r)
+		return r < 0 ? -1 : 0;
+	switch (c) {
+	case 'm': co->model = arg; return 0;
+	case OPT_CONTEXT: co->system = arg; return 0;
+	case OPT_TEMPLATE: co->tfile = arg; return 0;
+	case OPT_NOW: co->mfile = arg; return 0;
+	case 'n': return cli_int("chat", "-n", arg, 0, 1 << 24, co->n_predict);
+	}
+	return -1;
+}
+
 /* --messages FILE: an array of messages, or an object of template variables. */
 static cJSON *load_conversation(const char *path)
 {
-	char err[MH_ERRLEN];
-	size_t len;
-	char *text = mh_read_file(path, &len, err);
-	if (!text) {
-		cli_fail("%s", err);
+	cJSON *j, *ctx = NULL;
+	if (parse_file(path, &j) != 0)
 		return NULL;
-	}
-	cJSON *j = cJSON_ParseWithLength(text, len), *ctx = NULL;
-	free(text);
 	if (cJSON_IsArray(j)) {
 		ctx = cJSON_CreateObject();
 		if (ctx)
@@ -497,47 +521,18 @@ int cmd_chat(int argc, char **argv)
 	};
 	cli_common o = { .cmd = "chat" };
 	chat c = { .o = &o, .n_predict = -1 };
-	mh_sampler_params sp;
-	sampler_params_default(&sp);
-	const char *model = NULL, *system = NULL, *tfile = NULL, *mfile = NULL;
-	int seed_given = 0, ch;
-	optind = 1;
-	opterr = 0;
-	while ((ch = getopt_long(argc, argv, "+m:n:" COMMON_SHORT_OPTIONS, lo, NULL)) != -1) {
-		if (ch == 'h') {
-			fputs(chat_help, stdout);
-			return 0;
-		}
-		if (ch == '?') {
-			cli_fail("chat: invalid option or missing value: %s", argv[optind - 1]);
-			return cli_usage("chat", chat_help);
-		}
-		int r = cli_common_opt(&o, ch, optarg);
-		if (r < 0)
-			return 1;
-		if (r)
-			continue;
-		r = cli_sampling_opt("chat", &sp, &seed_given, ch, optarg);
-		if (r < 0)
-			return 1;
-		if (r)
-			continue;
-		switch (ch) {
-		case 'm': model = optarg; break;
-		case OPT_CONTEXT: system = optarg; break;
-		case OPT_TEMPLATE: tfile = optarg; break;
-		case OPT_NOW: mfile = optarg; break;
-		case 'n':
-			if (cli_int("chat", "-n", optarg, 0, 1 << 24, &c.n_predict) != 0)
-				return 1;
-			break;
-		}
-	}
-	if (optind < argc) {
-		cli_fail("chat: unexpected argument '%s'", argv[optind]);
+	chat_opts co = { .n_predict = &c.n_predict };
+	mh_sampler_params *sp = &co.sp;
+	sampler_params_default(sp);
+	int first = cli_parse(&o, argc, argv, "m:n:", lo, chat_opt, &co, chat_help);
+	if (first < 0)
+		return first == -2 ? 0 : 1;
+	if (first < argc) {
+		cli_fail("chat: unexpected argument '%s'", argv[first]);
 		return cli_usage("chat", chat_help);
 	}
-	const char *bad = sampler_params_check(&sp);
+	const char *model = co.model, *system = co.system, *tfile = co.tfile, *mfile = co.mfile;
+	const char *bad = sampler_params_check(sp);
 	if (bad)
 		return cli_fail("chat: %s", bad);
 	char *def = model ? NULL : paths_default_model();
@@ -573,9 +568,9 @@ int cmd_chat(int argc, char **argv)
 	if (!mfile)
 		cli_watch_hup(); /* before the load: an early SIGHUP must not end us */
 	if (!(c.r = cli_registry(&o)) || !(c.s = cli_open_model(&o, c.r, c.dir)) ||
-	    !(c.tk = cli_tokenizer(c.dir, NULL, 0)))
+	    !(c.tk = cli_tokenizer(c.dir, NULL)))
 		goto out;
-	if (!(c.sm = sampler_new(&sp, c.s->info->vocab_size))) {
+	if (!(c.sm = sampler_new(sp, c.s->info->vocab_size))) {
 		cli_fail("out of memory");
 		goto out;
 	}

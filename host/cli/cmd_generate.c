@@ -49,8 +49,9 @@ typedef struct {
 	int interactive;
 } gen_opts;
 
-static int gen_opt(gen_opts *g, int c, const char *arg)
+static int gen_opt(void *ctx, int c, const char *arg)
 {
+	gen_opts *g = ctx;
 	const char *cmd = "generate";
 	switch (c) {
 	case 'm': g->model = arg; return 0;
@@ -77,24 +78,11 @@ static int parse_generate(cli_common *o, gen_opts *g, int argc, char **argv)
 		{ "interactive", no_argument, NULL, 'i' },
 		{ 0 },
 	};
-	optind = 1;
-	opterr = 0;
-	int c;
-	while ((c = getopt_long(argc, argv, "+m:p:n:i" COMMON_SHORT_OPTIONS, lo, NULL)) != -1) {
-		if (c == 'h') {
-			fputs(help, stdout);
-			return -2;
-		}
-		if (c == '?') {
-			cli_fail("generate: invalid option or missing value: %s", argv[optind - 1]);
-			return cli_usage("generate", help), -1;
-		}
-		int r = cli_common_opt(o, c, optarg);
-		if (r < 0 || (r == 0 && gen_opt(g, c, optarg) != 0))
-			return -1;
-	}
-	if (optind < argc) {
-		cli_fail("generate: unexpected argument '%s'", argv[optind]);
+	int first = cli_parse(o, argc, argv, "m:p:n:i", lo, gen_opt, g, help);
+	if (first < 0)
+		return first;
+	if (first < argc) {
+		cli_fail("generate: unexpected argument '%s'", argv[first]);
 		return cli_usage("generate", help), -1;
 	}
 	if (g->prompt && g->ids) {
@@ -355,10 +343,7 @@ int cmd_generate(int argc, char **argv)
 	size_t n_prompt = 0;
 	if (!s)
 		goto out;
-	char *tk_path = mh_path_join(dir, "tokenizer.json");
-	int have_tk = g.tokenizer || (tk_path && mh_is_file(tk_path));
-	free(tk_path);
-	if (have_tk && !(tk = cli_tokenizer(dir, g.tokenizer, 0)))
+	if (cli_tokenizer_if_any(dir, g.tokenizer, &tk) != 0)
 		goto out;
 	if (!(sm = sampler_new(&g.sp, s->info->vocab_size))) {
 		cli_fail("out of memory");

@@ -134,7 +134,7 @@ int cmd_perplexity(int argc, char **argv)
 	st_file base = { 0 };
 	mh_registry *r = cli_registry(&o);
 	mh_session *s = r ? cli_open_model(&o, r, p.model) : NULL;
-	mh_tokenizer *tk = s ? cli_tokenizer(p.model, NULL, 0) : NULL;
+	mh_tokenizer *tk = s ? cli_tokenizer(p.model, NULL) : NULL;
 	if (!tk)
 		goto out;
 	if (tokenizer_encode(tk, text, len, 1, &ids, &n_ids) != 0) {

@@ -54,8 +54,9 @@ typedef struct serve_opts {
 	int parallel, queue;
 } serve_opts;
 
-static int serve_opt(serve_opts *g, int c, const char *arg)
+static int serve_opt(void *ctx, int c, const char *arg)
 {
+	serve_opts *g = ctx;
 	const char *cmd = "serve";
 	int v;
 	switch (c) {
@@ -96,25 +97,13 @@ static int parse_serve(cli_common *o, serve_opts *g, int argc, char **argv)
 		{ "tokenizer", required_argument, NULL, OPT_TOKENIZER },
 		{ 0 },
 	};
-	optind = 1;
-	opterr = 0;
-	int c;
-	/* getopt_long_only, so that llama-server's -np works as it does there */
-	while ((c = getopt_long_only(argc, argv, "+m:" COMMON_SHORT_OPTIONS, lo, NULL)) != -1) {
-		if (c == 'h') {
-			fputs(help, stdout);
-			return -2;
-		}
-		if (c == '?') {
-			cli_fail("serve: invalid option or missing value: %s", argv[optind - 1]);
-			return cli_usage("serve", help), -1;
-		}
-		int r = cli_common_opt(o, c, optarg);
-		if (r < 0 || (r == 0 && serve_opt(g, c, optarg) != 0))
-			return -1;
-	}
-	if (optind < argc) {
-		cli_fail("serve: unexpected argument '%s'", argv[optind]);
+	/* long options alone (o->long_only), so that llama-server's -np works
+	 * as it does there */
+	int first = cli_parse(o, argc, argv, "m:", lo, serve_opt, g, help);
+	if (first < 0)
+		return first;
+	if (first < argc) {
+		cli_fail("serve: unexpected argument '%s'", argv[first]);
 		return cli_usage("serve", help), -1;
 	}
 	if (g->key && g->key_file)
@@ -158,7 +147,7 @@ static void model_name(const char *dir, char *out, size_t n)
 
 int cmd_serve(int argc, char **argv)
 {
-	cli_common o = { .cmd = "serve" };
+	cli_common o = { .cmd = "serve", .long_only = 1 };
 	serve_opts g = { .parallel = 4, .queue = 64,
 			 .sc = { .host = "127.0.0.1", .port = 8080, .body_limit = 1 << 20,
 				 .timeout = 60 } };
@@ -191,10 +180,7 @@ int cmd_serve(int argc, char **argv)
 		cli_fail("%s: not a model directory", dir);
 		goto out;
 	}
-	char *tk_path = mh_path_join(dir, "tokenizer.json");
-	int have_tk = g.tokenizer || (tk_path && mh_is_file(tk_path));
-	free(tk_path);
-	if (have_tk && !(tk = cli_tokenizer(dir, g.tokenizer, 0)))
+	if (cli_tokenizer_if_any(dir, g.tokenizer, &tk) != 0)
 		goto out;
 	if (chat_setup(&sv, dir, g.chat_template, err) != 0) {
 		cli_fail("%s", err);

@@ -16,12 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int parse(cli_common *o, int argc, char **argv, const char *shortopts,
-		 const struct option *longopts, cli_own_opt_fn own, void *ctx, const char *help)
-{
-	return cli_parse(o, argc, argv, shortopts, longopts, own, ctx, help);
-}
-
 /* ---- plugins --------------------------------------------------------------- */
 
 static const char *status_word(plugin_status s)
@@ -72,7 +66,7 @@ int cmd_plugins(int argc, char **argv)
 		"architectures, path and status (active, shadowed, or rejected: reason).\n";
 	cli_common o = { .cmd = "plugins" };
 	int json = 0;
-	int first = parse(&o, argc, argv, "", lo, plugins_opt, &json, help);
+	int first = cli_parse(&o, argc, argv, "", lo, plugins_opt, &json, help);
 	if (first < 0)
 		return first == -2 ? 0 : 1;
 	if (first < argc)
@@ -173,7 +167,7 @@ int cmd_info(int argc, char **argv)
 		"matrices were quantized and which were not, and why.\n";
 	cli_common o = { .cmd = "info" };
 	const char *dir = NULL;
-	int first = parse(&o, argc, argv, "m:", lo, model_opt, &dir, help);
+	int first = cli_parse(&o, argc, argv, "m:", lo, model_opt, &dir, help);
 	if (first < 0)
 		return first == -2 ? 0 : 1;
 	if (!dir && first < argc)
@@ -257,7 +251,7 @@ static mh_tokenizer *tok_for(const tok_opts *t)
 	const char *dir = t->model;
 	if (!dir && !t->tokenizer)
 		dir = def = paths_default_model();
-	mh_tokenizer *tk = cli_tokenizer(dir, t->tokenizer, 0);
+	mh_tokenizer *tk = cli_tokenizer(dir, t->tokenizer);
 	free(def);
 	return tk;
 }
@@ -275,7 +269,7 @@ int cmd_tokenize(int argc, char **argv)
 		"tokenizer's post-processor (BOS and the like).\n";
 	cli_common o = { .cmd = "tokenize" };
 	tok_opts t = { 0 };
-	int first = parse(&o, argc, argv, "m:", lo, tok_opt, &t, help);
+	int first = cli_parse(&o, argc, argv, "m:", lo, tok_opt, &t, help);
 	if (first < 0)
 		return first == -2 ? 0 : 1;
 	if (first != argc - 1)
@@ -315,7 +309,7 @@ int cmd_detokenize(int argc, char **argv)
 		"Print the text of the token ids (given as separate arguments or 1,2,3).\n";
 	cli_common o = { .cmd = "detokenize" };
 	tok_opts t = { 0 };
-	int first = parse(&o, argc, argv, "m:", lo, tok_opt, &t, help);
+	int first = cli_parse(&o, argc, argv, "m:", lo, tok_opt, &t, help);
 	if (first < 0)
 		return first == -2 ? 0 : 1;
 	if (first >= argc)
@@ -432,7 +426,7 @@ int cmd_logits(int argc, char **argv)
 		"--incremental one token at a time through the KV cache.\n";
 	cli_common o = { .cmd = "logits" };
 	run_opts ro = { 0 };
-	int first = parse(&o, argc, argv, "m:o:", lo, run_opt, &ro, help);
+	int first = cli_parse(&o, argc, argv, "m:o:", lo, run_opt, &ro, help);
 	if (first < 0)
 		return first == -2 ? 0 : 1;
 	if (first < argc)
@@ -585,7 +579,7 @@ int cmd_verify(int argc, char **argv)
 		"and greedy decoding must reproduce greedy_ids.  Exits 1 on any mismatch.\n";
 	cli_common o = { .cmd = "verify" };
 	run_opts ro = { .atol = 1e-4f };
-	int first = parse(&o, argc, argv, "m:", lo, run_opt, &ro, help);
+	int first = cli_parse(&o, argc, argv, "m:", lo, run_opt, &ro, help);
 	if (first < 0)
 		return first == -2 ? 0 : 1;
 	if (!ro.model && first < argc)

@@ -147,16 +147,19 @@ int cli_parse(cli_common *o, int argc, char **argv, const char *shortopts,
 	int c;
 	char shorts[64];
 	snprintf(shorts, sizeof shorts, "+%s%s", COMMON_SHORT_OPTIONS, shortopts);
-	while ((c = getopt_long(argc, argv, shorts, longopts, NULL)) != -1) {
+	while ((c = (o->long_only ? getopt_long_only : getopt_long)(argc, argv, shorts, longopts,
+								     NULL)) != -1) {
 		if (c == 'h') {
 			fputs(help, stdout);
 			return -2;
 		}
 		if (c == '?' || c == ':') {
-			if (optopt && optopt < 256)
+			/* a short option by its letter (-vx: -x), a long one as typed */
+			const char *arg = argv[optind - 1];
+			if (optopt && optopt < 256 && !o->long_only && strncmp(arg, "--", 2) != 0)
 				cli_fail("%s: invalid option or missing value: -%c", o->cmd, optopt);
 			else
-				cli_fail("%s: invalid option or missing value: %s", o->cmd, argv[optind - 1]);
+				cli_fail("%s: invalid option or missing value: %s", o->cmd, arg);
 			cli_usage(o->cmd, help);
 			return -1;
 		}
@@ -199,7 +202,7 @@ mh_session *cli_open_model(cli_common *o, mh_registry *r, const char *dir)
 	return s;
 }
 
-mh_tokenizer *cli_tokenizer(const char *dir, const char *file, int quiet_missing)
+mh_tokenizer *cli_tokenizer(const char *dir, const char *file)
 {
 	char err[MH_ERRLEN] = "";
 	char *path = file ? strdup(file) : mh_path_join(dir, "tokenizer.json");
@@ -207,15 +210,20 @@ mh_tokenizer *cli_tokenizer(const char *dir, const char *file, int quiet_missing
 		cli_fail("out of memory");
 		return NULL;
 	}
-	if (!file && quiet_missing && !mh_is_file(path)) {
-		free(path);
-		return NULL;
-	}
 	mh_tokenizer *t = tokenizer_load(path, err, sizeof err);
 	if (!t)
 		cli_fail("%s", err);
 	free(path);
 	return t;
+}
+
+int cli_tokenizer_if_any(const char *dir, const char *file, mh_tokenizer **tk)
+{
+	char *path = file ? NULL : mh_path_join(dir, "tokenizer.json");
+	int have = file || (path && mh_is_file(path));
+	free(path);
+	*tk = have ? cli_tokenizer(dir, file) : NULL;
+	return have && !*tk ? -1 : 0;
 }
 
 int cli_sampling_opt(const char *cmd, mh_sampler_params *sp, int *seed_given, int c, const char *arg)
