@@ -75,6 +75,14 @@ int cli_common_opt(cli_common *o, int c, const char *arg);
 typedef int (*cli_own_opt_fn)(void *ctx, int c, const char *arg);
 int cli_parse(cli_common *o, int argc, char **argv, const char *shortopts,
 	      const struct option *longopts, cli_own_opt_fn own, void *ctx, const char *help);
+/* cli_parse for a command whose operand, if any, is its model directory:
+ * one operand goes to *dir unless -m set it (dir NULL: none is taken), any
+ * other is refused.  CLI_CONTINUE to go on, else the status to exit with
+ * (0 after --help). */
+#define CLI_CONTINUE (-1)
+int cli_parse_dir(cli_common *o, int argc, char **argv, const char *shortopts,
+		  const struct option *longopts, cli_own_opt_fn own, void *ctx, const char *help,
+		  const char **dir);
 /* Build the registry in the standard search order and scan it. */
 mh_registry *cli_registry(cli_common *o);
 /* How --quant and --quant-io ask weights to be loaded. */

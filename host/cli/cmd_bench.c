@@ -402,13 +402,9 @@ int cmd_bench(int argc, char **argv)
 	cli_common o = { .cmd = "bench" };
 	readprobe *wj = NULL;
 	bench_opts b = { .n_prompt = 128, .n_gen = 32, .reps = 3, .bw_mb = 512 };
-	int first = cli_parse(&o, argc, argv, "m:p:n:r:o:", lo, bench_opt, &b, help);
-	if (first < 0)
-		return first == -2 ? 0 : 1;
-	if (!b.model && first < argc)
-		b.model = argv[first++];
-	if (first < argc)
-		return cli_fail("bench: unexpected argument '%s'", argv[first]);
+	int status = cli_parse_dir(&o, argc, argv, "m:p:n:r:o:", lo, bench_opt, &b, help, &b.model);
+	if (status != CLI_CONTINUE)
+		return status;
 	if (!b.model)
 		return cli_fail("bench: -m DIR is required"), cli_usage("bench", help);
 	int n_short = b.n_prompt < 4 ? b.n_prompt : 4;

@@ -524,13 +524,9 @@ int cmd_chat(int argc, char **argv)
 	chat_opts co = { .n_predict = &c.n_predict };
 	mh_sampler_params *sp = &co.sp;
 	sampler_params_default(sp);
-	int first = cli_parse(&o, argc, argv, "m:n:", lo, chat_opt, &co, chat_help);
-	if (first < 0)
-		return first == -2 ? 0 : 1;
-	if (first < argc) {
-		cli_fail("chat: unexpected argument '%s'", argv[first]);
-		return cli_usage("chat", chat_help);
-	}
+	int status = cli_parse_dir(&o, argc, argv, "m:n:", lo, chat_opt, &co, chat_help, NULL);
+	if (status != CLI_CONTINUE)
+		return status;
 	const char *model = co.model, *system = co.system, *tfile = co.tfile, *mfile = co.mfile;
 	const char *bad = sampler_params_check(sp);
 	if (bad)

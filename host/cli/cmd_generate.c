@@ -78,27 +78,17 @@ static int parse_generate(cli_common *o, gen_opts *g, int argc, char **argv)
 		{ "interactive", no_argument, NULL, 'i' },
 		{ 0 },
 	};
-	int first = cli_parse(o, argc, argv, "m:p:n:i", lo, gen_opt, g, help);
-	if (first < 0)
-		return first;
-	if (first < argc) {
-		cli_fail("generate: unexpected argument '%s'", argv[first]);
-		return cli_usage("generate", help), -1;
-	}
-	if (g->prompt && g->ids) {
-		cli_fail("generate: give either -p or --ids, not both");
-		return -1;
-	}
-	if (g->interactive && (g->prompt || g->ids)) {
-		cli_fail("generate: --interactive reads its prompts from stdin: drop -p/--ids");
-		return -1;
-	}
+	int status = cli_parse_dir(o, argc, argv, "m:p:n:i", lo, gen_opt, g, help, NULL);
+	if (status != CLI_CONTINUE)
+		return status;
+	if (g->prompt && g->ids)
+		return cli_fail("generate: give either -p or --ids, not both");
+	if (g->interactive && (g->prompt || g->ids))
+		return cli_fail("generate: --interactive reads its prompts from stdin: drop -p/--ids");
 	const char *bad = sampler_params_check(&g->sp);
-	if (bad) {
-		cli_fail("generate: %s", bad);
-		return -1;
-	}
-	return 0;
+	if (bad)
+		return cli_fail("generate: %s", bad);
+	return CLI_CONTINUE;
 }
 
 /* The prompt as ids: --ids, or the text through the tokenizer, or BOS. */
@@ -327,9 +317,9 @@ int cmd_generate(int argc, char **argv)
 	cli_common o = { .cmd = "generate" };
 	gen_opts g = { .n_predict = -1 };
 	sampler_params_default(&g.sp);
-	int pr = parse_generate(&o, &g, argc, argv);
-	if (pr < 0)
-		return pr == -2 ? 0 : 1;
+	int status = parse_generate(&o, &g, argc, argv);
+	if (status != CLI_CONTINUE)
+		return status;
 	if (g.interactive)
 		cli_watch_hup(); /* before the load: an early SIGHUP must not end us */
 	char *def = g.model ? NULL : paths_default_model();

@@ -111,11 +111,9 @@ int cmd_perplexity(int argc, char **argv)
 		"                       99th percentile) and how often both pick the same top token\n";
 	cli_common o = { .cmd = "perplexity" };
 	ppl_opts p = { 0 };
-	int first = cli_parse(&o, argc, argv, "m:f:", lo, ppl_opt, &p, help);
-	if (first < 0)
-		return first == -2 ? 0 : 1;
-	if (first < argc)
-		return cli_fail("perplexity: unexpected argument '%s'", argv[first]);
+	int status = cli_parse_dir(&o, argc, argv, "m:f:", lo, ppl_opt, &p, help, NULL);
+	if (status != CLI_CONTINUE)
+		return status;
 	if (!p.model || !p.text)
 		return cli_fail("perplexity: -m DIR and -f TEXT are required"),
 		       cli_usage("perplexity", help);
@@ -330,11 +328,9 @@ int cmd_quantize(int argc, char **argv)
 		"layout; the other files copied), so that loading it converts nothing.\n";
 	cli_common o = { .cmd = "quantize" };
 	qz_opts q = { 0 };
-	int first = cli_parse(&o, argc, argv, "m:o:", lo, qz_opt, &q, help);
-	if (first < 0)
-		return first == -2 ? 0 : 1;
-	if (first < argc)
-		return cli_fail("quantize: unexpected argument '%s'", argv[first]);
+	int status = cli_parse_dir(&o, argc, argv, "m:o:", lo, qz_opt, &q, help, NULL);
+	if (status != CLI_CONTINUE)
+		return status;
 	if (!q.model || !q.out || o.quant.quant == MH_F32)
 		return cli_fail("quantize: -m DIR, -o OUTDIR and --quant are required"),
 		       cli_usage("quantize", help);

@@ -99,16 +99,12 @@ static int parse_serve(cli_common *o, serve_opts *g, int argc, char **argv)
 	};
 	/* long options alone (o->long_only), so that llama-server's -np works
 	 * as it does there */
-	int first = cli_parse(o, argc, argv, "m:", lo, serve_opt, g, help);
-	if (first < 0)
-		return first;
-	if (first < argc) {
-		cli_fail("serve: unexpected argument '%s'", argv[first]);
-		return cli_usage("serve", help), -1;
-	}
+	int status = cli_parse_dir(o, argc, argv, "m:", lo, serve_opt, g, help, NULL);
+	if (status != CLI_CONTINUE)
+		return status;
 	if (g->key && g->key_file)
-		return cli_fail("serve: give either --api-key or --api-key-file, not both"), -1;
-	return 0;
+		return cli_fail("serve: give either --api-key or --api-key-file, not both");
+	return CLI_CONTINUE;
 }
 
 /* The key from the file's first line, without its line end or trailing
@@ -151,9 +147,9 @@ int cmd_serve(int argc, char **argv)
 	serve_opts g = { .parallel = 4, .queue = 64,
 			 .sc = { .host = "127.0.0.1", .port = 8080, .body_limit = 1 << 20,
 				 .timeout = 60 } };
-	int pr = parse_serve(&o, &g, argc, argv);
-	if (pr < 0)
-		return pr == -2 ? 0 : 1;
+	int status = parse_serve(&o, &g, argc, argv);
+	if (status != CLI_CONTINUE)
+		return status;
 	/* every thread started from here on leaves these signals to sigwait */
 	sigset_t set;
 	sigemptyset(&set);

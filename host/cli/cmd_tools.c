@@ -66,11 +66,9 @@ int cmd_plugins(int argc, char **argv)
 		"architectures, path and status (active, shadowed, or rejected: reason).\n";
 	cli_common o = { .cmd = "plugins" };
 	int json = 0;
-	int first = cli_parse(&o, argc, argv, "", lo, plugins_opt, &json, help);
-	if (first < 0)
-		return first == -2 ? 0 : 1;
-	if (first < argc)
-		return cli_fail("plugins: unexpected argument '%s'", argv[first]);
+	int status = cli_parse_dir(&o, argc, argv, "", lo, plugins_opt, &json, help, NULL);
+	if (status != CLI_CONTINUE)
+		return status;
 	mh_registry *r = cli_registry(&o);
 	if (!r)
 		return 1;
@@ -167,13 +165,9 @@ int cmd_info(int argc, char **argv)
 		"matrices were quantized and which were not, and why.\n";
 	cli_common o = { .cmd = "info" };
 	const char *dir = NULL;
-	int first = cli_parse(&o, argc, argv, "m:", lo, model_opt, &dir, help);
-	if (first < 0)
-		return first == -2 ? 0 : 1;
-	if (!dir && first < argc)
-		dir = argv[first++];
-	if (first < argc)
-		return cli_fail("info: unexpected argument '%s'", argv[first]);
+	int status = cli_parse_dir(&o, argc, argv, "m:", lo, model_opt, &dir, help, &dir);
+	if (status != CLI_CONTINUE)
+		return status;
 	char *def = dir ? NULL : paths_default_model();
 	mh_registry *r = cli_registry(&o);
 	mh_session *s = r ? cli_open_model(&o, r, dir ? dir : def) : NULL;
@@ -426,11 +420,9 @@ int cmd_logits(int argc, char **argv)
 		"--incremental one token at a time through the KV cache.\n";
 	cli_common o = { .cmd = "logits" };
 	run_opts ro = { 0 };
-	int first = cli_parse(&o, argc, argv, "m:o:", lo, run_opt, &ro, help);
-	if (first < 0)
-		return first == -2 ? 0 : 1;
-	if (first < argc)
-		return cli_fail("logits: unexpected argument '%s'", argv[first]);
+	int status = cli_parse_dir(&o, argc, argv, "m:o:", lo, run_opt, &ro, help, NULL);
+	if (status != CLI_CONTINUE)
+		return status;
 	if (!ro.model || !ro.ids || !ro.out)
 		return cli_fail("logits: -m DIR, --ids and -o OUT are required"), cli_usage("logits", help);
 	int32_t *ids;
@@ -579,13 +571,9 @@ int cmd_verify(int argc, char **argv)
 		"and greedy decoding must reproduce greedy_ids.  Exits 1 on any mismatch.\n";
 	cli_common o = { .cmd = "verify" };
 	run_opts ro = { .atol = 1e-4f };
-	int first = cli_parse(&o, argc, argv, "m:", lo, run_opt, &ro, help);
-	if (first < 0)
-		return first == -2 ? 0 : 1;
-	if (!ro.model && first < argc)
-		ro.model = argv[first++];
-	if (first < argc)
-		return cli_fail("verify: unexpected argument '%s'", argv[first]);
+	int status = cli_parse_dir(&o, argc, argv, "m:", lo, run_opt, &ro, help, &ro.model);
+	if (status != CLI_CONTINUE)
+		return status;
 	if (!ro.model)
 		return cli_fail("verify: -m DIR is required"), cli_usage("verify", help);
 	char *exp_path = ro.expected ? strdup(ro.expected) : mh_path_join(ro.model, "expected.safetensors");

@@ -172,6 +172,21 @@ int cli_parse(cli_common *o, int argc, char **argv, const char *shortopts,
 	return optind;
 }
 
+int cli_parse_dir(cli_common *o, int argc, char **argv, const char *shortopts,
+		  const struct option *longopts, cli_own_opt_fn own, void *ctx, const char *help,
+		  const char **dir)
+{
+	int first = cli_parse(o, argc, argv, shortopts, longopts, own, ctx, help);
+	if (first < 0)
+		return first == -2 ? 0 : 1;
+	if (dir && !*dir && first < argc)
+		*dir = argv[first++];
+	if (first < argc)
+		return cli_fail("%s: unexpected argument '%s'", o->cmd, argv[first]),
+		       cli_usage(o->cmd, help);
+	return CLI_CONTINUE;
+}
+
 mh_registry *cli_registry(cli_common *o)
 {
 	mh_registry *r = registry_new(services_init(o->threads));
