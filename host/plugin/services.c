@@ -57,15 +57,26 @@ static int wrong_type(mh_dir *d, const char *key, const char *want)
 	return -1;
 }
 
+/* The config.json value at key, in *j when it is there: 1 when is() takes
+ * it, 0 when it is absent (the caller's default stands), -1 naming the
+ * type wanted. */
+static int config_item(mh_dir *d, const char *key, cJSON_bool (*is)(const cJSON *),
+		       const char *want, const cJSON **j)
+{
+	*j = modeldir_config(d, key);
+	if (!*j)
+		return 0;
+	return is(*j) ? 1 : wrong_type(d, key, want);
+}
+
 static int svc_config_int(mh_dir *d, const char *key, int64_t def, int64_t *out)
 {
-	const cJSON *j = modeldir_config(d, key);
+	const cJSON *j;
 	*out = def;
-	if (!j)
-		return 0;
-	if (!cJSON_IsNumber(j) || mh_whole(j->valuedouble, -(1LL << 53), 1LL << 53, out) != 0)
+	int rc = config_item(d, key, cJSON_IsNumber, "an integer", &j);
+	if (rc == 1 && mh_whole(j->valuedouble, -(1LL << 53), 1LL << 53, out) != 0)
 		return wrong_type(d, key, "an integer"); /* *out stays def */
-	return 1;
+	return rc;
 }
 
 /* An epsilon (rms_norm_eps, layer_norm_eps, layer_norm_epsilon, ...) is
@@ -84,12 +95,11 @@ static int is_epsilon(const char *key)
  * here, for every plugin, rather than turning into NaN logits. */
 static int svc_config_float(mh_dir *d, const char *key, double def, double *out)
 {
-	const cJSON *j = modeldir_config(d, key);
+	const cJSON *j;
 	*out = def;
-	if (!j)
-		return 0;
-	if (!cJSON_IsNumber(j))
-		return wrong_type(d, key, "a number");
+	int rc = config_item(d, key, cJSON_IsNumber, "a number", &j);
+	if (rc != 1)
+		return rc;
 	double v = j->valuedouble;
 	if (!isfinite(v)) {
 		modeldir_error(d, "config.json", "'%s' is %s, expected a finite number", key,
@@ -106,26 +116,22 @@ static int svc_config_float(mh_dir *d, const char *key, double def, double *out)
 
 static int svc_config_bool(mh_dir *d, const char *key, int def, int *out)
 {
-	const cJSON *j = modeldir_config(d, key);
+	const cJSON *j;
 	*out = def;
-	if (!j)
-		return 0;
-	if (!cJSON_IsBool(j))
-		return wrong_type(d, key, "true or false");
-	*out = cJSON_IsTrue(j);
-	return 1;
+	int rc = config_item(d, key, cJSON_IsBool, "true or false", &j);
+	if (rc == 1)
+		*out = cJSON_IsTrue(j);
+	return rc;
 }
 
 static int svc_config_string(mh_dir *d, const char *key, const char *def, const char **out)
 {
-	const cJSON *j = modeldir_config(d, key);
+	const cJSON *j;
 	*out = def;
-	if (!j)
-		return 0;
-	if (!cJSON_IsString(j))
-		return wrong_type(d, key, "a string");
-	*out = j->valuestring;
-	return 1;
+	int rc = config_item(d, key, cJSON_IsString, "a string", &j);
+	if (rc == 1)
+		*out = j->valuestring;
+	return rc;
 }
 
 static int id_of(const cJSON *j, int32_t *out)
