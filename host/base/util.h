@@ -56,6 +56,31 @@ int mh_quant_from_name(const char *name, mh_dtype *out);
  * MH_QBLOCK). */
 size_t mh_row_bytes(mh_dtype t, int64_t cols);
 
+/* cp (at most U+10FFFF) as UTF-8 into out; the number of bytes, 1 to 4. */
+static inline size_t mh_utf8_encode(uint32_t cp, char out[4])
+{
+	if (cp < 0x80) {
+		out[0] = (char)cp;
+		return 1;
+	}
+	if (cp < 0x800) {
+		out[0] = (char)(0xC0 | (cp >> 6));
+		out[1] = (char)(0x80 | (cp & 0x3F));
+		return 2;
+	}
+	if (cp < 0x10000) {
+		out[0] = (char)(0xE0 | (cp >> 12));
+		out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+		out[2] = (char)(0x80 | (cp & 0x3F));
+		return 3;
+	}
+	out[0] = (char)(0xF0 | (cp >> 18));
+	out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+	out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+	out[3] = (char)(0x80 | (cp & 0x3F));
+	return 4;
+}
+
 /* Scalar conversions. */
 static inline float mh_bf16_to_f32(uint16_t h)
 {

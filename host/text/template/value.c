@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* value.c - the arena, values, Python's str()/repr() and json.dumps of them,
  * and the UTF-8 helpers the template engine shares. */
+#include "base/util.h"
 #include "text/template/tpl.h"
 
 #include <math.h>
@@ -277,27 +278,7 @@ void buf_addf(tpl_buf *b, const char *fmt, ...)
 void buf_cp(tpl_buf *b, uint32_t c)
 {
 	char s[4];
-	size_t n;
-	if (c < 0x80) {
-		s[0] = (char)c;
-		n = 1;
-	} else if (c < 0x800) {
-		s[0] = (char)(0xc0 | c >> 6);
-		s[1] = (char)(0x80 | (c & 0x3f));
-		n = 2;
-	} else if (c < 0x10000) {
-		s[0] = (char)(0xe0 | c >> 12);
-		s[1] = (char)(0x80 | (c >> 6 & 0x3f));
-		s[2] = (char)(0x80 | (c & 0x3f));
-		n = 3;
-	} else {
-		s[0] = (char)(0xf0 | c >> 18);
-		s[1] = (char)(0x80 | (c >> 12 & 0x3f));
-		s[2] = (char)(0x80 | (c >> 6 & 0x3f));
-		s[3] = (char)(0x80 | (c & 0x3f));
-		n = 4;
-	}
-	buf_add(b, s, n);
+	buf_add(b, s, mh_utf8_encode(c, s));
 }
 
 val buf_val(tpl_buf *b)

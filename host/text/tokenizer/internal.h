@@ -26,6 +26,7 @@
 #ifndef MH_TOKENIZER_INTERNAL_H
 #define MH_TOKENIZER_INTERNAL_H
 
+#include "base/util.h"
 #include "text/tokenizer.h"
 
 #include <cJSON.h>
@@ -121,27 +122,7 @@ static inline void sb_putc(sbuf *b, char c)
 static inline void sb_putcp(sbuf *b, uint32_t cp)
 {
 	char u[4];
-	size_t n;
-	if (cp < 0x80) {
-		u[0] = (char)cp;
-		n = 1;
-	} else if (cp < 0x800) {
-		u[0] = (char)(0xC0 | (cp >> 6));
-		u[1] = (char)(0x80 | (cp & 0x3F));
-		n = 2;
-	} else if (cp < 0x10000) {
-		u[0] = (char)(0xE0 | (cp >> 12));
-		u[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-		u[2] = (char)(0x80 | (cp & 0x3F));
-		n = 3;
-	} else {
-		u[0] = (char)(0xF0 | (cp >> 18));
-		u[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-		u[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-		u[3] = (char)(0x80 | (cp & 0x3F));
-		n = 4;
-	}
-	sb_put(b, u, n);
+	sb_put(b, u, mh_utf8_encode(cp, u));
 }
 
 static inline void sb_clear(sbuf *b)
