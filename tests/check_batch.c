@@ -133,6 +133,19 @@ static void expect_same(const float *a, const float *b, int rows, int vocab, con
 			      q, r);
 }
 
+/* The n scripts run together in batches on s: every sequence's logits the
+ * same as alone[q], its run alone (freed here). */
+static void batched_as_alone(mh_session *s, const script *sc, int n, float **alone, const char *rel)
+{
+	float **got = batched(s, sc, n);
+	for (int q = 0; q < n; q++) {
+		expect_same(got[q], alone[q], sc[q].decode + 1, s->info->vocab_size, rel, q);
+		free(got[q]);
+		free(alone[q]);
+	}
+	free(got);
+}
+
 /* Prompts of 1 to 20 tokens (the row kernels and SGEMM), joining at
  * different steps, so that prompt pieces and decode tokens share batches;
  * the solo runs use two threads, the batches one or two. */
@@ -146,13 +159,7 @@ START_TEST(batch_is_bit_identical_to_solo)
 	services_init(_i < N_MODELS ? 2 : 1);
 	mh_session *s = open_at(rel, NULL, 64);
 	ck_assert_msg(s->batched, "%s: the plugin has no batch entry point", rel);
-	float **got = batched(s, sc, 4);
-	for (int q = 0; q < 4; q++) {
-		expect_same(got[q], alone[q], sc[q].decode + 1, s->info->vocab_size, rel, q);
-		free(got[q]);
-		free(alone[q]);
-	}
-	free(got);
+	batched_as_alone(s, sc, 4, alone, rel);
 	session_close(s);
 }
 END_TEST
@@ -211,13 +218,7 @@ START_TEST(sliding_window_in_a_batch)
 	for (int q = 0; q < 3; q++)
 		alone[q] = solo(rel, NULL, q, &sc[q], 400);
 	mh_session *s = open_at(rel, NULL, 400);
-	float **got = batched(s, sc, 3);
-	for (int q = 0; q < 3; q++) {
-		expect_same(got[q], alone[q], sc[q].decode + 1, s->info->vocab_size, rel, q);
-		free(got[q]);
-		free(alone[q]);
-	}
-	free(got);
+	batched_as_alone(s, sc, 3, alone, rel);
 	/* a rewind past what the ring still holds is refused, not answered
 	 * from overwritten slots; one inside it works */
 	float *lg = malloc((size_t)s->info->vocab_size * sizeof *lg);

@@ -202,16 +202,27 @@ wait_for() { # PATTERN FILE: up to 60 s
 		sleep 0.1
 	done
 }
+# interactive ARGS...: `modelhost generate -i ARGS` in the background ($pid),
+# its stdin a FIFO open on fd 3, its stdout in $T/iout, stderr in $T/ierr;
+# interactive_end closes its stdin and waits: its exit status in $st.
+interactive() {
+	rm -f "$T/in" && mkfifo "$T/in"
+	"$MH" generate -i "$@" <"$T/in" >"$T/iout" 2>"$T/ierr" &
+	pid=$!
+	exec 3>"$T/in"
+}
+interactive_end() {
+	exec 3>&-
+	wait "$pid"
+	st=$?
+}
 TOY="$B/tests/plugins/.libs"
 if [ -f "$TOY/toy_v1.so" ] && [ -f "$TOY/toy_v2.so" ]; then
 	P="$T/plugins" M="$T/toy"
 	mkdir -p "$P" "$M"
 	cp "$TOY/toy_v1.so" "$P/toy.so"
-	toy_model "$M"
-	mkfifo "$T/in"
-	"$MH" generate -i -m "$M" --plugin-dir "$P" -n 3 --temp 0 <"$T/in" >"$T/iout" 2>"$T/ierr" &
-	pid=$!
-	exec 3>"$T/in"
+	toy_model "$M" 4 0.5 2 1 0 # greedy decoding repeats id 1
+	interactive -m "$M" --plugin-dir "$P" -n 3 --temp 0
 	echo 0 >&3
 	if wait_for '^1 1 1$' "$T/iout"; then
 		cp "$TOY/toy_v2.so" "$P/.toy.so.new" && mv "$P/.toy.so.new" "$P/toy.so"
@@ -220,9 +231,7 @@ if [ -f "$TOY/toy_v1.so" ] && [ -f "$TOY/toy_v2.so" ]; then
 		echo /reload >&3
 		echo /quit >&3
 	fi
-	exec 3>&-
-	wait "$pid"
-	st=$?
+	interactive_end
 	if [ "$st" -ne 0 ]; then
 		bad "interactive: exit $st: $(cat "$T/ierr")"
 	elif [ "$(grep -c '^1 1 1$' "$T/iout")" -ne 2 ]; then
@@ -321,25 +330,6 @@ long=$(awk 'BEGIN { for (i = 0; i < 4000; i++) printf "Once upon a time "; }')
 error "prompt longer than the context" "generate: the prompt is longer than the context (8 tokens)" \
 	"$MH" generate -p "$long" -c 8 -n 1
 # --- hardening (issue 16): hostile files, signals, pipes -------------------------------
-# toy_model DIR VOCAB L0 L1 ...: a ToyForCausalLM checkpoint whose logits are
-# L0 L1 ... (the rest 0), written beside and renamed into place.
-toy_model() {
-	mkdir -p "$1"
-	python3 - "$@" <<'PY'
-import json, os, struct, sys
-d, vocab, vals = sys.argv[1], int(sys.argv[2]), [float(v) for v in sys.argv[3:]]
-logits = vals + [0.0] * (vocab - len(vals))
-hdr = json.dumps({"toy.logits": {"dtype": "F32", "shape": [vocab], "data_offsets": [0, 4 * vocab]}})
-hdr += " " * (-len(hdr) % 8)
-for name, data in (("config.json", json.dumps({"architectures": ["ToyForCausalLM"],
-                                               "vocab_size": vocab, "eos_token_id": 3}).encode()),
-                   ("model.safetensors", struct.pack("<Q", len(hdr)) + hdr.encode() +
-                    struct.pack("<%df" % vocab, *logits))):
-    with open(os.path.join(d, name + ".new"), "wb") as f:
-        f.write(data)
-    os.rename(os.path.join(d, name + ".new"), os.path.join(d, name))
-PY
-}
 # #1: a reload onto a model with a smaller vocabulary must not keep the
 # sampler of the larger one (it read past the logits).  The new logits are
 # all negative, so a read past them finds larger values and picks an id
@@ -349,10 +339,7 @@ if [ -f "$TOY/toy_v1.so" ] && [ -f "$TOY/toy_v2.so" ]; then
 	mkdir -p "$P"
 	cp "$TOY/toy_v1.so" "$P/toy.so"
 	toy_model "$M" 4096 0 1
-	rm -f "$T/in" && mkfifo "$T/in"
-	"$MH" generate -i -m "$M" --plugin-dir "$P" -n 3 --temp 0 <"$T/in" >"$T/iout" 2>"$T/ierr" &
-	pid=$!
-	exec 3>"$T/in"
+	interactive -m "$M" --plugin-dir "$P" -n 3 --temp 0
 	echo 0 >&3
 	if wait_for '^1 1 1$' "$T/iout"; then
 		toy_model "$M" 4 -3 -1.5 -2 -4
@@ -361,9 +348,7 @@ if [ -f "$TOY/toy_v1.so" ] && [ -f "$TOY/toy_v2.so" ]; then
 		echo 0 >&3
 		echo /quit >&3
 	fi
-	exec 3>&-
-	wait "$pid"
-	st=$?
+	interactive_end
 	if [ "$st" -ne 0 ] || [ "$(grep -c '^1 1 1$' "$T/iout")" -ne 2 ] ||
 		grep -q 'outside the vocabulary\|ERROR: AddressSanitizer' "$T/ierr"; then
 		bad "reload onto a smaller vocabulary: exit $st: $(cat "$T/iout" "$T/ierr")"
@@ -429,19 +414,14 @@ error "an index naming 100k shards" "special/s000000.safetensors: No such file" 
 # the file, never SIGBUS.
 C="$T/trunc"
 mkdir -p "$C" && cp "$L/config.json" "$L/model.safetensors" "$C/"
-rm -f "$T/in" && mkfifo "$T/in"
-"$MH" generate -i -m "$C" -n 2 --temp 0 <"$T/in" >"$T/iout" 2>"$T/ierr" &
-pid=$!
-exec 3>"$T/in"
+interactive -m "$C" -n 2 --temp 0
 echo 1,2 >&3
 if wait_for '^[0-9]* [0-9]*$' "$T/iout"; then
 	truncate -s 5000 "$C/model.safetensors"
 	echo 1,2 >&3
 	echo /quit >&3
 fi
-exec 3>&-
-wait "$pid"
-st=$?
+interactive_end
 if [ "$st" -ge 128 ]; then
 	bad "truncated checkpoint: killed by signal $((st - 128))"
 elif ! grep -q "trunc/model.safetensors: changed while in use" "$T/ierr"; then
@@ -460,10 +440,7 @@ v = {"<unk>": 0, "<s>": 1, "</s>": 2}
 v.update(("tok%d" % i, i) for i in range(3, 400000))
 json.dump({"model": {"type": "BPE", "vocab": v, "merges": [], "unk_token": "<unk>"}}, sys.stdout)' \
 	>"$K/tokenizer.json"
-rm -f "$T/in" && mkfifo "$T/in"
-"$MH" generate -i -m "$K" -n 2 --temp 0 <"$T/in" >"$T/iout" 2>"$T/ierr" &
-pid=$!
-exec 3>"$T/in"
+interactive -m "$K" -n 2 --temp 0
 i=0
 while ! grep -q slowload/model.safetensors "/proc/$pid/maps" 2>/dev/null && [ $i -lt 2000 ]; do
 	i=$((i + 1))
@@ -472,9 +449,7 @@ done
 kill -HUP "$pid" 2>/dev/null
 echo hi >&3
 echo /quit >&3
-exec 3>&-
-wait "$pid"
-st=$?
+interactive_end
 if [ "$st" -ne 0 ]; then
 	bad "SIGHUP while loading: exit $st: $(cat "$T/ierr")"
 elif ! grep -q "plugins rescanned" "$T/ierr"; then

@@ -51,17 +51,28 @@ start() {
 	return 1
 }
 
-# toy_model DIR [CONFIG]: the model the toy test plugin serves: a vocabulary
-# of 4, EOS 3, logits 0.5 2.0 1.0 0.0 (greedy repeats id 1); CONFIG is
-# more of config.json, e.g. ', "toy_delay_ms": 25'.
+# toy_model [-c JSON] DIR VOCAB L0 L1 ...: a checkpoint the toy test plugin
+# serves (EOS 3) whose logits are L0 L1 ... (the rest 0), written beside
+# and renamed into place; -c: more of config.json, e.g. '{"toy_delay_ms": 25}'.
 toy_model() {
-	printf '{"architectures": ["ToyForCausalLM"], "vocab_size": 4, "eos_token_id": 3%s}' "${2:-}" \
-		>"$1/config.json"
-	hdr='{"toy.logits":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}'
-	while [ $((${#hdr} % 8)) -ne 0 ]; do hdr="$hdr "; done
-	{ # u64 header length, the header, then the logits as little-endian F32
-		printf "\\$(printf %03o ${#hdr})\\000\\000\\000\\000\\000\\000\\000"
-		printf '%s' "$hdr"
-		printf '\000\000\000\077\000\000\000\100\000\000\200\077\000\000\000\000'
-	} >"$1/model.safetensors"
+	more='{}'
+	if [ "$1" = -c ]; then
+		more=$2
+		shift 2
+	fi
+	mkdir -p "$1"
+	python3 - "$more" "$@" <<'PY'
+import json, os, struct, sys
+more, d, vocab, vals = json.loads(sys.argv[1]), sys.argv[2], int(sys.argv[3]), [float(v) for v in sys.argv[4:]]
+logits = vals + [0.0] * (vocab - len(vals))
+hdr = json.dumps({"toy.logits": {"dtype": "F32", "shape": [vocab], "data_offsets": [0, 4 * vocab]}})
+hdr += " " * (-len(hdr) % 8)
+config = dict({"architectures": ["ToyForCausalLM"], "vocab_size": vocab, "eos_token_id": 3}, **more)
+for name, data in (("config.json", json.dumps(config).encode()),
+                   ("model.safetensors", struct.pack("<Q", len(hdr)) + hdr.encode() +
+                    struct.pack("<%df" % vocab, *logits))):
+    with open(os.path.join(d, name + ".new"), "wb") as f:
+        f.write(data)
+    os.rename(os.path.join(d, name + ".new"), os.path.join(d, name))
+PY
 }

@@ -332,7 +332,7 @@ P="$T/plugins" M="$T/toy"
 mkdir -p "$P" "$M"
 cp "$TOY/toy_v1.so" "$P/toy.so"
 # each forward pass takes 25 ms; greedy decoding repeats id 1; 3 is EOS
-toy_model "$M" ', "toy_delay_ms": 25'
+toy_model -c '{"toy_delay_ms": 25}' "$M" 4 0.5 2 1 0
 
 # metric NAME: its value on the toy server
 metric() {
