@@ -75,6 +75,27 @@ static int count_nl(const char *s, size_t n)
 	return k;
 }
 
+/* skip_ws, counting the lines it passes into *line. */
+static size_t skip_ws_lines(const char *s, size_t n, size_t i, int *line)
+{
+	size_t k = skip_ws(s, n, i);
+	*line += count_nl(s + i, k - i);
+	return k;
+}
+
+/* Past the end of a tag at i: its '-' strips the white space after it,
+ * else with trim (trim_blocks: a block, not '+') one newline goes. */
+static size_t past_tag_end(const char *s, size_t n, size_t i, int minus, int trim, int *line)
+{
+	if (minus)
+		return skip_ws_lines(s, n, i, line);
+	if (trim && i < n && s[i] == '\n') {
+		++*line;
+		return i + 1;
+	}
+	return i;
+}
+
 /* Python's unicode-escape decoding of a string literal's body. */
 static void unescape(tpl_env *e, int line, const char *s, size_t n, tpl_token *t)
 {
@@ -148,9 +169,7 @@ static size_t lex_tag(tpl_env *e, const char *s, size_t n, size_t i, int *line, 
 	int depth = 0;
 	int start_line = *line;
 	for (;;) {
-		size_t w = skip_ws(s, n, i);
-		*line += count_nl(s + i, w - i);
-		i = w;
+		i = skip_ws_lines(s, n, i, line);
 		if (i >= n)
 			tpl_fail(e, start_line, "unexpected end of template: missing '%c}'", end);
 		/* the end marker, unless brackets are open */
@@ -165,14 +184,7 @@ static size_t lex_tag(tpl_env *e, const char *s, size_t n, size_t i, int *line, 
 				j += 2;
 				push(e, out, (tpl_token){ .type = end == '}' ? T_VAR_END : T_BLOCK_END,
 							  .line = *line });
-				if (minus) {
-					size_t k = skip_ws(s, n, j);
-					*line += count_nl(s + j, k - j);
-					j = k;
-				} else if (end == '%' && !plus && j < n && s[j] == '\n') {
-					j++;
-					(*line)++;
-				}
+				j = past_tag_end(s, n, j, minus, end == '%' && !plus, line);
 				*ends_nl = j > 0 && s[j - 1] == '\n';
 				return j;
 			}
@@ -396,14 +408,7 @@ void tpl_lex(tpl_env *e, const char *src, size_t srclen, tpl_tokens *out)
 										  .p = s + body, .n = tl });
 						line += count_nl(s + raw_end, q + 2 - raw_end);
 						q += 2;
-						if (m) {
-							size_t z = skip_ws(s, n, q);
-							line += count_nl(s + q, z - q);
-							q = z;
-						} else if (!p && q < n && s[q] == '\n') {
-							q++;
-							line++;
-						}
+						q = past_tag_end(s, n, q, m, !p, &line);
 						line_starting = s[q - 1] == '\n';
 						i = q;
 						break;
@@ -424,14 +429,7 @@ void tpl_lex(tpl_env *e, const char *src, size_t srclen, tpl_tokens *out)
 			int plus = k > j && s[k - 1] == '+';
 			line += count_nl(s + j, k - j);
 			k += 2;
-			if (minus) {
-				size_t z = skip_ws(s, n, k);
-				line += count_nl(s + k, z - k);
-				k = z;
-			} else if (!plus && k < n && s[k] == '\n') {
-				k++;
-				line++;
-			}
+			k = past_tag_end(s, n, k, minus, !plus, &line);
 			line_starting = s[k - 1] == '\n';
 			i = k;
 			continue;

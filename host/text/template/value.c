@@ -505,29 +505,30 @@ val v_to_str(tpl_env *e, int line, val v)
 }
 
 /* ---- json.dumps ---------------------------------------------------------------- */
+/* JSON's two-character escape of c, or NULL. */
+static const char *json_escape(unsigned char c)
+{
+	switch (c) {
+	case '"': return "\\\"";
+	case '\\': return "\\\\";
+	case '\n': return "\\n";
+	case '\r': return "\\r";
+	case '\t': return "\\t";
+	case '\b': return "\\b";
+	case '\f': return "\\f";
+	}
+	return NULL;
+}
+
 static void json_str(tpl_buf *b, const char *s, size_t n)
 {
 	buf_addc(b, '"');
 	size_t run = 0;
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)s[i];
-		const char *esc = NULL;
+		const char *esc = json_escape(c);
 		char u[8];
-		if (c == '"')
-			esc = "\\\"";
-		else if (c == '\\')
-			esc = "\\\\";
-		else if (c == '\n')
-			esc = "\\n";
-		else if (c == '\r')
-			esc = "\\r";
-		else if (c == '\t')
-			esc = "\\t";
-		else if (c == '\b')
-			esc = "\\b";
-		else if (c == '\f')
-			esc = "\\f";
-		else if (c < 0x20) {
+		if (!esc && c < 0x20) {
 			snprintf(u, sizeof u, "\\u%04x", c);
 			esc = u;
 		}
@@ -546,6 +547,24 @@ static void json_nl(tpl_buf *b, const char *indent, int depth)
 	buf_addc(b, '\n');
 	for (int i = 0; i < depth; i++)
 		buf_adds(b, indent);
+}
+
+/* A dict's key and ": ", as json.dumps writes it: a string, or a scalar
+ * as the string of its JSON. */
+static void json_key(tpl_buf *b, val k, int depth)
+{
+	if (k.t == V_STR) {
+		json_str(b, k.s.p, k.s.n);
+	} else if (k.t == V_INT || k.t == V_FLOAT || k.t == V_BOOL || k.t == V_NONE) {
+		tpl_buf kb;
+		buf_init(&kb, b->e, b->line);
+		v_json_to(&kb, k, NULL, depth);
+		json_str(b, kb.p, kb.n);
+	} else {
+		tpl_fail(b->e, b->line, "tojson: keys must be str, int, float, bool or None, not %s",
+			 v_typename(k));
+	}
+	buf_adds(b, ": ");
 }
 
 void v_json_to(tpl_buf *b, val v, const char *indent, int depth)
@@ -569,51 +588,28 @@ void v_json_to(tpl_buf *b, val v, const char *indent, int depth)
 		return;
 	case V_STR: json_str(b, v.s.p, v.s.n); return;
 	case V_LIST:
-		if (!v.l->n) {
-			buf_adds(b, "[]");
+	case V_DICT: {
+		int dict = v.t == V_DICT;
+		size_t n = dict ? v.d->n : v.l->n;
+		if (!n) {
+			buf_adds(b, dict ? "{}" : "[]");
 			return;
 		}
-		buf_addc(b, '[');
-		for (size_t i = 0; i < v.l->n; i++) {
+		buf_addc(b, dict ? '{' : '[');
+		for (size_t i = 0; i < n; i++) {
 			if (i)
 				buf_adds(b, indent ? "," : ", ");
 			if (indent)
 				json_nl(b, indent, depth + 1);
-			v_json_to(b, v.l->v[i], indent, depth + 1);
+			if (dict)
+				json_key(b, v.d->k[i], depth);
+			v_json_to(b, dict ? v.d->v[i] : v.l->v[i], indent, depth + 1);
 		}
 		if (indent)
 			json_nl(b, indent, depth);
-		buf_addc(b, ']');
+		buf_addc(b, dict ? '}' : ']');
 		return;
-	case V_DICT:
-		if (!v.d->n) {
-			buf_adds(b, "{}");
-			return;
-		}
-		buf_addc(b, '{');
-		for (size_t i = 0; i < v.d->n; i++) {
-			val k = v.d->k[i];
-			if (i)
-				buf_adds(b, indent ? "," : ", ");
-			if (indent)
-				json_nl(b, indent, depth + 1);
-			if (k.t == V_STR)
-				json_str(b, k.s.p, k.s.n);
-			else if (k.t == V_INT || k.t == V_FLOAT || k.t == V_BOOL || k.t == V_NONE) {
-				tpl_buf kb;
-				buf_init(&kb, b->e, b->line);
-				v_json_to(&kb, k, NULL, depth);
-				json_str(b, kb.p, kb.n);
-			} else
-				tpl_fail(b->e, b->line, "tojson: keys must be str, int, float, bool or None, "
-					 "not %s", v_typename(k));
-			buf_adds(b, ": ");
-			v_json_to(b, v.d->v[i], indent, depth + 1);
-		}
-		if (indent)
-			json_nl(b, indent, depth);
-		buf_addc(b, '}');
-		return;
+	}
 	default:
 		tpl_fail(b->e, b->line, "tojson: Object of type %s is not JSON serializable",
 			 v_typename(v));
