@@ -31,10 +31,7 @@ extern char **environ;
 
 typedef struct {
 	char *path;
-	dev_t dev;
-	ino_t ino;
-	off_t size;
-	struct timespec mtime, ctime;
+	struct stat st;         /* the file scanned: a change of any of its identity rescans */
 	scan_result r;
 } cached;
 
@@ -43,9 +40,10 @@ static int n_cache, n_spawned;
 
 static int same_file(const cached *c, const char *path, const struct stat *st)
 {
-	return c->dev == st->st_dev && c->ino == st->st_ino && c->size == st->st_size &&
-	       c->mtime.tv_sec == st->st_mtim.tv_sec && c->mtime.tv_nsec == st->st_mtim.tv_nsec &&
-	       c->ctime.tv_sec == st->st_ctim.tv_sec && c->ctime.tv_nsec == st->st_ctim.tv_nsec &&
+	const struct stat *was = &c->st;
+	return was->st_dev == st->st_dev && was->st_ino == st->st_ino && was->st_size == st->st_size &&
+	       was->st_mtim.tv_sec == st->st_mtim.tv_sec && was->st_mtim.tv_nsec == st->st_mtim.tv_nsec &&
+	       was->st_ctim.tv_sec == st->st_ctim.tv_sec && was->st_ctim.tv_nsec == st->st_ctim.tv_nsec &&
 	       strcmp(c->path, path) == 0;
 }
 
@@ -341,11 +339,6 @@ void plugin_scan(const char *path, const struct stat *st, scan_result *r)
 	} else {
 		scan_result_free(&cache[slot].r);
 	}
-	cached *c = &cache[slot];
-	c->dev = st->st_dev;
-	c->ino = st->st_ino;
-	c->size = st->st_size;
-	c->mtime = st->st_mtim;
-	c->ctime = st->st_ctim;
-	c->r = fresh;
+	cache[slot].st = *st;
+	cache[slot].r = fresh;
 }
