@@ -352,6 +352,127 @@ START_TEST(phi_qk_layernorm_takes_out_each_heads_scale)
 }
 END_TEST
 
+/* The llama fixture with attention_bias and mlp_bias on and every bias of
+ * every layer written: zero, but layer 0's `which` ("v_proj", "down_proj"...)
+ * set to bias (which NULL: all zero). */
+static char *llama_with_biases(const char *which, const float *bias)
+{
+	static const char *const name[7] = { "self_attn.q_proj", "self_attn.k_proj",
+					     "self_attn.v_proj", "self_attn.o_proj",
+					     "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj" };
+	enum { LAYERS = 2, NB = 7 * LAYERS };
+	char *out = tu_tmpdir(), path[4200];
+	char *dir = tu_data_path("fixtures/models/llama");
+	mh_dir *d = modeldir_open(dir, err);
+	ck_assert_msg(d != NULL, "%s", err);
+	cJSON *cfg = cJSON_Duplicate(d->config, 1);
+	cJSON_ReplaceItemInObject(cfg, "attention_bias", cJSON_CreateBool(1));
+	cJSON_ReplaceItemInObject(cfg, "mlp_bias", cJSON_CreateBool(1));
+	char *text = cJSON_Print(cfg);
+	tu_write(out, "config.json", text);
+	free(text);
+	cJSON_Delete(cfg);
+	int n = d->n_tensors;
+	mh_tensor *ts = calloc(n + NB, sizeof *ts);
+	char (*names)[96] = calloc(NB, sizeof *names);
+	for (int i = 0; i < n; i++)
+		ts[i] = *d->index[i];
+	for (int k = 0; k < NB; k++) {
+		char w[96];
+		snprintf(w, sizeof w, "model.layers.%d.%s.weight", k / 7, name[k % 7]);
+		snprintf(names[k], sizeof names[k], "model.layers.%d.%s.bias", k / 7, name[k % 7]);
+		const mh_tensor *t = modeldir_tensor(d, w);
+		ck_assert_msg(t != NULL, "no %s", w);
+		int64_t len = t->shape[0];
+		float *v = calloc(len, sizeof *v);
+		if (which && k < 7 && strstr(name[k], which))
+			memcpy(v, bias, len * sizeof *v);
+		ts[n + k] = (mh_tensor){ .name = names[k], .dtype = MH_F32, .ndim = 1,
+					 .shape = { len }, .nelem = len, .nbytes = len * sizeof(float),
+					 .data = v };
+	}
+	snprintf(path, sizeof path, "%s/model.safetensors", out);
+	ck_assert_msg(st_write(path, ts, n + NB, err) == 0, "%s", err);
+	for (int k = 0; k < NB; k++)
+		free((void *)ts[n + k].data);
+	free(ts);
+	free(names);
+	modeldir_close(d);
+	free(dir);
+	return out;
+}
+
+static float *short_logits(const char *dir, int n)
+{
+	static const int32_t ids[] = { 1, 17, 230, 5, 499, 42, 42, 7, 300, 12 };
+	mh_session *s = open_model(dir);
+	float *lg = logits_of(s, ids, n, 0);
+	session_close(s);
+	return lg;
+}
+
+static float *llama_bias_logits(const char *which, const float *bias, int n)
+{
+	char *dir = llama_with_biases(which, bias);
+	float *lg = short_logits(dir, n);
+	tu_rmtree(dir);
+	free(dir);
+	return lg;
+}
+
+/* Llama's attention_bias and mlp_bias, which no reference checkpoint has:
+ * zero biases change nothing; every bias moves the logits; and each is added
+ * where it belongs.  Attention weights sum to 1, so a v_proj bias b adds b
+ * (each kv head's part, to the query heads that share it) to the attention
+ * output, which is what an o_proj bias of wo * b adds after it. */
+START_TEST(llama_biases_are_added_where_they_belong)
+{
+	enum { N = 10, DIM = 64, HD = 16, HEADS = 4, KV = 32, FFN = 176 };
+	const size_t total = (size_t)N * 512;
+	float b[FFN], att[HEADS * HD], ob[DIM];
+	for (int j = 0; j < FFN; j++)
+		b[j] = 0.5f * sinf((float)(3 * j + 1));
+	char *dir = tu_data_path("fixtures/models/llama");
+	float *plain = short_logits(dir, N);
+	float *zero = llama_bias_logits(NULL, NULL, N);
+	ck_assert_msg(max_diff(plain, zero, total) == 0, "zero biases moved the logits by %g",
+		      max_diff(plain, zero, total));
+	static const char *const each[] = { "q_proj", "k_proj", "gate_proj", "up_proj",
+					    "down_proj" };
+	for (int k = 0; k < 5; k++) {
+		float *lg = llama_bias_logits(each[k], b, N);
+		ck_assert_msg(max_diff(plain, lg, total) > 1e-3, "the %s bias changed nothing: %g",
+			      each[k], max_diff(plain, lg, total));
+		free(lg);
+	}
+	float *v = llama_bias_logits("v_proj", b, N);
+	mh_dir *d = modeldir_open(dir, err);
+	ck_assert_msg(d != NULL, "%s", err);
+	const mh_tensor *wo = modeldir_tensor(d, "model.layers.0.self_attn.o_proj.weight");
+	ck_assert(wo && wo->dtype == MH_F32 && wo->shape[0] == DIM && wo->shape[1] == HEADS * HD);
+	for (int h = 0; h < HEADS; h++) /* 4 query heads, 2 kv heads */
+		for (int i = 0; i < HD; i++)
+			att[h * HD + i] = b[(h / (HEADS * HD / KV)) * HD + i];
+	for (int r = 0; r < DIM; r++) {
+		double sum = 0;
+		for (int c = 0; c < HEADS * HD; c++)
+			sum += (double)((const float *)wo->data)[r * HEADS * HD + c] * att[c];
+		ob[r] = (float)sum;
+	}
+	modeldir_close(d);
+	free(dir);
+	float *o = llama_bias_logits("o_proj", ob, N);
+	double moved = max_diff(plain, v, total), apart = max_diff(v, o, total);
+	ck_assert_msg(moved > 1e-2, "the v_proj bias changed nothing: %g", moved);
+	ck_assert_msg(apart <= ATOL, "a v_proj bias and the o_proj bias it makes differ by %g",
+		      apart);
+	free(plain);
+	free(zero);
+	free(v);
+	free(o);
+}
+END_TEST
+
 /* A copy of the llama fixture with config.json replaced. */
 static char *llama_with_config(const char *config)
 {
@@ -740,6 +861,7 @@ int main(void)
 	tcase_add_loop_test(tc, half_precision_weights, 0, 2 * N_FIXTURES);
 	tcase_add_test(tc, sliding_window_cache_is_a_ring);
 	tcase_add_test(tc, phi_qk_layernorm_takes_out_each_heads_scale);
+	tcase_add_test(tc, llama_biases_are_added_where_they_belong);
 	tcase_add_test(tc, load_errors_name_the_problem);
 	tcase_add_test(tc, context_and_ids_are_checked);
 	tcase_add_test(tc, rewind_keeps_a_prefix);
