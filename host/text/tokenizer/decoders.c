@@ -252,12 +252,7 @@ static bool setup_decoder(loadctx *L, const cJSON *j, const char *type, void *no
 			return fail(L, "Metaspace: unknown prepend_scheme");
 	} else if (!strcmp(type, "Replace")) {
 		d->type = D_REPLACE;
-		const char *s = jstr(j, "content");
-		if (!s)
-			return fail(L, "decoder Replace without content");
-		if (!(d->s = xstrdup(s, &d->slen)))
-			return fail(L, "out of memory");
-		return load_pattern(L, jget(j, "pattern"), &d->pat, "decoder Replace");
+		return load_replace(L, j, &d->s, &d->slen, &d->pat, "decoder Replace");
 	} else if (!strcmp(type, "ByteFallback")) {
 		d->type = D_BYTEFALLBACK;
 	} else if (!strcmp(type, "Fuse")) {
@@ -283,7 +278,4 @@ static bool setup_decoder(loadctx *L, const cJSON *j, const char *type, void *no
 	return true;
 }
 
-const stage decoder_stage = {
-	"decoder", "decoders", sizeof(decoder), offsetof(decoder, kids),
-	offsetof(decoder, nkids), setup_decoder, dec_fields_free
-};
+const stage decoder_stage = STAGE(decoder, "decoder", "decoders", setup_decoder, dec_fields_free);

@@ -395,6 +395,10 @@ typedef struct {
 	bool (*setup)(loadctx *L, const cJSON *j, const char *type, void *node);
 	void (*fields_free)(void *node);  /* what a node owns besides its children */
 } stage;
+/* The descriptor of a stage whose node type T keeps its children in
+ * T.kids[T.nkids]. */
+#define STAGE(T, what, list, setup, fields_free)                                        \
+	{ what, list, sizeof(T), offsetof(T, kids), offsetof(T, nkids), setup, fields_free }
 /* A node of a stage's tree, zeroed and set up; NULL when j is absent or
  * null, or loading failed before.  On failure (L->failed) what was built
  * is returned for the caller to free. */
@@ -402,6 +406,10 @@ void *load_tree(loadctx *L, const cJSON *j, const stage *st, int depth);
 void tree_free(const stage *st, void *node);
 /* A pattern object {"String": "..."} or {"Regex": "..."} (pattern.c). */
 bool load_pattern(loadctx *L, const cJSON *j, pattern *p, const char *what);
+/* A Replace step's "content" into *s and its "pattern" (pattern.c); what:
+ * "normalizer Replace", for messages. */
+bool load_replace(loadctx *L, const cJSON *j, char **s, size_t *slen, pattern *p,
+		  const char *what);
 bool compile_regex(loadctx *L, pattern *p, const char *rx);
 int load_behavior(const char *s);
 

@@ -257,12 +257,7 @@ static bool setup_normalizer(loadctx *L, const cJSON *j, const char *type, void 
 			return fail(L, "out of memory");
 	} else if (!strcmp(type, "Replace")) {
 		n->type = N_REPLACE;
-		const char *s = jstr(j, "content");
-		if (!s)
-			return fail(L, "normalizer Replace without content");
-		if (!(n->s = xstrdup(s, &n->slen)))
-			return fail(L, "out of memory");
-		if (!load_pattern(L, jget(j, "pattern"), &n->pat, "normalizer Replace"))
+		if (!load_replace(L, j, &n->s, &n->slen, &n->pat, "normalizer Replace"))
 			return false;
 	} else if ((n->type = plain_type(type)) >= 0) {
 		/* nothing to set */
@@ -282,7 +277,5 @@ static bool setup_normalizer(loadctx *L, const cJSON *j, const char *type, void 
 	return true;
 }
 
-const stage normalizer_stage = {
-	"normalizer", "normalizers", sizeof(normalizer), offsetof(normalizer, kids),
-	offsetof(normalizer, nkids), setup_normalizer, norm_fields_free
-};
+const stage normalizer_stage =
+	STAGE(normalizer, "normalizer", "normalizers", setup_normalizer, norm_fields_free);

@@ -288,6 +288,17 @@ bool load_pattern(loadctx *L, const cJSON *j, pattern *p, const char *what)
 	return true;
 }
 
+bool load_replace(loadctx *L, const cJSON *j, char **s, size_t *slen, pattern *p,
+		  const char *what)
+{
+	const char *content = jstr(j, "content");
+	if (!content)
+		return fail(L, "%s without content", what);
+	if (!(*s = xstrdup(content, slen)))
+		return fail(L, "out of memory");
+	return load_pattern(L, jget(j, "pattern"), p, what);
+}
+
 bool compile_regex(loadctx *L, pattern *p, const char *rx)
 {
 	cJSON *j = cJSON_CreateObject();

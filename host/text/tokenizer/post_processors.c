@@ -157,7 +157,5 @@ static bool setup_post(loadctx *L, const cJSON *j, const char *type, void *node)
 	return false; /* not a type of this stage */
 }
 
-const stage post_stage = {
-	"post_processor", "processors", sizeof(postproc), offsetof(postproc, kids),
-	offsetof(postproc, nkids), setup_post, post_fields_free
-};
+const stage post_stage =
+	STAGE(postproc, "post_processor", "processors", setup_post, post_fields_free);

@@ -387,7 +387,5 @@ int pretok_stream(const pretok *p, const char *s, size_t n, bool first, ectx *c,
 	return more < 0 ? -1 : rc;
 }
 
-const stage pretok_stage = {
-	"pre_tokenizer", "pretokenizers", sizeof(pretok), offsetof(pretok, kids),
-	offsetof(pretok, nkids), setup_pretok, pretok_fields_free
-};
+const stage pretok_stage =
+	STAGE(pretok, "pre_tokenizer", "pretokenizers", setup_pretok, pretok_fields_free);
