@@ -783,11 +783,13 @@ START_TEST(weight_t_errors_name_the_tensor)
 }
 END_TEST
 
-/* A quantized checkpoint with one NaN block scale: it opens (only headers
+/* A quantized checkpoint with one NaN block scale, in a matrix (matmul_n)
+ * or in the embedding table (the decoder's embed): it opens (only headers
  * are read at load), and every forward pass is refused with one line naming
  * the tensor, the first and any retry: the NaN never reaches a kernel. */
 START_TEST(nan_scale_refused_before_any_forward)
 {
+	const char *which = _i ? "embed_tokens" : "layers.1.mlp.up_proj";
 	char *src = tu_data_path("fixtures/models/llama"), *dir = tu_tmpdir(), from[4200], to[4200];
 	session_quant q = { MH_Q8_0, MH_Q8_0 };
 	mh_session *s = session_open_quant(reg, src, NULL, 0, &q, err);
@@ -798,7 +800,7 @@ START_TEST(nan_scale_refused_before_any_forward)
 	const char *bad_name = NULL;
 	for (int i = 0; i < d->n_tensors; i++) {
 		ts[i] = *quantize_loaded(d, d->index[i]);
-		if (!bad && ts[i].dtype == MH_Q8_0 && strstr(ts[i].name, "layers.1.mlp.up_proj")) {
+		if (!bad && ts[i].dtype == MH_Q8_0 && strstr(ts[i].name, which)) {
 			bad = malloc(ts[i].nbytes);
 			memcpy(bad, ts[i].data, ts[i].nbytes);
 			((mh_block_q8_0 *)bad)[5].d = 0x7e00; /* an F16 NaN */
@@ -867,7 +869,7 @@ int main(void)
 	tcase_add_test(tc, rewind_keeps_a_prefix);
 	tcase_add_loop_test(tc, weight_t_equals_the_weight_stored_out_in, 0, 6);
 	tcase_add_test(tc, weight_t_errors_name_the_tensor);
-	tcase_add_test(tc, nan_scale_refused_before_any_forward);
+	tcase_add_loop_test(tc, nan_scale_refused_before_any_forward, 0, 2);
 	suite_add_tcase(s, tc);
 	return tu_run(s);
 }

@@ -7,6 +7,7 @@
 #include "model/modeldir.h"
 #include "compute/ops.h"
 #include "compute/rope.h"
+#include "compute/scales.h"
 #include "base/util.h"
 
 #include <stddef.h>
@@ -296,6 +297,8 @@ static int run_chunk(decoder *dd, mh_dir *dir, const mh_decoder_step *s,
 		const piece *pc = &dd->pieces[p];
 		for (int r = 0; r < pc->n; r++) {
 			const mh_batch_item *t = &it[pc->row + r];
+			if (scales_check_use(s->embed) != 0)
+				return -1;
 			if (ops_embed(d->x + (size_t)(rows + r) * dd->dim, s->embed, &t->id, 1) != 0) {
 				modeldir_error(dir, NULL, "the embedding table has fewer rows than "
 					       "the vocabulary (%d)", dd->vocab);
@@ -439,6 +442,8 @@ int decoder_forward(mh_decoder *d, mh_dir *dir, const mh_decoder_step *s, const 
 		int room = slots - (pos + done) % slots; /* before the ring wraps */
 		if (k > room)
 			k = room;
+		if (scales_check_use(s->embed) != 0)
+			return -1;
 		if (ops_embed(d->x, s->embed, ids + done, k) != 0) {
 			modeldir_error(dir, NULL, "the embedding table has fewer rows than the "
 				       "vocabulary (%d)", vocab);

@@ -275,6 +275,8 @@ void modeldir_close(mh_dir *d)
 {
 	if (!d)
 		return;
+	if (d->on_close)
+		d->on_close(d);
 	for (int i = 0; i < d->n_shards; i++)
 		st_close(&d->shards[i]);
 	for (int i = 0; i < d->n_vec_copies; i++)

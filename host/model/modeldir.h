@@ -43,8 +43,11 @@ struct mh_dir {
 	unsigned char *replaced; /* per index entry: its mapped bytes are no longer used */
 	/* The shards are opened with ST_DEFER_SCALES: the block scales of
 	 * stored Q8_0/Q4_0 tensors are checked before their data is first
-	 * used (quantize_check_scales), not at open. */
+	 * used (compute/scales.c, or quantize_check_scales), not at open. */
 	int scales_checked;
+	unsigned char *scale_state; /* per index entry, compute/scales.c */
+	int scale_unchecked;
+	void (*on_close)(mh_dir *d); /* called first by modeldir_close */
 	char err[MH_ERRLEN];     /* first error recorded through the services */
 };
 

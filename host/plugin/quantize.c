@@ -105,11 +105,11 @@ static const mh_tensor *conv_keep(mh_dir *d, mh_tensor *c, int src, int transpos
  * no kernel may read one.  Checking them at open read the whole file (a
  * scale in every 34 bytes touches every cache line): 0.2-0.3 s for
  * TinyLlama Q8_0, more than the rest of loading, at memory speed whatever
- * the thread count on this VM.  So they are checked once per dir, over the
- * thread pool in chunks of CHECK_BLOCKS blocks, when the data is first
- * needed: before the first forward pass (session.c), before a tensor is
- * dequantized for an old plugin or by vec_f32, before `quantize` copies
- * them. */
+ * the thread count on this VM.  The ops check each tensor on its first use
+ * (compute/scales.c); here, the whole dir at once, over the thread pool in
+ * chunks of CHECK_BLOCKS blocks, for `quantize` (which copies them) and
+ * when watching fails for want of memory, and one tensor before it is
+ * dequantized for an old plugin or by vec_f32. */
 #define CHECK_BLOCKS 4096
 
 typedef struct {

@@ -8,6 +8,7 @@
 #include "compute/ops.h"
 #include "plugin/quantize.h"
 #include "compute/rope.h"
+#include "compute/scales.h"
 #include "compute/threadpool.h"
 #include "base/util.h"
 
@@ -247,6 +248,41 @@ static const float *svc_vec_f32(mh_dir *d, const mh_tensor *t)
 	return f;
 }
 
+/* --- the ops that read weights: a stored quantized weight's block scales
+ * are checked on its first use (compute/scales.c); a bad one is an error on
+ * its dir, the op does not run and its output is NaN. -------------------- */
+
+static void nan_fill(float *y, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		y[i] = NAN;
+}
+
+static void svc_matmul(float *y, const float *x, const mh_tensor *w, const float *bias, int n)
+{
+	if (scales_check_use(w) != 0)
+		nan_fill(y, (size_t)n * (size_t)w->shape[0]);
+	else
+		ops_matmul(y, x, w, bias, n);
+}
+
+static void svc_matmul_n(float *const *y, const float *x, const mh_tensor *const *w,
+			 const float *const *bias, int count, int n)
+{
+	for (int i = 0; i < count; i++)
+		if (scales_check_use(w[i]) != 0) {
+			for (int k = 0; k < count; k++)
+				nan_fill(y[k], (size_t)n * (size_t)w[k]->shape[0]);
+			return;
+		}
+	ops_matmul_n(y, x, w, bias, count, n);
+}
+
+static int svc_embed(float *out, const mh_tensor *table, const int32_t *ids, int n)
+{
+	return scales_check_use(table) != 0 ? -1 : ops_embed(out, table, ids, n);
+}
+
 static void *svc_alloc(size_t bytes)
 {
 	return mh_alloc(bytes);
@@ -427,8 +463,8 @@ static const mh_services table = {
 	.weight_opt = svc_weight_opt,
 	.rows = svc_rows,
 	.vec_f32 = svc_vec_f32,
-	.matmul = ops_matmul,
-	.embed = ops_embed,
+	.matmul = svc_matmul,
+	.embed = svc_embed,
 	.rmsnorm = ops_rmsnorm,
 	.layernorm = ops_layernorm,
 	.rope_new = rope_new,
@@ -450,7 +486,7 @@ static const mh_services table = {
 	.decoder_new = decoder_new,
 	.decoder_free = decoder_free,
 	.decoder_forward = decoder_forward,
-	.matmul_n = ops_matmul_n,
+	.matmul_n = svc_matmul_n,
 	.attention_kv = ops_attention_kv,
 	.decoder_seq_new = decoder_seq_new,
 	.decoder_seq_free = decoder_seq_free,

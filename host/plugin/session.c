@@ -3,6 +3,7 @@
 #include "plugin/session.h"
 #include "model/modeldir.h"
 #include "plugin/quantize.h"
+#include "compute/scales.h"
 
 #include <stddef.h>
 #include <stdio.h>
@@ -130,14 +131,15 @@ void session_close(mh_session *s)
 }
 
 /* Before the first forward pass: the weights' pages faulted in, and the
- * block scales of stored quantized tensors checked (once per dir). */
+ * stored quantized tensors watched, so that each is checked on its first
+ * use (compute/scales.c). */
 static int populate(mh_session *s, char *err)
 {
 	if (s->populated)
 		return 0;
 	modeldir_populate(s->dir);
 	s->dir->err[0] = 0;
-	if (quantize_check_scales(s->dir) != 0) {
+	if (scales_watch(s->dir) != 0 && quantize_check_scales(s->dir) != 0) {
 		mh_errf(err, "%s", s->dir->err);
 		return -1;
 	}
@@ -165,7 +167,9 @@ int session_forward(mh_session *s, const int32_t *ids, int n, float *logits, int
 	if (populate(s, err) != 0) /* info and friends never get here */
 		return -1;
 	s->dir->err[0] = 0;
-	if (s->lib->desc->forward(s->model, ids, n, s->pos, logits, flags) != 0) {
+	/* an op that refused a weight (a bad block scale) recorded why and
+	 * did not run: the plugin may not know */
+	if (s->lib->desc->forward(s->model, ids, n, s->pos, logits, flags) != 0 || s->dir->err[0]) {
 		mh_errf(err, "%s", s->dir->err[0] ? s->dir->err : "forward pass failed");
 		return -1;
 	}
@@ -383,7 +387,7 @@ int session_batch(mh_session *s, const mh_batch_item *it, int n, float *logits, 
 	} else {
 		rc = batch_serial(s, it, n, logits);
 	}
-	if (rc != 0) {
+	if (rc != 0 || s->dir->err[0]) {
 		mh_errf(err, "%s", s->dir->err[0] ? s->dir->err : "forward pass failed");
 		return -1;
 	}
