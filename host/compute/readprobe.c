@@ -13,10 +13,16 @@
  * idle, and decoding beat its own "limit" */
 #define CHUNKS_PER_THREAD 16
 
+typedef struct {
+	const char *ptr;
+	int64_t bytes;
+	int64_t first; /* its first block */
+} span;
+
 struct readprobe {
-	const char **ptr;
-	int64_t *bytes, *first; /* first[k]: span k's first block; first[n]: all */
+	span *s;
 	int n, cap;
+	int64_t blocks; /* of all the spans */
 	double total;
 	int way; /* of kern_read, for the pass running */
 	uint64_t part[256]; /* per-thread sums, so the reads are not elided */
@@ -24,21 +30,13 @@ struct readprobe {
 
 readprobe *readprobe_new(void)
 {
-	readprobe *p = calloc(1, sizeof *p);
-	if (p && !(p->first = calloc(1, sizeof *p->first))) {
-		free(p);
-		return NULL;
-	}
-	return p;
+	return calloc(1, sizeof(readprobe));
 }
 
 void readprobe_free(readprobe *p)
 {
-	if (!p)
-		return;
-	free(p->ptr);
-	free(p->bytes);
-	free(p->first);
+	if (p)
+		free(p->s);
 	free(p);
 }
 
@@ -48,23 +46,14 @@ int readprobe_add(readprobe *p, const void *ptr, int64_t bytes)
 		return 0;
 	if (p->n == p->cap) {
 		int cap = p->cap ? 2 * p->cap : 64;
-		const char **np = realloc(p->ptr, cap * sizeof *np);
-		if (np)
-			p->ptr = np;
-		int64_t *nb = realloc(p->bytes, cap * sizeof *nb);
-		if (nb)
-			p->bytes = nb;
-		int64_t *nf = realloc(p->first, (cap + 1) * sizeof *nf);
-		if (nf)
-			p->first = nf;
-		if (!np || !nb || !nf)
+		span *ns = realloc(p->s, cap * sizeof *ns);
+		if (!ns)
 			return -1;
+		p->s = ns;
 		p->cap = cap;
 	}
-	p->ptr[p->n] = ptr;
-	p->bytes[p->n] = bytes;
-	p->first[p->n + 1] = p->first[p->n] + (bytes + BLOCK - 1) / BLOCK;
-	p->n++;
+	p->s[p->n++] = (span){ ptr, bytes, p->blocks };
+	p->blocks += (bytes + BLOCK - 1) / BLOCK;
 	p->total += (double)bytes;
 	return 0;
 }
@@ -81,11 +70,12 @@ static void read_task(void *ctx, int64_t b, int64_t e, int thread)
 	int k = 0;
 	uint64_t s = 0;
 	for (int64_t i = b; i < e; i++) {
-		while (p->first[k + 1] <= i)
+		while (k + 1 < p->n && p->s[k + 1].first <= i)
 			k++;
-		int64_t off = (i - p->first[k]) * BLOCK;
-		int64_t len = p->bytes[k] - off < BLOCK ? p->bytes[k] - off : BLOCK;
-		s += kern_read(p->ptr[k] + off, len, way);
+		const span *sp = &p->s[k];
+		int64_t off = (i - sp->first) * BLOCK;
+		int64_t len = sp->bytes - off < BLOCK ? sp->bytes - off : BLOCK;
+		s += kern_read(sp->ptr + off, len, way);
 	}
 	p->part[thread & 255] += s;
 }
@@ -95,7 +85,7 @@ double readprobe_pass(readprobe *p)
 	double best = 0;
 	for (p->way = 0; p->way < KERN_READ_WAYS; p->way++) {
 		double t0 = mh_now();
-		pool_run_chunks(ops_pool(), p->first[p->n], 1,
+		pool_run_chunks(ops_pool(), p->blocks, 1,
 				CHUNKS_PER_THREAD * pool_size(ops_pool()), read_task, p);
 		double t = mh_now() - t0;
 		best = best == 0 || t < best ? t : best;

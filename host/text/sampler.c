@@ -114,18 +114,19 @@ mh_sampler *sampler_new(const mh_sampler_params *p, int32_t vocab_size)
 {
 	if (vocab_size <= 0)
 		return NULL;
-	mh_sampler *s = calloc(1, sizeof *s);
+	/* one block: the sampler, then its four arrays of vocab entries (all
+	 * 4-byte aligned, after a struct of 8-byte alignment) */
+	size_t n = (size_t)vocab_size;
+	if (n > (SIZE_MAX - sizeof(mh_sampler)) / 16)
+		return NULL;
+	mh_sampler *s = calloc(1, sizeof *s + n * (sizeof(cand) + sizeof(int32_t) + sizeof(float) +
+						  sizeof(uint32_t)));
 	if (!s)
 		return NULL;
-	size_t n = (size_t)vocab_size;
-	s->c = malloc(n * sizeof *s->c);
-	s->ids = malloc(n * sizeof *s->ids);
-	s->probs = malloc(n * sizeof *s->probs);
-	s->stamp = calloc(n, sizeof *s->stamp);
-	if (!s->c || !s->ids || !s->probs || !s->stamp) {
-		sampler_free(s);
-		return NULL;
-	}
+	s->c = (cand *)(s + 1);
+	s->ids = (int32_t *)(s->c + n);
+	s->probs = (float *)(s->ids + n);
+	s->stamp = (uint32_t *)(s->probs + n);
 	s->p = *p;
 	s->vocab = vocab_size;
 	sampler_seed(s, p->seed);
@@ -152,12 +153,6 @@ int32_t sampler_vocab(const mh_sampler *s)
 
 void sampler_free(mh_sampler *s)
 {
-	if (!s)
-		return;
-	free(s->c);
-	free(s->ids);
-	free(s->probs);
-	free(s->stamp);
 	free(s);
 }
 
