@@ -33,11 +33,12 @@ typedef struct {
 	int n_layers, slots, kv_dim, n_heads, head_dim;
 	mh_kv_cache **seq;     /* by sequence id; seq[0] is pub.kv; NULL: free */
 	int n_seq;
-	int32_t *pos;          /* [cap] pub.pos */
+	/* the chunk's per-row arrays: one block, runs at its start */
+	ops_attn_run *runs;    /* [cap] the pieces' attention */
 	piece *pieces;         /* [cap] of the current chunk */
 	int n_pieces;
+	int32_t *pos;          /* [cap] pub.pos */
 	int *seg;              /* [cap] rows per piece, for ops_set_rows */
-	ops_attn_run *runs;    /* [cap] the pieces' attention */
 	unsigned *seen, epoch; /* [n_seq] batch checks: a sequence's items consecutive */
 	int window;            /* > 0: the cache is a ring of `slots` */
 	int32_t **slot_pos;    /* [n_seq][slots] of a ring: the position each slot holds */
@@ -94,10 +95,7 @@ void decoder_free(mh_decoder *d)
 	free(dd->slot_pos);
 	free(dd->seq);
 	free(dd->seen);
-	mh_free(dd->pos);
-	mh_free(dd->pieces);
-	mh_free(dd->seg);
-	mh_free(dd->runs);
+	mh_free(dd->runs); /* and the chunk's other rows */
 	decoder_kv_free(d->kv);
 	free(dd);
 }
@@ -152,11 +150,15 @@ mh_decoder *decoder_new(mh_dir *dir, const mh_decoder_config *hp, int window)
 	d->kv = decoder_kv_new(hp->n_layers, slots, dd->kv_dim);
 	d->k = buf(cap, (size_t)dd->kv_dim);
 	d->v = buf(cap, (size_t)dd->kv_dim);
-	dd->pos = mh_alloc(cap * sizeof *dd->pos);
+	/* the widest alignment first: each array's size keeps the next aligned */
+	dd->runs = mh_alloc(cap * (sizeof *dd->runs + sizeof *dd->pieces + sizeof *dd->pos +
+				   sizeof *dd->seg));
+	if (dd->runs) {
+		dd->pieces = (piece *)(dd->runs + cap);
+		dd->pos = (int32_t *)(dd->pieces + cap);
+		dd->seg = (int *)(dd->pos + cap);
+	}
 	d->pos = dd->pos;
-	dd->pieces = mh_alloc(cap * sizeof *dd->pieces);
-	dd->seg = mh_alloc(cap * sizeof *dd->seg);
-	dd->runs = mh_alloc(cap * sizeof *dd->runs);
 	dd->seq = calloc(1, sizeof *dd->seq);
 	dd->seen = calloc(1, sizeof *dd->seen);
 	dd->slot_pos = calloc(1, sizeof *dd->slot_pos);
@@ -166,7 +168,7 @@ mh_decoder *decoder_new(mh_dir *dir, const mh_decoder_config *hp, int window)
 	if (dd->seq)
 		dd->seq[0] = d->kv;
 	if (!d->x || !d->xn || !d->q || !d->att || !d->tmp || !d->gate || !d->up || !d->kv ||
-	    !d->k || !d->v || !dd->pos || !dd->pieces || !dd->seg || !dd->runs || !dd->seq || !dd->seen ||
+	    !d->k || !d->v || !dd->runs || !dd->seq || !dd->seen ||
 	    !dd->slot_pos || (dd->window && !dd->slot_pos[0])) {
 		modeldir_error(dir, NULL, "out of memory for a %d-token context", hp->n_ctx);
 		decoder_free(d);
