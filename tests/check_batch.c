@@ -147,19 +147,20 @@ static void batched_as_alone(mh_session *s, const script *sc, int n, float **alo
 }
 
 /* Prompts of 1 to 20 tokens (the row kernels and SGEMM), joining at
- * different steps, so that prompt pieces and decode tokens share batches;
- * the solo runs use two threads, the batches one or two. */
+ * different steps, so that prompt pieces and decode tokens share batches,
+ * and two SGEMM pieces share one (step 3: their 16-bit weights converted
+ * once for both); the solo runs use two threads, the batches one or two. */
 START_TEST(batch_is_bit_identical_to_solo)
 {
 	const char *rel = models[_i % N_MODELS];
-	const script sc[4] = { { 5, 6, 0 }, { 20, 4, 0 }, { 1, 7, 2 }, { 9, 3, 3 } };
-	float *alone[4];
-	for (int q = 0; q < 4; q++)
+	const script sc[5] = { { 5, 6, 0 }, { 20, 4, 0 }, { 1, 7, 2 }, { 9, 3, 3 }, { 16, 2, 3 } };
+	float *alone[5];
+	for (int q = 0; q < 5; q++)
 		alone[q] = solo(rel, NULL, q, &sc[q], 64);
 	services_init(_i < N_MODELS ? 2 : 1);
 	mh_session *s = open_at(rel, NULL, 64);
 	ck_assert_msg(s->batched, "%s: the plugin has no batch entry point", rel);
-	batched_as_alone(s, sc, 4, alone, rel);
+	batched_as_alone(s, sc, 5, alone, rel);
 	session_close(s);
 }
 END_TEST

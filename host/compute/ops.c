@@ -185,12 +185,15 @@ static int small_chunks(int64_t bytes)
 	return c < INT32_MAX ? (int)c : INT32_MAX;
 }
 
+/* One weight times the prompt pieces of a batch: piece k is n[k] rows of x
+ * at x[k], its output at y[k] (rows apart). */
 typedef struct {
-	float *y;
-	const float *x;
 	const mh_tensor *w;
 	int64_t rows, cols;
-	int n;
+	int pieces;
+	const float *const *x;
+	float *const *y;
+	const int *n;
 } mm_job;
 
 /* SGEMM's blocks of weight rows: a matrix is cut into GEMM_BLOCKS blocks
@@ -209,9 +212,15 @@ static int64_t gemm_block(int64_t rows)
 	return (block + 15) / 16 * 16;
 }
 
-/* Rows [b, e) of the output for all n tokens, whole blocks (gemm_block):
+/* Rows [b, e) of the output for every piece, whole blocks (gemm_block):
  * every pool thread runs its own single-threaded SGEMM, block by block,
- * 16-bit rows converted into its scratch about BLOCK_BYTES at a time. */
+ * 16-bit rows converted into its scratch about BLOCK_BYTES at a time.  Each
+ * piece is one SGEMM call per block, the call it would be alone (so its
+ * bits are); the pieces of a batch share the conversion, and the block
+ * stays in cache between them.  Converting once for eight 16-token prompts
+ * instead of once each: eight BF16 TinyLlama pp16 prompts in one batch
+ * 26.8-30.4 -> 33.2-35.5 t/s (bench -p 16 --parallel 1,8, three rounds
+ * alternating, 2026-12-07). */
 static void mm_gemm(void *ctx, int64_t b, int64_t e, int thread)
 {
 	const mm_job *j = ctx;
@@ -235,19 +244,23 @@ static void mm_gemm(void *ctx, int64_t b, int64_t e, int thread)
 				ops_to_f32(buf, j->w, r0 * j->cols, nr * j->cols);
 				w = buf;
 			}
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->n, (int)nr,
-				    (int)j->cols, 1.0f, j->x, (int)j->cols, w, (int)j->cols, 0.0f,
-				    j->y + r0, (int)j->rows);
+			for (int k = 0; k < j->pieces; k++)
+				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->n[k], (int)nr,
+					    (int)j->cols, 1.0f, j->x[k], (int)j->cols, w,
+					    (int)j->cols, 0.0f, j->y[k] + r0, (int)j->rows);
 		}
 	}
 }
 
-/* The same with OpenBLAS's own threads (MH_GEMM=blas, for comparison). */
-static void mm_gemm_blas(float *y, const float *x, const mm_job *j)
+/* The same with OpenBLAS's own threads (MH_GEMM=blas, for comparison),
+ * piece by piece. */
+static void mm_gemm_blas(const mm_job *j)
 {
 	if (j->w->dtype == MH_F32) {
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->n, (int)j->rows, (int)j->cols,
-			    1.0f, x, (int)j->cols, j->w->data, (int)j->cols, 0.0f, y, (int)j->rows);
+		for (int k = 0; k < j->pieces; k++)
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->n[k], (int)j->rows,
+				    (int)j->cols, 1.0f, j->x[k], (int)j->cols, j->w->data,
+				    (int)j->cols, 0.0f, j->y[k], (int)j->rows);
 		return;
 	}
 	int64_t block = (4 << 20) / (j->cols * (int64_t)sizeof(float));
@@ -262,8 +275,10 @@ static void mm_gemm_blas(float *y, const float *x, const mm_job *j)
 		int64_t nr = j->rows - r0 < block ? j->rows - r0 : block;
 		cv_job cj = { buf, j->w, r0, j->cols };
 		pool_run(pool, nr, convert_rows, &cj);
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->n, (int)nr, (int)j->cols, 1.0f,
-			    x, (int)j->cols, buf, (int)j->cols, 0.0f, y + r0, (int)j->rows);
+		for (int k = 0; k < j->pieces; k++)
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->n[k], (int)nr,
+				    (int)j->cols, 1.0f, j->x[k], (int)j->cols, buf, (int)j->cols,
+				    0.0f, j->y[k] + r0, (int)j->rows);
 	}
 }
 
@@ -407,20 +422,45 @@ static void route(float *const *y, const float *x, const mh_tensor *const *w, in
 			}
 		pool_run_chunks(pool, j.start[count], 8, small_chunks(bytes), rows_task, &j);
 	}
-	int at = 0;
-	for (int r = 0; r < runs; at += len[r++]) {
-		if (len[r] <= SMALL_N)
+	int pieces = 0;
+	for (int r = 0; r < runs; r++)
+		pieces += len[r] > SMALL_N;
+	if (pieces == 0)
+		return;
+	/* the prompt pieces: one SGEMM job per weight over all of them */
+	enum { PIECES_ON_STACK = 16 };
+	const float *px_s[PIECES_ON_STACK], **px = px_s;
+	float *py_s[PIECES_ON_STACK], **py = py_s;
+	int pn_s[PIECES_ON_STACK], *pn = pn_s;
+	if (pieces > PIECES_ON_STACK) {
+		px = malloc((size_t)pieces * sizeof *px);
+		py = malloc((size_t)pieces * sizeof *py);
+		pn = malloc((size_t)pieces * sizeof *pn);
+	}
+	for (int i = 0; i < count; i++) {
+		int64_t rows = w[i]->shape[0];
+		if (px == NULL || py == NULL || pn == NULL) {
+			fill_nan(y[i], (size_t)n * rows);
 			continue;
-		for (int i = 0; i < count; i++) {
-			int64_t rows = w[i]->shape[0];
-			mm_job j = { y[i] + (size_t)at * rows, x + (size_t)at * cols, w[i], rows, cols,
-				     len[r] };
-			if (gemm_mode == GEMM_BLAS_THREADS)
-				mm_gemm_blas(j.y, j.x, &j);
-			else
-				pool_run_chunks(pool, rows, gemm_block(rows),
-						CHUNKS_PER_THREAD * pool_size(pool), mm_gemm, &j);
 		}
+		for (int r = 0, at = 0, k = 0; r < runs; at += len[r++]) {
+			if (len[r] <= SMALL_N)
+				continue;
+			px[k] = x + (size_t)at * cols;
+			py[k] = y[i] + (size_t)at * rows;
+			pn[k++] = len[r];
+		}
+		mm_job j = { w[i], rows, cols, pieces, px, py, pn };
+		if (gemm_mode == GEMM_BLAS_THREADS)
+			mm_gemm_blas(&j);
+		else
+			pool_run_chunks(pool, rows, gemm_block(rows),
+					CHUNKS_PER_THREAD * pool_size(pool), mm_gemm, &j);
+	}
+	if (px != px_s) {
+		free(px);
+		free(py);
+		free(pn);
 	}
 }
 
