@@ -4,8 +4,10 @@
 //   node tools/serve-bench.mjs -m DIR [-t 2] [--clients 8] [-p 16] [-n 128] [-r 2]
 // Starts `modelhost serve -m DIR --parallel CLIENTS` on a free loopback port
 // and, r times, alternating: generate alone; one streaming client; CLIENTS
-// at once (aggregate generated t/s); CLIENTS decoding while one more arrives
-// (its time to first token, against the idle one's).  Prompts are P token
+// at once (aggregate generated t/s from the first request to the last token,
+// and the sum of their decode rates); CLIENTS decoding while one more arrives
+// (its time to first token, against the idle one's: it is sent once all
+// CLIENTS have streamed their first token, so they decode when it arrives).  Prompts are P token
 // ids, completions N tokens (ignore_eos), greedy.
 // Every request has a connection of its own, and `generate` runs without
 // blocking the event loop: a connection kept alive by Node's agent while a
@@ -32,7 +34,8 @@ function prompt(k) { // P ids, different per client
 	return ids;
 }
 
-function stream(port, ids) { // resolves { ttft, tokens, tps } from the client's side
+// resolves { ttft, tokens, tps } from the client's side; onFirst() runs at its first token
+function stream(port, ids, onFirst = () => {}) {
 	return new Promise((resolve, reject) => {
 		const body = JSON.stringify({ prompt: ids, max_tokens: N, temperature: 0, ignore_eos: true, stream: true,
 			stream_options: { include_usage: true } });
@@ -49,7 +52,10 @@ function stream(port, ids) { // resolves { ttft, tokens, tps } from the client's
 					buf = buf.slice(i + 2);
 					if (ev.startsWith('data: {') && ev.includes('"finish_reason":null')) {
 						const now = performance.now();
-						if (!first) first = now;
+						if (!first) {
+							first = now;
+							onFirst();
+						}
 						last = now;
 						events++;
 					}
@@ -110,14 +116,23 @@ try {
 		const all = await Promise.all([...Array(clients).keys()].map((k) => stream(port, prompt(k))));
 		const secs = (Math.max(...all.map((a) => a.last)) - t0) / 1e3;
 		const agg = all.reduce((s, a) => s + a.tokens, 0) / secs;
-		// one more arrives while the others decode
-		const busy = [...Array(clients).keys()].map((k) => stream(port, prompt(k)));
-		await new Promise((res) => setTimeout(res, 1000 * Math.max(0.5, solo.ttft * 4)));
+		// their decode rates summed, each from its first token on: what one client's rate
+		// is measured as (agg counts the eight prompts' prefill too)
+		const dec = all.reduce((s, a) => s + a.tps, 0);
+		// one more arrives while the others decode: once each has its first token (their
+		// prompts are prefilled), and one decode step or so later
+		let started = 0, allStarted;
+		const decoding = new Promise((res) => { allStarted = res; });
+		const busy = [...Array(clients).keys()].map((k) =>
+			stream(port, prompt(k), () => { if (++started === clients) allStarted(); }));
+		await decoding;
+		await new Promise((res) => setTimeout(res, 1000 * Math.max(0.2, (secs / N) * 2)));
 		const late = await stream(port, prompt(clients + 1));
 		await Promise.all(busy);
 		console.log(`run ${r + 1}: generate ${fmt(gen)} t/s | serve, 1 client: ${fmt(solo.tps)} t/s ` +
 			`(decode time ${fmt(100 * (gen / solo.tps - 1))}% over generate's), TTFT ${fmt(solo.ttft)} s | ` +
-			`${clients} clients: ${fmt(agg)} t/s aggregate (${fmt(agg / solo.tps)}x one client) | ` +
+			`${clients} clients: ${fmt(agg)} t/s aggregate (${fmt(agg / solo.tps)}x one client), ` +
+			`decoding ${fmt(dec)} t/s (${fmt(dec / solo.tps)}x) | ` +
 			`TTFT while ${clients} decode: ${fmt(late.ttft)} s (${fmt(late.ttft / solo.ttft)}x idle)`);
 	}
 } catch (e) {
