@@ -394,13 +394,17 @@ static TGT_INLINE void rows_rt(mh_dtype dt, const void *w, int64_t r, int64_t co
 		}
 }
 
-/* rows [r0, r1) against T tokens: R rows at a time, then one by one */
+/* rows [r0, r1) against T tokens: R rows at a time, then two, then one */
 static TGT_INLINE void rows_t(mh_dtype dt, const void *w, int64_t r0, int64_t r1, int64_t cols,
 			      const float *const *x, float *const *y, int R, int T, int64_t h)
 {
 	int64_t r = r0;
 	for (; r + R <= r1; r += R)
 		rows_rt(dt, w, r, cols, x, y, R, T, h);
+	if (R > 2 && r + 2 <= r1) {
+		rows_rt(dt, w, r, cols, x, y, 2, T, h);
+		r += 2;
+	}
 	for (; r < r1; r++)
 		rows_rt(dt, w, r, cols, x, y, 1, T, h);
 }
