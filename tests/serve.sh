@@ -301,6 +301,34 @@ else
 	expect "the tools are rendered into the prompt by the template" 200 \
 		'"content":"You forecast.\n\n# Tools\n' \
 		'<tools>\n{\"type\": \"function\", \"function\": {\"name\": \"get_weather\", \"description\": \"The weather in a city\"'
+	# tool_choice and parallel_tool_calls
+	req "tool_choice none, rendering" POST /v1/chat/completions \
+		"{\"messages\":[{\"role\":\"system\",\"content\":\"You forecast.\"}],$TOOLS,\"tool_choice\":\"none\"}"
+	expect "tool_choice none: the tools are not rendered" 200 \
+		'"message":{"role":"assistant","content":"You forecast."}' '"finish_reason":"stop"'
+	req "tool_choice none, a call" POST /v1/chat/completions "$(chat "$CALL" ',"tool_choice":"none"')"
+	expect "tool_choice none: a reply in <tool_call> form stays content" 200 \
+		'"content":"<tool_call>\n{\"name\": \"get_weather\"' '"finish_reason":"stop"'
+	req "tool_choice auto" POST /v1/chat/completions "$(chat "$CALL" ',"tool_choice":"auto"')"
+	expect "tool_choice auto: as without it" 200 "\"name\":\"get_weather\",$ARGS}}]" \
+		'"finish_reason":"tool_calls"'
+	req "tool_choice required" POST /v1/chat/completions "$(chat "$CALL" ',"tool_choice":"required"')"
+	expect "tool_choice required: 400 naming what is not supported" 400 \
+		'\"required\" is not supported: replies are not constrained' '"param":"tool_choice"'
+	req "tool_choice function" POST /v1/chat/completions \
+		"$(chat "$CALL" ',"tool_choice":{"type":"function","function":{"name":"get_weather"}}')"
+	expect "tool_choice naming a function: 400" 400 'naming a function is not supported' \
+		'"param":"tool_choice"'
+	req "tool_choice bad" POST /v1/chat/completions "$(chat "$CALL" ',"tool_choice":"sometimes"')"
+	expect "tool_choice of another value: 400" 400 "must be \\\"auto\\\", \\\"none\\\"" \
+		'"param":"tool_choice"'
+	req "one call" POST /v1/chat/completions \
+		"$(chat "$CALL\\n<tool_call>\\n{\\\"name\\\": \\\"get_time\\\", \\\"arguments\\\": {}}\\n</tool_call>" ',"parallel_tool_calls":false')"
+	if expect "parallel_tool_calls false: the first call only" 200 \
+		"\"name\":\"get_weather\",$ARGS}}]" '"finish_reason":"tool_calls"' &&
+		grep -q get_time "$T/body"; then
+		bad "parallel_tool_calls false: the second call is there: $(cat "$T/body")"
+	fi
 	# a client sends the call back with its arguments as a JSON string (as
 	# OpenAI's API has them): the template writes them as the model wrote them
 	HIST='{"role":"user","content":"Weather?"},{"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"get_weather","arguments":"{\"city\": \"Zürich\", \"days\": 2}"}}]}'

@@ -93,6 +93,36 @@ static int get_bool(const cJSON *b, const char *name, int *out, api_error *e)
 	return 1;
 }
 
+/* tool_choice: "auto" (the default) and "none" (the tools neither rendered
+ * nor parsed: the reply is text) are honoured; "required" and a named
+ * function would need the reply constrained to a call, which this server
+ * does not do, so they are refused rather than silently not kept.
+ * parallel_tool_calls: false keeps the reply's first call. */
+static int parse_tool_choice(const cJSON *b, api_call *c, api_error *e)
+{
+	const cJSON *tc = cJSON_GetObjectItemCaseSensitive(b, "tool_choice");
+	const char *s = cJSON_IsString(tc) ? tc->valuestring : NULL;
+	if (s && strcmp(s, "none") == 0)
+		c->tools = 0;
+	else if (s && strcmp(s, "required") == 0)
+		return api_error_set(e, 400, "tool_choice",
+				     "'tool_choice' \"required\" is not supported: replies are not "
+				     "constrained to a tool call; use \"auto\" or \"none\"");
+	else if (cJSON_IsObject(tc))
+		return api_error_set(e, 400, "tool_choice",
+				     "'tool_choice' naming a function is not supported: replies are not "
+				     "constrained to a tool call; use \"auto\" or \"none\"");
+	else if (tc && !cJSON_IsNull(tc) && !(s && strcmp(s, "auto") == 0))
+		return api_error_set(e, 400, "tool_choice",
+				     "'tool_choice' must be \"auto\", \"none\", \"required\" or an "
+				     "object naming a function");
+	int parallel = 1;
+	if (get_bool(b, "parallel_tool_calls", &parallel, e) < 0)
+		return -1;
+	c->one_call = !parallel;
+	return 0;
+}
+
 /* o printed as a response body, and freed; NULL with e set when out of memory. */
 static char *body_json(cJSON *o, api_error *e)
 {
@@ -313,7 +343,7 @@ int api_parse(server *sv, int chat, const cJSON *b, api_call *c, api_error *e)
 		if (tools && !cJSON_IsNull(tools) && !cJSON_IsArray(tools))
 			return api_error_set(e, 400, "tools", "'tools' must be a list");
 		c->tools = cJSON_GetArraySize(tools) > 0;
-		if (chat_prompt(sv, b, &ids, &n_ids, e) != 0)
+		if (parse_tool_choice(b, c, e) != 0 || chat_prompt(sv, b, c->tools, &ids, &n_ids, e) != 0)
 			return -1;
 	} else if (parse_prompt(sv, b, &ids, &n_ids, e) != 0) {
 		return -1;
@@ -497,6 +527,16 @@ static void add_finish(cJSON *ch, const char *finish)
 		cJSON_AddNullToObject(ch, "finish_reason");
 }
 
+/* The reply's tool calls (the text held from the first <tool_call> on), as
+ * the request allows them; NULL when there are none or they do not parse. */
+static cJSON *reply_calls(const api_call *c, const char *tail)
+{
+	cJSON *calls = tail ? parse_tool_calls(tail, c->id) : NULL;
+	while (calls && c->one_call && cJSON_GetArraySize(calls) > 1)
+		cJSON_DeleteItemFromArray(calls, 1);
+	return calls;
+}
+
 char *api_result(server *sv, api_call *c, api_error *e)
 {
 	snap s;
@@ -508,7 +548,7 @@ char *api_result(server *sv, api_call *c, api_error *e)
 		free(s.tail);
 		return NULL;
 	}
-	cJSON *calls = s.tail ? parse_tool_calls(s.tail, c->id) : NULL;
+	cJSON *calls = reply_calls(c, s.tail);
 	const char *finish = calls ? "tool_calls" : s.finish;
 	cJSON *o = envelope(sv, c, c->chat ? "chat.completion" : "text_completion", &s);
 	cJSON *choices = cJSON_AddArrayToObject(o, "choices"), *ch = cJSON_CreateObject();
@@ -668,7 +708,7 @@ char *api_events(server *sv, api_call *c, int *end)
 		}
 		c->sent += s.n;
 		if (s.done) {
-			cJSON *calls = s.tail ? parse_tool_calls(s.tail, c->id) : NULL;
+			cJSON *calls = reply_calls(c, s.tail);
 			if (calls)
 				put_tool_calls(sv, c, &s, &b, calls);
 			else if (s.tail && *s.tail)

@@ -98,7 +98,8 @@ static void tool_call_arguments(cJSON *m)
 	}
 }
 
-int chat_prompt(server *sv, const cJSON *body, int32_t **ids, int *n, api_error *e)
+int chat_prompt(server *sv, const cJSON *body, int with_tools, int32_t **ids, int *n,
+		api_error *e)
 {
 	char err[MH_ERRLEN] = "";
 	if (!sv->tmpl)
@@ -136,7 +137,7 @@ int chat_prompt(server *sv, const cJSON *body, int32_t **ids, int *n, api_error 
 		tool_call_arguments(cm);
 	}
 	const cJSON *tools = cJSON_GetObjectItemCaseSensitive(body, "tools");
-	if (cJSON_IsArray(tools) && cJSON_GetArraySize(tools) > 0)
+	if (with_tools && cJSON_IsArray(tools) && cJSON_GetArraySize(tools) > 0)
 		cJSON_AddItemToObject(ctx, "tools", cJSON_Duplicate(tools, 1));
 	cJSON_AddBoolToObject(ctx, "add_generation_prompt", 1);
 	char *prompt = chat_template_render(sv->tmpl, ctx, 0, err, sizeof err);

@@ -49,7 +49,8 @@ typedef struct api_error {
 
 /* One completion, from its parsed body to its last byte out. */
 typedef struct api_call {
-	int chat, stream, include_usage, tools;
+	int chat, stream, include_usage;
+	int tools, one_call; /* tool calls parsed from the reply; only the first kept */
 	engine_req *req;
 	char id[48];
 	long long created;
@@ -76,9 +77,10 @@ void api_call_free(server *sv, api_call *c);
 /* Bytes as valid UTF-8 without NULs (a byte that starts no character, or a
  * NUL, becomes U+FFFD), malloc'd; NULL on out of memory. */
 char *api_clean_utf8(const char *p, size_t n);
-/* chat.c: the messages (and tools) of a chat request through the model's
- * chat template, tokenized; -1 and e on a bad request. */
-int chat_prompt(server *sv, const cJSON *body, int32_t **ids, int *n, api_error *e);
+/* chat.c: the messages (and, when with_tools, the tools) of a chat request
+ * through the model's chat template, tokenized; -1 and e on a bad request. */
+int chat_prompt(server *sv, const cJSON *body, int with_tools, int32_t **ids, int *n,
+		api_error *e);
 /* The template of dir (or file when given): 0, or -1 and err. */
 int chat_setup(server *sv, const char *dir, const char *file, char *err);
 void chat_free(server *sv);
