@@ -185,16 +185,29 @@ static int small_chunks(int64_t bytes)
 	return c < INT32_MAX ? (int)c : INT32_MAX;
 }
 
-/* One weight times the prompt pieces of a batch: piece k is n[k] rows of x
- * at x[k], its output at y[k] (rows apart). */
+/* One weight times the prompt pieces of a batch: the runs of len[0..runs)
+ * rows longer than SMALL_N, their rows of x (cols apart) and of y (rows
+ * apart) from the start of x and y. */
 typedef struct {
 	const mh_tensor *w;
 	int64_t rows, cols;
-	int pieces;
-	const float *const *x;
-	float *const *y;
-	const int *n;
+	const float *x;
+	float *y;
+	const int *len;
+	int runs;
 } mm_job;
+
+/* SGEMM of one prompt piece against weight rows [r0, r0 + nr) held at w:
+ * the same call whatever else is in the batch. */
+static void mm_pieces(const mm_job *j, const float *w, int64_t r0, int64_t nr)
+{
+	for (int r = 0, at = 0; r < j->runs; at += j->len[r++])
+		if (j->len[r] > SMALL_N)
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->len[r], (int)nr,
+				    (int)j->cols, 1.0f, j->x + (size_t)at * j->cols, (int)j->cols, w,
+				    (int)j->cols, 0.0f, j->y + (size_t)at * j->rows + r0,
+				    (int)j->rows);
+}
 
 /* SGEMM's blocks of weight rows: a matrix is cut into GEMM_BLOCKS blocks
  * of a multiple of 16 rows (whole panels), fixed by its shape alone, each
@@ -244,10 +257,7 @@ static void mm_gemm(void *ctx, int64_t b, int64_t e, int thread)
 				ops_to_f32(buf, j->w, r0 * j->cols, nr * j->cols);
 				w = buf;
 			}
-			for (int k = 0; k < j->pieces; k++)
-				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->n[k], (int)nr,
-					    (int)j->cols, 1.0f, j->x[k], (int)j->cols, w,
-					    (int)j->cols, 0.0f, j->y[k] + r0, (int)j->rows);
+			mm_pieces(j, w, r0, nr);
 		}
 	}
 }
@@ -257,10 +267,7 @@ static void mm_gemm(void *ctx, int64_t b, int64_t e, int thread)
 static void mm_gemm_blas(const mm_job *j)
 {
 	if (j->w->dtype == MH_F32) {
-		for (int k = 0; k < j->pieces; k++)
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->n[k], (int)j->rows,
-				    (int)j->cols, 1.0f, j->x[k], (int)j->cols, j->w->data,
-				    (int)j->cols, 0.0f, j->y[k], (int)j->rows);
+		mm_pieces(j, j->w->data, 0, j->rows);
 		return;
 	}
 	int64_t block = (4 << 20) / (j->cols * (int64_t)sizeof(float));
@@ -275,10 +282,7 @@ static void mm_gemm_blas(const mm_job *j)
 		int64_t nr = j->rows - r0 < block ? j->rows - r0 : block;
 		cv_job cj = { buf, j->w, r0, j->cols };
 		pool_run(pool, nr, convert_rows, &cj);
-		for (int k = 0; k < j->pieces; k++)
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->n[k], (int)nr,
-				    (int)j->cols, 1.0f, j->x[k], (int)j->cols, buf, (int)j->cols,
-				    0.0f, j->y[k] + r0, (int)j->rows);
+		mm_pieces(j, buf, r0, nr);
 	}
 }
 
@@ -422,45 +426,17 @@ static void route(float *const *y, const float *x, const mh_tensor *const *w, in
 			}
 		pool_run_chunks(pool, j.start[count], 8, small_chunks(bytes), rows_task, &j);
 	}
-	int pieces = 0;
-	for (int r = 0; r < runs; r++)
-		pieces += len[r] > SMALL_N;
-	if (pieces == 0)
+	if (nr == n)
 		return;
 	/* the prompt pieces: one SGEMM job per weight over all of them */
-	enum { PIECES_ON_STACK = 16 };
-	const float *px_s[PIECES_ON_STACK], **px = px_s;
-	float *py_s[PIECES_ON_STACK], **py = py_s;
-	int pn_s[PIECES_ON_STACK], *pn = pn_s;
-	if (pieces > PIECES_ON_STACK) {
-		px = malloc((size_t)pieces * sizeof *px);
-		py = malloc((size_t)pieces * sizeof *py);
-		pn = malloc((size_t)pieces * sizeof *pn);
-	}
 	for (int i = 0; i < count; i++) {
 		int64_t rows = w[i]->shape[0];
-		if (px == NULL || py == NULL || pn == NULL) {
-			fill_nan(y[i], (size_t)n * rows);
-			continue;
-		}
-		for (int r = 0, at = 0, k = 0; r < runs; at += len[r++]) {
-			if (len[r] <= SMALL_N)
-				continue;
-			px[k] = x + (size_t)at * cols;
-			py[k] = y[i] + (size_t)at * rows;
-			pn[k++] = len[r];
-		}
-		mm_job j = { w[i], rows, cols, pieces, px, py, pn };
+		mm_job j = { w[i], rows, cols, x, y[i], len, runs };
 		if (gemm_mode == GEMM_BLAS_THREADS)
 			mm_gemm_blas(&j);
 		else
 			pool_run_chunks(pool, rows, gemm_block(rows),
 					CHUNKS_PER_THREAD * pool_size(pool), mm_gemm, &j);
-	}
-	if (px != px_s) {
-		free(px);
-		free(py);
-		free(pn);
 	}
 }
 
