@@ -7,8 +7,8 @@
 // at once (aggregate generated t/s from the first request to the last token,
 // and the sum of their decode rates); CLIENTS decoding while one more arrives
 // (its time to first token, against the idle one's: it is sent once all
-// CLIENTS have streamed their first token, so they decode when it arrives).  Prompts are P token
-// ids, completions N tokens (ignore_eos), greedy.
+// CLIENTS have streamed their first token, so they decode when it arrives).
+// Prompts are P token ids, completions N tokens (ignore_eos), greedy.
 // Every request has a connection of its own, and `generate` runs without
 // blocking the event loop: a connection kept alive by Node's agent while a
 // synchronous child ran longer than the server's --timeout (60 s, a slow
