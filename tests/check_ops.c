@@ -558,17 +558,18 @@ END_TEST
  * its one-token call (the kernels interleave tokens but never share an
  * accumulator), for every dtype, every offset of the weights from a
  * 32-byte boundary, rows of one, two and three 4 KiB segments and rows
- * with a tail, and every n up to 8 (groups of three, then two); and
+ * with a tail (of quantized blocks: an odd count), and every n up to 8
+ * (groups of three, then two; quantized, of four); and
  * ops_matmul of n rows is n one-row matmuls bit for bit. */
 START_TEST(many_tokens_are_each_one_token)
 {
 	if (!use_kernels(_i))
 		return;
 	const mh_dtype dts[] = { MH_F32, MH_BF16, MH_F16, MH_Q8_0, MH_Q4_0 };
-	const int widths[] = { 64, 1024, 2112, 70, 4104 };
+	const int widths[] = { 64, 1024, 2112, 70, 4104, 96 }; /* 96: an odd count of blocks */
 	enum { ROWS = 11, N = 8 };
 	for (int d = 0; d < 5; d++)
-		for (int c = 0; c < 5; c++) {
+		for (int c = 0; c < 6; c++) {
 			mh_dtype dt = dts[d];
 			int cols = widths[c], quant = mh_dtype_is_quant(dt);
 			if (quant && cols % MH_QBLOCK)
