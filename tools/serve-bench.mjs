@@ -2,6 +2,7 @@
 // serve-bench.mjs - how fast `modelhost serve` is, against `modelhost
 // generate` in the same session (Node, no packages):
 //   node tools/serve-bench.mjs -m DIR [-t 2] [--clients 8] [-p 16] [-n 128] [-r 2]
+//   node tools/serve-bench.mjs --url http://127.0.0.1:PORT [options as above]
 // Starts `modelhost serve -m DIR --parallel CLIENTS` on a free loopback port
 // and, r times, alternating: generate alone; one streaming client; CLIENTS
 // at once (aggregate generated t/s from the first request to the last token,
@@ -9,6 +10,9 @@
 // (its time to first token, against the idle one's: it is sent once all
 // CLIENTS have streamed their first token, so they decode when it arrives).
 // Prompts are P token ids, completions N tokens (ignore_eos), greedy.
+// With --url it measures a server already running there instead (another
+// OpenAI-compatible server, llama.cpp's llama-server say, started with as
+// many slots as it should have), without the generate runs.
 // Every request has a connection of its own, and `generate` runs without
 // blocking the event loop: a connection kept alive by Node's agent while a
 // synchronous child ran longer than the server's --timeout (60 s, a slow
@@ -21,8 +25,11 @@ import { fileURLToPath } from 'node:url';
 
 const args = process.argv.slice(2);
 const opt = (k, d) => { const i = args.indexOf(k); return i >= 0 ? args[i + 1] : d; };
-const dir = opt('-m');
-if (!dir) { console.error('usage: node tools/serve-bench.mjs -m DIR [-t 2] [--clients 8] [-p 16] [-n 128] [-r 2]'); process.exit(1); }
+const dir = opt('-m'), url = opt('--url') && new URL(opt('--url'));
+if (!dir === !url) {
+	console.error('usage: node tools/serve-bench.mjs -m DIR | --url URL [-t 2] [--clients 8] [-p 16] [-n 128] [-r 2]');
+	process.exit(1);
+}
 const threads = opt('-t', '2'), clients = +opt('--clients', '8'), P = +opt('-p', '16'),
 	N = +opt('-n', '128'), R = +opt('-r', '2');
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -41,7 +48,7 @@ function stream(port, ids, onFirst = () => {}) {
 			stream_options: { include_usage: true } });
 		const t0 = performance.now();
 		let first = 0, last = 0, events = 0, buf = '', done = false, tokens = 0;
-		const rq = http.request({ host: '127.0.0.1', port, path: '/v1/completions', method: 'POST',
+		const rq = http.request({ host, port, path: '/v1/completions', method: 'POST',
 			agent: false, headers: { 'Content-Type': 'application/json' } }, (res) => {
 			res.setEncoding('utf8');
 			res.on('data', (d) => {
@@ -94,9 +101,10 @@ function generate() { // generate's t/s, without blocking the event loop
 	});
 }
 
-const srv = spawn(mh, ['serve', '-m', dir, '--port', '0', '--parallel', String(clients + 1), '-t', threads],
+const host = url ? url.hostname : '127.0.0.1';
+const srv = !url && spawn(mh, ['serve', '-m', dir, '--port', '0', '--parallel', String(clients + 1), '-t', threads],
 	{ stdio: ['ignore', 'ignore', 'pipe'] });
-const port = await new Promise((resolve, reject) => {
+const port = url ? +url.port : await new Promise((resolve, reject) => {
 	let log = '';
 	srv.stderr.on('data', (d) => {
 		log += d;
@@ -110,8 +118,10 @@ const fmt = (x) => x.toFixed(2);
 try {
 	await stream(port, prompt(0)); // warm up: the weights in memory
 	for (let r = 0; r < R; r++) {
-		const gen = await generate();
-		const solo = await stream(port, prompt(0));
+		const gen = url ? 0 : await generate();
+		// the solo and the late prompts are new in each run, so that a server
+		// which caches prompts (llama-server) prefills them as ours does
+		const solo = await stream(port, prompt(1000 + r));
 		const t0 = performance.now();
 		const all = await Promise.all([...Array(clients).keys()].map((k) => stream(port, prompt(k))));
 		const secs = (Math.max(...all.map((a) => a.last)) - t0) / 1e3;
@@ -127,10 +137,11 @@ try {
 			stream(port, prompt(k), () => { if (++started === clients) allStarted(); }));
 		await decoding;
 		await new Promise((res) => setTimeout(res, 1000 * Math.max(0.2, (secs / N) * 2)));
-		const late = await stream(port, prompt(clients + 1));
+		const late = await stream(port, prompt(2000 + r));
 		await Promise.all(busy);
-		console.log(`run ${r + 1}: generate ${fmt(gen)} t/s | serve, 1 client: ${fmt(solo.tps)} t/s ` +
-			`(decode time ${fmt(100 * (gen / solo.tps - 1))}% over generate's), TTFT ${fmt(solo.ttft)} s | ` +
+		console.log(`run ${r + 1}: ` + (url ? `${url.host}, 1 client: ${fmt(solo.tps)} t/s, ` :
+			`generate ${fmt(gen)} t/s | serve, 1 client: ${fmt(solo.tps)} t/s ` +
+			`(decode time ${fmt(100 * (gen / solo.tps - 1))}% over generate's), `) + `TTFT ${fmt(solo.ttft)} s | ` +
 			`${clients} clients: ${fmt(agg)} t/s aggregate (${fmt(agg / solo.tps)}x one client), ` +
 			`decoding ${fmt(dec)} t/s (${fmt(dec / solo.tps)}x) | ` +
 			`TTFT while ${clients} decode: ${fmt(late.ttft)} s (${fmt(late.ttft / solo.ttft)}x idle)`);
@@ -139,5 +150,6 @@ try {
 	console.error(`serve-bench: ${e.message}`);
 	process.exitCode = 1;
 } finally {
-	srv.kill('SIGTERM');
+	if (srv)
+		srv.kill('SIGTERM');
 }
