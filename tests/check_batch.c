@@ -146,21 +146,24 @@ static void batched_as_alone(mh_session *s, const script *sc, int n, float **alo
 	free(got);
 }
 
-/* Prompts of 1 to 20 tokens (the row kernels and SGEMM), joining at
- * different steps, so that prompt pieces and decode tokens share batches,
- * and two SGEMM pieces share one (step 3: their 16-bit weights converted
- * once for both); the solo runs use two threads, the batches one or two. */
+/* Prompts of 1 to 40 tokens (the row kernels, and SGEMM past 8 rows for
+ * F32 weights, past 32 for 16-bit ones), joining at different steps, so
+ * that prompt pieces and decode tokens share batches, two SGEMM pieces
+ * share one (step 3: their 16-bit weights converted once for both) and a
+ * 12-token prompt takes its own route beside 80 other rows; the solo runs
+ * use two threads, the batches one or two. */
 START_TEST(batch_is_bit_identical_to_solo)
 {
 	const char *rel = models[_i % N_MODELS];
-	const script sc[5] = { { 5, 6, 0 }, { 20, 4, 0 }, { 1, 7, 2 }, { 9, 3, 3 }, { 16, 2, 3 } };
-	float *alone[5];
-	for (int q = 0; q < 5; q++)
+	const script sc[6] = { { 5, 6, 0 }, { 20, 4, 0 }, { 1, 7, 2 },
+			       { 33, 3, 3 }, { 40, 2, 3 }, { 12, 3, 3 } };
+	float *alone[6];
+	for (int q = 0; q < 6; q++)
 		alone[q] = solo(rel, NULL, q, &sc[q], 64);
 	services_init(_i < N_MODELS ? 2 : 1);
 	mh_session *s = open_at(rel, NULL, 64);
 	ck_assert_msg(s->batched, "%s: the plugin has no batch entry point", rel);
-	batched_as_alone(s, sc, 5, alone, rel);
+	batched_as_alone(s, sc, 6, alone, rel);
 	session_close(s);
 }
 END_TEST

@@ -265,29 +265,31 @@ static weight make_quant(mh_dtype dt, int rows, int cols)
 /* Every kernel set gives the reference's bits for quantized weights, for
  * 8-bit and for F32 activations (--precise), at 1..8 tokens; a token's
  * results are the same whatever the other tokens and however many (batch
- * invariance); widths of 1, 8, 9 and 17 blocks (the kernels' groups of
- * eight and a tail).  Beyond 8 tokens (prefill: dequantized weights
- * through SGEMM) the products match the dequantized weights in double. */
+ * invariance), and so at 17 and 32 tokens (a short prompt's run); widths
+ * of 1, 8, 9 and 17 blocks (the kernels' groups of eight and a tail).
+ * Beyond 32 tokens (prefill: dequantized weights through SGEMM) the
+ * products match the dequantized weights in double. */
 START_TEST(matmul_quant_matches_reference)
 {
 	if (!use_kernels(_i))
 		return;
 	const int shapes[][2] = { { 37, 32 }, { 19, 256 }, { 8, 288 }, { 70, 544 } };
+	enum { PREFILL = 33 };
 	for (int q = 0; q < 2; q++)
 		for (int s = 0; s < 4; s++) {
 			mh_dtype dt = q ? MH_Q4_0 : MH_Q8_0;
 			int rows = shapes[s][0], cols = shapes[s][1];
 			weight w = make_quant(dt, rows, cols);
 			size_t rb = mh_row_bytes(dt, cols);
-			float *x = malloc((size_t)17 * cols * sizeof *x);
-			float *y = malloc((size_t)17 * rows * sizeof *y);
+			float *x = malloc((size_t)PREFILL * cols * sizeof *x);
+			float *y = malloc((size_t)PREFILL * rows * sizeof *y);
 			float *y1 = malloc((size_t)rows * sizeof *y1);
 			void *qx = aligned_alloc(64, QX_BYTES(cols));
-			for (int i = 0; i < 17 * cols; i++)
+			for (int i = 0; i < PREFILL * cols; i++)
 				x[i] = frand() * 3;
 			for (int precise = 0; precise < 2; precise++) {
 				kern_set_precise(precise);
-				for (int n = 1; n <= 8; n++) {
+				for (int n = 1; n <= 32; n = n < 8 ? n + 1 : n == 8 ? 17 : n == 17 ? 32 : 33) {
 					ops_matmul(y, x, &w.t, NULL, n);
 					for (int t = 0; t < n; t++) {
 						const float *xt = x + (size_t)t * cols;
@@ -308,8 +310,8 @@ START_TEST(matmul_quant_matches_reference)
 				}
 			}
 			kern_set_precise(0);
-			ops_matmul(y, x, &w.t, NULL, 17);
-			for (int t = 0; t < 17; t++)
+			ops_matmul(y, x, &w.t, NULL, PREFILL);
+			for (int t = 0; t < PREFILL; t++)
 				for (int r = 0; r < rows; r++) {
 					double ref = 0;
 					for (int c = 0; c < cols; c++)
@@ -642,7 +644,7 @@ START_TEST(prefill_does_not_depend_on_the_pool)
 {
 	if (!use_kernels(_i))
 		return;
-	enum { ROWS = 896, COLS = 896, N = 20, EW = 40000 };
+	enum { ROWS = 896, COLS = 896, N = 40, EW = 40000 };
 	const mh_dtype dts[] = { MH_F32, MH_BF16, MH_F16 };
 	mh_pool *services_pool = ops_pool();
 	float *x = malloc(N * COLS * sizeof *x), *g0 = malloc(EW * sizeof *g0);

@@ -152,10 +152,27 @@ void ops_to_f32(float *dst, const mh_tensor *t, int64_t first, int64_t count)
 
 /* ---- matmul ------------------------------------------------------------------ */
 
-/* Up to this many tokens a matmul is a set of dot products that reads each
- * weight byte once (decode is bound by memory bandwidth); beyond it the
- * weights go through SGEMM (prefill is bound by arithmetic). */
+/* Up to this many rows a run (a sequence's rows in a matmul) is a set of
+ * dot products that reads each weight byte once (decode is bound by memory
+ * bandwidth); beyond it the weights go through SGEMM (prefill is bound by
+ * arithmetic).  SGEMM has to convert 16-bit and quantized weights to F32
+ * first, which a short prompt does not amortise, so those take the row
+ * kernels for longer runs.  bench -p N -n 1, TinyLlama's shape, 2 threads,
+ * alternating (2026-12-07), row kernels against SGEMM: BF16 pp16 37-42 vs
+ * 26-28 t/s, pp32 35-40 vs 27-34, pp64 34-41 vs 37-40; Q8_0 pp32 47-48 vs
+ * 34-36, pp64 43 vs 41; Q4_0 pp32 44-47 vs 35-39; F32 pp16 26-28 vs 28,
+ * pp32 29-30 vs 33-38. */
+#ifndef SMALL_N
 #define SMALL_N 8
+#endif
+#define SMALL_N_CONVERTED 32
+
+/* the longest run of rows that takes the row kernels for weights w */
+static int small_n(const mh_tensor *w)
+{
+	return w->dtype == MH_F32 ? SMALL_N : SMALL_N_CONVERTED;
+}
+
 /* 16-bit weights are converted to F32 in blocks of about this many bytes
  * per thread before each SGEMM: large enough to amortise SGEMM's packing of
  * the activations, small enough to stay in L2 and keep scratch small. */
@@ -186,7 +203,7 @@ static int small_chunks(int64_t bytes)
 }
 
 /* One weight times the prompt pieces of a batch: the runs of len[0..runs)
- * rows longer than SMALL_N, their rows of x (cols apart) and of y (rows
+ * rows longer than small, their rows of x (cols apart) and of y (rows
  * apart) from the start of x and y. */
 typedef struct {
 	const mh_tensor *w;
@@ -194,7 +211,7 @@ typedef struct {
 	const float *x;
 	float *y;
 	const int *len;
-	int runs;
+	int runs, small;
 } mm_job;
 
 /* SGEMM of one prompt piece against weight rows [r0, r0 + nr) held at w:
@@ -202,7 +219,7 @@ typedef struct {
 static void mm_pieces(const mm_job *j, const float *w, int64_t r0, int64_t nr)
 {
 	for (int r = 0, at = 0; r < j->runs; at += j->len[r++])
-		if (j->len[r] > SMALL_N)
+		if (j->len[r] > j->small)
 			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->len[r], (int)nr,
 				    (int)j->cols, 1.0f, j->x + (size_t)at * j->cols, (int)j->cols, w,
 				    (int)j->cols, 0.0f, j->y + (size_t)at * j->rows + r0,
@@ -302,7 +319,9 @@ static void fill_nan(float *y, size_t n)
  * rows of the call.  The rows of a matmul come in runs, one per sequence
  * (ops_set_rows; without it, all n rows are one run), and each run is routed
  * by its own length alone:
- *  - a run of at most SMALL_N rows (a decode token, a short prompt piece)
+ *  - a run of at most small_n() rows (a decode token, a short prompt piece;
+ *    how short depends on the weights' dtype, so ops_matmul_n groups
+ *    weights by it)
  *    goes through the row kernels, each row's bits those of a one-token
  *    call, whatever else is in the batch (kern_rows' promise, which
  *    check_ops tests on every kernel set); the rows of all such runs share
@@ -377,9 +396,9 @@ static void route(float *const *y, const float *x, const mh_tensor *const *w, in
 		len = (int *)run_len;
 		runs = run_count;
 	}
-	int nr = 0;
+	int small = small_n(w[0]), nr = 0; /* the same for all: ops_matmul_n */
 	for (int r = 0; r < runs; r++)
-		if (len[r] <= SMALL_N)
+		if (len[r] <= small)
 			nr += len[r];
 	if (nr > 0) {
 		size_t need = (size_t)count * nr;
@@ -409,7 +428,7 @@ static void route(float *const *y, const float *x, const mh_tensor *const *w, in
 		}
 		int t = 0, at = 0;
 		for (int r = 0; r < runs; at += len[r++])
-			for (int k = 0; len[r] <= SMALL_N && k < len[r]; k++, t++) {
+			for (int k = 0; len[r] <= small && k < len[r]; k++, t++) {
 				row_buf[t] = at + k;
 				const float *xt = x + (size_t)(at + k) * cols;
 				/* each row once per weight (kern_x_key: shared where alike) */
@@ -431,7 +450,7 @@ static void route(float *const *y, const float *x, const mh_tensor *const *w, in
 	/* the prompt pieces: one SGEMM job per weight over all of them */
 	for (int i = 0; i < count; i++) {
 		int64_t rows = w[i]->shape[0];
-		mm_job j = { w[i], rows, cols, x, y[i], len, runs };
+		mm_job j = { w[i], rows, cols, x, y[i], len, runs, small };
 		if (gemm_mode == GEMM_BLAS_THREADS)
 			mm_gemm_blas(&j);
 		else
@@ -452,7 +471,7 @@ void ops_matmul(float *y, const float *x, const mh_tensor *w, const float *bias,
 /* Several matmuls of one input: the few-row rows of all the weights form
  * one index space, cut into ranges as one matrix's would be, so the threads
  * meet once instead of once per weight (at most MATMUL_N_MAX weights of the
- * same width a job). */
+ * same width and small_n a job). */
 void ops_matmul_n(float *const *y, const float *x, const mh_tensor *const *w,
 		  const float *const *bias, int count, int n)
 {
@@ -460,7 +479,8 @@ void ops_matmul_n(float *const *y, const float *x, const mh_tensor *const *w,
 		int k = 0;
 		int64_t cols = w[0]->ndim > 1 ? w[0]->shape[1] : 1;
 		while (k < count && k < MATMUL_N_MAX &&
-		       (w[k]->ndim > 1 ? w[k]->shape[1] : 1) == cols)
+		       (w[k]->ndim > 1 ? w[k]->shape[1] : 1) == cols &&
+		       small_n(w[k]) == small_n(w[0]))
 			k++;
 		route(y, x, w, k, n, cols);
 		for (int i = 0; i < k; i++)
