@@ -252,6 +252,11 @@ else
 	chat() { printf '{"messages":[{"role":"user","content":"%s"}],%s%s}' "$1" "$TOOLS" "${2:-}"; }
 	CALL='<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Zürich\", \"days\": 2}}\n</tool_call>'
 	ARGS='"arguments":"{\"city\":\"Zürich\",\"days\":2}"'
+	RAW='{\"city\": \"Zürich\", \"days\": 2}' # the arguments as the model writes them
+	# args_joined FILE: the arguments fragments of call 0 in a stream, joined
+	args_joined() {
+		sed -n 's/.*"tool_calls":\[{"index":0,"function":{"arguments":"\(\([^"\\]\|\\.\)*\)"}}\].*/\1/p' "$1" | tr -d '\n'
+	}
 
 	req "tool call" POST /v1/chat/completions "$(chat "$CALL")"
 	expect "a reply in <tool_call> form comes back as tool_calls" 200 \
@@ -260,9 +265,12 @@ else
 		'"finish_reason":"tool_calls"'
 	curl -s -N -m 60 -d "$(chat "$CALL" ',"stream":true')" \
 		"http://127.0.0.1:$PORT/v1/chat/completions" >"$T/sse"
+	# as they are written, or whole when the reply is done before the first
+	# look: the model's text of the arguments, or the normalized one
+	joined=$(args_joined "$T/sse")
 	if grep -qF '"delta":{"tool_calls":[{"index":0,"id":"call_' "$T/sse" &&
 		grep -qF '"type":"function","function":{"name":"get_weather","arguments":""}}]}' "$T/sse" &&
-		grep -qF "\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{$ARGS}}]}" "$T/sse" &&
+		{ [ "$joined" = "$RAW" ] || [ "\"arguments\":\"$joined\"" = "$ARGS" ]; } &&
 		grep -qF '"delta":{},"logprobs":null,"finish_reason":"tool_calls"' "$T/sse" &&
 		! grep -q '"delta":{"content":' "$T/sse" &&
 		[ "$(tail -n 2 "$T/sse" | head -n 1)" = "data: [DONE]" ]; then
@@ -347,6 +355,41 @@ else
 	st=$?
 	[ "$st" -eq 0 ] && ok "the tool-call server exits 0 (clean under the sanitizers)" ||
 		bad "the tool-call server: exit $st: $(tail -n 20 "$T/parrot.log")"
+
+	# a parrot that takes 40 ms a token: a streamed call goes out as it is written
+	mkdir -p "$T/parrot-slow"
+	cp "$T/parrot"/* "$T/parrot-slow/"
+	sed 's/^{$/{ "parrot_delay_ms": 40,/' "$T/parrot/config.json" >"$T/parrot-slow/config.json"
+	start parrot-slow -m "$T/parrot-slow" --plugin-dir "$T/pp" --parallel 1 -t 1 || exit 1
+	TWO="$CALL\\n<tool_call>\\n{\\\"name\\\": \\\"get_time\\\", \\\"arguments\\\": {}}\\n</tool_call>"
+	curl -s -N -m 60 -d "$(chat "$TWO" ',"stream":true')" \
+		"http://127.0.0.1:$PORT/v1/chat/completions" >"$T/sse"
+	joined=$(args_joined "$T/sse")
+	frags=$(grep -c '"tool_calls":\[{"index":0,"function":{"arguments":"' "$T/sse")
+	if [ "$joined" = "$RAW" ] && [ "$frags" -ge 3 ] &&
+		grep -qF '"tool_calls":[{"index":1,"id":"call_' "$T/sse" &&
+		grep -qF '"name":"get_time","arguments":""}}]}' "$T/sse" &&
+		grep -qF '"tool_calls":[{"index":1,"function":{"arguments":"{}"}}]' "$T/sse" &&
+		[ "$(grep -o '"index":0,"id":"call_[^"]*"' "$T/sse" | wc -l)" -eq 1 ] &&
+		grep -qF '"delta":{},"logprobs":null,"finish_reason":"tool_calls"' "$T/sse" &&
+		! grep -q '"delta":{"content":' "$T/sse" &&
+		[ "$(tail -n 2 "$T/sse" | head -n 1)" = "data: [DONE]" ]; then
+		ok "a tool call's arguments stream as the model writes them ($frags pieces), then the next call"
+	else
+		bad "tool call arguments as written: '$joined', $frags pieces: $(cat "$T/sse")"
+	fi
+	curl -s -N -m 60 -d "$(chat "$TWO" ',"stream":true,"parallel_tool_calls":false')" \
+		"http://127.0.0.1:$PORT/v1/chat/completions" >"$T/sse"
+	if [ "$(args_joined "$T/sse")" = "$RAW" ] && ! grep -q '"index":1' "$T/sse" &&
+		grep -qF '"finish_reason":"tool_calls"' "$T/sse"; then
+		ok "parallel_tool_calls false, streamed as written: the first call only"
+	else
+		bad "parallel_tool_calls false, streamed: $(cat "$T/sse")"
+	fi
+	kill -TERM "$SPID"
+	wait "$SPID"
+	st=$?
+	[ "$st" -eq 0 ] || bad "the slow tool-call server: exit $st: $(tail -n 20 "$T/parrot-slow.log")"
 fi
 
 # === the slow toy plugin: queue, disconnects, reloads, SIGTERM =========================

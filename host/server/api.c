@@ -3,6 +3,7 @@
  * checked one by one with the name of the one that is wrong, completions
  * and chat completions whole or as server-sent events, tool calls. */
 #include "server/server.h"
+#include "server/toolcall.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -10,8 +11,6 @@
 #include <string.h>
 #include <time.h>
 
-#define TOOL_OPEN "<tool_call>"
-#define TOOL_CLOSE "</tool_call>"
 #define MAX_STOP 4 /* as OpenAI's */
 #define MAX_STOP_LEN 256
 
@@ -453,6 +452,8 @@ typedef struct snap {
 	size_t cuts[64]; /* where tokens end in text, the last at n */
 	int n_cuts;
 	char *tail;      /* text from the hold on, when done with one */
+	char *held;      /* the same so far, while not done */
+	size_t readable; /* engine_readable() */
 	int done, status, n_gen;
 	const char *finish;
 	char err[MH_ERRLEN];
@@ -470,7 +471,10 @@ static int take(server *sv, api_call *c, size_t from, snap *s)
 	if (r->done && r->hold_at >= 0 && !r->err[0]) {
 		end = (size_t)r->hold_at;
 		s->tail = strdup(r->text + r->hold_at);
+	} else if (r->hold_at >= 0 && r->held > (size_t)r->hold_at) {
+		s->held = strndup(r->text + r->hold_at, r->held - (size_t)r->hold_at);
 	}
+	s->readable = engine_readable(r);
 	if (end < from)
 		end = from;
 	s->n = end - from;
@@ -489,11 +493,13 @@ static int take(server *sv, api_call *c, size_t from, snap *s)
 	s->n_gen = r->n_gen;
 	snprintf(s->err, sizeof s->err, "%s", r->err);
 	snprintf(s->fingerprint, sizeof s->fingerprint, "%s", r->plugin);
-	int lost_tail = r->done && r->hold_at >= 0 && !s->err[0] && !s->tail;
+	int lost = (r->done && r->hold_at >= 0 && !s->err[0] && !s->tail) ||
+		   (!r->done && r->hold_at >= 0 && r->held > (size_t)r->hold_at && !s->held);
 	engine_unlock(sv->eng);
-	if (!s->text || lost_tail) {
+	if (!s->text || lost) {
 		free(s->text);
 		free(s->tail);
+		free(s->held);
 		return -1;
 	}
 	return 0;
@@ -546,6 +552,7 @@ char *api_result(server *sv, api_call *c, api_error *e)
 		api_error_set(e, s.status ? s.status : 500, NULL, "%s", s.err);
 		free(s.text);
 		free(s.tail);
+		free(s.held);
 		return NULL;
 	}
 	cJSON *calls = reply_calls(c, s.tail);
@@ -578,6 +585,7 @@ char *api_result(server *sv, api_call *c, api_error *e)
 	add_usage(o, c, s.n_gen);
 	free(s.text);
 	free(s.tail);
+	free(s.held);
 	return body_json(o, e);
 }
 
@@ -653,12 +661,18 @@ static cJSON *call_delta(int index, const char *id, const char *name, const char
 }
 
 /* Each call as OpenAI streams one: a delta with its index, id, type and
- * name (arguments ""), then its arguments under the same index. */
-static void put_tool_calls(server *sv, api_call *c, const snap *s, sse *b, cJSON *calls)
+ * name (arguments ""), then its arguments under the same index; from
+ * call `from` on (those before went out as they were written). */
+static void put_tool_calls(server *sv, api_call *c, const snap *s, sse *b, cJSON *calls,
+			   int from)
 {
 	int i = 0;
 	const cJSON *call;
 	cJSON_ArrayForEach(call, calls) {
+		if (i < from) {
+			i++;
+			continue;
+		}
 		const cJSON *fn = cJSON_GetObjectItemCaseSensitive(call, "function");
 		const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(call, "id"));
 		const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(fn, "name"));
@@ -674,6 +688,48 @@ static void put_tool_calls(server *sv, api_call *c, const snap *s, sse *b, cJSON
 		sse_put(b, chunk(sv, c, s, NULL, rest, NULL, 0));
 		i++;
 	}
+}
+
+/* The tool calls in held text h[0..n) (all of it when final) that can go
+ * out as they are written: each call's head once, then its arguments'
+ * text past what has gone out (c->calls_open, c->args_sent). */
+static void stream_calls(server *sv, api_call *c, const snap *s, sse *b, const char *h, size_t n)
+{
+	tc_span sp[TC_MAX];
+	int stop, k = toolcall_scan(h, n, sp, c->one_call ? 1 : TC_MAX, &stop);
+	for (int i = c->calls_open ? c->calls_open - 1 : 0; i < k; i++) {
+		if (i >= c->calls_open) {
+			/* a new call: when its arguments object has begun, and the
+			 * calls before it went out this way */
+			if (!sp[i].obj || (i > 0 && !sp[i - 1].complete))
+				break;
+			char id[80];
+			snprintf(id, sizeof id, "call_%s_%d", c->id, i);
+			cJSON *head = call_delta(i, id, sp[i].name, "");
+			if (!head) {
+				b->oom = 1;
+				break;
+			}
+			sse_put(b, chunk(sv, c, s, NULL, head, NULL, 0));
+			c->calls_open = i + 1;
+			c->args_sent = 0;
+		}
+		size_t len = sp[i].a1 - sp[i].a0;
+		if (len > c->args_sent) {
+			char *a = strndup(h + sp[i].a0 + c->args_sent, len - c->args_sent);
+			cJSON *d = a ? call_delta(i, NULL, NULL, a) : NULL;
+			free(a);
+			if (!d) {
+				b->oom = 1;
+				break;
+			}
+			sse_put(b, chunk(sv, c, s, NULL, d, NULL, 0));
+			c->args_sent = len;
+		}
+		if (!sp[i].complete)
+			break;
+	}
+	toolcall_free(sp, k);
 }
 
 char *api_events(server *sv, api_call *c, int *end)
@@ -707,14 +763,20 @@ char *api_events(server *sv, api_call *c, int *end)
 			at = (int)s.cuts[i];
 		}
 		c->sent += s.n;
+		if (c->chat && s.held)
+			stream_calls(sv, c, &s, &b, s.held, strlen(s.held));
 		if (s.done) {
+			/* the calls that went out as they were written stay calls,
+			 * whatever follows them */
+			if (c->chat && c->calls_open && s.tail)
+				stream_calls(sv, c, &s, &b, s.tail, strlen(s.tail));
 			cJSON *calls = reply_calls(c, s.tail);
 			if (calls)
-				put_tool_calls(sv, c, &s, &b, calls);
-			else if (s.tail && *s.tail)
+				put_tool_calls(sv, c, &s, &b, calls, c->calls_open);
+			else if (s.tail && *s.tail && !c->calls_open)
 				sse_put(&b, chunk(sv, c, &s, s.tail, NULL, NULL, 0));
 			sse_put(&b, chunk(sv, c, &s, c->chat ? NULL : "", NULL,
-					  calls ? "tool_calls" : s.finish, 0));
+					  calls || c->calls_open ? "tool_calls" : s.finish, 0));
 			cJSON_Delete(calls);
 			if (c->include_usage) {
 				cJSON *o = envelope(sv, c, c->chat ? "chat.completion.chunk"
@@ -735,8 +797,10 @@ char *api_events(server *sv, api_call *c, int *end)
 		}
 		*end = 1;
 	}
+	c->seen = s.readable;
 	free(s.text);
 	free(s.tail);
+	free(s.held);
 	if (b.oom) {
 		free(b.p);
 		return NULL;

@@ -145,7 +145,7 @@ static void req_finish(engine_req *r, const char *finish, int status, const char
 		r->status = status;
 		snprintf(r->err, sizeof r->err, "%s", err);
 	}
-	r->safe = r->len;
+	r->safe = r->held = r->len;
 	pthread_cond_broadcast(&r->cond);
 }
 
@@ -172,6 +172,11 @@ void engine_cancel(engine *e, engine_req *r)
 	pthread_mutex_unlock(&e->mu);
 }
 
+size_t engine_readable(const engine_req *r)
+{
+	return r->hold_at >= 0 ? r->held : r->safe;
+}
+
 void engine_wait(engine *e, engine_req *r, size_t have, int ms)
 {
 	struct timespec ts;
@@ -180,7 +185,7 @@ void engine_wait(engine *e, engine_req *r, size_t have, int ms)
 	ts.tv_sec += ts.tv_nsec / 1000000000L;
 	ts.tv_nsec %= 1000000000L;
 	pthread_mutex_lock(&e->mu);
-	while (!r->done && r->safe <= have)
+	while (!r->done && engine_readable(r) <= have)
 		if (pthread_cond_timedwait(&r->cond, &e->mu, &ts) == ETIMEDOUT)
 			break;
 	pthread_mutex_unlock(&e->mu);
@@ -279,13 +284,14 @@ static int text_scan(engine_req *r, size_t from)
 			r->hold_at = hit - r->text;
 	}
 	size_t safe = r->len;
-	if (r->hold_at >= 0)
-		safe = (size_t)r->hold_at;
 	for (int i = 0; i < r->n_stop; i++) {
 		size_t k = partial_suffix(r->text, r->len, r->stop[i]);
 		if (r->len - k < safe)
 			safe = r->len - k;
 	}
+	r->held = safe;
+	if (r->hold_at >= 0 && (size_t)r->hold_at < safe)
+		safe = (size_t)r->hold_at;
 	if (r->hold && r->hold_at < 0) {
 		size_t k = partial_suffix(r->text, r->len, r->hold);
 		if (r->len - k < safe)

@@ -48,6 +48,9 @@ typedef struct engine_req {
 	size_t safe;           /* bytes of text that can be sent now: no stop
 				* string or hold text can begin before it */
 	long hold_at;          /* where the hold text begins, -1: nowhere */
+	size_t held;           /* with hold_at >= 0: text up to here can be read
+				* (no stop string can begin before it), to
+				* stream a tool call as it is written */
 	size_t *ends;          /* where each token's text ends, for one event a token */
 	int n_ends, cap_ends;
 	int n_gen;             /* tokens generated */
@@ -95,7 +98,10 @@ const engine_info *engine_model(engine *e);
 engine_req *engine_req_new(int32_t *prompt, int n_prompt);
 /* 0: queued.  -1: the queue is full or the engine is stopping (503). */
 int engine_submit(engine *e, engine_req *r);
-/* Wait until r has more than `have` bytes safe, or is done, or `ms` pass. */
+/* What a reader of r can act on: bytes safe, or once a hold text is
+ * found, bytes held (only grows). */
+size_t engine_readable(const engine_req *r);
+/* Wait until engine_readable(r) > have, or r is done, or `ms` pass. */
 void engine_wait(engine *e, engine_req *r, size_t have, int ms);
 /* The client is gone: the engine frees its slot at the next step. */
 void engine_cancel(engine *e, engine_req *r);

@@ -169,7 +169,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 			st->out_len = st->out ? strlen(ka) : 0;
 			break;
 		}
-		engine_wait(st->sv->eng, st->c.req, st->c.sent, WAIT_MS);
+		engine_wait(st->sv->eng, st->c.req, st->c.seen, WAIT_MS);
 	}
 	st->quiet_since = mh_now();
 	size_t n = st->out_len - st->out_off;

@@ -55,8 +55,10 @@ typedef struct api_call {
 	char id[48];
 	long long created;
 	/* streaming: what has gone out */
-	size_t sent;
+	size_t sent, seen;  /* text bytes sent; engine_readable() when last looked */
 	int started, finished;
+	int calls_open;     /* tool calls whose id and name have gone out */
+	size_t args_sent;   /* bytes of the last one's arguments gone out */
 } api_call;
 
 int api_error_set(api_error *e, int status, const char *param, const char *fmt, ...)

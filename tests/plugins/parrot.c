@@ -14,10 +14,12 @@
  * Greedy decoding follows the copy, and so large is the margin that sampling
  * at ordinary temperatures does too.  The ids come from config.json
  * ("parrot_turn_start", "parrot_turn_end", "parrot_newline"); the
- * checkpoint holds no weights. */
+ * checkpoint holds no weights.  "parrot_delay_ms" makes every forward pass
+ * that long, so that a test can watch a reply being written. */
 #include <modelhost/plugin.h>
 
 #include <string.h>
+#include <time.h>
 
 #define SURE 30.0f
 
@@ -25,6 +27,7 @@ struct mh_model {
 	const mh_services *svc;
 	int32_t *hist;          /* the ids at each position */
 	int32_t start, end, nl;
+	int64_t delay_ms;
 	mh_model_info info;
 };
 
@@ -65,6 +68,9 @@ static mh_model *load(const mh_services *svc, mh_dir *dir, int32_t n_ctx)
 		svc->free(m);
 		return NULL;
 	}
+	if (svc->config_int(dir, "parrot_delay_ms", 0, &m->delay_ms) <= 0 || m->delay_ms < 0 ||
+	    m->delay_ms > 10000)
+		m->delay_ms = 0;
 	m->info = (mh_model_info){ .struct_size = sizeof m->info, .vocab_size = (int32_t)vocab,
 				   .n_ctx = n_ctx, .max_context = (int32_t)max_pos, .bos_id = -1,
 				   .n_eos = 1, .eos_ids = { m->end } };
@@ -117,6 +123,10 @@ static int forward(mh_model *m, const int32_t *ids, int n, int pos, float *logit
 	if (n < 1 || pos < 0 || pos > m->info.n_ctx - n)
 		return -1;
 	int vocab = m->info.vocab_size;
+	if (m->delay_ms) {
+		struct timespec ts = { m->delay_ms / 1000, (long)(m->delay_ms % 1000) * 1000000L };
+		nanosleep(&ts, NULL);
+	}
 	for (int i = 0; i < n; i++)
 		m->hist[pos + i] = ids[i] >= 0 && ids[i] < vocab ? ids[i] : m->end;
 	int first = (flags & MH_LOGITS_ALL) ? 0 : n - 1;
