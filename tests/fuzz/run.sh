@@ -15,12 +15,14 @@
 #                too), then a forward pass (seconds split between them)
 #   template     any bytes as a chat template, parsed and rendered over a small
 #                conversation; seeds: the reference templates and tests/data
+#   toolcall     any bytes as a reply with tool calls, read prefix by prefix as
+#                a stream reads it (toolcall_scan); seeds: tests/fuzz/toolcall/
 # Corpora and the binaries go to $FUZZ_OUT (default /tmp/modelhost-fuzz);
 # a crash leaves its input there as *crash-*, to replay with
 # $FUZZ_OUT/fuzz_TARGET FILE, and makes this script exit 1.
 set -eu
 cd "$(dirname "$0")/../.."
-t=${1:?usage: tests/fuzz/run.sh safetensors|tokenizer|tokenizer_json|config|template [SECONDS]}
+t=${1:?usage: tests/fuzz/run.sh safetensors|tokenizer|tokenizer_json|config|template|toolcall [SECONDS]}
 secs=${2:-60}
 shared=${MODELHOST_SHARED:-../shared}
 out=${FUZZ_OUT:-/tmp/modelhost-fuzz}
@@ -128,8 +130,16 @@ for f in sys.argv[2:]:
 	fuzz template "$out/fuzz_template" -max_total_time="$secs" -max_len=16384 -timeout=10 \
 		-rss_limit_mb=2048 -artifact_prefix="$out/template-" "$out/corpus-template"
 	;;
+toolcall)
+	${CC:-clang} $flags tests/fuzz/fuzz_toolcall.c host/server/toolcall.c \
+		$(pkg-config --libs libcjson) -o "$out/fuzz_toolcall"
+	mkdir -p "$out/corpus-toolcall"
+	cp tests/fuzz/toolcall/* "$out/corpus-toolcall/"
+	fuzz toolcall "$out/fuzz_toolcall" -max_total_time="$secs" -max_len=1024 -timeout=10 \
+		-dict=tests/fuzz/toolcall.dict -artifact_prefix="$out/toolcall-" "$out/corpus-toolcall"
+	;;
 *)
-	echo "run.sh: unknown target '$t' (safetensors, tokenizer, tokenizer_json, config or template)" >&2
+	echo "run.sh: unknown target '$t' (safetensors, tokenizer, tokenizer_json, config, template or toolcall)" >&2
 	exit 2
 	;;
 esac
