@@ -25,16 +25,16 @@ static const struct fixture {
 	const char *plugin;    /* the plugin that must claim it */
 	int stored_16bit;      /* weights already BF16 */
 } fixtures[] = {
-	{ "fixtures/models/llama", "fixtures/models/llama/expected.safetensors", "llama" },
+	{ "fixtures/models/llama", "fixtures/models/llama/expected.safetensors", "llama", 0 },
 	{ "fixtures/models/llama-bf16", "fixtures/models/llama-bf16/expected.safetensors", "llama", 1 },
-	{ "models/stories260K", "fixtures/models/stories260K/expected.safetensors", "llama" },
+	{ "models/stories260K", "fixtures/models/stories260K/expected.safetensors", "llama", 0 },
 	{ "fixtures/models/mistral-swa-sharded",
-	  "fixtures/models/mistral-swa-sharded/expected.safetensors", "mistral" },
-	{ "fixtures/models/phi2", "fixtures/models/phi2/expected.safetensors", "phi" },
-	{ "fixtures/models/phi3", "fixtures/models/phi3/expected.safetensors", "phi" },
-	{ "fixtures/models/qwen2-tied", "fixtures/models/qwen2-tied/expected.safetensors", "qwen" },
+	  "fixtures/models/mistral-swa-sharded/expected.safetensors", "mistral", 0 },
+	{ "fixtures/models/phi2", "fixtures/models/phi2/expected.safetensors", "phi", 0 },
+	{ "fixtures/models/phi3", "fixtures/models/phi3/expected.safetensors", "phi", 0 },
+	{ "fixtures/models/qwen2-tied", "fixtures/models/qwen2-tied/expected.safetensors", "qwen", 0 },
 	{ "fixtures/models/qwen3-headdim", "fixtures/models/qwen3-headdim/expected.safetensors",
-	  "qwen" },
+	  "qwen", 0 },
 };
 #define N_FIXTURES (int)(sizeof fixtures / sizeof *fixtures)
 #define ATOL 1e-4

@@ -257,6 +257,12 @@ else
 	args_joined() {
 		sed -n 's/.*"tool_calls":\[{"index":0,"function":{"arguments":"\(\([^"\\]\|\\.\)*\)"}}\].*/\1/p' "$1" | tr -d '\n'
 	}
+	# calls_end FILE: a stream of calls only, ended as OpenAI ends one
+	calls_end() {
+		grep -qF '"delta":{},"logprobs":null,"finish_reason":"tool_calls"' "$1" &&
+			! grep -q '"delta":{"content":' "$1" &&
+			[ "$(tail -n 2 "$1" | head -n 1)" = "data: [DONE]" ]
+	}
 
 	req "tool call" POST /v1/chat/completions "$(chat "$CALL")"
 	expect "a reply in <tool_call> form comes back as tool_calls" 200 \
@@ -271,9 +277,7 @@ else
 	if grep -qF '"delta":{"tool_calls":[{"index":0,"id":"call_' "$T/sse" &&
 		grep -qF '"type":"function","function":{"name":"get_weather","arguments":""}}]}' "$T/sse" &&
 		{ [ "$joined" = "$RAW" ] || [ "\"arguments\":\"$joined\"" = "$ARGS" ]; } &&
-		grep -qF '"delta":{},"logprobs":null,"finish_reason":"tool_calls"' "$T/sse" &&
-		! grep -q '"delta":{"content":' "$T/sse" &&
-		[ "$(tail -n 2 "$T/sse" | head -n 1)" = "data: [DONE]" ]; then
+		calls_end "$T/sse"; then
 		ok "a streamed tool call: OpenAI's deltas (id and name, then arguments), finish tool_calls, [DONE]"
 	else
 		bad "streamed tool call: $(cat "$T/sse")"
@@ -371,9 +375,7 @@ else
 		grep -qF '"name":"get_time","arguments":""}}]}' "$T/sse" &&
 		grep -qF '"tool_calls":[{"index":1,"function":{"arguments":"{}"}}]' "$T/sse" &&
 		[ "$(grep -o '"index":0,"id":"call_[^"]*"' "$T/sse" | wc -l)" -eq 1 ] &&
-		grep -qF '"delta":{},"logprobs":null,"finish_reason":"tool_calls"' "$T/sse" &&
-		! grep -q '"delta":{"content":' "$T/sse" &&
-		[ "$(tail -n 2 "$T/sse" | head -n 1)" = "data: [DONE]" ]; then
+		calls_end "$T/sse"; then
 		ok "a tool call's arguments stream as the model writes them ($frags pieces), then the next call"
 	else
 		bad "tool call arguments as written: '$joined', $frags pieces: $(cat "$T/sse")"
@@ -381,7 +383,7 @@ else
 	curl -s -N -m 60 -d "$(chat "$TWO" ',"stream":true,"parallel_tool_calls":false')" \
 		"http://127.0.0.1:$PORT/v1/chat/completions" >"$T/sse"
 	if [ "$(args_joined "$T/sse")" = "$RAW" ] && ! grep -q '"index":1' "$T/sse" &&
-		grep -qF '"finish_reason":"tool_calls"' "$T/sse"; then
+		calls_end "$T/sse"; then
 		ok "parallel_tool_calls false, streamed as written: the first call only"
 	else
 		bad "parallel_tool_calls false, streamed: $(cat "$T/sse")"
