@@ -432,70 +432,81 @@ static TGT_INLINE void rows_dt(mh_dtype dt, float *const *y, const float *const 
 
 /* ---- Q8_0 / Q4_0 ------------------------------------------------------------------ */
 
-/* A block's 32 products of weights by 8-bit activations as eight int32
- * sums of four (exact).  Q8_0: vpmaddubsw needs an unsigned operand, so
- * |w| times x with w's sign (|-128| is 128 unsigned: a foreign file's
- * -128 is fine); Q4_0: the unsigned nibbles times x, less 8 times x's
- * pair sums (vpmaddubsw of 8 and x). */
-static TGT_INLINE __m256i bsum_q8_0(const mh_block_q8_0 *b, const int8_t *xq)
-{
-	__m256i w = _mm256_loadu_si256((const __m256i *)b->qs);
-	__m256i x = _mm256_load_si256((const __m256i *)xq);
-	__m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
-	return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
-}
-
 static TGT_INLINE __m256i q4_nibbles(const mh_block_q4_0 *b)
 {
 	__m128i q = _mm_loadu_si128((const __m128i *)b->qs);
 	return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), _mm256_set1_epi8(15));
 }
 
-static TGT_INLINE __m256i bsum_q4_0(const mh_block_q4_0 *b, const int8_t *xq)
-{
-	__m256i x = _mm256_load_si256((const __m256i *)xq);
-	__m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q4_nibbles(b), x),
-				     _mm256_maddubs_epi16(_mm256_set1_epi8(8), x));
-	return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
-}
+#define QDOT_T 4
 
-/* acc + block b's sums times its scale and x's: one step of qdot_avx2 */
-static TGT_INLINE __m256 qstep(mh_dtype dt, const char *wb, int64_t b, const int8_t *xq,
-			       const float *xd, __m256 acc)
+/* acc[t] + block b's products with token t's 8-bit x times their scales,
+ * for T tokens: the block's weights are loaded (and Q8_0's |w| made) once.
+ * The products of a block are eight int32 sums of four (exact).  Q8_0:
+ * vpmaddubsw needs an unsigned operand, so |w| times x with w's sign
+ * (|-128| is 128 unsigned: a foreign file's -128 is fine); Q4_0: the
+ * unsigned nibbles times x, less 8 times x's pair sums (vpmaddubsw of 8
+ * and x). */
+static TGT_INLINE void qstep_t(mh_dtype dt, const char *wb, int64_t b, const int8_t *const *xq,
+			       const float *const *xd, __m256 *acc, int T)
 {
-	__m256i s;
+	__m256i u, s = _mm256_setzero_si256();
 	float dw;
 	if (dt == MH_Q8_0) {
 		const mh_block_q8_0 *bl = (const mh_block_q8_0 *)wb + b;
-		s = bsum_q8_0(bl, xq + b * MH_QBLOCK);
+		s = _mm256_loadu_si256((const __m256i *)bl->qs);
+		u = _mm256_sign_epi8(s, s);
 		dw = _cvtsh_ss(bl->d);
 	} else {
 		const mh_block_q4_0 *bl = (const mh_block_q4_0 *)wb + b;
-		s = bsum_q4_0(bl, xq + b * MH_QBLOCK);
+		u = q4_nibbles(bl);
 		dw = _cvtsh_ss(bl->d);
 	}
-	return _mm256_fmadd_ps(_mm256_set1_ps(dw * xd[b]), _mm256_cvtepi32_ps(s), acc);
+#pragma GCC unroll 4
+	for (int t = 0; t < T; t++) {
+		__m256i x = _mm256_load_si256((const __m256i *)(xq[t] + b * MH_QBLOCK)), p;
+		if (dt == MH_Q8_0)
+			p = _mm256_maddubs_epi16(u, _mm256_sign_epi8(x, s));
+		else
+			p = _mm256_sub_epi16(_mm256_maddubs_epi16(u, x),
+					     _mm256_maddubs_epi16(_mm256_set1_epi8(8), x));
+		acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * xd[t][b]),
+					 _mm256_cvtepi32_ps(_mm256_madd_epi16(p, _mm256_set1_epi16(1))),
+					 acc[t]);
+	}
 }
 
-/* One row against one token's 8-bit x (quant_x), in quant_dot_ref's
- * order: two accumulators, even and odd blocks. */
-static TGT_INLINE float qdot_avx2(mh_dtype dt, const void *w, const void *qx, int64_t cols)
+/* One row against T <= QDOT_T tokens' 8-bit x (quant_x), each in
+ * quant_dot_ref's order: two accumulators a token, even and odd blocks.
+ * A token's steps do not depend on T, so its bits are those of its
+ * one-token call (T a constant after inlining, or gcc keeps the
+ * accumulators on the stack). */
+static TGT_INLINE void qdot_t_avx2(mh_dtype dt, const void *w, const float *const *qx,
+				   int64_t cols, float *out, int T)
 {
-	const int8_t *xq = qx_q(qx);
-	const float *xd = qx_d(qx, cols);
 	const int64_t nb = cols / MH_QBLOCK;
 	const size_t bs = dt == MH_Q8_0 ? sizeof(mh_block_q8_0) : sizeof(mh_block_q4_0);
 	const char *wb = w;
-	__m256 a0 = _mm256_setzero_ps(), a1 = a0;
+	const int8_t *xq[QDOT_T];
+	const float *xd[QDOT_T];
+	__m256 a0[QDOT_T], a1[QDOT_T];
+#pragma GCC unroll 4
+	for (int t = 0; t < T; t++) {
+		xq[t] = qx_q(qx[t]);
+		xd[t] = qx_d(qx[t], cols);
+		a0[t] = a1[t] = _mm256_setzero_ps();
+	}
 	int64_t b = 0;
 	for (; b + 2 <= nb; b += 2) {
 		PF(wb + (size_t)b * bs + PF_DIST);
-		a0 = qstep(dt, wb, b, xq, xd, a0);
-		a1 = qstep(dt, wb, b + 1, xq, xd, a1);
+		qstep_t(dt, wb, b, xq, xd, a0, T);
+		qstep_t(dt, wb, b + 1, xq, xd, a1, T);
 	}
 	if (b < nb)
-		a0 = qstep(dt, wb, b, xq, xd, a0);
-	return hsum8(_mm256_add_ps(a0, a1));
+		qstep_t(dt, wb, b, xq, xd, a0, T);
+#pragma GCC unroll 4
+	for (int t = 0; t < T; t++)
+		out[t] = hsum8(_mm256_add_ps(a0[t], a1[t]));
 }
 
 /* A block's 32 weights as floats (scale * value), by eight. */
@@ -533,69 +544,6 @@ static TGT_INLINE float qdot_f32_avx2(mh_dtype dt, const void *w, const float *x
 	return hsum8(_mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3])));
 }
 
-#define QDOT_T 4
-
-/* qstep for T tokens: block b's weights loaded (and Q8_0's |w| made) once */
-static TGT_INLINE void qstep_t(mh_dtype dt, const char *wb, int64_t b, const int8_t *const *xq,
-			       const float *const *xd, __m256 *acc, int T)
-{
-	__m256i u, s = _mm256_setzero_si256();
-	float dw;
-	if (dt == MH_Q8_0) {
-		const mh_block_q8_0 *bl = (const mh_block_q8_0 *)wb + b;
-		s = _mm256_loadu_si256((const __m256i *)bl->qs);
-		u = _mm256_sign_epi8(s, s);
-		dw = _cvtsh_ss(bl->d);
-	} else {
-		const mh_block_q4_0 *bl = (const mh_block_q4_0 *)wb + b;
-		u = q4_nibbles(bl);
-		dw = _cvtsh_ss(bl->d);
-	}
-#pragma GCC unroll 4
-	for (int t = 0; t < T; t++) {
-		__m256i x = _mm256_load_si256((const __m256i *)(xq[t] + b * MH_QBLOCK)), p;
-		if (dt == MH_Q8_0)
-			p = _mm256_maddubs_epi16(u, _mm256_sign_epi8(x, s));
-		else
-			p = _mm256_sub_epi16(_mm256_maddubs_epi16(u, x),
-					     _mm256_maddubs_epi16(_mm256_set1_epi8(8), x));
-		acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * xd[t][b]),
-					 _mm256_cvtepi32_ps(_mm256_madd_epi16(p, _mm256_set1_epi16(1))),
-					 acc[t]);
-	}
-}
-
-/* qdot_avx2 for T <= QDOT_T tokens at once: each token keeps its own two
- * accumulators and qdot_avx2's steps in its order, so its bits are those
- * of its own call.  Prompts through quantized weights are mostly this. */
-static TGT_INLINE void qdot_t_avx2(mh_dtype dt, const void *w, const float *const *qx,
-				   int64_t cols, float *out, int T)
-{
-	const int64_t nb = cols / MH_QBLOCK;
-	const size_t bs = dt == MH_Q8_0 ? sizeof(mh_block_q8_0) : sizeof(mh_block_q4_0);
-	const char *wb = w;
-	const int8_t *xq[QDOT_T];
-	const float *xd[QDOT_T];
-	__m256 a0[QDOT_T], a1[QDOT_T];
-#pragma GCC unroll 4
-	for (int t = 0; t < T; t++) {
-		xq[t] = qx_q(qx[t]);
-		xd[t] = qx_d(qx[t], cols);
-		a0[t] = a1[t] = _mm256_setzero_ps();
-	}
-	int64_t b = 0;
-	for (; b + 2 <= nb; b += 2) {
-		PF(wb + (size_t)b * bs + PF_DIST);
-		qstep_t(dt, wb, b, xq, xd, a0, T);
-		qstep_t(dt, wb, b + 1, xq, xd, a1, T);
-	}
-	if (b < nb)
-		qstep_t(dt, wb, b, xq, xd, a0, T);
-#pragma GCC unroll 4
-	for (int t = 0; t < T; t++)
-		out[t] = hsum8(_mm256_add_ps(a0[t], a1[t]));
-}
-
 static TGT_INLINE void rows_quant_dt(mh_dtype dt, float *const *y, const float *const *x, int n,
 				     const void *w, int64_t r0, int64_t r1, int64_t cols)
 {
@@ -615,7 +563,7 @@ static TGT_INLINE void rows_quant_dt(mh_dtype dt, float *const *y, const float *
 			case 4: qdot_t_avx2(dt, wr, x + t, cols, o, 4); break;
 			case 3: qdot_t_avx2(dt, wr, x + t, cols, o, 3); break;
 			case 2: qdot_t_avx2(dt, wr, x + t, cols, o, 2); break;
-			default: o[0] = qdot_avx2(dt, wr, x[t], cols);
+			default: qdot_t_avx2(dt, wr, x + t, cols, o, 1);
 			}
 			for (int k = 0; k < m; k++)
 				y[t + k][r] = o[k];
