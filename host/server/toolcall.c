@@ -57,6 +57,13 @@ static int scan_value(const char *h, size_t n, size_t *p)
 	return q < n;
 }
 
+/* the key h[at..at+len), quotes included, is name */
+static int key_is(const char *h, size_t at, size_t len, const char *name)
+{
+	size_t k = strlen(name);
+	return len == k + 2 && memcmp(h + at + 1, name, k) == 0;
+}
+
 int toolcall_scan(const char *h, size_t n, tc_span *out, int max, int *stop)
 {
 	int k = 0;
@@ -103,7 +110,7 @@ int toolcall_scan(const char *h, size_t n, tc_span *out, int max, int *stop)
 			}
 			p = skip_ws(h, n, p + 1);
 			size_t v = p;
-			int args = klen == 11 && memcmp(h + key, "\"arguments\"", 11) == 0;
+			int args = key_is(h, key, klen, "arguments");
 			int r = scan_value(h, n, &p);
 			if (args && v < n) {
 				c->a0 = v;
@@ -114,7 +121,7 @@ int toolcall_scan(const char *h, size_t n, tc_span *out, int max, int *stop)
 				*stop = 1;
 			if (r != 1)
 				return k;
-			if (klen == 6 && memcmp(h + key, "\"name\"", 6) == 0 && h[v] == '"' && !c->name) {
+			if (key_is(h, key, klen, "name") && h[v] == '"' && !c->name) {
 				cJSON *s = cJSON_ParseWithLength(h + v, p - v);
 				if (cJSON_IsString(s))
 					c->name = strdup(s->valuestring);
