@@ -59,6 +59,15 @@ const char *tokenizer_stream_push(mh_detok_stream *s, int32_t id, size_t *len);
 const char *tokenizer_stream_flush(mh_detok_stream *s, size_t *len);
 void tokenizer_stream_free(mh_detok_stream *s);
 
+/* Every id's bytes as it adds them to a text: with first, as the text's
+ * first token (the decoder's rules for one apply: Metaspace's dropped
+ * space, Strip), otherwise after other tokens.  Raw bytes: a byte token
+ * gives its byte, also in the middle of a character.  For constrained
+ * decoding (host/text/constrain.h).  *blob holds them back to back, id i's
+ * at [off[i], off[i+1]) for i < tokenizer_vocab_size(); special tokens get
+ * none.  0, or -1 when out of memory; free() both. */
+int tokenizer_pieces(const mh_tokenizer *t, int first, char **blob, uint32_t **off);
+
 /* Extras. */
 /* The text of one token as stored in the vocabulary (e.g. "▁the", "Ġthe",
  * "<0x0A>"), NULL if id is out of range. Not decoded. */

@@ -48,11 +48,11 @@ static bool parse_byte_token(const char *s, size_t n, unsigned char *byte)
 	return true;
 }
 
-static void dec_flush_bytes(tlist *out, sbuf *bytes)
+static void dec_flush_bytes(tlist *out, sbuf *bytes, bool raw)
 {
 	if (!bytes->n)
 		return;
-	if (utf8_valid(bytes->p, bytes->n)) {
+	if (raw || utf8_valid(bytes->p, bytes->n)) {
 		tl_add(out, bytes->p, bytes->n);
 	} else {
 		for (size_t i = 0; i < bytes->n; i++)
@@ -61,7 +61,7 @@ static void dec_flush_bytes(tlist *out, sbuf *bytes)
 	sb_clear(bytes);
 }
 
-static int dec_bytelevel(const tlist *in, tlist *out)
+static int dec_bytelevel(const tlist *in, tlist *out, bool keep)
 {
 	sbuf raw = { .max = out->b.max };
 	for (size_t i = 0; i < in->n; i++) {
@@ -85,7 +85,10 @@ static int dec_bytelevel(const tlist *in, tlist *out)
 		}
 	}
 	tl_begin(out);
-	utf8_lossy(&out->b, raw.p ? raw.p : "", raw.n);
+	if (keep)
+		sb_put(&out->b, raw.p ? raw.p : "", raw.n);
+	else
+		utf8_lossy(&out->b, raw.p ? raw.p : "", raw.n);
 	tl_end(out);
 	bool oom = raw.oom;
 	sb_free(&raw);
@@ -191,7 +194,7 @@ int dec_run(const decoder *d, const tlist *in, tlist *out, mctx *c)
 		break;
 	}
 	case D_BYTELEVEL:
-		if (dec_bytelevel(in, out) < 0)
+		if (dec_bytelevel(in, out, c->raw) < 0)
 			return -1;
 		break;
 	case D_METASPACE:
@@ -208,11 +211,11 @@ int dec_run(const decoder *d, const tlist *in, tlist *out, mctx *c)
 			if (parse_byte_token(TOK(in, i), TOKLEN(in, i), &byte)) {
 				sb_put(&bytes, &byte, 1);
 			} else {
-				dec_flush_bytes(out, &bytes);
+				dec_flush_bytes(out, &bytes, c->raw);
 				tl_add(out, TOK(in, i), TOKLEN(in, i));
 			}
 		}
-		dec_flush_bytes(out, &bytes);
+		dec_flush_bytes(out, &bytes, c->raw);
 		bool oom = bytes.oom;
 		sb_free(&bytes);
 		if (oom)

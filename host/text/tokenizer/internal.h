@@ -312,6 +312,8 @@ typedef struct {
 	pcre2_match_context *mc;
 	pcre2_jit_stack *js;
 	int err;            /* why a step failed: TOKENIZER_E*; 0: out of memory */
+	bool raw;           /* decoders keep bytes as they are (no U+FFFD for
+			     * a part of a character): tokenizer_pieces */
 } mctx;
 
 /* Limits on the work of one regex search (PCRE2's own counters), and on

@@ -199,9 +199,10 @@ const char *tokenizer_strerror(int code)
 
 /* ---- decode ---------------------------------------------------------- */
 
-/* Decoded text (valid UTF-8) appended to out. */
-int decode_into(const mh_tokenizer *t, const int32_t *ids, size_t n, bool skip_special,
-		       sbuf *out)
+/* Decoded text appended to out: valid UTF-8, or with raw the bytes as the
+ * tokens make them (a byte token's byte, even in the middle of a character). */
+static int decode_ids(const mh_tokenizer *t, const int32_t *ids, size_t n, bool skip_special,
+		      bool raw, sbuf *out)
 {
 	size_t bytes = 0;
 	for (size_t i = 0; i < n; i++)
@@ -220,27 +221,36 @@ int decode_into(const mh_tokenizer *t, const int32_t *ids, size_t n, bool skip_s
 	}
 	int rc = toks.oom || toks.b.oom ? -1 : 0;
 	const tlist *fin = &toks;
-	mctx m = { 0 };
+	mctx m = { .raw = raw };
 	if (rc == 0 && t->dec) {
 		rc = dec_run(t->dec, &toks, &res, &m);
 		fin = &res;
 	}
 	if (rc == 0) {
-		sbuf raw = { .max = most };
+		sbuf joined = { .max = most };
 		for (size_t i = 0; i < fin->n; i++) {
 			if (i && !t->dec)
-				sb_putc(&raw, ' ');
-			sb_put(&raw, TOK(fin, i), TOKLEN(fin, i));
+				sb_putc(&joined, ' ');
+			sb_put(&joined, TOK(fin, i), TOKLEN(fin, i));
 		}
-		utf8_lossy(out, raw.p ? raw.p : "", raw.n);
-		if (raw.oom)
+		if (raw)
+			sb_put(out, joined.p ? joined.p : "", joined.n);
+		else
+			utf8_lossy(out, joined.p ? joined.p : "", joined.n);
+		if (joined.oom)
 			rc = -1;
-		sb_free(&raw);
+		sb_free(&joined);
 	}
 	mctx_free(&m);
 	tl_free(&toks);
 	tl_free(&res);
 	return rc < 0 || out->oom ? -1 : 0;
+}
+
+int decode_into(const mh_tokenizer *t, const int32_t *ids, size_t n, bool skip_special,
+		sbuf *out)
+{
+	return decode_ids(t, ids, n, skip_special, false, out);
 }
 
 char *tokenizer_decode(const mh_tokenizer *t, const int32_t *ids, size_t n, int skip_special,
@@ -259,6 +269,65 @@ char *tokenizer_decode(const mh_tokenizer *t, const int32_t *ids, size_t n, int 
 	if (len)
 		*len = out.n;
 	return out.p;
+}
+
+/* A token whose text alone is one ASCII letter or digit: what tokenizer_pieces
+ * puts before each token, so that the decoder's rules for a text's first
+ * token (Metaspace's dropped space, Strip) leave the token itself alone. */
+static int32_t plain_anchor(const mh_tokenizer *t)
+{
+	for (int32_t id = 0; id < t->n_ids; id++) {
+		const char *s = t->id_str[id];
+		if (s && t->id_len[id] == 1 && !(t->id_flags[id] & F_SPECIAL) &&
+		    ((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9')))
+			return id;
+	}
+	return -1;
+}
+
+int tokenizer_pieces(const mh_tokenizer *t, int first, char **blob, uint32_t **off)
+{
+	*blob = NULL;
+	*off = NULL;
+	if (!t)
+		return -1;
+	sbuf all = { 0 }, one = { 0 }, base = { 0 };
+	uint32_t *o = malloc(((size_t)t->n_ids + 1) * sizeof *o);
+	int32_t pair[2] = { first ? -1 : plain_anchor(t), 0 };
+	int with = pair[0] >= 0, rc = o ? 0 : -1;
+	if (rc == 0 && with && decode_ids(t, pair, 1, false, true, &base) < 0)
+		rc = -1;
+	for (int32_t id = 0; rc == 0 && id < t->n_ids; id++) {
+		o[id] = (uint32_t)all.n;
+		if (!t->id_str[id] || (t->id_flags[id] & F_SPECIAL))
+			continue;
+		pair[1] = id;
+		sb_clear(&one);
+		if (decode_ids(t, pair + !with, 1 + (size_t)with, false, true, &one) < 0) {
+			rc = -1;
+			break;
+		}
+		/* a decoder that rewrites the anchor too: the token cannot be told apart */
+		if (one.n >= base.n && (!base.n || !memcmp(one.p, base.p, base.n)))
+			sb_put(&all, one.p + base.n, one.n - base.n);
+		if (all.oom || all.n > UINT32_MAX)
+			rc = -1;
+	}
+	if (rc == 0) {
+		o[t->n_ids] = (uint32_t)all.n;
+		if (!sb_reserve(&all, 1))
+			rc = -1;
+	}
+	sb_free(&one);
+	sb_free(&base);
+	if (rc != 0) {
+		sb_free(&all);
+		free(o);
+		return -1;
+	}
+	*blob = all.p;
+	*off = o;
+	return 0;
 }
 
 /* ---- small queries ----------------------------------------------------- */
