@@ -324,13 +324,69 @@ else
 	req "tool_choice auto" POST /v1/chat/completions "$(chat "$CALL" ',"tool_choice":"auto"')"
 	expect "tool_choice auto: as without it" 200 "\"name\":\"get_weather\",$ARGS}}]" \
 		'"finish_reason":"tool_calls"'
-	req "tool_choice required" POST /v1/chat/completions "$(chat "$CALL" ',"tool_choice":"required"')"
-	expect "tool_choice required: 400 naming what is not supported" 400 \
-		'\"required\" is not supported: replies are not constrained' '"param":"tool_choice"'
-	req "tool_choice function" POST /v1/chat/completions \
-		"$(chat "$CALL" ',"tool_choice":{"type":"function","function":{"name":"get_weather"}}')"
-	expect "tool_choice naming a function: 400" 400 'naming a function is not supported' \
+	# tool_choice "required" and a named function hold the reply to calls
+	# (host/text/constrain.h): greedy, the parrot's copy is taken where it
+	# fits the form and the best token that fits where it does not
+	TOOLS2='"tools":[{"type":"function","function":{"name":"get_weather"}},{"type":"function","function":{"name":"get_time"}}]'
+	chat2() { printf '{"messages":[{"role":"user","content":"%s"}],%s,"temperature":0%s}' "$1" "$TOOLS2" "${2:-}"; }
+	TIME='<tool_call>\n{\"name\": \"get_time\", \"arguments\": {\"tz\": \"UTC\"}}\n</tool_call>'
+	TARGS='"name":"get_time","arguments":"{\"tz\":\"UTC\"}"}}'
+	req "required, two calls" POST /v1/chat/completions "$(chat2 "$TIME\\n$TIME" ',"tool_choice":"required"')"
+	expect "tool_choice required: the calls the model makes" 200 \
+		"$TARGS,{\"id\":\"call_" "$TARGS]" '"finish_reason":"tool_calls"'
+	req "named, two calls" POST /v1/chat/completions \
+		"$(chat2 "$TIME\\n$TIME" ',"tool_choice":{"type":"function","function":{"name":"get_time"}}')"
+	if expect "tool_choice naming a function: one call, and the reply ends with it" 200 \
+		"\"tool_calls\":[{\"id\":\"call_" "$TARGS]" '"finish_reason":"tool_calls"' &&
+		grep -qF '"call_' "$T/body" && [ "$(grep -o '"call_' "$T/body" | wc -l)" -ne 1 ]; then
+		bad "a named function: more than one call: $(cat "$T/body")"
+	fi
+	req "required, text" POST /v1/chat/completions \
+		"$(chat2 'I will not call anything.' ',"tool_choice":"required","max_tokens":60')"
+	# (the parrot's ties go to the lowest id: one byte a token, "t" before "w")
+	expect "tool_choice required: a reply that would be text is a call all the same" 200 \
+		'"content":"<tool_call>\n{\"name\": \"get_time\", \"arguments\": {' \
+		'"finish_reason":"length"'
+	req "named, text" POST /v1/chat/completions \
+		"$(chat2 'No.' ',"tool_choice":{"type":"function","function":{"name":"get_weather"}},"max_tokens":60')"
+	expect "a named function: its name, whatever the model would say" 200 \
+		'"content":"<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {' \
+		'"finish_reason":"length"'
+	curl -s -N -m 60 -d "$(chat2 "$TIME" ',"tool_choice":"required","stream":true')" \
+		"http://127.0.0.1:$PORT/v1/chat/completions" >"$T/sse"
+	if grep -qF '"type":"function","function":{"name":"get_time","arguments":""}}]}' "$T/sse" &&
+		calls_end "$T/sse"; then
+		ok "tool_choice required, streamed: the call's deltas, finish tool_calls"
+	else
+		bad "required, streamed: $(cat "$T/sse")"
+	fi
+	req "named unknown" POST /v1/chat/completions \
+		"$(chat2 x ',"tool_choice":{"type":"function","function":{"name":"get_wind"}}')"
+	expect "tool_choice naming a function not in tools: 400" 400 \
+		"names the function 'get_wind', which is not one of 'tools'" '"param":"tool_choice"'
+	req "required without tools" POST /v1/chat/completions \
+		'{"messages":[{"role":"user","content":"x"}],"tool_choice":"required"}'
+	expect "tool_choice required without tools: 400" 400 "but there are no 'tools'" \
 		'"param":"tool_choice"'
+	req "required, a bad name" POST /v1/chat/completions \
+		'{"messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"get weather"}}],"tool_choice":"required"}'
+	expect "a forced call to a function whose name is not one: 400" 400 \
+		"whose 'name' is 1 to 64 letters" '"param":"tools"'
+	# response_format json_object: one JSON object, and the reply ends there
+	jchat() { printf '{"messages":[{"role":"user","content":"%s"}],"temperature":0,"response_format":{"type":"json_object"}%s}' "$1" "${2:-}"; }
+	req "json" POST /v1/chat/completions "$(jchat '{\"a\": [1, 2.5], \"b\": \"x\"} and then some')"
+	expect "response_format json_object: the object, and nothing after it" 200 \
+		'"content":"{\"a\": [1, 2.5], \"b\": \"x\"}"}' '"finish_reason":"stop"'
+	req "json, text" POST /v1/chat/completions "$(jchat 'Hello there' ',"max_tokens":6')"
+	expect "response_format json_object: a reply that would be text is an object all the same" \
+		200 '"content":"{' '"finish_reason":"length"'
+	req "json_schema" POST /v1/chat/completions \
+		'{"messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema","json_schema":{"name":"a","schema":{}}}}'
+	expect "response_format json_schema: 400 saying so" 400 "json_schema is not supported" \
+		'"param":"response_format"'
+	req "response_format bad" POST /v1/chat/completions \
+		'{"messages":[{"role":"user","content":"x"}],"response_format":"json"}'
+	expect "response_format of another shape: 400" 400 '"param":"response_format"'
 	req "tool_choice bad" POST /v1/chat/completions "$(chat "$CALL" ',"tool_choice":"sometimes"')"
 	expect "tool_choice of another value: 400" 400 "must be \\\"auto\\\", \\\"none\\\"" \
 		'"param":"tool_choice"'

@@ -92,33 +92,99 @@ static int get_bool(const cJSON *b, const char *name, int *out, api_error *e)
 	return 1;
 }
 
-/* tool_choice: "auto" (the default) and "none" (the tools neither rendered
- * nor parsed: the reply is text) are honoured; "required" and a named
- * function would need the reply constrained to a call, which this server
- * does not do, so they are refused rather than silently not kept.
- * parallel_tool_calls: false keeps the reply's first call. */
-static int parse_tool_choice(const cJSON *b, api_call *c, api_error *e)
+/* tool_choice: "auto" (the default): the reply may call the tools or not;
+ * "none": the tools are neither rendered nor parsed, the reply is text;
+ * "required": the reply is held to calls of the tools (text/constrain.h);
+ * {"type": "function", "function": {"name": N}}: to one call of N.  *forced
+ * gets NULL, "" (any tool) or N.  parallel_tool_calls: false keeps the
+ * reply's first call, and holds a required reply to one. */
+static int parse_tool_choice(const cJSON *b, api_call *c, const char **forced, api_error *e)
 {
 	const cJSON *tc = cJSON_GetObjectItemCaseSensitive(b, "tool_choice");
 	const char *s = cJSON_IsString(tc) ? tc->valuestring : NULL;
-	if (s && strcmp(s, "none") == 0)
+	*forced = NULL;
+	if (s && strcmp(s, "none") == 0) {
 		c->tools = 0;
-	else if (s && strcmp(s, "required") == 0)
-		return api_error_set(e, 400, "tool_choice",
-				     "'tool_choice' \"required\" is not supported: replies are not "
-				     "constrained to a tool call; use \"auto\" or \"none\"");
-	else if (cJSON_IsObject(tc))
-		return api_error_set(e, 400, "tool_choice",
-				     "'tool_choice' naming a function is not supported: replies are not "
-				     "constrained to a tool call; use \"auto\" or \"none\"");
-	else if (tc && !cJSON_IsNull(tc) && !(s && strcmp(s, "auto") == 0))
+	} else if (s && strcmp(s, "required") == 0) {
+		*forced = "";
+	} else if (cJSON_IsObject(tc)) {
+		const cJSON *ty = cJSON_GetObjectItemCaseSensitive(tc, "type");
+		const cJSON *fn = cJSON_GetObjectItemCaseSensitive(tc, "function");
+		const cJSON *name = cJSON_GetObjectItemCaseSensitive(fn, "name");
+		if (!cJSON_IsString(ty) || strcmp(ty->valuestring, "function") != 0 ||
+		    !cJSON_IsString(name))
+			return api_error_set(e, 400, "tool_choice",
+					     "'tool_choice' as an object must be {\"type\": \"function\", "
+					     "\"function\": {\"name\": ...}}");
+		*forced = name->valuestring;
+	} else if (tc && !cJSON_IsNull(tc) && !(s && strcmp(s, "auto") == 0)) {
 		return api_error_set(e, 400, "tool_choice",
 				     "'tool_choice' must be \"auto\", \"none\", \"required\" or an "
 				     "object naming a function");
+	}
+	if (*forced && !c->tools)
+		return api_error_set(e, 400, "tool_choice",
+				     "'tool_choice' asks for a tool call, but there are no 'tools'");
 	int parallel = 1;
 	if (get_bool(b, "parallel_tool_calls", &parallel, e) < 0)
 		return -1;
 	c->one_call = !parallel;
+	return 0;
+}
+
+/* response_format: {"type": "text"} (the default) or {"type":
+ * "json_object"} (the reply is held to one JSON object); *json says which. */
+static int parse_response_format(const cJSON *b, int *json, api_error *e)
+{
+	const cJSON *rf = cJSON_GetObjectItemCaseSensitive(b, "response_format");
+	const cJSON *ty = cJSON_GetObjectItemCaseSensitive(rf, "type");
+	*json = 0;
+	if (!rf || cJSON_IsNull(rf))
+		return 0;
+	if (cJSON_IsObject(rf) && cJSON_IsString(ty)) {
+		if (strcmp(ty->valuestring, "text") == 0)
+			return 0;
+		if (strcmp(ty->valuestring, "json_object") == 0)
+			return *json = 1, 0;
+		if (strcmp(ty->valuestring, "json_schema") == 0)
+			return api_error_set(e, 400, "response_format",
+					     "'response_format' json_schema is not supported: replies are "
+					     "held to JSON, not to a schema; use {\"type\": \"json_object\"}");
+	}
+	return api_error_set(e, 400, "response_format",
+			     "'response_format' must be {\"type\": \"text\"} or {\"type\": "
+			     "\"json_object\"}");
+}
+
+/* The names a forced tool call may take (every tool's, or the one forced),
+ * copied into r for its constraint. */
+static int forced_names(const cJSON *b, const char *forced, engine_req *r, api_error *e)
+{
+	const cJSON *tools = cJSON_GetObjectItemCaseSensitive(b, "tools"), *t;
+	int n = cJSON_GetArraySize(tools), k = 0;
+	if (n > CN_MAX_NAMES)
+		return api_error_set(e, 400, "tools", "a forced tool call may choose among at most %d "
+				     "tools", CN_MAX_NAMES);
+	if (!(r->shape_names = calloc((size_t)n, sizeof *r->shape_names)))
+		return api_error_set(e, 500, NULL, "out of memory");
+	cJSON_ArrayForEach(t, tools) {
+		const cJSON *fn = cJSON_GetObjectItemCaseSensitive(t, "function");
+		const cJSON *name = cJSON_GetObjectItemCaseSensitive(fn, "name");
+		if (!cJSON_IsString(name) || !cn_name_ok(name->valuestring))
+			return api_error_set(e, 400, "tools",
+					     "every tool needs a function whose 'name' is 1 to %d letters, "
+					     "digits, '_' or '-'", CN_MAX_NAME);
+		if (*forced && strcmp(forced, name->valuestring) != 0)
+			continue;
+		if (!(r->shape_names[k] = strdup(name->valuestring)))
+			return api_error_set(e, 500, NULL, "out of memory");
+		r->n_shape_names = ++k;
+	}
+	if (k == 0)
+		return api_error_set(e, 400, "tool_choice", "'tool_choice' names the function '%.64s', "
+				     "which is not one of 'tools'", forced);
+	r->shape = CN_TOOLS;
+	r->shape_many = !*forced;
 	return 0;
 }
 
@@ -336,15 +402,19 @@ int api_parse(server *sv, int chat, const cJSON *b, api_call *c, api_error *e)
 			return -1;
 	}
 	int32_t *ids = NULL;
-	int n_ids = 0;
+	int n_ids = 0, json = 0;
+	const char *forced = NULL;
 	if (chat) {
 		const cJSON *tools = cJSON_GetObjectItemCaseSensitive(b, "tools");
 		if (tools && !cJSON_IsNull(tools) && !cJSON_IsArray(tools))
 			return api_error_set(e, 400, "tools", "'tools' must be a list");
 		c->tools = cJSON_GetArraySize(tools) > 0;
-		if (parse_tool_choice(b, c, e) != 0 || chat_prompt(sv, b, c->tools, &ids, &n_ids, e) != 0)
+		if (parse_tool_choice(b, c, &forced, e) != 0 ||
+		    parse_response_format(b, &json, e) != 0 ||
+		    chat_prompt(sv, b, c->tools, &ids, &n_ids, e) != 0)
 			return -1;
-	} else if (parse_prompt(sv, b, &ids, &n_ids, e) != 0) {
+	} else if (parse_response_format(b, &json, e) != 0 ||
+		   parse_prompt(sv, b, &ids, &n_ids, e) != 0) {
 		return -1;
 	}
 	if (!(c->req = engine_req_new(ids, n_ids))) {
@@ -354,6 +424,15 @@ int api_parse(server *sv, int chat, const cJSON *b, api_call *c, api_error *e)
 	engine_req *r = c->req;
 	if (parse_sampling(b, r, e) != 0 || parse_stop(b, r, e) != 0)
 		return -1;
+	if (forced && forced_names(b, forced, r, e) != 0)
+		return -1;
+	if (forced)
+		r->shape_many = r->shape_many && !c->one_call;
+	else if (json)
+		r->shape = CN_JSON;
+	if (r->shape && !sv->tk)
+		return api_error_set(e, 400, "response_format",
+				     "the model has no tokenizer.json: its replies cannot be held to JSON");
 	const char *eot = chat ? chat_stop(sv) : NULL;
 	if (eot && *eot && r->n_stop < ENGINE_MAX_STOP) { /* the end of the turn, as text */
 		if (!(r->stop[r->n_stop] = strdup(eot)))

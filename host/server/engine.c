@@ -39,6 +39,8 @@ typedef struct slot {
 	int fed;                /* tokens of hist in the KV cache */
 	mh_sampler *sm;
 	mh_detok_stream *ds;
+	mh_constraint *cn;      /* the request's shape, or NULL */
+	float *scratch;         /* with cn: a copy of the logits */
 } slot;
 
 struct engine {
@@ -51,6 +53,7 @@ struct engine {
 	unsigned gen;
 	mh_batch_item *items;   /* a step's batch */
 	float *logits;          /* its rows */
+	cn_vocab *cnv;          /* the tokenizer's pieces, from the first shaped request */
 
 	pthread_mutex_t mu;
 	pthread_cond_t wake;    /* the engine thread waits on it */
@@ -104,6 +107,9 @@ static void req_free(engine_req *r)
 		free(r->stop[i]);
 	free(r->text);
 	free(r->ends);
+	for (int i = 0; i < r->n_shape_names; i++)
+		free(r->shape_names[i]);
+	free(r->shape_names);
 	pthread_cond_destroy(&r->cond);
 	free(r);
 }
@@ -347,6 +353,10 @@ static void slot_free_buffers(slot *sl)
 	sl->ds = NULL;
 	free(sl->hist);
 	sl->hist = NULL;
+	constraint_free(sl->cn);
+	sl->cn = NULL;
+	free(sl->scratch);
+	sl->scratch = NULL;
 }
 
 /* Engine thread: end the slot's request (under mu) and free what it used. */
@@ -379,6 +389,25 @@ static void slot_end(engine *e, slot *sl, const char *finish, int status, const 
 	}
 }
 
+/* Engine thread: the constraint a shaped request's reply follows. */
+static int slot_shape(engine *e, slot *sl, const engine_req *r, char *err)
+{
+	if (!e->c.tk) {
+		mh_errf(err, "a reply held to a form needs the model's tokenizer.json");
+		return -1;
+	}
+	if (!e->cnv && !(e->cnv = cn_vocab_new(e->c.tk)))
+		goto oom;
+	sl->cn = constraint_new(e->cnv, r->shape, (const char *const *)r->shape_names,
+				r->n_shape_names, r->shape_many);
+	sl->scratch = malloc((size_t)e->info.vocab_size * sizeof *sl->scratch);
+	if (sl->cn && sl->scratch)
+		return 0;
+oom:
+	mh_errf(err, "out of memory");
+	return -1;
+}
+
 /* Engine thread, mu held: move a queued request into the slot, as a new
  * sequence of the current model. */
 static int slot_admit(engine *e, slot *sl, engine_req *r, char *err)
@@ -391,6 +420,8 @@ static int slot_admit(engine *e, slot *sl, engine_req *r, char *err)
 		mh_errf(err, "out of memory");
 		return -1;
 	}
+	if (r->shape && slot_shape(e, sl, r, err) != 0)
+		return -1;
 	sl->seq = session_seq_open(e->cur->s, err);
 	if (sl->seq < 0)
 		return -1;
@@ -406,20 +437,49 @@ static int slot_admit(engine *e, slot *sl, engine_req *r, char *err)
 	return 0;
 }
 
+/* The next token: the sampler's, or with a shape the sampler's among the
+ * tokens the shape allows (-1 when there is none).  Greedy decoding first
+ * tries the unrestricted choice on a copy of the logits: when the shape
+ * allows it, it is also the best of those allowed, and the mask's walk over
+ * the vocabulary is saved. */
+static int32_t slot_pick(engine *e, slot *sl, float *logits)
+{
+	const engine_req *r = sl->r;
+	if (!sl->cn)
+		return sampler_sample(sl->sm, logits, sl->hist, (size_t)sl->n_hist);
+	const mh_session *s = sl->es->s;
+	int n_end = r->ignore_eos ? 0 : s->n_eos;
+	if (r->sp.temperature <= 0) {
+		memcpy(sl->scratch, logits, (size_t)e->info.vocab_size * sizeof *logits);
+		int32_t id = sampler_sample(sl->sm, sl->scratch, sl->hist, (size_t)sl->n_hist);
+		if (constraint_allows(sl->cn, id) ||
+		    (n_end && constraint_may_end(sl->cn) && session_is_eos(s, id)))
+			return id;
+	}
+	if (constraint_mask(sl->cn, logits, e->info.vocab_size, s->eos, n_end) == 0)
+		return -1;
+	return sampler_sample(sl->sm, logits, sl->hist, (size_t)sl->n_hist);
+}
+
 /* Engine thread: the slot's logits are fresh; pick a token and publish. */
 static void slot_sample(engine *e, slot *sl, float *logits)
 {
 	engine_req *r = sl->r;
-	int32_t id = sampler_sample(sl->sm, logits, sl->hist, (size_t)sl->n_hist);
+	int32_t id = slot_pick(e, sl, logits);
+	if (id < 0) {
+		slot_end(e, sl, NULL, 500, "no token of the vocabulary can continue the reply's form");
+		return;
+	}
 	double now = mh_now();
 	const char *finish = NULL;
 	size_t n = 0;
 	const char *piece = NULL;
-	int eos = !r->ignore_eos && session_is_eos(sl->es->s, id);
+	int eos = !r->ignore_eos && session_is_eos(sl->es->s, id), complete = 0;
 	if (!eos) {
 		sl->hist[sl->n_hist++] = id;
 		if (sl->ds)
 			piece = tokenizer_stream_push(sl->ds, id, &n);
+		complete = sl->cn && constraint_feed(sl->cn, id) == 1;
 	}
 	pthread_mutex_lock(&e->mu);
 	r->n_gen++;
@@ -447,6 +507,8 @@ static void slot_sample(engine *e, slot *sl, float *logits)
 		if (!finish && text_mark(r) != 0)
 			finish = "oom";
 	}
+	if (!finish && complete) /* the form is whole and nothing may follow */
+		finish = "stop";
 	if (!finish && r->n_gen >= r->max_tokens)
 		finish = "length";
 	if (!finish && sl->fed >= e->info.n_ctx)
@@ -786,6 +848,7 @@ void engine_free(engine *e)
 	free(e->cur);
 	free(e->items);
 	free(e->logits);
+	cn_vocab_free(e->cnv);
 	modeldir_close(e->dir);
 	pthread_cond_destroy(&e->changed);
 	pthread_cond_destroy(&e->wake);
