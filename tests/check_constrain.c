@@ -72,6 +72,45 @@ END_TEST
 
 /* ---- shapes, fed a text token by token ------------------------------------------- */
 
+/* One constraint at a time, with its grammar (freed together by cfree). */
+static cn_grammar *the_g;
+
+static mh_constraint *json_c(const cn_vocab *v, const char *schema)
+{
+	char err[256] = "";
+	cJSON *j = schema ? cJSON_Parse(schema) : NULL;
+	ck_assert_msg(!schema || j, "test schema: %s", schema);
+	the_g = cn_grammar_json(j, err, sizeof err);
+	cJSON_Delete(j);
+	ck_assert_msg(the_g != NULL, "%s", err);
+	mh_constraint *c = constraint_new(v, the_g);
+	ck_assert_ptr_nonnull(c);
+	return c;
+}
+
+static mh_constraint *tools_c(const cn_vocab *v, const char *const *names,
+			      const char *const *params, int n, int many)
+{
+	char err[256] = "";
+	cJSON *j[8] = { 0 };
+	for (int i = 0; params && i < n; i++)
+		j[i] = params[i] ? cJSON_Parse(params[i]) : NULL;
+	the_g = cn_grammar_tools(names, (const cJSON *const *)j, n, many, err, sizeof err);
+	for (int i = 0; i < n; i++)
+		cJSON_Delete(j[i]);
+	ck_assert_msg(the_g != NULL, "%s", err);
+	mh_constraint *c = constraint_new(v, the_g);
+	ck_assert_ptr_nonnull(c);
+	return c;
+}
+
+static void cfree(mh_constraint *c)
+{
+	constraint_free(c);
+	cn_grammar_free(the_g);
+	the_g = NULL;
+}
+
 /* Feed text's tokens: the index of the first one refused, or -1 when all
  * are taken; *last gets constraint_feed's value for the last one taken. */
 static int feed(const mh_tokenizer *t, mh_constraint *c, const char *text, int *last)
@@ -102,6 +141,7 @@ static const char *const good_json[] = {
 	"{\"a\": 1}",
 	"{\"city\": \"Zürich\", \"days\": 2, \"ok\": true, \"no\": false, \"x\": null}",
 	"{\"n\": [-0.5e+10, 0, 12.25, 3E-2, -7], \"o\": {\"p\": []}, \"q\": [{}, [[]]]}",
+	"{\"big\": [12345678901234567, -0.12345678901234567e-308]}",
 	"{\"esc\": \"a\\\"b\\\\c\\/d\\n\\t\\u00e9\\uD83D\\ude00\"}",
 	"{\"emoji\": \"😀 日本語 ü\"}",
 	"{\n  \"pretty\": [\n    1,\n\t\t2\n  ]\n}",
@@ -125,6 +165,9 @@ static const char *const bad_json[] = {
 	"{\"a\": 1} more",     /* text after the object */
 	"{\"a\": 1]",          /* the wrong close */
 	" {}",                 /* whitespace first */
+	"{\"a\": 123456789012345678}", /* 18 digits */
+	"{\"a\": 1.123456789012345678}",
+	"{\"a\": 1e1234}",
 	"{\"a\":  1}",         /* two spaces */
 	"{\"a\":\n\n1}",       /* two newlines */
 	"{\"a\": \n1}",        /* a space, then a newline */
@@ -140,17 +183,17 @@ START_TEST(json_shape)
 		ck_assert_ptr_nonnull(v);
 		int last;
 		for (size_t i = 0; i < sizeof good_json / sizeof *good_json; i++) {
-			mh_constraint *c = constraint_new(v, CN_JSON, NULL, 0, 0);
+			mh_constraint *c = json_c(v, NULL);
 			ck_assert_ptr_nonnull(c);
 			ck_assert_msg(feed(t, c, good_json[i], &last) < 0 && last == 1,
 				      "%s: refused or not complete: %s", names[k], good_json[i]);
-			constraint_free(c);
+			cfree(c);
 		}
 		for (size_t i = 0; i < sizeof bad_json / sizeof *bad_json; i++) {
-			mh_constraint *c = constraint_new(v, CN_JSON, NULL, 0, 0);
+			mh_constraint *c = json_c(v, NULL);
 			ck_assert_msg(feed(t, c, bad_json[i], &last) >= 0, "%s: taken: %s", names[k],
 				      bad_json[i]);
-			constraint_free(c);
+			cfree(c);
 		}
 		cn_vocab_free(v);
 		tokenizer_free(t);
@@ -186,9 +229,9 @@ START_TEST(json_limits)
 		{ repeat("{\n", " ", CN_MAX_INDENT + 1, "}"), 0 },
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-		mh_constraint *c = constraint_new(v, CN_JSON, NULL, 0, 0);
+		mh_constraint *c = json_c(v, NULL);
 		ck_assert_int_eq(feed(t, c, cases[i].text, &last) < 0, cases[i].ok);
-		constraint_free(c);
+		cfree(c);
 		free(cases[i].text);
 	}
 	/* UTF-8 byte by byte (Mistral's byte tokens): overlong, surrogate and
@@ -205,13 +248,13 @@ START_TEST(json_limits)
 		{ "<0xF4>", "<0x90>", NULL, NULL },     /* past U+10FFFF */
 	};
 	for (size_t i = 0; i < sizeof seqs / sizeof *seqs; i++) {
-		mh_constraint *c = constraint_new(v, CN_JSON, NULL, 0, 0);
+		mh_constraint *c = json_c(v, NULL);
 		ck_assert_int_lt(feed(t, c, "{\"a\": \"", &last), 0);
 		int taken = 1;
 		for (int k = 0; k < 3 && seqs[i][k] && taken; k++)
 			taken = constraint_feed(c, tokenizer_token_id(t, seqs[i][k])) == 0;
 		ck_assert_msg(taken == (seqs[i][3] != NULL), "case %zu", i);
-		constraint_free(c);
+		cfree(c);
 	}
 	cn_vocab_free(v);
 	tokenizer_free(t);
@@ -227,14 +270,14 @@ START_TEST(tool_shape)
 	const char *names[] = { "get_weather", "get", "get_time" };
 	int last;
 	/* one call to any of the names; the reply ends with it */
-	mh_constraint *c = constraint_new(v, CN_TOOLS, names, 3, 0);
+	mh_constraint *c = tools_c(v, names, NULL, 3, 0);
 	ck_assert_int_lt(feed(t, c, CALL("get_weather", "{\"city\": \"Zürich\", \"days\": 2}"), &last), 0);
 	ck_assert_int_eq(last, 1);
-	constraint_free(c);
-	c = constraint_new(v, CN_TOOLS, names, 3, 0);
+	cfree(c);
+	c = tools_c(v, names, NULL, 3, 0);
 	ck_assert_int_lt(feed(t, c, CALL("get", "{}"), &last), 0);
 	ck_assert_int_eq(last, 1);
-	constraint_free(c);
+	cfree(c);
 	const char *refused[] = {
 		CALL("get_wind", "{}"),        /* not a name */
 		CALL("ge", "{}"),              /* a name's prefix only */
@@ -243,30 +286,166 @@ START_TEST(tool_shape)
 		"<tool_call>\n{\"arguments\": {}, \"name\": \"get\"}\n</tool_call>",
 	};
 	for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
-		c = constraint_new(v, CN_TOOLS, names, 3, 0);
+		c = tools_c(v, names, NULL, 3, 0);
 		ck_assert_msg(feed(t, c, refused[i], &last) >= 0, "taken: %s", refused[i]);
-		constraint_free(c);
+		cfree(c);
 	}
 	/* with many: after a call the reply may end (the end tokens are let
 	 * through) or another call follows */
-	c = constraint_new(v, CN_TOOLS, names, 3, 1);
+	c = tools_c(v, names, NULL, 3, 1);
 	ck_assert_int_lt(feed(t, c, CALL("get_time", "{}"), &last), 0);
 	ck_assert_int_eq(last, 0);
 	ck_assert(constraint_may_end(c));
 	ck_assert_int_lt(feed(t, c, "\n" CALL("get", "{\"x\": [1, 2]}"), &last), 0);
 	ck_assert(constraint_may_end(c));
 	ck_assert_int_ge(feed(t, c, "\nSure", &last), 0);
-	constraint_free(c);
+	cfree(c);
 	/* a single name */
-	c = constraint_new(v, CN_TOOLS, names + 2, 1, 0);
+	c = tools_c(v, names + 2, NULL, 1, 0);
 	ck_assert_int_ge(feed(t, c, CALL("get", "{}"), &last), 0);
-	constraint_free(c);
+	cfree(c);
 	/* names that are not function names */
 	const char *bad[] = { "has space", "", "quote\"d" };
-	for (int i = 0; i < 3; i++)
-		ck_assert_ptr_null(constraint_new(v, CN_TOOLS, bad + i, 1, 0));
+	char err[256];
+	for (int i = 0; i < 3; i++) {
+		ck_assert_ptr_null(cn_grammar_tools(bad + i, NULL, 1, 0, err, sizeof err));
+		ck_assert_ptr_nonnull(strstr(err, "name must be 1 to 64"));
+	}
 	cn_vocab_free(v);
 	tokenizer_free(t);
+}
+END_TEST
+
+/* ---- JSON Schema ------------------------------------------------------------------- */
+
+#define WEATHER                                                                              \
+	"{\"type\": \"object\", \"properties\": {\"city\": {\"type\": \"string\", "             \
+	"\"maxLength\": 8}, \"days\": {\"type\": \"integer\"}, \"unit\": {\"enum\": [\"c\", "     \
+	"\"f\"]}, \"tags\": {\"type\": \"array\", \"items\": {\"type\": \"string\"}, "            \
+	"\"maxItems\": 2}, \"opt\": {\"type\": [\"number\", \"null\"]}}, \"required\": "            \
+	"[\"city\", \"days\"], \"additionalProperties\": false}"
+#define TREE                                                                                 \
+	"{\"$defs\": {\"node\": {\"type\": \"object\", \"properties\": {\"v\": {\"type\": "       \
+	"\"integer\"}, \"kids\": {\"type\": \"array\", \"items\": {\"$ref\": "                    \
+	"\"#/$defs/node\"}}}, \"required\": [\"v\"]}}, \"$ref\": \"#/$defs/node\"}"
+#define ENUMS "{\"properties\": {\"x\": {\"enum\": [1, 12, \"a\", true, null]}}}"
+
+static const struct {
+	const char *schema, *text;
+	int ok;
+} schema_cases[] = {
+	{ WEATHER, "{\"city\": \"Zürich\", \"days\": 2}", 1 },
+	{ WEATHER, "{\"city\": \"Bern\", \"days\": 10, \"unit\": \"c\", \"tags\": [\"a\", \"b\"], "
+		   "\"opt\": null}", 1 },
+	{ WEATHER, "{\"city\": \"\", \"days\": -3, \"opt\": 1.5e3}", 1 },
+	{ WEATHER, "{\n  \"city\": \"Bern\",\n  \"days\": 0\n}", 1 },
+	{ WEATHER, "{\"days\": 2, \"city\": \"Bern\"}", 0 },              /* the schema's order */
+	{ WEATHER, "{\"city\": \"Bern\"}", 0 },                           /* days is required */
+	{ WEATHER, "{\"city\": \"Bern\", \"days\": 2.5}", 0 },             /* an integer */
+	{ WEATHER, "{\"city\": \"Bern\", \"days\": 2, \"unit\": \"k\"}", 0 }, /* not in the enum */
+	{ WEATHER, "{\"city\": \"Bern\", \"days\": 2, \"tags\": [\"a\", \"b\", \"c\"]}", 0 },
+	{ WEATHER, "{\"city\": \"Zürich-Nord\", \"days\": 2}", 0 },       /* maxLength 8 */
+	{ WEATHER, "{\"city\": \"Bern\", \"days\": 2, \"wind\": 1}", 0 }, /* not a property */
+	{ WEATHER, "{\"city\": 5, \"days\": 1}", 0 },                     /* a string */
+	{ WEATHER, "{\"city\": \"Bern\", \"days\": 2, \"opt\": \"x\"}", 0 }, /* number or null */
+	{ TREE, "{\"v\": 1, \"kids\": [{\"v\": 2}, {\"v\": 3, \"kids\": []}]}", 1 },
+	{ TREE, "{\"v\": 1, \"kids\": [{\"w\": 2}]}", 0 },
+	{ TREE, "{\"kids\": []}", 0 },
+	{ ENUMS, "{\"x\": 12}", 1 },
+	{ ENUMS, "{\"x\": 1}", 1 },
+	{ ENUMS, "{\"x\": \"a\"}", 1 },
+	{ ENUMS, "{\"x\": true}", 1 },
+	{ ENUMS, "{\"x\": null}", 1 },
+	{ ENUMS, "{}", 1 },
+	{ ENUMS, "{\"x\": 2}", 0 },
+	{ ENUMS, "{\"x\": 123}", 0 },
+	{ ENUMS, "{\"x\": \"b\"}", 0 },
+	{ ENUMS, "{\"x\": false}", 0 },
+	{ "{\"properties\": {\"a\": {\"const\": \"k\"}, \"b\": {\"anyOf\": [{\"type\": "
+	  "\"string\"}, {\"type\": \"object\"}]}}, \"required\": [\"a\", \"b\"]}",
+	  "{\"a\": \"k\", \"b\": {\"free\": [1, {}]}}", 1 },
+	{ "{\"type\": \"object\", \"properties\": {}}", "{}", 1 },
+	{ "{\"type\": \"object\", \"properties\": {}}", "{\"a\": 1}", 0 },
+	{ "{\"type\": \"object\", \"additionalProperties\": {\"type\": \"integer\"}}",
+	  "{\"a\": 1, \"b\": 2}", 1 },
+	{ "{\"type\": \"object\", \"additionalProperties\": {\"type\": \"integer\"}}",
+	  "{\"a\": \"x\"}", 0 },
+	{ "{\"properties\": {\"l\": {\"items\": {\"type\": \"boolean\"}, \"minItems\": 1}}}",
+	  "{\"l\": []}", 0 },
+	{ "{\"properties\": {\"l\": {\"items\": {\"type\": \"boolean\"}, \"minItems\": 1}}}",
+	  "{\"l\": [false, true]}", 1 },
+	{ "{\"properties\": {\"s\": {\"type\": \"string\", \"minLength\": 2}}}",
+	  "{\"s\": \"ü\"}", 0 },
+	{ "{\"properties\": {\"s\": {\"type\": \"string\", \"minLength\": 2}}}",
+	  "{\"s\": \"\\uD83D\\uDE00ü\"}", 1 },
+};
+
+START_TEST(schema_shape)
+{
+	mh_tokenizer *t = tok("gpt2");
+	cn_vocab *v = cn_vocab_new(t);
+	int last;
+	for (size_t i = 0; i < sizeof schema_cases / sizeof *schema_cases; i++) {
+		mh_constraint *c = json_c(v, schema_cases[i].schema);
+		int at = feed(t, c, schema_cases[i].text, &last);
+		ck_assert_msg((at < 0 && last == 1) == schema_cases[i].ok, "%s %s: %s",
+			      schema_cases[i].ok ? "refused" : "taken", schema_cases[i].text,
+			      schema_cases[i].schema);
+		cfree(c);
+	}
+	/* a function's parameters hold its arguments; no parameters, any object */
+	const char *names[] = { "get_weather", "get_time" }, *params[] = { WEATHER, NULL };
+	mh_constraint *c = tools_c(v, names, params, 2, 0);
+	ck_assert_int_lt(feed(t, c, CALL("get_weather", "{\"city\": \"Bern\", \"days\": 1}"), &last), 0);
+	ck_assert_int_eq(last, 1);
+	cfree(c);
+	c = tools_c(v, names, params, 2, 0);
+	ck_assert_int_ge(feed(t, c, CALL("get_weather", "{\"tz\": \"UTC\"}"), &last), 0);
+	cfree(c);
+	c = tools_c(v, names, params, 2, 0);
+	ck_assert_int_lt(feed(t, c, CALL("get_time", "{\"tz\": \"UTC\"}"), &last), 0);
+	cfree(c);
+	cn_vocab_free(v);
+	tokenizer_free(t);
+}
+END_TEST
+
+/* What cannot be held is an error naming it, not a form held loosely. */
+START_TEST(schema_refused)
+{
+	static const struct {
+		const char *schema, *says;
+	} cases[] = {
+		{ "{\"allOf\": [{\"type\": \"object\"}]}", "'allOf' cannot be held" },
+		{ "{\"properties\": {\"a\": {\"not\": {}}}}", "'not' cannot be held" },
+		{ "{\"properties\": {\"a\": {\"anyOf\": [{\"type\": \"object\"}, {\"properties\": "
+		  "{\"b\": true}}]}}}", "two branches for objects" },
+		{ "{\"type\": \"string\"}", "must be one for an object" },
+		{ "{\"type\": [\"object\", \"null\"]}", NULL }, /* takes objects (and null) */
+		{ "{\"$ref\": \"#/$defs/missing\"}", "is not \"#\" or one of its $defs" },
+		{ "{\"properties\": {\"a\": true}, \"required\": [\"b\"]}", "names 'b'" },
+		{ "{\"properties\": {\"a\": {\"type\": \"string\", \"minLength\": 3, "
+		  "\"maxLength\": 2}}}", "a minimum above its maximum" },
+		{ "{\"properties\": {\"a\": {\"type\": \"date\"}}}", "'date' is not a JSON Schema type" },
+		{ "{\"properties\": {\"a\": {\"items\": [{}, {}]}}}", "(a tuple)" },
+		{ "{\"properties\": {\"a\": {\"enum\": []}}}", "non-empty list" },
+		{ "{\"properties\": {\"a\": 5}}", "must be an object" },
+		{ "{\"properties\": {\"a\": {\"pattern\": \"^x$\", \"format\": \"date\"}}}", NULL },
+	};
+	char err[256];
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		cJSON *j = cJSON_Parse(cases[i].schema);
+		ck_assert_ptr_nonnull(j);
+		cn_grammar *g = cn_grammar_json(j, err, sizeof err);
+		cJSON_Delete(j);
+		if (!cases[i].says) {
+			ck_assert_msg(g != NULL, "%s: %s", cases[i].schema, err);
+		} else {
+			ck_assert_msg(g == NULL, "taken: %s", cases[i].schema);
+			ck_assert_msg(strstr(err, cases[i].says) != NULL, "%s: '%s'", cases[i].schema, err);
+		}
+		cn_grammar_free(g);
+	}
 }
 END_TEST
 
@@ -274,7 +453,8 @@ END_TEST
 
 /* At each state a prefix leads to, the mask keeps exactly the tokens
  * constraint_allows takes, plus the end tokens where the shape may end. */
-static void mask_is_allows(const char *name, int kind, const char *const *prefixes, int n)
+static void mask_is_allows(const char *name, int tools, const char *schema,
+			   const char *const *prefixes, int n)
 {
 	mh_tokenizer *t = tok(name);
 	cn_vocab *v = cn_vocab_new(t);
@@ -288,7 +468,7 @@ static void mask_is_allows(const char *name, int kind, const char *const *prefix
 		end[0] = tokenizer_token_id(t, "<|im_end|>");
 	int last;
 	for (int i = 0; i < n; i++) {
-		mh_constraint *c = constraint_new(v, kind, fns, 2, 1);
+		mh_constraint *c = tools ? tools_c(v, fns, NULL, 2, 1) : json_c(v, schema);
 		ck_assert_int_lt(feed(t, c, prefixes[i], &last), 0);
 		for (int32_t id = 0; id < nv; id++)
 			l[id] = 1.0f;
@@ -301,7 +481,7 @@ static void mask_is_allows(const char *name, int kind, const char *const *prefix
 		}
 		ck_assert_int_eq(left, count);
 		ck_assert_int_gt(left, 0);
-		constraint_free(c);
+		cfree(c);
 	}
 	free(l);
 	cn_vocab_free(v);
@@ -314,9 +494,13 @@ START_TEST(mask_matches_token_check)
 			       "{\"k\": \"\\u00", "{\"k\": \"Zü" };
 	const char *tools[] = { "", "<tool_call>\n{\"name\": \"get_", "<tool_call>\n{\"name\": \"get_time\", \"arguments\": {\"a\": 1",
 				CALL("get_time", "{}"), CALL("get_time", "{}") "\n<tool" };
-	mask_is_allows("gpt2", CN_JSON, json, 8);
-	mask_is_allows("mistral", CN_JSON, json, 8);
-	mask_is_allows("qwen3", CN_TOOLS, tools, 5);
+	mask_is_allows("gpt2", 0, NULL, json, 8);
+	mask_is_allows("mistral", 0, NULL, json, 8);
+	mask_is_allows("qwen3", 1, NULL, tools, 5);
+	const char *schema[] = { "", "{", "{\"city\": \"Be", "{\"city\": \"Bern\", \"days\": 1",
+				 "{\"city\": \"Bern\", \"days\": 1, \"unit\": \"",
+				 "{\"city\": \"Bern\", \"days\": 1, \"tags\": [\"a\", \"b\"" };
+	mask_is_allows("gpt2", 0, WEATHER, schema, 6);
 }
 END_TEST
 
@@ -333,8 +517,11 @@ START_TEST(random_walks)
 	int32_t *left = malloc((size_t)nv * sizeof *left);
 	const char *fns[] = { "get_weather", "get_time", "f" };
 	uint64_t rng = 42;
-	for (int walk = 0; walk < 12; walk++) {
-		mh_constraint *c = constraint_new(v, walk % 2 ? CN_TOOLS : CN_JSON, fns, 3, 1);
+	for (int walk = 0; walk < 15; walk++) {
+		const char *params[] = { WEATHER, NULL, TREE };
+		mh_constraint *c = walk % 3 == 0   ? json_c(v, NULL)
+				   : walk % 3 == 1 ? tools_c(v, fns, params, 3, 1)
+						   : json_c(v, TREE);
 		for (int step = 0; step < 30; step++) {
 			for (int32_t id = 0; id < nv; id++)
 				l[id] = 0.0f;
@@ -355,7 +542,7 @@ START_TEST(random_walks)
 			if (r == 1)
 				break;
 		}
-		constraint_free(c);
+		cfree(c);
 	}
 	free(left);
 	free(l);
@@ -377,7 +564,7 @@ START_TEST(greedy_under_the_mask)
 	p.temperature = 0;
 	mh_sampler *s = sampler_new(&p, nv);
 	float *l = malloc((size_t)nv * sizeof *l);
-	mh_constraint *c = constraint_new(v, CN_JSON, NULL, 0, 0);
+	mh_constraint *c = json_c(v, NULL);
 	char out[64] = "";
 	int r = 0, steps = 0;
 	for (; r == 0 && steps < 8; steps++) {
@@ -397,7 +584,7 @@ START_TEST(greedy_under_the_mask)
 	/* first '{' (the lowest id of the tied tokens that can start), then '}' */
 	ck_assert_str_eq(out, "{}");
 	ck_assert_int_eq(r, 1);
-	constraint_free(c);
+	cfree(c);
 	free(l);
 	sampler_free(s);
 	cn_vocab_free(v);
@@ -414,6 +601,8 @@ static Suite *constrain_suite(void)
 	tcase_add_test(t, json_shape);
 	tcase_add_test(t, json_limits);
 	tcase_add_test(t, tool_shape);
+	tcase_add_test(t, schema_shape);
+	tcase_add_test(t, schema_refused);
 	tcase_add_test(t, mask_matches_token_check);
 	tcase_add_test(t, random_walks);
 	tcase_add_test(t, greedy_under_the_mask);

@@ -380,10 +380,32 @@ else
 	req "json, text" POST /v1/chat/completions "$(jchat 'Hello there' ',"max_tokens":6')"
 	expect "response_format json_object: a reply that would be text is an object all the same" \
 		200 '"content":"{' '"finish_reason":"length"'
+	# json_schema: the object its schema allows (properties in order, no
+	# others: the parrot's "note" cannot come)
+	SCHEMA='{"type":"object","properties":{"city":{"type":"string"}},"required":["city"],"additionalProperties":false}'
 	req "json_schema" POST /v1/chat/completions \
-		'{"messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema","json_schema":{"name":"a","schema":{}}}}'
-	expect "response_format json_schema: 400 saying so" 400 "json_schema is not supported" \
-		'"param":"response_format"'
+		"{\"messages\":[{\"role\":\"user\",\"content\":\"{\\\"city\\\": \\\"Bern\\\", \\\"note\\\": \\\"x\\\"} and more\"}],\"temperature\":0,\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"w\",\"schema\":$SCHEMA,\"strict\":true}}}"
+	if expect "response_format json_schema: the object the schema allows" 200 \
+		'"content":"{\"city\": \"Bern' '\"}"},' '"finish_reason":"stop"' &&
+		grep -q note "$T/body"; then
+		bad "json_schema: a property the schema does not have: $(cat "$T/body")"
+	fi
+	req "json_schema refused" POST /v1/chat/completions \
+		'{"messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema","json_schema":{"name":"a","schema":{"allOf":[{"type":"object"}]}}}}'
+	expect "a schema that cannot be held: 400 naming the keyword" 400 \
+		"the schema's 'allOf' cannot be held" '"param":"response_format"'
+	# a forced call's arguments are held to the function's parameters: the
+	# parrot would write {"tz": ...}, the schema requires "zone" first
+	ZONE='"tools":[{"type":"function","function":{"name":"get_time","parameters":{"type":"object","properties":{"zone":{"type":"string"}},"required":["zone"]}}}]'
+	req "parameters" POST /v1/chat/completions \
+		"{\"messages\":[{\"role\":\"user\",\"content\":\"$TIME\"}],$ZONE,\"tool_choice\":\"required\",\"temperature\":0,\"max_tokens\":30}"
+	expect "a forced call's arguments follow the function's parameters" 200 \
+		'"content":"<tool_call>\n{\"name\": \"get_time\", \"arguments\": {\"zone\":' \
+		'"finish_reason":"length"'
+	req "parameters refused" POST /v1/chat/completions \
+		'{"messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{"a":{"not":{}}}}}}],"tool_choice":"required"}'
+	expect "parameters that cannot be held: 400" 400 "the schema's 'not' cannot be held" \
+		'"param":"tools"'
 	req "response_format bad" POST /v1/chat/completions \
 		'{"messages":[{"role":"user","content":"x"}],"response_format":"json"}'
 	expect "response_format of another shape: 400" 400 '"param":"response_format"'

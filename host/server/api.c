@@ -132,13 +132,16 @@ static int parse_tool_choice(const cJSON *b, api_call *c, const char **forced, a
 	return 0;
 }
 
-/* response_format: {"type": "text"} (the default) or {"type":
- * "json_object"} (the reply is held to one JSON object); *json says which. */
-static int parse_response_format(const cJSON *b, int *json, api_error *e)
+/* response_format: {"type": "text"} (the default), {"type": "json_object"}
+ * (one JSON object) or {"type": "json_schema", "json_schema": {"name",
+ * "schema", "strict"}} (an object the schema allows; no schema: any).
+ * *json: 0 text, 1 JSON, with *schema the schema or NULL. */
+static int parse_response_format(const cJSON *b, int *json, const cJSON **schema, api_error *e)
 {
 	const cJSON *rf = cJSON_GetObjectItemCaseSensitive(b, "response_format");
 	const cJSON *ty = cJSON_GetObjectItemCaseSensitive(rf, "type");
 	*json = 0;
+	*schema = NULL;
 	if (!rf || cJSON_IsNull(rf))
 		return 0;
 	if (cJSON_IsObject(rf) && cJSON_IsString(ty)) {
@@ -146,27 +149,34 @@ static int parse_response_format(const cJSON *b, int *json, api_error *e)
 			return 0;
 		if (strcmp(ty->valuestring, "json_object") == 0)
 			return *json = 1, 0;
-		if (strcmp(ty->valuestring, "json_schema") == 0)
-			return api_error_set(e, 400, "response_format",
-					     "'response_format' json_schema is not supported: replies are "
-					     "held to JSON, not to a schema; use {\"type\": \"json_object\"}");
+		const cJSON *js = cJSON_GetObjectItemCaseSensitive(rf, "json_schema");
+		const cJSON *sc = cJSON_GetObjectItemCaseSensitive(js, "schema");
+		if (strcmp(ty->valuestring, "json_schema") == 0) {
+			if (!cJSON_IsObject(js) || (sc && !cJSON_IsObject(sc)))
+				return api_error_set(e, 400, "response_format",
+						     "'response_format' json_schema needs \"json_schema\": "
+						     "{\"name\": ..., \"schema\": {...}}");
+			*schema = sc;
+			return *json = 1, 0;
+		}
 	}
 	return api_error_set(e, 400, "response_format",
-			     "'response_format' must be {\"type\": \"text\"} or {\"type\": "
-			     "\"json_object\"}");
+			     "'response_format' must be {\"type\": \"text\"}, {\"type\": "
+			     "\"json_object\"} or {\"type\": \"json_schema\", ...}");
 }
 
-/* The names a forced tool call may take (every tool's, or the one forced),
- * copied into r for its constraint. */
-static int forced_names(const cJSON *b, const char *forced, engine_req *r, api_error *e)
+/* A forced call's form: to any of the tools, or to the one forced, with
+ * the arguments its parameters allow. */
+static int forced_calls(const cJSON *b, const char *forced, int many, engine_req *r,
+			api_error *e)
 {
 	const cJSON *tools = cJSON_GetObjectItemCaseSensitive(b, "tools"), *t;
-	int n = cJSON_GetArraySize(tools), k = 0;
-	if (n > CN_MAX_NAMES)
+	const char *names[CN_MAX_NAMES];
+	const cJSON *params[CN_MAX_NAMES];
+	int k = 0;
+	if (cJSON_GetArraySize(tools) > CN_MAX_NAMES)
 		return api_error_set(e, 400, "tools", "a forced tool call may choose among at most %d "
 				     "tools", CN_MAX_NAMES);
-	if (!(r->shape_names = calloc((size_t)n, sizeof *r->shape_names)))
-		return api_error_set(e, 500, NULL, "out of memory");
 	cJSON_ArrayForEach(t, tools) {
 		const cJSON *fn = cJSON_GetObjectItemCaseSensitive(t, "function");
 		const cJSON *name = cJSON_GetObjectItemCaseSensitive(fn, "name");
@@ -176,15 +186,16 @@ static int forced_names(const cJSON *b, const char *forced, engine_req *r, api_e
 					     "digits, '_' or '-'", CN_MAX_NAME);
 		if (*forced && strcmp(forced, name->valuestring) != 0)
 			continue;
-		if (!(r->shape_names[k] = strdup(name->valuestring)))
-			return api_error_set(e, 500, NULL, "out of memory");
-		r->n_shape_names = ++k;
+		names[k] = name->valuestring;
+		params[k++] = cJSON_GetObjectItemCaseSensitive(fn, "parameters");
 	}
 	if (k == 0)
 		return api_error_set(e, 400, "tool_choice", "'tool_choice' names the function '%.64s', "
 				     "which is not one of 'tools'", forced);
-	r->shape = CN_TOOLS;
-	r->shape_many = !*forced;
+	char err[MH_ERRLEN];
+	if (!(r->shape = cn_grammar_tools(names, params, k, many, err, sizeof err)))
+		return api_error_set(e, strcmp(err, "out of memory") ? 400 : 500, "tools",
+				     "a function's parameters: %s", err);
 	return 0;
 }
 
@@ -404,16 +415,17 @@ int api_parse(server *sv, int chat, const cJSON *b, api_call *c, api_error *e)
 	int32_t *ids = NULL;
 	int n_ids = 0, json = 0;
 	const char *forced = NULL;
+	const cJSON *schema = NULL;
 	if (chat) {
 		const cJSON *tools = cJSON_GetObjectItemCaseSensitive(b, "tools");
 		if (tools && !cJSON_IsNull(tools) && !cJSON_IsArray(tools))
 			return api_error_set(e, 400, "tools", "'tools' must be a list");
 		c->tools = cJSON_GetArraySize(tools) > 0;
 		if (parse_tool_choice(b, c, &forced, e) != 0 ||
-		    parse_response_format(b, &json, e) != 0 ||
+		    parse_response_format(b, &json, &schema, e) != 0 ||
 		    chat_prompt(sv, b, c->tools, &ids, &n_ids, e) != 0)
 			return -1;
-	} else if (parse_response_format(b, &json, e) != 0 ||
+	} else if (parse_response_format(b, &json, &schema, e) != 0 ||
 		   parse_prompt(sv, b, &ids, &n_ids, e) != 0) {
 		return -1;
 	}
@@ -424,15 +436,16 @@ int api_parse(server *sv, int chat, const cJSON *b, api_call *c, api_error *e)
 	engine_req *r = c->req;
 	if (parse_sampling(b, r, e) != 0 || parse_stop(b, r, e) != 0)
 		return -1;
-	if (forced && forced_names(b, forced, r, e) != 0)
+	if ((forced || json) && !sv->tk)
+		return api_error_set(e, 400, forced ? "tool_choice" : "response_format",
+				     "the model has no tokenizer.json: its replies cannot be held to a "
+				     "form");
+	char err[MH_ERRLEN];
+	if (forced && forced_calls(b, forced, !*forced && !c->one_call, r, e) != 0)
 		return -1;
-	if (forced)
-		r->shape_many = r->shape_many && !c->one_call;
-	else if (json)
-		r->shape = CN_JSON;
-	if (r->shape && !sv->tk)
-		return api_error_set(e, 400, "response_format",
-				     "the model has no tokenizer.json: its replies cannot be held to JSON");
+	if (!forced && json && !(r->shape = cn_grammar_json(schema, err, sizeof err)))
+		return api_error_set(e, strcmp(err, "out of memory") ? 400 : 500, "response_format",
+				     "'response_format': %s", err);
 	const char *eot = chat ? chat_stop(sv) : NULL;
 	if (eot && *eot && r->n_stop < ENGINE_MAX_STOP) { /* the end of the turn, as text */
 		if (!(r->stop[r->n_stop] = strdup(eot)))

@@ -107,9 +107,7 @@ static void req_free(engine_req *r)
 		free(r->stop[i]);
 	free(r->text);
 	free(r->ends);
-	for (int i = 0; i < r->n_shape_names; i++)
-		free(r->shape_names[i]);
-	free(r->shape_names);
+	cn_grammar_free(r->shape);
 	pthread_cond_destroy(&r->cond);
 	free(r);
 }
@@ -398,8 +396,7 @@ static int slot_shape(engine *e, slot *sl, const engine_req *r, char *err)
 	}
 	if (!e->cnv && !(e->cnv = cn_vocab_new(e->c.tk)))
 		goto oom;
-	sl->cn = constraint_new(e->cnv, r->shape, (const char *const *)r->shape_names,
-				r->n_shape_names, r->shape_many);
+	sl->cn = constraint_new(e->cnv, r->shape);
 	sl->scratch = malloc((size_t)e->info.vocab_size * sizeof *sl->scratch);
 	if (sl->cn && sl->scratch)
 		return 0;

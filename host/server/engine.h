@@ -43,11 +43,8 @@ typedef struct engine_req {
 	int n_stop;
 	const char *hold;      /* text from which output is held back to the end
 				* (the start of a tool call), or NULL */
-	int shape;             /* the reply held to CN_JSON or CN_TOOLS
-				* (text/constrain.h), or 0: free */
-	int shape_many;        /* CN_TOOLS: more than one call may come */
-	char **shape_names;    /* CN_TOOLS: the functions, malloc'd */
-	int n_shape_names;
+	cn_grammar *shape;     /* the form the reply is held to (owned), or
+				* NULL: free */
 	/* --- under the engine lock */
 	char *text;            /* generated text, valid UTF-8, NUL-terminated */
 	size_t len, cap;
