@@ -72,6 +72,17 @@ try {
 } catch (e) {
 	out.bad = `${e.status} ${e.error?.param}`;
 }
+// replies held to a JSON Schema, greedy and sampled (the mask's two paths)
+const schema = { type: 'object', properties: { name: { type: 'string', maxLength: 12 },
+	age: { type: 'integer' }, mood: { enum: ['happy', 'sad'] } },
+	required: ['name', 'age', 'mood'], additionalProperties: false };
+out.schema = [];
+for (const temperature of [0, 1]) {
+	const r = await client.completions.create({ model: 'stories260K', prompt: 'Once upon a time',
+		max_tokens: 400, temperature, seed: 7,
+		response_format: { type: 'json_schema', json_schema: { name: 'kid', schema } } });
+	out.schema.push([r.choices[0].text, r.choices[0].finish_reason]);
+}
 console.log(JSON.stringify(out));
 EOF
 	"$MH" generate -p "Once upon a time" --temp 0 -n 40 -t 1 2>/dev/null |
@@ -90,9 +101,16 @@ if (o.events < 10) fails.push(`only ${o.events} events`);
 if (o.models.join() !== "stories260K") fails.push(`models ${o.models}`);
 if (o.chat !== "400 invalid_request_error messages") fails.push(`chat error ${o.chat}`);
 if (o.bad !== "400 max_tokens") fails.push(`max_tokens 0: ${o.bad}`);
+for (const [text, finish] of o.schema) {
+	let j = null;
+	try { j = JSON.parse(text); } catch (e) { fails.push(`not JSON: ${text}`); continue; }
+	if (finish !== "stop" || Object.keys(j).join() !== "name,age,mood" || typeof j.name !== "string" ||
+	    [...j.name].length > 12 || !Number.isInteger(j.age) || !["happy", "sad"].includes(j.mood))
+		fails.push(`not held to the schema: ${text} (${finish})`);
+}
 if (fails.length) { console.log(fails.join("; ")); process.exit(1); }
 ' "$T/node.out" "$T/gen" >"$T/node.check" 2>&1 &&
-			ok "OpenAI Node client: completion, streamed completion, models, error objects" ||
+			ok "OpenAI Node client: completion, streamed completion, models, error objects, json_schema" ||
 			bad "OpenAI Node client: $(cat "$T/node.check")"
 	else
 		bad "OpenAI Node client failed: $(tail -n 5 "$T/node.err")"
@@ -118,16 +136,18 @@ const messages = [{ role: 'user',
 	content: '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Zürich"}}\n</tool_call>' }];
 const r = await client.chat.completions.create({ model: 'parrot', messages, tools });
 const s = await client.beta.chat.completions.stream({ model: 'parrot', messages, tools }).finalChatCompletion();
+const f = await client.chat.completions.create({ model: 'parrot', messages, tools, temperature: 0,
+	tool_choice: { type: 'function', function: { name: 'get_weather' } } });
 const back = await client.chat.completions.create({ model: 'parrot', tools, messages: [...messages,
 	r.choices[0].message, { role: 'tool', tool_call_id: r.choices[0].message.tool_calls[0].id, content: '12 C' }] });
 const call = (c) => c.choices[0].finish_reason + ' ' + c.choices[0].message.content + ' ' +
 	c.choices[0].message.tool_calls.map((t) => `${t.type} ${t.function.name} ${JSON.stringify(JSON.parse(t.function.arguments))}`).join();
-console.log(JSON.stringify({ call: call(r), streamed: call(s), id: !!r.choices[0].message.tool_calls[0].id,
+console.log(JSON.stringify({ call: call(r), streamed: call(s), forced: call(f), id: !!r.choices[0].message.tool_calls[0].id,
 	back: back.choices[0].message.content }));
 EOF
 		if timeout 120 node "$T/node/tools.mjs" "http://127.0.0.1:$PORT/v1" >"$T/tools.out" 2>"$T/tools.err" &&
-			[ "$(cat "$T/tools.out")" = '{"call":"tool_calls null function get_weather {\"city\":\"Zürich\"}","streamed":"tool_calls null function get_weather {\"city\":\"Zürich\"}","id":true,"back":"<tool_response>\n12 C\n</tool_response>"}' ]; then
-			ok "OpenAI Node client: a tool call, whole and streamed, and its result sent back"
+			[ "$(cat "$T/tools.out")" = '{"call":"tool_calls null function get_weather {\"city\":\"Zürich\"}","streamed":"tool_calls null function get_weather {\"city\":\"Zürich\"}","forced":"tool_calls null function get_weather {\"city\":\"Zürich\"}","id":true,"back":"<tool_response>\n12 C\n</tool_response>"}' ]; then
+			ok "OpenAI Node client: a tool call, whole, streamed and forced, and its result sent back"
 		else
 			bad "OpenAI Node client's tool calls: $(cat "$T/tools.out") $(tail -n 5 "$T/tools.err")"
 		fi
