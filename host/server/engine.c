@@ -434,28 +434,15 @@ static int slot_admit(engine *e, slot *sl, engine_req *r, char *err)
 	return 0;
 }
 
-/* The next token: the sampler's, or with a shape the sampler's among the
- * tokens the shape allows (-1 when there is none).  Greedy decoding first
- * tries the unrestricted choice on a copy of the logits: when the shape
- * allows it, it is also the best of those allowed, and the mask's walk over
- * the vocabulary is saved. */
+/* The next token: the sampler's, or with a form the sampler's among the
+ * tokens it allows (-1 when there is none). */
 static int32_t slot_pick(engine *e, slot *sl, float *logits)
 {
-	const engine_req *r = sl->r;
 	if (!sl->cn)
 		return sampler_sample(sl->sm, logits, sl->hist, (size_t)sl->n_hist);
 	const mh_session *s = sl->es->s;
-	int n_end = r->ignore_eos ? 0 : s->n_eos;
-	if (r->sp.temperature <= 0) {
-		memcpy(sl->scratch, logits, (size_t)e->info.vocab_size * sizeof *logits);
-		int32_t id = sampler_sample(sl->sm, sl->scratch, sl->hist, (size_t)sl->n_hist);
-		if (constraint_allows(sl->cn, id) ||
-		    (n_end && constraint_may_end(sl->cn) && session_is_eos(s, id)))
-			return id;
-	}
-	if (constraint_mask(sl->cn, logits, e->info.vocab_size, s->eos, n_end) == 0)
-		return -1;
-	return sampler_sample(sl->sm, logits, sl->hist, (size_t)sl->n_hist);
+	return constraint_sample(sl->cn, sl->sm, logits, sl->scratch, e->info.vocab_size, sl->hist,
+				 (size_t)sl->n_hist, s->eos, sl->r->ignore_eos ? 0 : s->n_eos);
 }
 
 /* Engine thread: the slot's logits are fresh; pick a token and publish. */

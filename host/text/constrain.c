@@ -1268,3 +1268,21 @@ int constraint_mask(mh_constraint *c, float *logits, int32_t n_logits, const int
 	}
 	return left;
 }
+
+int32_t constraint_sample(mh_constraint *c, mh_sampler *sm, float *logits, float *scratch,
+			  int32_t n_logits, const int32_t *hist, size_t n_hist,
+			  const int32_t *end, int n_end)
+{
+	if (sampler_is_greedy(sm)) {
+		memcpy(scratch, logits, (size_t)n_logits * sizeof *logits);
+		int32_t id = sampler_sample(sm, scratch, hist, n_hist);
+		int is_end = 0;
+		for (int k = 0; k < n_end; k++)
+			is_end |= end[k] == id;
+		if (is_end ? constraint_may_end(c) : constraint_allows(c, id))
+			return id;
+	}
+	if (constraint_mask(c, logits, n_logits, end, n_end) == 0)
+		return -1;
+	return sampler_sample(sm, logits, hist, n_hist);
+}

@@ -47,6 +47,7 @@
 #ifndef MH_CONSTRAIN_H
 #define MH_CONSTRAIN_H
 
+#include "text/sampler.h"
 #include "text/tokenizer.h"
 
 #include <cJSON.h>
@@ -99,6 +100,15 @@ int constraint_mask(mh_constraint *c, float *logits, int32_t n_logits, const int
 int constraint_allows(const mh_constraint *c, int32_t id);
 /* The form is complete and may end here (the end tokens are allowed). */
 int constraint_may_end(const mh_constraint *c);
+/* The draw itself: sm's choice among the tokens the form allows (end[]
+ * where it may end), from logits[n_logits] (changed); -1 when none can
+ * continue it.  A greedy sampler first chooses from a copy in
+ * scratch[n_logits], unrestricted: when the form allows that token it is
+ * also the best allowed one, and the mask's walk is saved.  The token is
+ * not followed: constraint_feed does that. */
+int32_t constraint_sample(mh_constraint *c, mh_sampler *sm, float *logits, float *scratch,
+			  int32_t n_logits, const int32_t *hist, size_t n_hist,
+			  const int32_t *end, int n_end);
 /* After the draw: follow token id.  1: the form is complete and nothing
  * may follow, so the reply ends; 0: it goes on; -1: id is not allowed (the
  * state is unchanged). */

@@ -359,6 +359,11 @@ static size_t filter(mh_sampler *s, float *logits, double *sum)
 	return k;
 }
 
+int sampler_is_greedy(const mh_sampler *s)
+{
+	return !(s->p.temperature > 0);
+}
+
 int32_t sampler_sample(mh_sampler *s, float *logits, const int32_t *history,
 		       size_t n_history)
 {

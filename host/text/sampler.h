@@ -56,6 +56,9 @@ int32_t sampler_vocab(const mh_sampler *s);
  * same parameters and random sequence.  0, or -1 (out of memory, *s kept). */
 int sampler_refit(mh_sampler **s, int32_t vocab_size);
 
+/* Temperature 0: sampler_sample is the argmax. */
+int sampler_is_greedy(const mh_sampler *s);
+
 /* Restart the random sequence as if the sampler had been created with seed. */
 void sampler_seed(mh_sampler *s, uint64_t seed);
 
