@@ -94,6 +94,22 @@ run "info" 0 "$MH" info "$F/qwen2-tied" &&
 		bad "info: $(cat "$T/out")"; }
 run "plugins" 0 "$MH" plugins &&
 	{ [ "$(grep -c ' active ' "$T/out")" -ge 4 ] && ok "plugins lists four" || bad "plugins: $(cat "$T/out")"; }
+# --json-schema: the text is one object the schema allows, whatever the
+# story model would rather write (whitespace aside: it is free to place it)
+printf '%s' '{"type": "object", "properties": {"mood": {"enum": ["happy", "sad"]}, "age": {"type": "integer"}}, "required": ["mood", "age"], "additionalProperties": false}' >"$T/kid.json"
+for temp in 0 1; do
+	run "--json-schema, temp $temp" 0 "$MH" generate --json-schema "$T/kid.json" --temp $temp \
+		--seed 5 -n 300 -t 1 &&
+		if tr -d ' \n\t' <"$T/out" | grep -Eqx '\{"mood":"(happy|sad)","age":-?[0-9]+\}' &&
+			grep -q "stopped: the JSON is complete" "$T/err"; then
+			ok "generate --json-schema, temp $temp: $(tr -d '\n' <"$T/out")"
+		else
+			bad "generate --json-schema, temp $temp: $(cat "$T/out" "$T/err")"
+		fi
+done
+run "--json" 0 "$MH" generate --json --temp 0 -n 200 -t 1 &&
+	{ head -c 1 "$T/out" | grep -q '{' && ok "generate --json: an object" ||
+		bad "generate --json: $(cat "$T/out")"; }
 run "plugins --json" 0 "$MH" plugins --json &&
 	{ grep -q '"status":[[:space:]]*"active"' "$T/out" && ok "plugins --json" || bad "plugins --json"; }
 
@@ -284,6 +300,16 @@ error "bad temperature" "--temp expects a number" "$MH" generate --temp -1
 error "bad top-p" "top-p" "$MH" generate --top-p 1.5
 error "missing model dir" "/nonexistent: No such file" "$MH" generate -m /nonexistent
 error "prompt without tokenizer" "has no tokenizer.json" "$MH" generate -m "$F/llama" -p hi
+error "--json without tokenizer" "--json needs the model's tokenizer.json" \
+	"$MH" generate -m "$F/llama" --json --ids 1
+error "--json-schema, no file" "--json-schema: /nonexistent/s.json: No such file" \
+	"$MH" generate --json-schema /nonexistent/s.json
+printf '{"type": ' >"$T/broken.json"
+error "--json-schema, not JSON" "broken.json: not JSON (byte 10)" \
+	"$MH" generate --json-schema "$T/broken.json"
+printf '{"allOf": [{"type": "object"}]}' >"$T/allof.json"
+error "--json-schema, not held" "the schema's 'allOf' cannot be held" \
+	"$MH" generate --json-schema "$T/allof.json"
 error "id out of range" "token id 9999 is outside the vocabulary" \
 	"$MH" generate -m "$F/llama" --ids 1,9999
 error "forced unknown plugin" "no usable plugin named 'nope'" \

@@ -114,6 +114,14 @@ else
 	bad "streaming: '$joined' vs '$want': $(head -c 600 "$T/sse")"
 fi
 
+# a held reply is the same text as generate --json-schema --temp 0
+printf '%s' '{"type":"object","properties":{"mood":{"enum":["happy","sad"]},"age":{"type":"integer"}},"required":["mood","age"]}' >"$T/kid.json"
+"$MH" generate -p "Once upon a time" --temp 0 -n 300 --json-schema "$T/kid.json" -t 1 >"$T/gen" 2>/dev/null
+held=$(sed '1s/^Once upon a time//' "$T/gen" | json_escape)
+req "held" POST /v1/completions "{\"prompt\":\"Once upon a time\",\"max_tokens\":300,\"temperature\":0,\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"kid\",\"schema\":$(cat "$T/kid.json")}}}" -H "$AUTH"
+expect "a held completion equals generate --json-schema --temp 0" 200 "\"text\":\"$held\"" \
+	'"finish_reason":"stop"' '\"mood\"'
+
 # a stop string ends the text before it and is never streamed in part
 req "stop" POST /v1/completions \
 	'{"prompt":"Once upon a time","max_tokens":40,"temperature":0,"stop":["Lily"]}' -H "$AUTH"

@@ -5,6 +5,7 @@
 #include "cli/cli.h"
 #include "model/modeldir.h"
 #include "plugin/paths.h"
+#include "text/constrain.h"
 #include "text/sampler.h"
 #include "base/util.h"
 
@@ -31,6 +32,8 @@ static const char help[] =
 	"      --repeat-penalty R  penalise repeated tokens, 1 = off (default 1)\n"
 	"      --repeat-last-n N   how far back the penalty looks (default 64, 0 = all)\n"
 	"      --seed S            random seed for reproducible runs (default: time)\n"
+	"      --json              the text is one JSON object (held to it token by token)\n"
+	"      --json-schema FILE  one JSON object that the JSON Schema in FILE allows\n"
 	"  -t, --threads N         worker threads (default: all cores)\n"
 	"  -c, --ctx-size N        KV cache positions (default: the model's context)\n"
 	"      --plugin NAME       force a plugin; --plugin-dir DIR adds a plugin directory\n"
@@ -38,11 +41,16 @@ static const char help[] =
 	"                          there is no tokenizer); /reload (or SIGHUP) rescans the\n"
 	"                          plugin directories and moves the model to the plugin\n"
 	"                          that should now serve it; /plugins, /quit\n\n"
-	"Generation stops at an end-of-sequence token, after N tokens, or when the\n"
-	"context is full.  A line of timings goes to stderr.\n";
+	"Generation stops at an end-of-sequence token, after N tokens, when the\n"
+	"context is full, or with --json when the object closes.  A line of timings\n"
+	"goes to stderr.\n";
+
+enum { OPT_HELD_JSON = OPT_FIRST_COMMAND_OPT, OPT_SCHEMA };
 
 typedef struct {
 	const char *model, *prompt, *ids, *tokenizer;
+	int json;               /* --json, or --json-schema FILE */
+	const char *schema;
 	int n_predict;
 	mh_sampler_params sp;
 	int seed_given;
@@ -59,6 +67,8 @@ static int gen_opt(void *ctx, int c, const char *arg)
 	case 'p': g->prompt = arg; return 0;
 	case OPT_IDS: g->ids = arg; return 0;
 	case OPT_TOKENIZER: g->tokenizer = arg; return 0;
+	case OPT_HELD_JSON: g->json = 1; return 0;
+	case OPT_SCHEMA: g->json = 1; g->schema = arg; return 0;
 	case 'n': return cli_int(cmd, "-n", arg, 0, 1 << 24, &g->n_predict);
 	}
 	int r = cli_sampling_opt(cmd, &g->sp, &g->seed_given, c, arg);
@@ -75,6 +85,8 @@ static int parse_generate(cli_common *o, gen_opts *g, int argc, char **argv)
 		{ "ids", required_argument, NULL, OPT_IDS },
 		{ "tokenizer", required_argument, NULL, OPT_TOKENIZER },
 		SAMPLING_LONG_OPTIONS,
+		{ "json", no_argument, NULL, OPT_HELD_JSON },
+		{ "json-schema", required_argument, NULL, OPT_SCHEMA },
 		{ "interactive", no_argument, NULL, 'i' },
 		{ 0 },
 	};
@@ -144,11 +156,48 @@ static int emit(const char *text, size_t len)
 	return fflush(stdout);
 }
 
+/* --json: the form a reply is held to, and the vocabulary's pieces. */
+typedef struct held {
+	cn_grammar *g;
+	cn_vocab *v;
+} held;
+
+/* --json / --json-schema FILE: 0, or 1 after printing why not. */
+static int held_open(const gen_opts *g, const mh_tokenizer *tk, held *h)
+{
+	char err[MH_ERRLEN];
+	cJSON *schema = NULL;
+	if (!tk)
+		return cli_fail("generate: --json needs the model's tokenizer.json (or --tokenizer)");
+	if (g->schema) {
+		char *text = mh_read_file(g->schema, NULL, err);
+		if (!text)
+			return cli_fail("generate: --json-schema: %s", err);
+		const char *end = NULL;
+		schema = cJSON_ParseWithOpts(text, &end, 1);
+		if (!schema) {
+			cli_fail("generate: --json-schema %s: not JSON (byte %td)", g->schema,
+				 end ? end - text + 1 : (ptrdiff_t)0);
+			free(text);
+			return 1;
+		}
+		free(text);
+	}
+	h->g = cn_grammar_json(schema, err, sizeof err);
+	cJSON_Delete(schema);
+	if (!h->g)
+		return cli_fail("generate: --json-schema %s: %s", g->schema, err);
+	if (!(h->v = cn_vocab_new(tk)))
+		return cli_fail("out of memory");
+	return 0;
+}
+
 /* One generation: the prompt in one batched pass, then token by token from
- * sm, streamed to stdout; a line of timings on stderr.  0, or 1 after
- * printing the error; -1 when stdout cannot be written. */
-static int generate_once(mh_session *s, mh_tokenizer *tk, mh_sampler *sm, int n_predict,
-			 const int32_t *prompt, size_t n_prompt)
+ * sm (held to h's form, if any), streamed to stdout; a line of timings on
+ * stderr.  0, or 1 after printing the error; -1 when stdout cannot be
+ * written. */
+static int generate_once(mh_session *s, mh_tokenizer *tk, mh_sampler *sm, const held *h,
+			 int n_predict, const int32_t *prompt, size_t n_prompt)
 {
 	char err[MH_ERRLEN] = "";
 	if (n_predict < 0) { /* a short text: 64 tokens after BOS, as llama2.c's steps */
@@ -160,10 +209,12 @@ static int generate_once(mh_session *s, mh_tokenizer *tk, mh_sampler *sm, int n_
 				n_prompt, s->info->n_ctx);
 	int rc = 1;
 	size_t cap = n_prompt + (size_t)n_predict;
-	int32_t *hist = malloc(cap * sizeof *hist);
-	float *logits = malloc((size_t)s->info->vocab_size * sizeof *logits);
+	int32_t *hist = malloc(cap * sizeof *hist), vocab = s->info->vocab_size;
+	float *logits = malloc((size_t)vocab * sizeof *logits);
+	float *scratch = h ? malloc((size_t)vocab * sizeof *scratch) : NULL;
+	mh_constraint *cn = h ? constraint_new(h->v, h->g) : NULL;
 	mh_detok_stream *ds = tk ? tokenizer_stream_new(tk, 1) : NULL;
-	if (!hist || !logits || (tk && !ds)) {
+	if (!hist || !logits || (tk && !ds) || (h && (!scratch || !cn))) {
 		cli_fail("out of memory");
 		goto out;
 	}
@@ -189,13 +240,21 @@ static int generate_once(mh_session *s, mh_tokenizer *tk, mh_sampler *sm, int n_
 			stop = "length";
 			break;
 		}
-		int32_t next = sampler_sample(sm, logits, hist, n);
+		int32_t next = cn ? constraint_sample(cn, sm, logits, scratch, vocab, hist, n, s->eos,
+						      s->n_eos)
+				  : sampler_sample(sm, logits, hist, n);
+		if (next < 0) {
+			cli_fail("generate: no token of the vocabulary can continue the JSON");
+			goto out;
+		}
 		hist[n++] = next;
 		generated++;
 		if (session_is_eos(s, next)) {
 			stop = "eos";
 			break;
 		}
+		if (cn && constraint_feed(cn, next) == 1)
+			stop = "the JSON is complete"; /* printed, then the loop ends */
 		if (ds) {
 			const char *piece = tokenizer_stream_push(ds, next, &len);
 			if (emit(piece, len) != 0)
@@ -203,7 +262,7 @@ static int generate_once(mh_session *s, mh_tokenizer *tk, mh_sampler *sm, int n_
 		} else if (printf("%s%d", generated > 1 ? " " : "", next) < 0 || fflush(stdout) != 0) {
 			goto write_error;
 		}
-		if (generated == (size_t)n_predict)
+		if (stop || generated == (size_t)n_predict)
 			continue;
 		if (s->pos >= s->info->n_ctx) {
 			stop = "context full";
@@ -234,6 +293,8 @@ write_error:
 	rc = -1;
 out:
 	tokenizer_stream_free(ds);
+	constraint_free(cn);
+	free(scratch);
 	free(logits);
 	free(hist);
 	return rc;
@@ -242,7 +303,7 @@ out:
 /* ---- interactive mode: a prompt per line, plugins swapped without a restart */
 
 static int interactive(cli_common *o, mh_registry *r, const char *dir, mh_session **s,
-		       mh_tokenizer *tk, mh_sampler **sm, int n_predict)
+		       mh_tokenizer *tk, mh_sampler **sm, const held *h, int n_predict)
 {
 	char b[600];
 	fprintf(stderr,
@@ -301,7 +362,7 @@ static int interactive(cli_common *o, mh_registry *r, const char *dir, mh_sessio
 			rc = 1;
 			break;
 		}
-		int g = generate_once(*s, tk, *sm, n_predict, prompt, n_prompt);
+		int g = generate_once(*s, tk, *sm, h, n_predict, prompt, n_prompt);
 		free(prompt);
 		if (g < 0) {
 			rc = 1;
@@ -329,6 +390,7 @@ int cmd_generate(int argc, char **argv)
 	mh_session *s = r ? cli_open_model(&o, r, dir) : NULL;
 	mh_tokenizer *tk = NULL;
 	mh_sampler *sm = NULL;
+	held h = { 0 };
 	int32_t *prompt = NULL;
 	size_t n_prompt = 0;
 	if (!s)
@@ -339,12 +401,18 @@ int cmd_generate(int argc, char **argv)
 		cli_fail("out of memory");
 		goto out;
 	}
+	if (g.json && held_open(&g, tk, &h) != 0)
+		goto out;
 	if (g.interactive) {
-		rc = interactive(&o, r, dir, &s, tk, &sm, g.n_predict);
+		rc = interactive(&o, r, dir, &s, tk, &sm, g.json ? &h : NULL, g.n_predict);
 	} else if (prompt_ids(&g, tk, s, &prompt, &n_prompt) == 0) {
-		rc = generate_once(s, tk, sm, g.n_predict, prompt, n_prompt) == 0 ? 0 : 1;
+		rc = generate_once(s, tk, sm, g.json ? &h : NULL, g.n_predict, prompt, n_prompt) == 0
+			     ? 0
+			     : 1;
 	}
 out:
+	cn_grammar_free(h.g);
+	cn_vocab_free(h.v);
 	free(prompt);
 	tokenizer_free(tk);
 	sampler_free(sm);
