@@ -17,12 +17,15 @@
 #                conversation; seeds: the reference templates and tests/data
 #   toolcall     any bytes as a reply with tool calls, read prefix by prefix as
 #                a stream reads it (toolcall_scan); seeds: tests/fuzz/toolcall/
+#   schema       any bytes as a JSON Schema and a reply held to it, the mask
+#                checked against the token-by-token test at every byte;
+#                seeds: tests/fuzz/schema/
 # Corpora and the binaries go to $FUZZ_OUT (default /tmp/modelhost-fuzz);
 # a crash leaves its input there as *crash-*, to replay with
 # $FUZZ_OUT/fuzz_TARGET FILE, and makes this script exit 1.
 set -eu
 cd "$(dirname "$0")/../.."
-t=${1:?usage: tests/fuzz/run.sh safetensors|tokenizer|tokenizer_json|config|template|toolcall [SECONDS]}
+t=${1:?usage: tests/fuzz/run.sh safetensors|tokenizer|tokenizer_json|config|template|toolcall|schema [SECONDS]}
 secs=${2:-60}
 shared=${MODELHOST_SHARED:-../shared}
 out=${FUZZ_OUT:-/tmp/modelhost-fuzz}
@@ -138,8 +141,18 @@ toolcall)
 	fuzz toolcall "$out/fuzz_toolcall" -max_total_time="$secs" -max_len=1024 -timeout=10 \
 		-dict=tests/fuzz/toolcall.dict -artifact_prefix="$out/toolcall-" "$out/corpus-toolcall"
 	;;
+schema)
+	${CC:-clang} $flags $(pkg-config --cflags libpcre2-8 libutf8proc) tests/fuzz/fuzz_schema.c \
+		host/text/constrain.c host/text/tokenizer/*.c host/base/util.c \
+		$(pkg-config --libs libcjson libpcre2-8 libutf8proc) -lpthread -lm -o "$out/fuzz_schema"
+	mkdir -p "$out/corpus-schema"
+	cp tests/fuzz/schema/* "$out/corpus-schema/"
+	fuzz schema FUZZ_TOKENIZER="$shared/models/stories260K/tokenizer.json" "$out/fuzz_schema" \
+		-max_total_time="$secs" -max_len=2048 -timeout=10 -dict=tests/fuzz/schema.dict \
+		-artifact_prefix="$out/schema-" "$out/corpus-schema"
+	;;
 *)
-	echo "run.sh: unknown target '$t' (safetensors, tokenizer, tokenizer_json, config, template or toolcall)" >&2
+	echo "run.sh: unknown target '$t' (safetensors, tokenizer, tokenizer_json, config, template, toolcall or schema)" >&2
 	exit 2
 	;;
 esac
