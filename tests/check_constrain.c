@@ -364,6 +364,9 @@ static const struct {
 	{ "{\"properties\": {\"a\": {\"const\": \"k\"}, \"b\": {\"anyOf\": [{\"type\": "
 	  "\"string\"}, {\"type\": \"object\"}]}}, \"required\": [\"a\", \"b\"]}",
 	  "{\"a\": \"k\", \"b\": {\"free\": [1, {}]}}", 1 },
+	{ "{\"properties\": {\"n\": {\"type\": [\"integer\", \"number\"]}}}", "{\"n\": 1.5}", 1 },
+	{ "{\"properties\": {\"n\": {\"anyOf\": [{\"type\": \"integer\"}, {\"type\": \"string\"}]}}}",
+	  "{\"n\": 1.5}", 0 },
 	{ "{\"type\": \"object\", \"properties\": {}}", "{}", 1 },
 	{ "{\"type\": \"object\", \"properties\": {}}", "{\"a\": 1}", 0 },
 	{ "{\"type\": \"object\", \"additionalProperties\": {\"type\": \"integer\"}}",
@@ -421,6 +424,8 @@ START_TEST(schema_refused)
 		{ "{\"properties\": {\"a\": {\"anyOf\": [{\"type\": \"object\"}, {\"properties\": "
 		  "{\"b\": true}}]}}}", "two branches for objects" },
 		{ "{\"type\": \"string\"}", "must be one for an object" },
+		{ "{\"enum\": [{\"a\": 1}]}", "cannot be the whole reply" },
+		{ "{\"$ref\": \"#\"}", "nests too deeply" },
 		{ "{\"type\": [\"object\", \"null\"]}", NULL }, /* takes objects (and null) */
 		{ "{\"$ref\": \"#/$defs/missing\"}", "is not \"#\" or one of its $defs" },
 		{ "{\"properties\": {\"a\": true}, \"required\": [\"b\"]}", "names 'b'" },

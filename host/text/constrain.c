@@ -150,11 +150,15 @@ struct cn_grammar {
 /* the nodes every grammar starts with */
 enum { N_ANY, N_OBJECT, N_ARRAY, N_STRING, N_NUMBER, N_INTEGER, N_BOOL, N_NULL, N_BUILTIN };
 
+typedef struct memo {
+	const cJSON *j;
+	uint16_t node;
+} memo;
+
 typedef struct gbuild {
 	cn_grammar *g;
 	const cJSON *top;        /* the schema $ref "#" means */
-	const cJSON **memo;      /* schemas compiled so far, and their nodes */
-	uint16_t *memo_node;
+	memo *memo;              /* schemas compiled so far */
 	int n_memo;
 	char *err;
 	size_t errlen;
@@ -281,8 +285,9 @@ static int merge(gbuild *b, int u, int i)
 		uint16_t *to = &g->nodes[u].as[c], from = g->nodes[i].as[c];
 		if (from == NONE || *to == from)
 			continue;
-		if (*to != NONE && c == C_NUM && (*to == N_INTEGER || from == N_INTEGER)) {
-			*to = *to == N_INTEGER ? from : *to;
+		if (*to != NONE && g->nodes[*to].kind == K_NUM && g->nodes[from].kind == K_NUM) {
+			if (g->nodes[*to].integer)
+				*to = from;
 			continue;
 		}
 		if (*to != NONE)
@@ -439,8 +444,8 @@ static int compile(gbuild *b, const cJSON *j, int depth)
 	if (!cJSON_IsObject(j))
 		return gfail(b, "a schema must be an object (or true)");
 	for (int k = 0; k < b->n_memo; k++)
-		if (b->memo[k] == j)
-			return b->memo_node[k];
+		if (b->memo[k].j == j)
+			return b->memo[k].node;
 	for (size_t k = 0; k < sizeof refused / sizeof *refused; k++)
 		if (cJSON_GetObjectItemCaseSensitive(j, refused[k]))
 			return gfail(b, "the schema's '%s' cannot be held (replies follow type, enum, "
@@ -450,16 +455,9 @@ static int compile(gbuild *b, const cJSON *j, int depth)
 		return cJSON_IsString(ref) ? compile_ref(b, ref->valuestring, depth)
 					   : gfail(b, "the schema's '$ref' must be a string");
 	int i = new_node(b, K_PENDING);
-	void *m1 = i < 0 ? NULL : realloc(b->memo, (size_t)(b->n_memo + 1) * sizeof *b->memo);
-	if (m1)
-		b->memo = m1;
-	void *m2 = m1 ? realloc(b->memo_node, (size_t)(b->n_memo + 1) * sizeof *b->memo_node) : NULL;
-	if (m2)
-		b->memo_node = m2;
-	if (!m2)
-		return i < 0 ? -1 : gfail(b, "out of memory");
-	b->memo[b->n_memo] = j;
-	b->memo_node[b->n_memo++] = (uint16_t)i;
+	if (i < 0 || grow(b, (void **)&b->memo, b->n_memo, sizeof *b->memo) != 0)
+		return -1;
+	b->memo[b->n_memo++] = (memo){ j, (uint16_t)i }; /* before its parts: $ref loops end here */
 	cn_grammar *g = b->g;
 	const cJSON *en = cJSON_GetObjectItemCaseSensitive(j, "enum");
 	const cJSON *cn = cJSON_GetObjectItemCaseSensitive(j, "const");
@@ -530,6 +528,10 @@ static int compile_root(gbuild *b, const cJSON *schema)
 	const cn_node *n = &b->g->nodes[r];
 	if (n->kind == K_PENDING || n->as[C_OBJ] == NONE)
 		return gfail(b, "the schema must be one for an object");
+	/* the reply ends with the object's '}': an enum's object would end it
+	 * only when a byte after it showed that no longer value goes on */
+	if (b->g->nodes[n->as[C_OBJ]].kind != K_OBJ)
+		return gfail(b, "an enum or const of objects cannot be the whole reply");
 	return n->as[C_OBJ];
 }
 
@@ -553,7 +555,6 @@ static cn_grammar *grammar_new(gbuild *b, char *err, size_t errlen)
 static cn_grammar *grammar_done(gbuild *b, int ok)
 {
 	free(b->memo);
-	free(b->memo_node);
 	if (ok)
 		return b->g;
 	cn_grammar_free(b->g);
@@ -946,6 +947,8 @@ static int json_byte(const cn_grammar *g, cn_state *s, unsigned char b)
 		if (s->h.at != g->lits[s->h.cand].len)
 			return 0;
 		value_done(g, s); /* it ended before b */
+		if (s->h.phase != P_JSON) /* (not so: the top is an object) */
+			return 0;
 		break;
 	}
 	case J_MINUS:
@@ -985,6 +988,8 @@ static int json_byte(const cn_grammar *g, cn_state *s, unsigned char b)
 			return 1;
 		}
 		value_done(g, s); /* the number ended before b */
+		if (s->h.phase != P_JSON)
+			return 0;
 		break;
 	}
 	/* between tokens: one space, or a newline and an indent, as JSON
