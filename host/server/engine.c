@@ -4,8 +4,9 @@
  * The model: one mh_session, each slot a sequence of it (its own KV cache).
  * step() is the one place that runs forward passes: one session_batch over
  * every busy slot, a token each for those decoding and at most CHUNK prompt
- * tokens in all for those starting, so a new prompt joins the running batch
- * and holds the others back by one chunk at most.  After a plugin swap the
+ * tokens in all for those starting, so a new prompt holds the others back
+ * by one chunk at most; the first chunk of new prompts runs alone, the
+ * next step has everyone again.  After a plugin swap the
  * old model stays loaded for the requests it runs, a second batch per step,
  * until the last of them ends. */
 #include "server/engine.h"
@@ -26,6 +27,7 @@ typedef struct esess {
 	mh_session *s;
 	unsigned gen;           /* swaps seen when it was loaded */
 	int users;              /* slots running on it */
+	int alone;              /* its last step ran new prompts alone */
 	struct esess *next;
 } esess;
 
@@ -505,17 +507,25 @@ static void slot_sample(engine *e, slot *sl, float *logits)
 		slot_end(e, sl, finish, 0, NULL);
 }
 
-/* One forward over every busy slot of es: one token each for those
+/* One forward over the busy slots of es: one token each for those
  * decoding, and prompt tokens (CHUNK at most in all, so a new prompt holds
- * the others back by one chunk) for those starting. */
+ * the others back by one chunk) for those starting; a step that starts
+ * new prompts runs them alone (never two such steps in a row). */
 static void step_one(engine *e, esess *es)
 {
 	char err[MH_ERRLEN];
 	slot *in[ENGINE_MAX_PARALLEL];
 	int n_in = 0, n = 0, rows = 0, budget = CHUNK;
+	/* prompts that have not started go first, alone: a new request's
+	 * first token then comes as on an idle server, and the others wait one
+	 * step (the next is theirs again, with any later chunks of the prompt) */
+	int alone = 0;
+	for (int i = 0; !es->alone && i < e->c.parallel; i++)
+		alone |= e->slots[i].r && e->slots[i].es == es && e->slots[i].fed == 0;
+	es->alone = alone;
 	for (int i = 0; i < e->c.parallel; i++) {
 		slot *sl = &e->slots[i];
-		if (!sl->r || sl->es != es)
+		if (!sl->r || sl->es != es || (alone && sl->fed > 0))
 			continue;
 		int k = sl->n_hist - sl->fed;
 		if (k > 1) { /* prompt */
