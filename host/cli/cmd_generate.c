@@ -186,7 +186,8 @@ static int held_open(const gen_opts *g, const mh_tokenizer *tk, held *h)
 	h->g = cn_grammar_json(schema, err, sizeof err);
 	cJSON_Delete(schema);
 	if (!h->g)
-		return cli_fail("generate: --json-schema %s: %s", g->schema, err);
+		return g->schema ? cli_fail("generate: --json-schema %s: %s", g->schema, err)
+				 : cli_fail("generate: --json: %s", err);
 	if (!(h->v = cn_vocab_new(tk)))
 		return cli_fail("out of memory");
 	return 0;

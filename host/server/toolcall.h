@@ -9,10 +9,12 @@
 #ifndef MH_TOOLCALL_H
 #define MH_TOOLCALL_H
 
+#include "text/constrain.h"
+
 #include <stddef.h>
 
-#define TOOL_OPEN "<tool_call>"
-#define TOOL_CLOSE "</tool_call>"
+#define TOOL_OPEN CN_TOOL_OPEN /* the tags held replies are written with */
+#define TOOL_CLOSE CN_TOOL_CLOSE
 
 typedef struct tc_span {
 	char *name;     /* malloc'd, once its string is complete, or NULL */

@@ -637,11 +637,11 @@ enum { P_LIT, P_NAME, P_JSON, P_DONE };
  * one (with `many`) starts with L_NEXT, whose first byte is where the reply
  * may end instead */
 enum { L_OPEN, L_ARGS, L_CLOSE, L_NEXT };
-static const char *const lits[] = {
-	[L_OPEN] = "<tool_call>\n{\"name\": \"",
+static const char *const fixed[] = {
+	[L_OPEN] = CN_TOOL_OPEN "\n{\"name\": \"",
 	[L_ARGS] = "\", \"arguments\": ",
-	[L_CLOSE] = "}\n</tool_call>",
-	[L_NEXT] = "\n<tool_call>\n{\"name\": \"",
+	[L_CLOSE] = "}\n" CN_TOOL_CLOSE,
+	[L_NEXT] = "\n" CN_TOOL_OPEN "\n{\"name\": \"",
 };
 
 /* JSON, one byte at a time */
@@ -831,13 +831,15 @@ static int str_byte(cn_state *s, unsigned char b, int *closed, int *ch)
 	return 1;
 }
 
-/* The first of lits[from, to) that goes on from lits[cand]'s first `at`
- * bytes with b; -1 if none. */
-static int lit_next(const cn_grammar *g, int cand, int to, int at, unsigned char b)
+/* The first literal of [cand, to) that goes on from literal cand's first
+ * `at` bytes with b; -1 if none.  Literal k is lits[k], or with props (an
+ * object's keys) lits[props[k].key]. */
+static int lit_next(const cn_grammar *g, const cn_prop *props, int cand, int to, int at,
+		    unsigned char b)
 {
-	const cn_lit *l = &g->lits[cand];
+	const cn_lit *l = &g->lits[props ? props[cand].key : cand];
 	for (int k = cand; k < to; k++) {
-		const cn_lit *m = &g->lits[k];
+		const cn_lit *m = &g->lits[props ? props[k].key : k];
 		if (m->len > (uint32_t)at && (unsigned char)m->s[at] == b && !memcmp(m->s, l->s, at))
 			return k;
 	}
@@ -866,7 +868,7 @@ static int value_start(const cn_grammar *g, cn_state *s, int v, unsigned char b)
 		s->h.len = b != '-';
 		return 1;
 	case K_ENUM: {
-		int k = lit_next(g, n->a, n->a + n->n, 0, b);
+		int k = lit_next(g, NULL, n->a, n->a + n->n, 0, b);
 		s->h.js = J_LIT;
 		s->h.cand = (uint16_t)k;
 		s->h.at = 1;
@@ -918,27 +920,21 @@ static int json_byte(const cn_grammar *g, cn_state *s, unsigned char b)
 			value_done(g, s);
 		}
 		return 1;
-	case J_KEYLIT: { /* the properties' keys, through the props */
-		int k = -1, end = keys_end(g, o, f->n);
-		const cn_lit *l = &g->lits[g->props[o->a + s->h.cand].key];
-		for (int q = s->h.cand; q < end && k < 0; q++) {
-			const cn_lit *m = &g->lits[g->props[o->a + q].key];
-			if (m->len > s->h.at && (unsigned char)m->s[s->h.at] == b &&
-			    !memcmp(m->s, l->s, s->h.at))
-				k = q;
-		}
+	case J_KEYLIT: { /* one of the keys the object may write next */
+		const cn_prop *props = g->props + o->a;
+		int k = lit_next(g, props, s->h.cand, keys_end(g, o, f->n), s->h.at, b);
 		if (k < 0)
 			return 0;
 		s->h.cand = (uint16_t)k;
-		if (++s->h.at == g->lits[g->props[o->a + k].key].len) { /* its closing quote */
+		if (++s->h.at == g->lits[props[k].key].len) { /* its closing quote */
 			f->n = (uint32_t)k + 1;
-			s->h.val = g->props[o->a + k].node;
+			s->h.val = props[k].node;
 			s->h.js = J_COLON;
 		}
 		return 1;
 	}
 	case J_LIT: {
-		int k = lit_next(g, s->h.cand, v->a + v->n, s->h.at, b);
+		int k = lit_next(g, NULL, s->h.cand, v->a + v->n, s->h.at, b);
 		if (k >= 0) {
 			s->h.cand = (uint16_t)k;
 			s->h.at++;
@@ -1114,9 +1110,9 @@ static int step(const cn_grammar *g, const cn_state *in, unsigned char b, cn_sta
 	case P_NAME:
 		return name_byte(g, out, b);
 	case P_LIT:
-		if (b != (unsigned char)lits[out->h.lit][out->h.at])
+		if (b != (unsigned char)fixed[out->h.lit][out->h.at])
 			return 0;
-		if (lits[out->h.lit][++out->h.at])
+		if (fixed[out->h.lit][++out->h.at])
 			return 1;
 		out->h.at = 0;
 		if (out->h.lit == L_OPEN || out->h.lit == L_NEXT) {

@@ -56,6 +56,9 @@
 
 #define CN_MAX_DEPTH 32  /* nested objects and arrays */
 #define CN_MAX_INDENT 20 /* spaces or tabs after a newline */
+/* the tool-call form's tags (server/toolcall.h parses replies by them) */
+#define CN_TOOL_OPEN "<tool_call>"
+#define CN_TOOL_CLOSE "</tool_call>"
 #define CN_MAX_NAMES 128
 #define CN_MAX_NAME 64   /* OpenAI's limit on a function's name */
 
