@@ -4,6 +4,7 @@
  * path, attention with and without a sliding window, norms, activations,
  * and the rotary variants (linear, dynamic, llama3) against values
  * computed with transformers' formulas. */
+#include "compute/gemm.h"
 #include "compute/kernels.h"
 #include "compute/quant.h"
 #include "model/modeldir.h"
@@ -722,6 +723,77 @@ START_TEST(prefill_does_not_depend_on_the_pool)
 }
 END_TEST
 
+/* The host's GEMM (prompts): every result is the chain of fused
+ * multiply-adds over its row of x and of the weights' exact values, in
+ * column order, bit for bit; for every dtype, widths below, at and past a
+ * panel's columns, rows that leave partial tiles both ways, and rows of x
+ * taken out of order with gaps (a batch's prompt pieces), whose gaps it
+ * must not write.  Sets without a tile kernel say so. */
+START_TEST(gemm_is_one_fma_chain_a_result)
+{
+	if (!use_kernels(_i))
+		return;
+	weight probe = make_weight(MH_F32, 1, 8);
+	int ok = gemm_ok(&probe.t);
+	free(probe.ref);
+	free(probe.store);
+	if (!ok) {
+		fprintf(stderr, "check_ops: the %s kernels have no GEMM tile; skipped\n", ksets[_i]);
+		return;
+	}
+	const mh_dtype dts[] = { MH_F32, MH_BF16, MH_F16, MH_Q8_0, MH_Q4_0 };
+	const int shapes[][2] = { { 37, 70 }, { 16, 256 }, { 45, 600 }, { 21, 96 }, { 33, 544 } };
+	const int ms[] = { 1, 5, 6, 7, 40 };
+	enum { XR = 90 };
+	float *x = malloc((size_t)XR * 600 * sizeof *x);
+	for (int i = 0; i < XR * 600; i++)
+		x[i] = frand();
+	for (int d = 0; d < 5; d++)
+		for (int s = 0; s < 5; s++) {
+			mh_dtype dt = dts[d];
+			int rows = shapes[s][0], cols = shapes[s][1];
+			if (mh_dtype_is_quant(dt) && cols % MH_QBLOCK)
+				continue;
+			weight w = mh_dtype_is_quant(dt) ? make_quant(dt, rows, cols)
+							 : make_weight(dt, rows, cols);
+			ck_assert(gemm_ok(&w.t));
+			float *y = malloc((size_t)XR * rows * sizeof *y);
+			for (int k = 0; k < 5; k++) {
+				int m = ms[k], row[40];
+				for (int t = 0; t < m; t++) /* descending, every other row */
+					row[t] = 2 * (m - 1 - t) + 1;
+				for (int e = 0; e < XR * rows; e++)
+					y[e] = -7.0f;
+				const mh_tensor *wt = &w.t;
+				gemm_rows(ops_pool(), &y, x, row, m, &wt, 1, cols);
+				for (int t = 0; t < m; t++) {
+					const float *xt = x + (size_t)row[t] * cols;
+					for (int r = 0; r < rows; r++) {
+						float s0 = 0.0f;
+						for (int c = 0; c < cols; c++)
+							s0 = fmaf(xt[c], w.ref[(size_t)r * cols + c], s0);
+						float got = y[(size_t)row[t] * rows + r];
+						ck_assert_msg(got == s0,
+							      "%s %dx%d, %d rows: row %d (x row %d), %d: "
+							      "%.9g != %.9g",
+							      mh_dtype_name(dt), rows, cols, m, t, row[t], r,
+							      got, s0);
+					}
+				}
+				for (int t = 0; t < 2 * m; t += 2)
+					for (int r = 0; r < rows; r++)
+						ck_assert_msg(y[(size_t)t * rows + r] == -7.0f,
+							      "%s: row %d, not asked for, was written",
+							      mh_dtype_name(dt), t);
+			}
+			free(y);
+			free(w.ref);
+			free(w.store);
+		}
+	free(x);
+}
+END_TEST
+
 /* matmul_n is matmul for each weight, whatever their dtypes and sizes; a
  * weight of another width starts a new group; NULL biases are skipped. */
 START_TEST(matmul_n_is_matmul_for_each)
@@ -1273,6 +1345,7 @@ int main(void)
 	tcase_add_loop_test(tc, one_token_rows_do_not_depend_on_their_range, 0, N_KSETS);
 	tcase_add_loop_test(tc, many_tokens_are_each_one_token, 0, N_KSETS);
 	tcase_add_loop_test(tc, prefill_does_not_depend_on_the_pool, 0, N_KSETS);
+	tcase_add_loop_test(tc, gemm_is_one_fma_chain_a_result, 0, N_KSETS);
 	tcase_add_test(tc, quant_blocks_are_ggml_layout);
 	tcase_add_loop_test(tc, quantizers_match_the_reference, 0, N_KSETS);
 	tcase_add_test(tc, weight_quantizes_for_new_plugins_only);

@@ -158,6 +158,15 @@ static void silu_mul_scalar(float *gate, const float *up, int64_t n)
 	}
 }
 
+/* kern_gemm_pack */
+static void gemm_pack_scalar(mh_dtype dt, float *dst, const void *src, int64_t ld, int nr,
+			     int kc)
+{
+	for (int k = 0; k < kc; k++)
+		for (int j = 0; j < KERN_GEMM_NR; j++)
+			dst[(size_t)k * KERN_GEMM_NR + j] = j < nr ? load_scalar(dt, src, j * ld + k) : 0.0f;
+}
+
 /* The largest non-NaN value, -INFINITY if none. */
 static float max_scalar(const float *x, int64_t n)
 {
@@ -985,6 +994,112 @@ static TGT uint64_t read_avx2(const void *p, int64_t n, int way)
 			    _mm256_add_epi64(_mm256_add_epi64(a0, a1), _mm256_add_epi64(a2, a3)));
 	return head + o[0] + o[1] + o[2] + o[3] + read_scalar(c + i, n - i);
 }
+/* kern_gemm_pack: eight rows by eight columns at a time through an 8x8
+ * transpose in registers; a block with rows past nr, and the last kc % 8
+ * columns, one float at a time. */
+static TGT_INLINE void gemm_pack_dt(mh_dtype dt, float *dst, const void *src, int64_t ld, int nr,
+				    int kc)
+{
+	int k8 = kc / 8 * 8;
+	for (int j = 0; j < KERN_GEMM_NR; j += 8) {
+		if (j + 8 > nr) {
+			for (int k = 0; k < k8; k++)
+				for (int q = j; q < j + 8; q++)
+					dst[(size_t)k * KERN_GEMM_NR + q] =
+						q < nr ? ld1(dt, src, q * ld + k) : 0.0f;
+			continue;
+		}
+		int64_t s = j * ld;
+		for (int k = 0; k < k8; k += 8) {
+			__m256 r0 = ld8(dt, src, s + k), r1 = ld8(dt, src, s + ld + k);
+			__m256 r2 = ld8(dt, src, s + 2 * ld + k), r3 = ld8(dt, src, s + 3 * ld + k);
+			__m256 r4 = ld8(dt, src, s + 4 * ld + k), r5 = ld8(dt, src, s + 5 * ld + k);
+			__m256 r6 = ld8(dt, src, s + 6 * ld + k), r7 = ld8(dt, src, s + 7 * ld + k);
+			__m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+			__m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+			__m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+			__m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+			__m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xee);
+			__m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xee);
+			__m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xee);
+			__m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xee);
+			float *d = dst + (size_t)k * KERN_GEMM_NR + j;
+			_mm256_store_ps(d + 0 * KERN_GEMM_NR, _mm256_permute2f128_ps(u0, u4, 0x20));
+			_mm256_store_ps(d + 1 * KERN_GEMM_NR, _mm256_permute2f128_ps(u1, u5, 0x20));
+			_mm256_store_ps(d + 2 * KERN_GEMM_NR, _mm256_permute2f128_ps(u2, u6, 0x20));
+			_mm256_store_ps(d + 3 * KERN_GEMM_NR, _mm256_permute2f128_ps(u3, u7, 0x20));
+			_mm256_store_ps(d + 4 * KERN_GEMM_NR, _mm256_permute2f128_ps(u0, u4, 0x31));
+			_mm256_store_ps(d + 5 * KERN_GEMM_NR, _mm256_permute2f128_ps(u1, u5, 0x31));
+			_mm256_store_ps(d + 6 * KERN_GEMM_NR, _mm256_permute2f128_ps(u2, u6, 0x31));
+			_mm256_store_ps(d + 7 * KERN_GEMM_NR, _mm256_permute2f128_ps(u3, u7, 0x31));
+		}
+	}
+	for (int k = k8; k < kc; k++)
+		for (int j = 0; j < KERN_GEMM_NR; j++)
+			dst[(size_t)k * KERN_GEMM_NR + j] = j < nr ? ld1(dt, src, j * ld + k) : 0.0f;
+}
+
+static TGT void gemm_pack_avx2(mh_dtype dt, float *dst, const void *src, int64_t ld, int nr,
+			       int kc)
+{
+	if (dt == MH_BF16)
+		gemm_pack_dt(MH_BF16, dst, src, ld, nr, kc);
+	else if (dt == MH_F16)
+		gemm_pack_dt(MH_F16, dst, src, ld, nr, kc);
+	else
+		gemm_pack_dt(MH_F32, dst, src, ld, nr, kc);
+}
+
+/* A whole 6x16 tile: twelve accumulators (two vectors of weights times six
+ * broadcast activations a column), each lane one chain of FMAs in k order. */
+static TGT_INLINE void gemm_tile_6x16(float *const *y, int acc, const float *xp,
+				      const float *wp, int kc)
+{
+	__m256 c[KERN_GEMM_MR][2];
+#pragma GCC unroll 6
+	for (int i = 0; i < KERN_GEMM_MR; i++) {
+		c[i][0] = acc ? _mm256_loadu_ps(y[i]) : _mm256_setzero_ps();
+		c[i][1] = acc ? _mm256_loadu_ps(y[i] + 8) : _mm256_setzero_ps();
+	}
+#pragma GCC unroll 2
+	for (int k = 0; k < kc; k++) {
+		__m256 b0 = _mm256_load_ps(wp), b1 = _mm256_load_ps(wp + 8);
+#pragma GCC unroll 6
+		for (int i = 0; i < KERN_GEMM_MR; i++) {
+			__m256 a = _mm256_broadcast_ss(xp + i);
+			c[i][0] = _mm256_fmadd_ps(a, b0, c[i][0]);
+			c[i][1] = _mm256_fmadd_ps(a, b1, c[i][1]);
+		}
+		xp += KERN_GEMM_MR;
+		wp += KERN_GEMM_NR;
+	}
+#pragma GCC unroll 6
+	for (int i = 0; i < KERN_GEMM_MR; i++) {
+		_mm256_storeu_ps(y[i], c[i][0]);
+		_mm256_storeu_ps(y[i] + 8, c[i][1]);
+	}
+}
+
+/* kern_gemm_tile: a partial tile runs whole on a copy (the other lanes'
+ * sums are thrown away; a lane's bits do not depend on them). */
+static TGT void gemm_tile_avx2(float *const *y, int mr, int nr, int acc, const float *xp,
+			       const float *wp, int kc)
+{
+	if (mr == KERN_GEMM_MR && nr == KERN_GEMM_NR) {
+		gemm_tile_6x16(y, acc, xp, wp, kc);
+		return;
+	}
+	float t[KERN_GEMM_MR][KERN_GEMM_NR];
+	float *ty[KERN_GEMM_MR];
+	for (int i = 0; i < KERN_GEMM_MR; i++) {
+		ty[i] = t[i];
+		for (int j = 0; j < KERN_GEMM_NR; j++)
+			t[i][j] = acc && i < mr && j < nr ? y[i][j] : 0.0f;
+	}
+	gemm_tile_6x16(ty, acc, xp, wp, kc);
+	for (int i = 0; i < mr; i++)
+		memcpy(y[i], t[i], (size_t)nr * sizeof(float));
+}
 #endif
 
 /* ---- dispatch ------------------------------------------------------------------------ */
@@ -1080,17 +1195,19 @@ typedef struct {
 	uint64_t (*read)(const void *, int64_t, int);
 	void (*silu_mul)(float *, const float *, int64_t);
 	void (*quant_row)(mh_dtype, void *, const float *, int64_t);
+	void (*gemm_pack)(mh_dtype, float *, const void *, int64_t, int, int);
+	void (*gemm_tile)(float *const *, int, int, int, const float *, const float *, int);
 } kernel_set;
 
 /* The sets, best last. */
 static const kernel_set sets[] = {
 	{ "scalar", NULL, rows_scalar, prepare_x_scalar, x_key_scalar, to_f32_scalar, dots_scalar,
 	  wsum_scalar, exp_sum_scalar, max_scalar, sum_scalar, sumsq_scalar, read_any_scalar,
-	  silu_mul_scalar, quant_row },
+	  silu_mul_scalar, quant_row, gemm_pack_scalar, NULL },
 #ifdef HAVE_X86_KERNELS
 	{ "avx2", avx2_supported, rows_avx2, prepare_x_avx2, x_key_avx2, to_f32_avx2, dots_avx2,
 	  wsum_avx2, exp_sum_avx2, max_avx2, sum_avx2, sumsq_avx2, read_avx2, silu_mul_avx2,
-	  quant_row_avx2 },
+	  quant_row_avx2, gemm_pack_avx2, gemm_tile_avx2 },
 #endif
 };
 enum { N_SETS = sizeof sets / sizeof sets[0] };
@@ -1221,6 +1338,22 @@ void kern_quant_row(mh_dtype dt, void *dst, const float *x, int64_t n)
 void kern_silu_mul(float *gate, const float *up, int64_t n)
 {
 	ks()->silu_mul(gate, up, n);
+}
+
+int kern_gemm_ok(void)
+{
+	return ks()->gemm_tile != NULL;
+}
+
+void kern_gemm_pack(mh_dtype dt, float *dst, const void *src, int64_t ld, int nr, int kc)
+{
+	ks()->gemm_pack(dt, dst, src, ld, nr, kc);
+}
+
+void kern_gemm_tile(float *const *y, int mr, int nr, int acc, const float *xp, const float *wp,
+		    int kc)
+{
+	ks()->gemm_tile(y, mr, nr, acc, xp, wp, kc);
 }
 
 void kern_add(float *y, const float *x, int64_t n)

@@ -66,6 +66,23 @@ void kern_silu_mul(float *gate, const float *up, int64_t n);
  * every kernel set. */
 void kern_quant_row(mh_dtype dt, void *dst, const float *x, int64_t n);
 void kern_add(float *y, const float *x, int64_t n);
+/* The tiles of the host's GEMM (gemm.c): KERN_GEMM_MR rows of x against
+ * KERN_GEMM_NR weight rows, both packed column by column. */
+#define KERN_GEMM_MR 6
+#define KERN_GEMM_NR 16
+/* Whether the set in use has a tile kernel (the scalar set has none: its
+ * prompts go through OpenBLAS). */
+int kern_gemm_ok(void);
+/* dst[k * KERN_GEMM_NR + j] = src[j * ld + k] as F32 for j < nr <=
+ * KERN_GEMM_NR and k < kc, 0 for nr <= j < KERN_GEMM_NR; src of dtype dt
+ * (F32, F16 or BF16), dst 32-byte aligned. */
+void kern_gemm_pack(mh_dtype dt, float *dst, const void *src, int64_t ld, int nr, int kc);
+/* y[i][j] = fmaf(xp[k * MR + i], wp[k * NR + j], ...) for k = 0 .. kc - 1
+ * in that order, starting from y[i][j] (acc) or 0, for i < mr, j < nr:
+ * every sum one chain of fused multiply-adds in column order, so that
+ * a result's bits depend on its own row of x and of weights alone. */
+void kern_gemm_tile(float *const *y, int mr, int nr, int acc, const float *xp, const float *wp,
+		    int kc);
 /* --precise: quantized weights multiply F32 activations from now on. */
 void kern_set_precise(int on);
 int kern_precise(void);

@@ -4,6 +4,7 @@
  * inner loops live in kernels.c (vectorised per stored dtype). */
 #include "compute/ops.h"
 #include "compute/blas.h"
+#include "compute/gemm.h"
 #include "compute/kernels.h"
 #include "base/util.h"
 
@@ -30,12 +31,16 @@ static size_t xprep_len[MAX_THREADS];
 static const float **xr_bufs[MAX_THREADS];
 static int *row_bufs[MAX_THREADS];
 static size_t xr_lens[MAX_THREADS];
+static int *gemm_row_bufs[MAX_THREADS]; /* the rows of the GEMM path */
+static size_t gemm_row_lens[MAX_THREADS];
 
-/* How large matmuls are spread over the cores: by default each pool thread
- * runs a single-threaded SGEMM over its share of the rows (OpenBLAS's own
- * threads stay asleep, so they never compete with ours for the cores);
- * MH_GEMM=blas hands whole products to OpenBLAS's threads instead. */
-enum { GEMM_POOL, GEMM_BLAS_THREADS };
+/* How prompts' matmuls are done: by default the host's GEMM (gemm.c) where
+ * the kernel set has one, else each pool thread runs a single-threaded
+ * SGEMM over its share of the rows (OpenBLAS's own threads stay asleep, so
+ * they never compete with ours for the cores).  For comparison,
+ * MH_GEMM=sgemm takes the second way always, and MH_GEMM=blas hands whole
+ * products to OpenBLAS's threads. */
+enum { GEMM_HOST, GEMM_POOL, GEMM_BLAS_THREADS };
 static int gemm_mode = -1;
 static int blas_threads_now = -1;
 
@@ -75,9 +80,12 @@ void ops_set_pool(mh_pool *p)
 	pool = p;
 	if (gemm_mode < 0) {
 		const char *e = getenv("MH_GEMM");
-		gemm_mode = e && strcmp(e, "blas") == 0 ? GEMM_BLAS_THREADS : GEMM_POOL;
+		gemm_mode = !e                       ? GEMM_HOST
+			    : strcmp(e, "blas") == 0  ? GEMM_BLAS_THREADS
+			    : strcmp(e, "sgemm") == 0 ? GEMM_POOL
+						      : GEMM_HOST;
 	}
-	set_blas_threads(gemm_mode == GEMM_POOL ? 1 : pool_size(p));
+	set_blas_threads(gemm_mode == GEMM_BLAS_THREADS ? pool_size(p) : 1);
 }
 
 mh_pool *ops_pool(void)
@@ -94,7 +102,10 @@ int ops_blas_threads(int n)
 
 const char *ops_describe(void)
 {
-	return gemm_mode == GEMM_BLAS_THREADS ? "blas-threads" : "pool";
+	return gemm_mode == GEMM_BLAS_THREADS ? "blas-threads"
+	       : gemm_mode == GEMM_POOL	      ? "pool"
+	       : kern_gemm_ok()		      ? "host"
+					      : "pool";
 }
 
 void ops_cleanup(void)
@@ -116,10 +127,13 @@ void ops_cleanup(void)
 	for (int i = 0; i < MAX_THREADS; i++) {
 		free(xr_bufs[i]);
 		free(row_bufs[i]);
+		free(gemm_row_bufs[i]);
 		xr_bufs[i] = NULL;
 		row_bufs[i] = NULL;
-		xr_lens[i] = 0;
+		gemm_row_bufs[i] = NULL;
+		xr_lens[i] = gemm_row_lens[i] = 0;
 	}
+	gemm_cleanup();
 }
 
 typedef struct {
@@ -447,7 +461,30 @@ static void route(float *const *y, const float *x, const mh_tensor *const *w, in
 	}
 	if (nr == n)
 		return;
-	/* the prompt pieces: one SGEMM job per weight over all of them */
+	/* the prompt pieces: the host's GEMM, all of them in one pass */
+	int host = gemm_mode == GEMM_HOST;
+	for (int i = 0; i < count; i++)
+		host = host && gemm_ok(w[i]);
+	if (host) {
+		int th = pool_thread(), m = 0;
+		if (gemm_row_lens[th] < (size_t)n) {
+			free(gemm_row_bufs[th]);
+			gemm_row_bufs[th] = malloc((size_t)n * sizeof **gemm_row_bufs);
+			gemm_row_lens[th] = gemm_row_bufs[th] ? (size_t)n : 0;
+		}
+		int *rows = gemm_row_bufs[th];
+		if (!rows) {
+			for (int i = 0; i < count; i++)
+				fill_nan(y[i], (size_t)n * w[i]->shape[0]);
+			return;
+		}
+		for (int r = 0, at = 0; r < runs; at += len[r++])
+			for (int k = 0; len[r] > small && k < len[r]; k++)
+				rows[m++] = at + k;
+		gemm_rows(pool, y, x, rows, m, w, count, cols);
+		return;
+	}
+	/* else one SGEMM job per weight over all of them */
 	for (int i = 0; i < count; i++) {
 		int64_t rows = w[i]->shape[0];
 		mm_job j = { w[i], rows, cols, x, y[i], len, runs, small };
