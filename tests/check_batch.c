@@ -146,10 +146,10 @@ static void batched_as_alone(mh_session *s, const script *sc, int n, float **alo
 	free(got);
 }
 
-/* Prompts of 1 to 40 tokens (the row kernels, and SGEMM past 8 rows for
- * F32 weights, past 32 for 16-bit ones), joining at different steps, so
- * that prompt pieces and decode tokens share batches, two SGEMM pieces
- * share one (step 3: their 16-bit weights converted once for both) and a
+/* Prompts of 1 to 40 tokens (the row kernels, and the GEMM past 8 rows
+ * for F32 weights, past 32 for 16-bit ones), joining at different steps,
+ * so that prompt pieces and decode tokens share batches, two GEMM pieces
+ * share one (step 3: one pass over the weights for both) and a
  * 12-token prompt takes its own route beside 80 other rows; the solo runs
  * use two threads, the batches one or two. */
 START_TEST(batch_is_bit_identical_to_solo)

@@ -702,7 +702,7 @@ static void same_products(const mh_services *svc, const mh_tensor *a, const mh_t
 	ck_assert_int_eq(posix_memalign(&copy, 64, stored->nbytes), 0);
 	memcpy(copy, stored->data, stored->nbytes);
 	bt.data = copy;
-	for (int n = 1; n <= 41; n += 20) { /* the row kernels, then SGEMM at 41 */
+	for (int n = 1; n <= 41; n += 20) { /* the row kernels, then the GEMM at 41 */
 		float *x = malloc((size_t)n * in * sizeof *x), *ya = malloc((size_t)n * out * sizeof *ya),
 		      *yb = malloc((size_t)n * out * sizeof *yb);
 		for (int k = 0; k < n * in; k++)

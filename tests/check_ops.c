@@ -268,7 +268,7 @@ static weight make_quant(mh_dtype dt, int rows, int cols)
  * results are the same whatever the other tokens and however many (batch
  * invariance), and so at 17 and 32 tokens (a short prompt's run); widths
  * of 1, 8, 9 and 17 blocks (the kernels' groups of eight and a tail).
- * Beyond 32 tokens (prefill: dequantized weights through SGEMM) the
+ * Beyond 32 tokens (prefill: dequantized weights through the GEMM) the
  * products match the dequantized weights in double. */
 START_TEST(matmul_quant_matches_reference)
 {
@@ -638,8 +638,9 @@ END_TEST
 
 /* Prefill gives the same bits whatever the pool: the same input through
  * pools of 1, 2 and 3 threads, and 10 times through 2, for a batched
- * matmul of each dtype (SGEMM, whose rounding depends on how many rows
- * each call gets) and for silu_mul over more elements than it does
+ * matmul of each dtype (the host's GEMM; with the scalar kernels,
+ * OpenBLAS's SGEMM, whose rounding depends on how many rows each call
+ * gets) and for silu_mul over more elements than it does
  * serially (whose vector loop and scalar tail round differently). */
 START_TEST(prefill_does_not_depend_on_the_pool)
 {

@@ -167,6 +167,22 @@ static void gemm_pack_scalar(mh_dtype dt, float *dst, const void *src, int64_t l
 			dst[(size_t)k * KERN_GEMM_NR + j] = j < nr ? load_scalar(dt, src, j * ld + k) : 0.0f;
 }
 
+/* kern_flops: twelve independent multiply-add chains */
+static double flops_scalar(int64_t iters)
+{
+	volatile float seed = 0.999f;
+	float a = seed, c[12];
+	for (int i = 0; i < 12; i++)
+		c[i] = (float)i * 0.001f;
+	for (int64_t k = 0; k < iters; k++)
+		for (int i = 0; i < 12; i++)
+			c[i] = c[i] * a + 0.0001f;
+	for (int i = 1; i < 12; i++)
+		c[0] += c[i];
+	seed = c[0];
+	return (double)iters * 12 * 2;
+}
+
 /* The largest non-NaN value, -INFINITY if none. */
 static float max_scalar(const float *x, int64_t n)
 {
@@ -1050,6 +1066,24 @@ static TGT void gemm_pack_avx2(mh_dtype dt, float *dst, const void *src, int64_t
 		gemm_pack_dt(MH_F32, dst, src, ld, nr, kc);
 }
 
+/* kern_flops: as many independent FMA chains as the tile kernel keeps */
+static TGT double flops_avx2(int64_t iters)
+{
+	volatile float seed = 0.999f;
+	__m256 a = _mm256_set1_ps(seed), b = _mm256_set1_ps(0.0001f), c[12];
+	for (int i = 0; i < 12; i++)
+		c[i] = _mm256_set1_ps((float)i * 0.001f);
+	for (int64_t k = 0; k < iters; k++) {
+#pragma GCC unroll 12
+		for (int i = 0; i < 12; i++)
+			c[i] = _mm256_fmadd_ps(a, c[i], b);
+	}
+	for (int i = 1; i < 12; i++)
+		c[0] = _mm256_add_ps(c[0], c[i]);
+	seed = _mm256_cvtss_f32(c[0]);
+	return (double)iters * 12 * 16;
+}
+
 /* A whole 6x16 tile: twelve accumulators (two vectors of weights times six
  * broadcast activations a column), each lane one chain of FMAs in k order. */
 static TGT_INLINE void gemm_tile_6x16(float *const *y, int acc, const float *xp,
@@ -1197,17 +1231,18 @@ typedef struct {
 	void (*quant_row)(mh_dtype, void *, const float *, int64_t);
 	void (*gemm_pack)(mh_dtype, float *, const void *, int64_t, int, int);
 	void (*gemm_tile)(float *const *, int, int, int, const float *, const float *, int);
+	double (*flops)(int64_t);
 } kernel_set;
 
 /* The sets, best last. */
 static const kernel_set sets[] = {
 	{ "scalar", NULL, rows_scalar, prepare_x_scalar, x_key_scalar, to_f32_scalar, dots_scalar,
 	  wsum_scalar, exp_sum_scalar, max_scalar, sum_scalar, sumsq_scalar, read_any_scalar,
-	  silu_mul_scalar, quant_row, gemm_pack_scalar, NULL },
+	  silu_mul_scalar, quant_row, gemm_pack_scalar, NULL, flops_scalar },
 #ifdef HAVE_X86_KERNELS
 	{ "avx2", avx2_supported, rows_avx2, prepare_x_avx2, x_key_avx2, to_f32_avx2, dots_avx2,
 	  wsum_avx2, exp_sum_avx2, max_avx2, sum_avx2, sumsq_avx2, read_avx2, silu_mul_avx2,
-	  quant_row_avx2, gemm_pack_avx2, gemm_tile_avx2 },
+	  quant_row_avx2, gemm_pack_avx2, gemm_tile_avx2, flops_avx2 },
 #endif
 };
 enum { N_SETS = sizeof sets / sizeof sets[0] };
@@ -1354,6 +1389,11 @@ void kern_gemm_tile(float *const *y, int mr, int nr, int acc, const float *xp, c
 		    int kc)
 {
 	ks()->gemm_tile(y, mr, nr, acc, xp, wp, kc);
+}
+
+double kern_flops(int64_t iters)
+{
+	return ks()->flops(iters);
 }
 
 void kern_add(float *y, const float *x, int64_t n)

@@ -92,5 +92,9 @@ const char *kern_name(void);
  * such set.  For tests and comparisons; MH_KERNELS=NAME in the environment
  * caps the choice made on first use the same way. */
 int kern_select(const char *name);
+/* The arithmetic limit: iters steps of independent multiply-add chains in
+ * registers, as wide as the set's tiles; returns the FLOPs done (bench's
+ * prefill limit). */
+double kern_flops(int64_t iters);
 
 #endif

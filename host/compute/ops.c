@@ -179,7 +179,9 @@ void ops_to_f32(float *dst, const mh_tensor *t, int64_t first, int64_t count)
 #ifndef SMALL_N
 #define SMALL_N 8
 #endif
+#ifndef SMALL_N_CONVERTED
 #define SMALL_N_CONVERTED 32
+#endif
 
 /* the longest run of rows that takes the row kernels for weights w */
 static int small_n(const mh_tensor *w)
