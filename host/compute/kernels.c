@@ -1084,14 +1084,15 @@ static TGT double flops_avx2(int64_t iters)
 	return (double)iters * 12 * 16;
 }
 
-/* A whole 6x16 tile: twelve accumulators (two vectors of weights times six
- * broadcast activations a column), each lane one chain of FMAs in k order. */
-static TGT_INLINE void gemm_tile_6x16(float *const *y, int acc, const float *xp,
+/* A tile of mr (a constant where inlined) rows by 16: two accumulators a
+ * row (two vectors of weights times a broadcast activation a column),
+ * each lane one chain of FMAs in k order. */
+static TGT_INLINE void gemm_tile_rows(float *const *y, int mr, int acc, const float *xp,
 				      const float *wp, int kc)
 {
 	__m256 c[KERN_GEMM_MR][2];
 #pragma GCC unroll 6
-	for (int i = 0; i < KERN_GEMM_MR; i++) {
+	for (int i = 0; i < mr; i++) {
 		c[i][0] = acc ? _mm256_loadu_ps(y[i]) : _mm256_setzero_ps();
 		c[i][1] = acc ? _mm256_loadu_ps(y[i] + 8) : _mm256_setzero_ps();
 	}
@@ -1099,7 +1100,7 @@ static TGT_INLINE void gemm_tile_6x16(float *const *y, int acc, const float *xp,
 	for (int k = 0; k < kc; k++) {
 		__m256 b0 = _mm256_load_ps(wp), b1 = _mm256_load_ps(wp + 8);
 #pragma GCC unroll 6
-		for (int i = 0; i < KERN_GEMM_MR; i++) {
+		for (int i = 0; i < mr; i++) {
 			__m256 a = _mm256_broadcast_ss(xp + i);
 			c[i][0] = _mm256_fmadd_ps(a, b0, c[i][0]);
 			c[i][1] = _mm256_fmadd_ps(a, b1, c[i][1]);
@@ -1108,31 +1109,41 @@ static TGT_INLINE void gemm_tile_6x16(float *const *y, int acc, const float *xp,
 		wp += KERN_GEMM_NR;
 	}
 #pragma GCC unroll 6
-	for (int i = 0; i < KERN_GEMM_MR; i++) {
+	for (int i = 0; i < mr; i++) {
 		_mm256_storeu_ps(y[i], c[i][0]);
 		_mm256_storeu_ps(y[i] + 8, c[i][1]);
 	}
 }
 
-/* kern_gemm_tile: a partial tile runs whole on a copy (the other lanes'
- * sums are thrown away; a lane's bits do not depend on them). */
+/* kern_gemm_tile: a loop for each row count, so that a prompt's last
+ * rows cost what they are (pp128's last tile has 2 rows of 6); a tile
+ * short of columns runs on a copy (the other lanes' sums are thrown away;
+ * a lane's bits do not depend on them). */
 static TGT void gemm_tile_avx2(float *const *y, int mr, int nr, int acc, const float *xp,
 			       const float *wp, int kc)
 {
-	if (mr == KERN_GEMM_MR && nr == KERN_GEMM_NR) {
-		gemm_tile_6x16(y, acc, xp, wp, kc);
-		return;
-	}
 	float t[KERN_GEMM_MR][KERN_GEMM_NR];
 	float *ty[KERN_GEMM_MR];
-	for (int i = 0; i < KERN_GEMM_MR; i++) {
-		ty[i] = t[i];
-		for (int j = 0; j < KERN_GEMM_NR; j++)
-			t[i][j] = acc && i < mr && j < nr ? y[i][j] : 0.0f;
+	float *const *yy = y;
+	if (nr < KERN_GEMM_NR) {
+		for (int i = 0; i < mr; i++) {
+			ty[i] = t[i];
+			for (int j = 0; j < KERN_GEMM_NR; j++)
+				t[i][j] = acc && j < nr ? y[i][j] : 0.0f;
+		}
+		yy = ty;
 	}
-	gemm_tile_6x16(ty, acc, xp, wp, kc);
-	for (int i = 0; i < mr; i++)
-		memcpy(y[i], t[i], (size_t)nr * sizeof(float));
+	switch (mr) {
+	case 6: gemm_tile_rows(yy, 6, acc, xp, wp, kc); break;
+	case 5: gemm_tile_rows(yy, 5, acc, xp, wp, kc); break;
+	case 4: gemm_tile_rows(yy, 4, acc, xp, wp, kc); break;
+	case 3: gemm_tile_rows(yy, 3, acc, xp, wp, kc); break;
+	case 2: gemm_tile_rows(yy, 2, acc, xp, wp, kc); break;
+	default: gemm_tile_rows(yy, 1, acc, xp, wp, kc); break;
+	}
+	if (nr < KERN_GEMM_NR)
+		for (int i = 0; i < mr; i++)
+			memcpy(y[i], t[i], (size_t)nr * sizeof(float));
 }
 #endif
 
