@@ -6,8 +6,8 @@
  *   x is packed once, KERN_GEMM_MR rows interleaved column by column;
  *   each thread takes blocks of NC weight rows (the pool's ranges), and
  *   for each KC columns of them packs KERN_GEMM_NR rows at a time into a
- *   panel (converted to F32: BF16, F16 and the block formats need no pass
- *   of their own) that stays in L1 while every tile of x goes by it; the
+ *   panel (converted to F32 as it is packed: BF16, F16 and the block
+ *   formats need no pass of their own) that stays in L1 while every tile of x goes by it; the
  *   x panel (rows x KC) stays in L2, and so does the output block.
  *
  * Measured against OpenBLAS's SGEMM (with the conversion pass it needs)
@@ -38,7 +38,7 @@ typedef struct {
 	size_t len;
 } buf;
 static buf xpack[MAX_THREADS]; /* the caller's packed x */
-static buf panel[MAX_THREADS]; /* a worker's weight panel and conversion rows */
+static buf panel[MAX_THREADS]; /* a worker's weight panel */
 
 static float *grow(buf *b, size_t want)
 {
@@ -93,26 +93,19 @@ typedef struct {
 	int bad;
 } gemm_job;
 
-/* Weight rows [n0, n0 + nr) of w, columns [k0, k0 + kc), as a panel; the
- * block formats through rows of F32 in tmp. */
-static void pack_w(float *wp, float *tmp, const mh_tensor *w, int64_t n0, int nr, int64_t k0,
-		   int kc, int64_t cols)
+/* Weight rows [n0, n0 + nr) of w, columns [k0, k0 + kc), as a panel. */
+static void pack_w(float *wp, const mh_tensor *w, int64_t n0, int nr, int64_t k0, int kc,
+		   int64_t cols)
 {
-	const char *src = (const char *)w->data + mh_row_bytes(w->dtype, n0 * cols + k0);
-	if (!mh_dtype_is_quant(w->dtype)) {
-		kern_gemm_pack(w->dtype, wp, src, cols, nr, kc);
-		return;
-	}
-	for (int j = 0; j < nr; j++)
-		kern_to_f32(w->dtype, tmp + (size_t)j * kc, src + j * mh_row_bytes(w->dtype, cols), kc);
-	kern_gemm_pack(MH_F32, wp, tmp, kc, nr, kc);
+	kern_gemm_pack(w->dtype, wp, (const char *)w->data + mh_row_bytes(w->dtype, n0 * cols + k0),
+		       cols, nr, kc);
 }
 
 /* Weight rows [lo, hi) of weight i for every row of x.  The next panel's
  * weights are fetched from memory while this one's tiles run, a few lines
  * a tile (without it, converting them stalled on every line: 9% of a
  * BF16 pp128's samples). */
-static void gemm_block(const gemm_job *j, int i, int64_t lo, int64_t hi, float *wp, float *tmp)
+static void gemm_block(const gemm_job *j, int i, int64_t lo, int64_t hi, float *wp)
 {
 	const mh_tensor *w = j->w[i];
 	int64_t rows = w->shape[0], cols = j->cols;
@@ -122,7 +115,7 @@ static void gemm_block(const gemm_job *j, int i, int64_t lo, int64_t hi, float *
 		int kc = cols - k0 < KC ? (int)(cols - k0) : KC;
 		for (int64_t n0 = lo; n0 < hi; n0 += NR) {
 			int nr = hi - n0 < NR ? (int)(hi - n0) : NR;
-			pack_w(wp, tmp, w, n0, nr, k0, kc, cols);
+			pack_w(wp, w, n0, nr, k0, kc, cols);
 			int64_t pn = n0 + NR < hi ? n0 + NR : lo, pk = n0 + NR < hi ? k0 : k0 + KC;
 			int pr = pk < cols ? (hi - pn < NR ? (int)(hi - pn) : NR) : 0;
 			size_t pbytes = pk < cols ? mh_row_bytes(w->dtype, cols - pk < KC ? cols - pk : KC)
@@ -152,7 +145,7 @@ static void gemm_block(const gemm_job *j, int i, int64_t lo, int64_t hi, float *
 static void gemm_task(void *ctx, int64_t b, int64_t e, int thread)
 {
 	gemm_job *j = ctx;
-	float *wp = grow(&panel[thread], (size_t)2 * NR * KC);
+	float *wp = grow(&panel[thread], (size_t)NR * KC);
 	if (!wp) {
 		j->bad = 1;
 		return;
@@ -161,8 +154,7 @@ static void gemm_task(void *ctx, int64_t b, int64_t e, int thread)
 		int64_t lo = b > j->start[i] ? b : j->start[i];
 		int64_t hi = e < j->start[i + 1] ? e : j->start[i + 1];
 		for (int64_t a = lo; a < hi; a += NC)
-			gemm_block(j, i, a - j->start[i], (hi - a < NC ? hi : a + NC) - j->start[i], wp,
-				   wp + NR * KC);
+			gemm_block(j, i, a - j->start[i], (hi - a < NC ? hi : a + NC) - j->start[i], wp);
 	}
 }
 

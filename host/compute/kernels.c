@@ -158,15 +158,6 @@ static void silu_mul_scalar(float *gate, const float *up, int64_t n)
 	}
 }
 
-/* kern_gemm_pack */
-static void gemm_pack_scalar(mh_dtype dt, float *dst, const void *src, int64_t ld, int nr,
-			     int kc)
-{
-	for (int k = 0; k < kc; k++)
-		for (int j = 0; j < KERN_GEMM_NR; j++)
-			dst[(size_t)k * KERN_GEMM_NR + j] = j < nr ? load_scalar(dt, src, j * ld + k) : 0.0f;
-}
-
 /* kern_flops: twelve independent multiply-add chains */
 static double flops_scalar(int64_t iters)
 {
@@ -1013,6 +1004,31 @@ static TGT uint64_t read_avx2(const void *p, int64_t n, int way)
 /* kern_gemm_pack: eight rows by eight columns at a time through an 8x8
  * transpose in registers; a block with rows past nr, and the last kc % 8
  * columns, one float at a time. */
+/* dst[q * NR + r] = row r's element s + q (rows ld apart), r, q < 8 */
+static TGT_INLINE void gemm_tr8(mh_dtype dt, float *dst, const void *src, int64_t s, int64_t ld)
+{
+	__m256 r0 = ld8(dt, src, s), r1 = ld8(dt, src, s + ld);
+	__m256 r2 = ld8(dt, src, s + 2 * ld), r3 = ld8(dt, src, s + 3 * ld);
+	__m256 r4 = ld8(dt, src, s + 4 * ld), r5 = ld8(dt, src, s + 5 * ld);
+	__m256 r6 = ld8(dt, src, s + 6 * ld), r7 = ld8(dt, src, s + 7 * ld);
+	__m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+	__m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+	__m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+	__m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+	__m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xee);
+	__m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xee);
+	__m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xee);
+	__m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xee);
+	_mm256_store_ps(dst + 0 * KERN_GEMM_NR, _mm256_permute2f128_ps(u0, u4, 0x20));
+	_mm256_store_ps(dst + 1 * KERN_GEMM_NR, _mm256_permute2f128_ps(u1, u5, 0x20));
+	_mm256_store_ps(dst + 2 * KERN_GEMM_NR, _mm256_permute2f128_ps(u2, u6, 0x20));
+	_mm256_store_ps(dst + 3 * KERN_GEMM_NR, _mm256_permute2f128_ps(u3, u7, 0x20));
+	_mm256_store_ps(dst + 4 * KERN_GEMM_NR, _mm256_permute2f128_ps(u0, u4, 0x31));
+	_mm256_store_ps(dst + 5 * KERN_GEMM_NR, _mm256_permute2f128_ps(u1, u5, 0x31));
+	_mm256_store_ps(dst + 6 * KERN_GEMM_NR, _mm256_permute2f128_ps(u2, u6, 0x31));
+	_mm256_store_ps(dst + 7 * KERN_GEMM_NR, _mm256_permute2f128_ps(u3, u7, 0x31));
+}
+
 static TGT_INLINE void gemm_pack_dt(mh_dtype dt, float *dst, const void *src, int64_t ld, int nr,
 				    int kc)
 {
@@ -1025,40 +1041,43 @@ static TGT_INLINE void gemm_pack_dt(mh_dtype dt, float *dst, const void *src, in
 						q < nr ? ld1(dt, src, q * ld + k) : 0.0f;
 			continue;
 		}
-		int64_t s = j * ld;
-		for (int k = 0; k < k8; k += 8) {
-			__m256 r0 = ld8(dt, src, s + k), r1 = ld8(dt, src, s + ld + k);
-			__m256 r2 = ld8(dt, src, s + 2 * ld + k), r3 = ld8(dt, src, s + 3 * ld + k);
-			__m256 r4 = ld8(dt, src, s + 4 * ld + k), r5 = ld8(dt, src, s + 5 * ld + k);
-			__m256 r6 = ld8(dt, src, s + 6 * ld + k), r7 = ld8(dt, src, s + 7 * ld + k);
-			__m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
-			__m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
-			__m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
-			__m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
-			__m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xee);
-			__m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xee);
-			__m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xee);
-			__m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xee);
-			float *d = dst + (size_t)k * KERN_GEMM_NR + j;
-			_mm256_store_ps(d + 0 * KERN_GEMM_NR, _mm256_permute2f128_ps(u0, u4, 0x20));
-			_mm256_store_ps(d + 1 * KERN_GEMM_NR, _mm256_permute2f128_ps(u1, u5, 0x20));
-			_mm256_store_ps(d + 2 * KERN_GEMM_NR, _mm256_permute2f128_ps(u2, u6, 0x20));
-			_mm256_store_ps(d + 3 * KERN_GEMM_NR, _mm256_permute2f128_ps(u3, u7, 0x20));
-			_mm256_store_ps(d + 4 * KERN_GEMM_NR, _mm256_permute2f128_ps(u0, u4, 0x31));
-			_mm256_store_ps(d + 5 * KERN_GEMM_NR, _mm256_permute2f128_ps(u1, u5, 0x31));
-			_mm256_store_ps(d + 6 * KERN_GEMM_NR, _mm256_permute2f128_ps(u2, u6, 0x31));
-			_mm256_store_ps(d + 7 * KERN_GEMM_NR, _mm256_permute2f128_ps(u3, u7, 0x31));
-		}
+		for (int k = 0; k < k8; k += 8)
+			gemm_tr8(dt, dst + (size_t)k * KERN_GEMM_NR + j, src, j * ld + k, ld);
 	}
 	for (int k = k8; k < kc; k++)
 		for (int j = 0; j < KERN_GEMM_NR; j++)
 			dst[(size_t)k * KERN_GEMM_NR + j] = j < nr ? ld1(dt, src, j * ld + k) : 0.0f;
 }
 
+/* The block formats: eight rows' blocks dequantized into 1 KiB on the
+ * stack, then transposed from there (rows past nr zero). */
+static TGT void gemm_pack_quant(mh_dtype dt, float *dst, const void *src, int64_t ld, int nr,
+				int kc)
+{
+	float t[8][MH_QBLOCK] __attribute__((aligned(32)));
+	size_t row = mh_row_bytes(dt, ld);
+	for (int j = 0; j < KERN_GEMM_NR; j += 8)
+		for (int b = 0; b < kc; b += MH_QBLOCK) {
+			const char *p = (const char *)src + j * row + mh_row_bytes(dt, b);
+			for (int q = 0; q < 8; q++) {
+				__m256 w[4] = { _mm256_setzero_ps(), _mm256_setzero_ps(),
+						_mm256_setzero_ps(), _mm256_setzero_ps() };
+				if (j + q < nr)
+					block_f32(dt, p + q * row, w);
+				for (int v = 0; v < 4; v++)
+					_mm256_store_ps(t[q] + 8 * v, w[v]);
+			}
+			for (int c = 0; c < MH_QBLOCK; c += 8)
+				gemm_tr8(MH_F32, dst + (size_t)(b + c) * KERN_GEMM_NR + j, t, c, MH_QBLOCK);
+		}
+}
+
 static TGT void gemm_pack_avx2(mh_dtype dt, float *dst, const void *src, int64_t ld, int nr,
 			       int kc)
 {
-	if (dt == MH_BF16)
+	if (mh_dtype_is_quant(dt))
+		gemm_pack_quant(dt, dst, src, ld, nr, kc);
+	else if (dt == MH_BF16)
 		gemm_pack_dt(MH_BF16, dst, src, ld, nr, kc);
 	else if (dt == MH_F16)
 		gemm_pack_dt(MH_F16, dst, src, ld, nr, kc);
@@ -1240,6 +1259,7 @@ typedef struct {
 	uint64_t (*read)(const void *, int64_t, int);
 	void (*silu_mul)(float *, const float *, int64_t);
 	void (*quant_row)(mh_dtype, void *, const float *, int64_t);
+	/* both NULL in a set whose prompts go through OpenBLAS */
 	void (*gemm_pack)(mh_dtype, float *, const void *, int64_t, int, int);
 	void (*gemm_tile)(float *const *, int, int, int, const float *, const float *, int);
 	double (*flops)(int64_t);
@@ -1249,7 +1269,7 @@ typedef struct {
 static const kernel_set sets[] = {
 	{ "scalar", NULL, rows_scalar, prepare_x_scalar, x_key_scalar, to_f32_scalar, dots_scalar,
 	  wsum_scalar, exp_sum_scalar, max_scalar, sum_scalar, sumsq_scalar, read_any_scalar,
-	  silu_mul_scalar, quant_row, gemm_pack_scalar, NULL, flops_scalar },
+	  silu_mul_scalar, quant_row, NULL, NULL, flops_scalar },
 #ifdef HAVE_X86_KERNELS
 	{ "avx2", avx2_supported, rows_avx2, prepare_x_avx2, x_key_avx2, to_f32_avx2, dots_avx2,
 	  wsum_avx2, exp_sum_avx2, max_avx2, sum_avx2, sumsq_avx2, read_avx2, silu_mul_avx2,

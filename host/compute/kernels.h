@@ -70,12 +70,13 @@ void kern_add(float *y, const float *x, int64_t n);
  * KERN_GEMM_NR weight rows, both packed column by column. */
 #define KERN_GEMM_MR 6
 #define KERN_GEMM_NR 16
-/* Whether the set in use has a tile kernel (the scalar set has none: its
+/* Whether the set in use has these two (the scalar set has not: its
  * prompts go through OpenBLAS). */
 int kern_gemm_ok(void);
 /* dst[k * KERN_GEMM_NR + j] = src[j * ld + k] as F32 for j < nr <=
  * KERN_GEMM_NR and k < kc, 0 for nr <= j < KERN_GEMM_NR; src of dtype dt
- * (F32, F16 or BF16), dst 32-byte aligned. */
+ * (F32, F16, BF16, or Q8_0/Q4_0 with ld and kc whole blocks and src at
+ * one's start), dst 32-byte aligned. */
 void kern_gemm_pack(mh_dtype dt, float *dst, const void *src, int64_t ld, int nr, int kc);
 /* y[i][j] = fmaf(xp[k * MR + i], wp[k * NR + j], ...) for k = 0 .. kc - 1
  * in that order, starting from y[i][j] (acc) or 0, for i < mr, j < nr:
