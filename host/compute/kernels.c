@@ -1105,34 +1105,42 @@ static TGT double flops_avx2(int64_t iters)
 
 /* A tile of mr (a constant where inlined) rows by 16: two accumulators a
  * row (two vectors of weights times a broadcast activation a column),
- * each lane one chain of FMAs in k order. */
+ * each lane one chain of FMAs in k order.  Spelled out row by row: with
+ * an array of accumulators and unrolled loops, clang 14 kept them in
+ * memory. */
+#define GT_INIT(i)                                                                 \
+	__m256 c##i##a = _mm256_setzero_ps(), c##i##b = _mm256_setzero_ps();       \
+	if (mr > i && acc) {                                                       \
+		c##i##a = _mm256_loadu_ps(y[i]);                                   \
+		c##i##b = _mm256_loadu_ps(y[i] + 8);                               \
+	}
+#define GT_STEP(i)                                                                 \
+	if (mr > i) {                                                              \
+		__m256 a = _mm256_broadcast_ss(xp + i);                            \
+		c##i##a = _mm256_fmadd_ps(a, b0, c##i##a);                         \
+		c##i##b = _mm256_fmadd_ps(a, b1, c##i##b);                         \
+	}
+#define GT_STORE(i)                                                                \
+	if (mr > i) {                                                              \
+		_mm256_storeu_ps(y[i], c##i##a);                                   \
+		_mm256_storeu_ps(y[i] + 8, c##i##b);                               \
+	}
 static TGT_INLINE void gemm_tile_rows(float *const *y, int mr, int acc, const float *xp,
 				      const float *wp, int kc)
 {
-	__m256 c[KERN_GEMM_MR][2];
-#pragma GCC unroll 6
-	for (int i = 0; i < mr; i++) {
-		c[i][0] = acc ? _mm256_loadu_ps(y[i]) : _mm256_setzero_ps();
-		c[i][1] = acc ? _mm256_loadu_ps(y[i] + 8) : _mm256_setzero_ps();
-	}
+	GT_INIT(0) GT_INIT(1) GT_INIT(2) GT_INIT(3) GT_INIT(4) GT_INIT(5)
 #pragma GCC unroll 2
 	for (int k = 0; k < kc; k++) {
 		__m256 b0 = _mm256_load_ps(wp), b1 = _mm256_load_ps(wp + 8);
-#pragma GCC unroll 6
-		for (int i = 0; i < mr; i++) {
-			__m256 a = _mm256_broadcast_ss(xp + i);
-			c[i][0] = _mm256_fmadd_ps(a, b0, c[i][0]);
-			c[i][1] = _mm256_fmadd_ps(a, b1, c[i][1]);
-		}
+		GT_STEP(0) GT_STEP(1) GT_STEP(2) GT_STEP(3) GT_STEP(4) GT_STEP(5)
 		xp += KERN_GEMM_MR;
 		wp += KERN_GEMM_NR;
 	}
-#pragma GCC unroll 6
-	for (int i = 0; i < mr; i++) {
-		_mm256_storeu_ps(y[i], c[i][0]);
-		_mm256_storeu_ps(y[i] + 8, c[i][1]);
-	}
+	GT_STORE(0) GT_STORE(1) GT_STORE(2) GT_STORE(3) GT_STORE(4) GT_STORE(5)
 }
+#undef GT_INIT
+#undef GT_STEP
+#undef GT_STORE
 
 /* kern_gemm_tile: a loop for each row count, so that a prompt's last
  * rows cost what they are (pp128's last tile has 2 rows of 6); a tile
