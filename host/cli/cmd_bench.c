@@ -109,21 +109,23 @@ typedef struct {
 
 static void fma_task(void *ctx, int64_t b, int64_t e, int thread)
 {
-	(void)b, (void)e, (void)thread;
-	kern_flops(*(const int64_t *)ctx);
+	(void)thread;
+	kern_flops(*(const int64_t *)ctx * (e - b));
 }
 
 /* GFLOP/s of every thread of the pool running independent FMA chains in
- * registers at once (best of 5): what no product of matrices can beat. */
+ * registers at once (best of 5): what no product of matrices can beat.
+ * Many small items, so that a thread slow to wake (the pool steals) does
+ * not leave the work to the others. */
 static double probe_fma(void)
 {
 	mh_pool *p = ops_pool();
-	int64_t iters = 1 << 22;
+	int64_t items = 256 * (int64_t)pool_size(p), iters = 1 << 14;
 	double per = kern_flops(1), best = 0;
 	for (int rep = 0; rep < 5; rep++) {
 		double t0 = mh_now();
-		pool_run_chunks(p, pool_size(p), 1, 0, fma_task, &iters);
-		double rate = per * (double)iters * pool_size(p) / (mh_now() - t0) / 1e9;
+		pool_run_chunks(p, items, 1, (int)items, fma_task, &iters);
+		double rate = per * (double)(iters * items) / (mh_now() - t0) / 1e9;
 		if (rate > best)
 			best = rate;
 	}
