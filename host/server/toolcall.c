@@ -49,7 +49,7 @@ static int scan_value(const char *h, size_t n, size_t *p)
 		*p = n;
 		return 0;
 	}
-	while (q < n && strchr("+-.0123456789eEtruefalsn", h[q]))
+	while (q < n && h[q] && strchr("+-.0123456789eEtruefalsn", h[q]))
 		q++;
 	if (q == *p)
 		return -1;
@@ -110,7 +110,9 @@ int toolcall_scan(const char *h, size_t n, tc_span *out, int max, int *stop)
 			}
 			p = skip_ws(h, n, p + 1);
 			size_t v = p;
-			int args = key_is(h, key, klen, "arguments");
+			/* the first "arguments" is the call's: a later one must not
+			 * move what a stream has already sent */
+			int args = key_is(h, key, klen, "arguments") && !c->a0;
 			int r = scan_value(h, n, &p);
 			if (args && v < n) {
 				c->a0 = v;
