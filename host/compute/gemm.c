@@ -7,8 +7,9 @@
  *   each thread takes blocks of NC weight rows (the pool's ranges), and
  *   for each KC columns of them packs KERN_GEMM_NR rows at a time into a
  *   panel (converted to F32 as it is packed: BF16, F16 and the block
- *   formats need no pass of their own) that stays in L1 while every tile of x goes by it; the
- *   x panel (rows x KC) stays in L2, and so does the output block.
+ *   formats need no pass of their own) that stays in L1 while every tile
+ *   of x goes by it; the x panel (rows x KC) stays in L2, and so does the
+ *   output block.
  *
  * Measured against OpenBLAS's SGEMM (with the conversion pass it needs)
  * in DEVELOPERS.md's way: see docs/performance.md. */
@@ -147,7 +148,7 @@ static void gemm_task(void *ctx, int64_t b, int64_t e, int thread)
 	gemm_job *j = ctx;
 	float *wp = grow(&panel[thread], (size_t)NR * KC);
 	if (!wp) {
-		j->bad = 1;
+		__atomic_store_n(&j->bad, 1, __ATOMIC_RELAXED); /* any thread may */
 		return;
 	}
 	for (int i = 0; i < j->count; i++) {
