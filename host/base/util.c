@@ -361,3 +361,18 @@ void mh_free(void *p)
 	if (p)
 		free(((void **)p)[-1]);
 }
+
+float *mh_scratch(float **buf, size_t *len, size_t want)
+{
+	if (*len < want) {
+		free(*buf);
+		*buf = NULL;
+		*len = 0;
+		if (posix_memalign((void **)buf, 64, want * sizeof(float)) != 0) {
+			*buf = NULL;
+			return NULL;
+		}
+		*len = want;
+	}
+	return *buf;
+}

@@ -105,5 +105,10 @@ double mh_now(void); /* monotonic seconds */
  * back as untouched pages, so a KV cache costs memory only as it fills. */
 void *mh_alloc(size_t bytes);
 void mh_free(void *p);
+/* Scratch of at least want floats, 64-byte aligned, kept in *buf (of *len
+ * floats) and grown on demand, so that no work allocates once the largest
+ * has been seen; NULL (and nothing kept) when memory runs out.  Release
+ * with free(). */
+float *mh_scratch(float **buf, size_t *len, size_t want);
 
 #endif

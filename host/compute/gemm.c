@@ -18,7 +18,6 @@
 #include "base/util.h"
 
 #include <stdlib.h>
-#include <string.h>
 
 #define MR KERN_GEMM_MR
 #define NR KERN_GEMM_NR
@@ -34,34 +33,18 @@
 #endif
 
 #define MAX_THREADS 256
-typedef struct {
-	float *p;
-	size_t len;
-} buf;
-static buf xpack[MAX_THREADS]; /* the caller's packed x */
-static buf panel[MAX_THREADS]; /* a worker's weight panel */
-
-static float *grow(buf *b, size_t want)
-{
-	if (b->len < want) {
-		free(b->p);
-		b->p = NULL;
-		b->len = 0;
-		if (posix_memalign((void **)&b->p, 64, want * sizeof(float)) != 0) {
-			b->p = NULL;
-			return NULL;
-		}
-		b->len = want;
-	}
-	return b->p;
-}
+static float *xpack[MAX_THREADS]; /* the caller's packed x */
+static size_t xpack_len[MAX_THREADS];
+static float *panel[MAX_THREADS]; /* a worker's weight panel */
+static size_t panel_len[MAX_THREADS];
 
 void gemm_cleanup(void)
 {
 	for (int i = 0; i < MAX_THREADS; i++) {
-		free(xpack[i].p);
-		free(panel[i].p);
-		xpack[i] = panel[i] = (buf){ NULL, 0 };
+		free(xpack[i]);
+		free(panel[i]);
+		xpack[i] = panel[i] = NULL;
+		xpack_len[i] = panel_len[i] = 0;
 	}
 }
 
@@ -146,7 +129,7 @@ static void gemm_block(const gemm_job *j, int i, int64_t lo, int64_t hi, float *
 static void gemm_task(void *ctx, int64_t b, int64_t e, int thread)
 {
 	gemm_job *j = ctx;
-	float *wp = grow(&panel[thread], (size_t)NR * KC);
+	float *wp = mh_scratch(&panel[thread], &panel_len[thread], (size_t)NR * KC);
 	if (!wp) {
 		__atomic_store_n(&j->bad, 1, __ATOMIC_RELAXED); /* any thread may */
 		return;
@@ -190,22 +173,19 @@ static void pack_x(void *ctx, int64_t b, int64_t e, int thread)
 	}
 }
 
-void gemm_rows(mh_pool *pool, float *const *y, const float *x, const int *row, int m,
-	       const mh_tensor *const *w, int count, int64_t cols)
+int gemm_rows(mh_pool *pool, float *const *y, const float *x, const int *row, int m,
+	      const mh_tensor *const *w, int count, int64_t cols)
 {
 	int64_t tiles = (m + MR - 1) / MR;
-	float *xp = grow(&xpack[pool_thread()], (size_t)(tiles * MR * cols));
+	int th = pool_thread();
+	float *xp = mh_scratch(&xpack[th], &xpack_len[th], (size_t)(tiles * MR * cols));
+	if (!xp)
+		return -1;
 	gemm_job j = { y, w, row, xp, m, count, cols, { 0 }, 0 };
 	for (int i = 0; i < count; i++)
 		j.start[i + 1] = j.start[i] + w[i]->shape[0];
-	if (xp) {
-		xpack_job xj = { xp, x, row, m, cols };
-		pool_run(pool, tiles, pack_x, &xj);
-		pool_run_chunks(pool, j.start[count], NR, 4 * pool_size(pool), gemm_task, &j);
-	}
-	if (!xp || j.bad) /* out of memory: NaN, never stale data (ops.c) */
-		for (int i = 0; i < count; i++)
-			for (int t = 0; t < m; t++)
-				for (int64_t r = 0; r < w[i]->shape[0]; r++)
-					y[i][(size_t)row[t] * w[i]->shape[0] + r] = __builtin_nanf("");
+	xpack_job xj = { xp, x, row, m, cols };
+	pool_run(pool, tiles, pack_x, &xj);
+	pool_run_chunks(pool, j.start[count], NR, 4 * pool_size(pool), gemm_task, &j);
+	return j.bad ? -1 : 0;
 }

@@ -15,10 +15,11 @@
 /* Whether gemm_rows takes weights w with the kernels in use. */
 int gemm_ok(const mh_tensor *w);
 /* y[i] + row[t] * rows_i = (x + row[t] * cols) * w[i]^T for t < m and
- * i < count, where w[i] is rows_i x cols (count <= GEMM_WEIGHTS_MAX). */
+ * i < count, where w[i] is rows_i x cols (count <= GEMM_WEIGHTS_MAX); -1
+ * when memory ran out (the rows then hold anything). */
 #define GEMM_WEIGHTS_MAX 8
-void gemm_rows(mh_pool *pool, float *const *y, const float *x, const int *row, int m,
-	       const mh_tensor *const *w, int count, int64_t cols);
+int gemm_rows(mh_pool *pool, float *const *y, const float *x, const int *row, int m,
+	      const mh_tensor *const *w, int count, int64_t cols);
 void gemm_cleanup(void); /* free scratch memory */
 
 #endif

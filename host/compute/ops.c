@@ -60,21 +60,6 @@ const char *ops_blas_core(void)
 	return blas_describe();
 }
 
-static float *grow(float **buf, size_t *len, size_t want)
-{
-	if (*len < want) {
-		free(*buf);
-		*buf = NULL;
-		if (posix_memalign((void **)buf, 64, want * sizeof(float)) != 0) {
-			*buf = NULL;
-			*len = 0;
-			return NULL;
-		}
-		*len = want;
-	}
-	return *buf;
-}
-
 void ops_set_pool(mh_pool *p)
 {
 	pool = p;
@@ -277,7 +262,7 @@ static void mm_gemm(void *ctx, int64_t b, int64_t e, int thread)
 		step = step < 16 ? 16 : step / 16 * 16;
 		if (step > block)
 			step = block;
-		buf = grow(&wscratch[thread], &wscratch_len[thread], (size_t)(step * j->cols));
+		buf = mh_scratch(&wscratch[thread], &wscratch_len[thread], (size_t)(step * j->cols));
 		if (!buf)
 			return;
 	}
@@ -308,7 +293,7 @@ static void mm_gemm_blas(const mm_job *j)
 		block = 16;
 	if (block > j->rows)
 		block = j->rows;
-	float *buf = grow(&wblock, &wblock_len, (size_t)(block * j->cols));
+	float *buf = mh_scratch(&wblock, &wblock_len, (size_t)(block * j->cols));
 	if (!buf)
 		return;
 	for (int64_t r0 = 0; r0 < j->rows; r0 += block) {
@@ -430,7 +415,7 @@ static void route(float *const *y, const float *x, const mh_tensor *const *w, in
 		int *row_buf = row_bufs[th];
 		size_t xr_len = xr_lens[th];
 		size_t slot = (size_t)cols + KERN_X_SLACK;
-		float *buf = xr_len ? grow(&xprep[th], &xprep_len[th], need * slot) : NULL;
+		float *buf = xr_len ? mh_scratch(&xprep[th], &xprep_len[th], need * slot) : NULL;
 		if (!buf) {
 			for (int i = 0; i < count; i++)
 				fill_nan(y[i], (size_t)n * w[i]->shape[0]);
@@ -475,15 +460,15 @@ static void route(float *const *y, const float *x, const mh_tensor *const *w, in
 			gemm_row_lens[th] = gemm_row_bufs[th] ? (size_t)n : 0;
 		}
 		int *rows = gemm_row_bufs[th];
-		if (!rows) {
-			for (int i = 0; i < count; i++)
-				fill_nan(y[i], (size_t)n * w[i]->shape[0]);
-			return;
+		if (rows) {
+			for (int r = 0, at = 0; r < runs; at += len[r++])
+				for (int k = 0; len[r] > small && k < len[r]; k++)
+					rows[m++] = at + k;
+			if (gemm_rows(pool, y, x, rows, m, w, count, cols) == 0)
+				return;
 		}
-		for (int r = 0, at = 0; r < runs; at += len[r++])
-			for (int k = 0; len[r] > small && k < len[r]; k++)
-				rows[m++] = at + k;
-		gemm_rows(pool, y, x, rows, m, w, count, cols);
+		for (int i = 0; i < count; i++)
+			fill_nan(y[i], (size_t)n * w[i]->shape[0]);
 		return;
 	}
 	/* else one SGEMM job per weight over all of them */
@@ -631,7 +616,7 @@ static void attn_task(void *ctx, int64_t b, int64_t e, int thread)
 		block = 4;
 	int most = (group + j->splits - 1) / j->splits;
 	/* scores of up to `most` heads, then their softmax denominators */
-	float *sc = grow(&scratch[thread], &scratch_len[thread], (size_t)(most * lds + most));
+	float *sc = mh_scratch(&scratch[thread], &scratch_len[thread], (size_t)(most * lds + most));
 	int64_t per_tok = (int64_t)j->n_kv * j->splits; /* tasks per token */
 	for (int64_t task = b; task < e; task++) {
 		int t = (int)(task / per_tok), kvh = (int)(task % per_tok / j->splits);
