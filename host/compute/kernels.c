@@ -340,7 +340,8 @@ static int64_t peel(mh_dtype dt, const void *w, int64_t cols)
  * constants after inlining, the loops over them unrolled, or gcc keeps
  * the accumulators on the stack) */
 static TGT_INLINE void rows_rt(mh_dtype dt, const void *w, int64_t r, int64_t cols,
-			       const float *const *x, float *const *y, int R, int T, int64_t h)
+			       const float *const *x, float *const *y, int R, int T, int64_t h,
+			       int64_t pf)
 {
 	const int64_t es = dt == MH_F32 ? 4 : 2;
 	const char *wb = (const char *)w + r * cols * es;
@@ -358,8 +359,8 @@ static TGT_INLINE void rows_rt(mh_dtype dt, const void *w, int64_t r, int64_t co
 			__m256 xv[MAX_T];
 #pragma GCC unroll 4
 			for (int i = 0; i < R; i++) {
-				if (((k - h) & 31) == 0) /* a line ahead of each row, every 64 bytes */
-					PF(wr + i * cols + k + PF_DIST / 2);
+				if (pf && ((k - h) & 31) == 0) /* a line ahead of each row, every 64 bytes */
+					PF((const char *)(wr + i * cols + k) + pf);
 				v[i] = _mm256_loadu_si256((const __m256i *)(wr + i * cols + k));
 			}
 #pragma GCC unroll 3
@@ -391,8 +392,8 @@ static TGT_INLINE void rows_rt(mh_dtype dt, const void *w, int64_t r, int64_t co
 			xv[t] = _mm256_loadu_ps(x[t] + k);
 #pragma GCC unroll 4
 		for (int i = 0; i < R; i++) {
-			if (((k - h) * es & 63) == 0)
-				PF(wb + (i * cols + k) * es + PF_DIST);
+			if (pf && ((k - h) * es & 63) == 0)
+				PF(wb + (i * cols + k) * es + pf);
 			__m256 v = ld8(dt, w, (r + i) * cols + k);
 #pragma GCC unroll 3
 			for (int t = 0; t < T; t++)
@@ -412,17 +413,18 @@ static TGT_INLINE void rows_rt(mh_dtype dt, const void *w, int64_t r, int64_t co
 
 /* rows [r0, r1) against T tokens: R rows at a time, then two, then one */
 static TGT_INLINE void rows_t(mh_dtype dt, const void *w, int64_t r0, int64_t r1, int64_t cols,
-			      const float *const *x, float *const *y, int R, int T, int64_t h)
+			      const float *const *x, float *const *y, int R, int T, int64_t h,
+			      int64_t pf)
 {
 	int64_t r = r0;
 	for (; r + R <= r1; r += R)
-		rows_rt(dt, w, r, cols, x, y, R, T, h);
+		rows_rt(dt, w, r, cols, x, y, R, T, h, pf);
 	if (R > 2 && r + 2 <= r1) {
-		rows_rt(dt, w, r, cols, x, y, 2, T, h);
+		rows_rt(dt, w, r, cols, x, y, 2, T, h, pf);
 		r += 2;
 	}
 	for (; r < r1; r++)
-		rows_rt(dt, w, r, cols, x, y, 1, T, h);
+		rows_rt(dt, w, r, cols, x, y, 1, T, h, pf);
 }
 
 static TGT_INLINE void rows_dt(mh_dtype dt, float *const *y, const float *const *x, int n,
@@ -430,19 +432,24 @@ static TGT_INLINE void rows_dt(mh_dtype dt, float *const *y, const float *const 
 {
 	int64_t h = peel(dt, w, cols);
 	if (n == 1) {
-		rows_t(dt, w, r0, r1, cols, x, y, ONE_ROWS, 1, h);
+		rows_t(dt, w, r0, r1, cols, x, y, ONE_ROWS, 1, h, PF_DIST);
 		return;
 	}
+	/* The first group of tokens prefetches the rows after r1 as it reads
+	 * r0..r1 (the next block of ops.c's walk); the others find the rows
+	 * in cache. */
+	int64_t pf = (r1 - r0) * cols * (dt == MH_F32 ? 4 : 2);
 	/* groups of three tokens, the last two of two where three would leave one */
 	for (int t0 = 0; t0 < n;) {
 		int g = n - t0 > MAX_T ? (n - t0 == MAX_T + 1 ? 2 : MAX_T) : n - t0;
 		if (g == 3)
-			rows_t(dt, w, r0, r1, cols, x + t0, y + t0, 3, 3, h);
+			rows_t(dt, w, r0, r1, cols, x + t0, y + t0, 3, 3, h, pf);
 		else if (g == 2)
-			rows_t(dt, w, r0, r1, cols, x + t0, y + t0, 3, 2, h);
+			rows_t(dt, w, r0, r1, cols, x + t0, y + t0, 3, 2, h, pf);
 		else
-			rows_t(dt, w, r0, r1, cols, x + t0, y + t0, 4, 1, h);
+			rows_t(dt, w, r0, r1, cols, x + t0, y + t0, 4, 1, h, pf);
 		t0 += g;
+		pf = 0;
 	}
 }
 
