@@ -187,8 +187,9 @@ static float max_scalar(const float *x, int64_t n)
 /* ---- AVX2 / FMA / F16C -------------------------------------------------------------- */
 
 #ifdef HAVE_X86_KERNELS
-/* Decoding prefetches the weights this many bytes ahead into L2 (T1), not
- * L1: measured against a plain read of the same bytes, the T0 hint kept
+/* One-token decode prefetches the weights this many bytes ahead into L2
+ * (T1), not L1 (several tokens prefetch one block of ops.c's walk ahead:
+ * rows_dt): measured against a plain read of the same bytes, the T0 hint kept
  * F16 at 74% and F32 at 94% of it, T1 at 85% and 102% (lines fetched to L1
  * that early are evicted by the stream before use). */
 #ifndef PF_DIST
@@ -338,7 +339,8 @@ static int64_t peel(mh_dtype dt, const void *w, int64_t cols)
 
 /* rows r .. r + R of w against the tokens x[0..T): y[t][r + i] (R and T
  * constants after inlining, the loops over them unrolled, or gcc keeps
- * the accumulators on the stack) */
+ * the accumulators on the stack), prefetching each row's line pf bytes
+ * ahead every 64 bytes (pf 0: none) */
 static TGT_INLINE void rows_rt(mh_dtype dt, const void *w, int64_t r, int64_t cols,
 			       const float *const *x, float *const *y, int R, int T, int64_t h,
 			       int64_t pf)
@@ -359,7 +361,7 @@ static TGT_INLINE void rows_rt(mh_dtype dt, const void *w, int64_t r, int64_t co
 			__m256 xv[MAX_T];
 #pragma GCC unroll 4
 			for (int i = 0; i < R; i++) {
-				if (pf && ((k - h) & 31) == 0) /* a line ahead of each row, every 64 bytes */
+				if (pf && ((k - h) & 31) == 0)
 					PF((const char *)(wr + i * cols + k) + pf);
 				v[i] = _mm256_loadu_si256((const __m256i *)(wr + i * cols + k));
 			}
